@@ -1,0 +1,180 @@
+// Paged attention core shared by decode and prefill: one workgroup streams the keys of one
+// sequence and one KV head through workgroup memory, tile by tile, for up to ROWS query rows
+// (query heads of one GQA group, and for prefill several query tokens), keeping an online
+// softmax per row. Every K/V row is read once per workgroup however many query heads share it.
+//
+// The composer prepends: the KvVec prelude (kv_*.wgsl) and the constants HEAD_DIM, HD4, WG,
+// ROWS, TILE_KEYS and ACC_SLOTS.
+//
+// Output is a partial softmax state per (row, partition): unnormalised accumulator, running
+// max m and running sum l. combine.wgsl merges partitions (context splits and pool shards).
+
+struct AttnParams {
+    num_seqs: u32,
+    q_heads: u32,
+    group: u32,
+    group_chunks: u32,
+    block_size: u32,
+    table_stride: u32,
+    partition_tokens: u32,
+    splits: u32,
+    num_partitions: u32,
+    partition_base: u32,
+    shard_first_block: u32,
+    shard_blocks: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: AttnParams;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
+@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
+@group(0) @binding(4) var<storage, read> block_tables: array<u32>;
+// Per sequence: (context length including this step's tokens, first query row, query count, 0).
+@group(0) @binding(5) var<storage, read> seq_info: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read_write> partial_acc: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>;
+
+// A finite stand-in for -inf: WGSL has no infinity literal, and exp(MASKED - real) is 0.
+const MASKED: f32 = -3.0e38;
+const INVALID: u32 = 0xffffffffu;
+
+var<workgroup> q_tile: array<vec4<f32>, ROWS * HD4>;
+var<workgroup> kv_tile: array<vec4<f32>, TILE_KEYS * HD4>;
+var<workgroup> p_tile: array<f32, ROWS * TILE_KEYS>;
+var<workgroup> key_slot: array<u32, TILE_KEYS>;
+var<workgroup> row_m: array<f32, ROWS>;
+var<workgroup> row_l: array<f32, ROWS>;
+var<workgroup> row_alpha: array<f32, ROWS>;
+// Keys at positions below row_limit[r] are visible to row r (the causal mask).
+var<workgroup> row_limit: array<u32, ROWS>;
+
+var<private> acc: array<vec4<f32>, ACC_SLOTS>;
+
+// Where key `tok` of `seq` lives in this shard, in KvVec units, or INVALID when its block is in
+// another shard (that shard's dispatch covers it).
+fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
+    let block = block_tables[seq * params.table_stride + tok / params.block_size];
+    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+        return INVALID;
+    }
+    let kv_heads = params.q_heads / params.group;
+    let local_block = block - params.shard_first_block;
+    return ((local_block * kv_heads + kv_head) * params.block_size + tok % params.block_size) * HD4;
+}
+
+// Streams keys [key_begin, key_end) against q_tile rows [0, rows). Callers fill q_tile (already
+// scaled) and row_limit first. Leaves the result in acc, row_m and row_l.
+fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: u32) {
+    for (var j = 0u; j < ACC_SLOTS; j++) {
+        acc[j] = vec4<f32>(0.0);
+    }
+    if (tid < ROWS) {
+        row_m[tid] = MASKED;
+        row_l[tid] = 0.0;
+        row_alpha[tid] = 1.0;
+    }
+    var tile_start = key_begin;
+    loop {
+        if (tile_start >= key_end) {
+            break;
+        }
+        workgroupBarrier();
+        if (tid < TILE_KEYS) {
+            let tok = tile_start + tid;
+            var base = INVALID;
+            if (tok < key_end) {
+                base = key_base(seq, kv_head, tok);
+            }
+            key_slot[tid] = base;
+        }
+        workgroupBarrier();
+        for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
+            let base = key_slot[idx / HD4];
+            var value = vec4<f32>(0.0);
+            if (base != INVALID) {
+                value = kv_load(k_cache[base + idx % HD4]);
+            }
+            kv_tile[idx] = value;
+        }
+        workgroupBarrier();
+        for (var idx = tid; idx < ROWS * TILE_KEYS; idx += WG) {
+            let r = idx / TILE_KEYS;
+            let kk = idx % TILE_KEYS;
+            var score = MASKED;
+            if (r < rows && key_slot[kk] != INVALID && tile_start + kk < row_limit[r]) {
+                var dot4 = vec4<f32>(0.0);
+                for (var i = 0u; i < HD4; i++) {
+                    dot4 += q_tile[r * HD4 + i] * kv_tile[kk * HD4 + i];
+                }
+                score = dot4.x + dot4.y + dot4.z + dot4.w;
+            }
+            p_tile[idx] = score;
+        }
+        workgroupBarrier();
+        // K is no longer needed: load V into the same tile while row leaders update softmax state.
+        for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
+            let base = key_slot[idx / HD4];
+            var value = vec4<f32>(0.0);
+            if (base != INVALID) {
+                value = kv_load(v_cache[base + idx % HD4]);
+            }
+            kv_tile[idx] = value;
+        }
+        if (tid < rows) {
+            let m_old = row_m[tid];
+            var m_tile = MASKED;
+            for (var kk = 0u; kk < TILE_KEYS; kk++) {
+                m_tile = max(m_tile, p_tile[tid * TILE_KEYS + kk]);
+            }
+            let m_new = max(m_old, m_tile);
+            var sum = 0.0;
+            for (var kk = 0u; kk < TILE_KEYS; kk++) {
+                let score = p_tile[tid * TILE_KEYS + kk];
+                var p = 0.0;
+                if (score > MASKED) {
+                    p = exp(score - m_new);
+                }
+                p_tile[tid * TILE_KEYS + kk] = p;
+                sum += p;
+            }
+            let alpha = exp(m_old - m_new);
+            row_alpha[tid] = alpha;
+            row_l[tid] = row_l[tid] * alpha + sum;
+            row_m[tid] = m_new;
+        }
+        workgroupBarrier();
+        for (var j = 0u; j < ACC_SLOTS; j++) {
+            let pair = tid + j * WG;
+            let r = pair / HD4;
+            if (r < rows) {
+                let i = pair % HD4;
+                var a = acc[j] * row_alpha[r];
+                for (var kk = 0u; kk < TILE_KEYS; kk++) {
+                    a += p_tile[r * TILE_KEYS + kk] * kv_tile[kk * HD4 + i];
+                }
+                acc[j] = a;
+            }
+        }
+        tile_start += TILE_KEYS;
+    }
+}
+
+// Writes this workgroup's partial state for `partition`. Each kernel file defines
+// `output_row(r)`, the global row (query token x q_heads + head) of local row r.
+fn write_partials(rows: u32, tid: u32, part: u32) {
+    for (var j = 0u; j < ACC_SLOTS; j++) {
+        let pair = tid + j * WG;
+        let r = pair / HD4;
+        if (r < rows) {
+            let row = output_row(r);
+            partial_acc[(row * params.num_partitions + part) * HD4 + pair % HD4] = acc[j];
+        }
+    }
+    if (tid < rows) {
+        partial_ml[output_row(tid) * params.num_partitions + part] = vec2<f32>(row_m[tid], row_l[tid]);
+    }
+}

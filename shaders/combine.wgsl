@@ -1,0 +1,43 @@
+// Merges partial softmax states (from context splits and pool shards) into the final output:
+// out = sum_p exp(m_p - M) acc_p / sum_p exp(m_p - M) l_p, with M the largest m_p.
+// One workgroup per output row; the composer prepends HEAD_DIM, HD4 and WG.
+
+struct CombineParams {
+    rows: u32,
+    num_partitions: u32,
+    grid_x: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: CombineParams;
+@group(0) @binding(1) var<storage, read> partial_acc: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> partial_ml: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+
+const MASKED: f32 = -3.0e38;
+
+@compute @workgroup_size(WG)
+fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+    let row = wg.x + wg.y * params.grid_x;
+    if (row >= params.rows) {
+        return;
+    }
+    let first = row * params.num_partitions;
+    var m = MASKED;
+    for (var p = 0u; p < params.num_partitions; p++) {
+        m = max(m, partial_ml[first + p].x);
+    }
+    var l = 0.0;
+    for (var p = 0u; p < params.num_partitions; p++) {
+        let ml = partial_ml[first + p];
+        l += exp(ml.x - m) * ml.y;
+    }
+    let inv_l = select(0.0, 1.0 / l, l > 0.0);
+    for (var i = tid; i < HD4; i += WG) {
+        var o = vec4<f32>(0.0);
+        for (var p = 0u; p < params.num_partitions; p++) {
+            o += exp(partial_ml[first + p].x - m) * partial_acc[(first + p) * HD4 + i];
+        }
+        out[row * HD4 + i] = o * inv_l;
+    }
+}

@@ -1,0 +1,11 @@
+// KV storage as f16 packed two per u32, for adapters without SHADER_F16. Same bytes as the
+// native layout, so a pool written by one variant reads back identically in the other.
+alias KvVec = vec2<u32>;
+
+fn kv_load(x: KvVec) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(x.x), unpack2x16float(x.y));
+}
+
+fn kv_store(x: vec4<f32>) -> KvVec {
+    return vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw));
+}

@@ -1,0 +1,447 @@
+//! `KvCacheManager`: block tables, copy-on-write and automatic prefix caching over a
+//! [`BlockPool`].
+//!
+//! It decides *which* block holds each token and tells the GPU side what to copy and where to
+//! write; it never waits for the GPU. Every operation either fully succeeds or leaves the
+//! cache unchanged, so a scheduler can simply try, and preempt or queue on `OutOfBlocks`.
+
+use std::collections::BTreeMap;
+
+use super::error::CacheError;
+use super::geometry::CacheLayout;
+use super::pool::{BlockId, BlockPool};
+use super::prefix::{PrefixHash, block_hash};
+use super::table::{AppendPlan, BlockCopy, CacheStats, PrefixHit, SeqId, Sequence};
+
+/// The KV cache's bookkeeping: a block pool plus one block table per live sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvCacheManager {
+    layout: CacheLayout,
+    prefix_caching: bool,
+    pool: BlockPool,
+    seqs: BTreeMap<SeqId, Sequence>,
+    prefix_lookup_tokens: u64,
+    prefix_hit_tokens: u64,
+    cow_copies: u64,
+}
+
+impl KvCacheManager {
+    /// A cache of `num_blocks` blocks of `layout.block_size` tokens. With `prefix_caching`,
+    /// full blocks are registered by hash chain and reused by [`Self::admit_with_prefix`].
+    /// Fails if the block size is 0 or `num_blocks * block_size` slots do not fit in `u32`.
+    pub fn new(
+        layout: CacheLayout,
+        num_blocks: u32,
+        prefix_caching: bool,
+    ) -> Result<Self, CacheError> {
+        if layout.block_size == 0 {
+            return Err(CacheError::InvalidConfig(
+                "block_size must be at least 1".into(),
+            ));
+        }
+        if num_blocks as u64 * layout.block_size as u64 > u32::MAX as u64 {
+            return Err(CacheError::InvalidConfig(format!(
+                "{num_blocks} blocks of {} tokens exceed u32 slot ids",
+                layout.block_size
+            )));
+        }
+        Ok(Self {
+            layout,
+            prefix_caching,
+            pool: BlockPool::new(num_blocks),
+            seqs: BTreeMap::new(),
+            prefix_lookup_tokens: 0,
+            prefix_hit_tokens: 0,
+            cow_copies: 0,
+        })
+    }
+
+    /// The layout this cache was built for.
+    pub fn layout(&self) -> &CacheLayout {
+        &self.layout
+    }
+
+    /// Tokens per block.
+    pub fn block_size(&self) -> u32 {
+        self.layout.block_size
+    }
+
+    /// Whether automatic prefix caching is on.
+    pub fn prefix_caching(&self) -> bool {
+        self.prefix_caching
+    }
+
+    /// The underlying pool, read-only (refcounts, free list, LRU) for metrics and checks.
+    pub fn pool(&self) -> &BlockPool {
+        &self.pool
+    }
+
+    /// Total physical blocks.
+    pub fn num_blocks(&self) -> u32 {
+        self.pool.num_blocks()
+    }
+
+    /// Blocks an allocation can take: free plus evictable cached blocks.
+    pub fn num_free_blocks(&self) -> u32 {
+        self.pool.num_free()
+    }
+
+    /// Blocks referenced by some sequence (refcount > 0): what "peak use" measures.
+    pub fn num_used_blocks(&self) -> u32 {
+        self.pool.num_used()
+    }
+
+    /// Evictable cached blocks (counted in [`Self::num_free_blocks`] too).
+    pub fn num_cached_blocks(&self) -> u32 {
+        self.pool.num_evictable()
+    }
+
+    /// Whether `id` is a live sequence.
+    pub fn contains(&self, id: SeqId) -> bool {
+        self.seqs.contains_key(&id)
+    }
+
+    /// Live sequence ids in ascending order.
+    pub fn seq_ids(&self) -> impl Iterator<Item = SeqId> + '_ {
+        self.seqs.keys().copied()
+    }
+
+    /// Physical blocks of `id` in logical order (empty for an unknown id), as the attention
+    /// kernels' block table wants them.
+    pub fn block_table(&self, id: SeqId) -> &[BlockId] {
+        self.seqs.get(&id).map_or(&[], |s| &s.blocks)
+    }
+
+    /// Tokens cached for `id` (0 for an unknown id).
+    pub fn context_len(&self, id: SeqId) -> u32 {
+        self.seqs.get(&id).map_or(0, |s| s.tokens.len() as u32)
+    }
+
+    /// Token ids cached for `id` (empty for an unknown id); needed to recompute after
+    /// preemption and to extend hash chains.
+    pub fn tokens(&self, id: SeqId) -> &[u32] {
+        self.seqs.get(&id).map_or(&[], |s| &s.tokens)
+    }
+
+    /// Cumulative counters.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            prefix_lookup_tokens: self.prefix_lookup_tokens,
+            prefix_hit_tokens: self.prefix_hit_tokens,
+            evicted_cached_blocks: self.pool.evicted_cached_blocks(),
+            blocks_allocated: self.pool.blocks_allocated(),
+            cow_copies: self.cow_copies,
+        }
+    }
+
+    /// Adds an empty sequence.
+    pub fn add_sequence(&mut self, id: SeqId) -> Result<(), CacheError> {
+        if self.seqs.contains_key(&id) {
+            return Err(CacheError::DuplicateSequence(id));
+        }
+        self.seqs.insert(id, Sequence::default());
+        Ok(())
+    }
+
+    /// Blocks that appending `n` tokens to `id` would take from the pool, including a
+    /// copy-on-write block when the partial last block is shared.
+    pub fn blocks_needed_to_append(&self, id: SeqId, n: u32) -> Result<u32, CacheError> {
+        let seq = self.seqs.get(&id).ok_or(CacheError::UnknownSequence(id))?;
+        Ok(self.needed_for(seq, n as u64))
+    }
+
+    /// Whether appending `n` tokens to `id` would succeed now (false for an unknown id).
+    pub fn can_append(&self, id: SeqId, n: u32) -> bool {
+        self.blocks_needed_to_append(id, n)
+            .is_ok_and(|needed| needed <= self.pool.num_free())
+    }
+
+    fn needed_for(&self, seq: &Sequence, n: u64) -> u32 {
+        let bs = self.block_size() as u64;
+        let len = seq.tokens.len() as u64;
+        let new_blocks = (len + n).div_ceil(bs) - seq.blocks.len() as u64;
+        let cow = n > 0
+            && !len.is_multiple_of(bs)
+            && seq
+                .blocks
+                .last()
+                .is_some_and(|&b| self.pool.refcount(b) > 1);
+        (new_blocks + cow as u64).min(u32::MAX as u64) as u32
+    }
+
+    /// Appends `tokens` to `id`, all or nothing. Returns where each token's K/V goes and the
+    /// copy-on-write copies to run first. Full blocks are registered for prefix reuse.
+    pub fn append_tokens(&mut self, id: SeqId, tokens: &[u32]) -> Result<AppendPlan, CacheError> {
+        let seq = self.seqs.get(&id).ok_or(CacheError::UnknownSequence(id))?;
+        let needed = self.needed_for(seq, tokens.len() as u64);
+        let available = self.pool.num_free();
+        if needed > available {
+            return Err(CacheError::OutOfBlocks { needed, available });
+        }
+        let bs = self.block_size();
+        let mut seq = self.seqs.remove(&id).expect("checked above");
+        let mut plan = AppendPlan {
+            slots: Vec::with_capacity(tokens.len()),
+            copies: Vec::new(),
+        };
+        // `needed <= available` makes every allocation below succeed, so no partial state.
+        let result = (|| {
+            let len = seq.tokens.len() as u32;
+            if !tokens.is_empty() && !len.is_multiple_of(bs) {
+                let last = seq.blocks.len() - 1;
+                let src = seq.blocks[last];
+                if self.pool.refcount(src) > 1 {
+                    let dst = self.pool.allocate()?;
+                    self.pool.release(src)?;
+                    seq.blocks[last] = dst;
+                    plan.copies.push(BlockCopy { src, dst });
+                    self.cow_copies += 1;
+                }
+            }
+            for &token in tokens {
+                let pos = seq.tokens.len() as u32;
+                if pos.is_multiple_of(bs) {
+                    seq.blocks.push(self.pool.allocate()?);
+                }
+                let block = seq.blocks[(pos / bs) as usize];
+                plan.slots.push(block * bs + pos % bs);
+                seq.tokens.push(token);
+                if self.prefix_caching && (pos + 1).is_multiple_of(bs) {
+                    let start = (pos + 1 - bs) as usize;
+                    let h = block_hash(seq.hashes.last().copied(), &seq.tokens[start..]);
+                    seq.hashes.push(h);
+                    self.pool.register(block, h);
+                }
+            }
+            Ok::<(), CacheError>(())
+        })();
+        self.seqs.insert(id, seq);
+        result.map(|()| plan)
+    }
+
+    /// Creates `child` sharing all of `parent`'s blocks and tokens (beam search, parallel
+    /// sampling). The first append to a shared partial block copies it (copy-on-write).
+    pub fn fork(&mut self, parent: SeqId, child: SeqId) -> Result<(), CacheError> {
+        if self.seqs.contains_key(&child) {
+            return Err(CacheError::DuplicateSequence(child));
+        }
+        let seq = self
+            .seqs
+            .get(&parent)
+            .ok_or(CacheError::UnknownSequence(parent))?
+            .clone();
+        for &b in &seq.blocks {
+            self.pool.retain(b)?;
+        }
+        self.seqs.insert(child, seq);
+        Ok(())
+    }
+
+    /// Removes `id` and releases its blocks, last block first, so that a sequence's tail
+    /// (least likely to be shared) is evicted before its prefix.
+    pub fn free(&mut self, id: SeqId) -> Result<(), CacheError> {
+        let seq = self
+            .seqs
+            .remove(&id)
+            .ok_or(CacheError::UnknownSequence(id))?;
+        for &b in seq.blocks.iter().rev() {
+            self.pool.release(b)?;
+        }
+        Ok(())
+    }
+
+    /// Cached blocks matching `prompt`'s leading full blocks, stopping at the first miss and
+    /// never including the block that holds the prompt's last token.
+    fn match_prefix(&self, prompt: &[u32]) -> Vec<(BlockId, PrefixHash)> {
+        let bs = self.block_size() as usize;
+        let mut hits = Vec::new();
+        if !self.prefix_caching {
+            return hits;
+        }
+        let mut parent = None;
+        for chunk in prompt[..prompt.len().saturating_sub(1)].chunks_exact(bs) {
+            let h = block_hash(parent, chunk);
+            match self.pool.lookup(h) {
+                Some(b) => hits.push((b, h)),
+                None => break,
+            }
+            parent = Some(h);
+        }
+        hits
+    }
+
+    /// Leading tokens of `prompt` that [`Self::admit_with_prefix`] would serve from cache now.
+    pub fn cached_prefix_tokens(&self, prompt: &[u32]) -> u32 {
+        (self.match_prefix(prompt).len() as u32) * self.block_size()
+    }
+
+    /// Blocks admitting `prompt` and appending all of it would take from the free count now:
+    /// the uncached blocks plus cached blocks that are currently evictable (reusing one takes
+    /// it out of the LRU). For admission control.
+    pub fn blocks_needed_to_admit(&self, prompt: &[u32]) -> u32 {
+        let hits = self.match_prefix(prompt);
+        let total = (prompt.len() as u64).div_ceil(self.block_size() as u64);
+        let revived = hits
+            .iter()
+            .filter(|(b, _)| self.pool.is_evictable(*b))
+            .count() as u64;
+        (total - hits.len() as u64 + revived).min(u32::MAX as u64) as u32
+    }
+
+    /// Creates sequence `id` holding the longest cached prefix of `prompt` (whole blocks,
+    /// never the block of the last token) and counts the lookup. The caller then appends
+    /// `prompt[cached_tokens..]` with [`Self::append_tokens`]. With prefix caching off this is
+    /// [`Self::add_sequence`] and counts nothing.
+    pub fn admit_with_prefix(
+        &mut self,
+        id: SeqId,
+        prompt: &[u32],
+    ) -> Result<PrefixHit, CacheError> {
+        if self.seqs.contains_key(&id) {
+            return Err(CacheError::DuplicateSequence(id));
+        }
+        if !self.prefix_caching {
+            self.seqs.insert(id, Sequence::default());
+            return Ok(PrefixHit::default());
+        }
+        let bs = self.block_size();
+        let hits = self.match_prefix(prompt);
+        let mut seq = Sequence::default();
+        for &(b, h) in &hits {
+            self.pool.retain(b)?;
+            seq.blocks.push(b);
+            seq.hashes.push(h);
+        }
+        let cached = hits.len() as u32 * bs;
+        seq.tokens.extend_from_slice(&prompt[..cached as usize]);
+        self.seqs.insert(id, seq);
+        self.prefix_lookup_tokens += prompt.len() as u64;
+        self.prefix_hit_tokens += cached as u64;
+        Ok(PrefixHit {
+            cached_tokens: cached,
+            lookup_tokens: prompt.len() as u32,
+            shareable_tokens: (prompt.len().saturating_sub(1) as u32) / bs * bs,
+        })
+    }
+
+    /// Full O(n) consistency check: the pool's own invariants, refcounts equal to the number
+    /// of table references, table lengths matching token counts. For tests and debug builds.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.pool.check_invariants()?;
+        let bs = self.block_size() as usize;
+        let mut refs = vec![0u32; self.num_blocks() as usize];
+        for (id, seq) in &self.seqs {
+            if seq.blocks.len() != seq.tokens.len().div_ceil(bs) {
+                return Err(format!("sequence {id}: table length disagrees with tokens"));
+            }
+            if self.prefix_caching && seq.hashes.len() != seq.tokens.len() / bs {
+                return Err(format!(
+                    "sequence {id}: hash chain length disagrees with tokens"
+                ));
+            }
+            for &b in &seq.blocks {
+                *refs
+                    .get_mut(b as usize)
+                    .ok_or(format!("block {b} out of range"))? += 1;
+            }
+        }
+        for (b, &count) in refs.iter().enumerate() {
+            if self.pool.refcount(b as BlockId) != count {
+                return Err(format!(
+                    "block {b}: refcount differs from {count} table refs"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{KvDtype, ModelGeometry};
+
+    fn mgr(blocks: u32, prefix: bool) -> KvCacheManager {
+        let layout = CacheLayout {
+            geometry: ModelGeometry::qwen2_5_0_5b(),
+            block_size: 4,
+            dtype: KvDtype::F16,
+        };
+        KvCacheManager::new(layout, blocks, prefix).unwrap()
+    }
+
+    #[test]
+    fn append_allocates_at_boundaries_and_returns_slots() {
+        let mut m = mgr(4, false);
+        let s = SeqId(1);
+        m.add_sequence(s).unwrap();
+        assert_eq!(m.add_sequence(s), Err(CacheError::DuplicateSequence(s)));
+        let plan = m.append_tokens(s, &[10, 11, 12, 13, 14]).unwrap();
+        assert_eq!(m.block_table(s), &[0, 1]);
+        assert_eq!(plan.slots, vec![0, 1, 2, 3, 4]);
+        assert!(plan.copies.is_empty());
+        assert_eq!(m.context_len(s), 5);
+        assert_eq!(m.blocks_needed_to_append(s, 3), Ok(0));
+        assert_eq!(m.blocks_needed_to_append(s, 4), Ok(1));
+        m.free(s).unwrap();
+        assert_eq!(m.num_used_blocks(), 0);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn out_of_blocks_changes_nothing() {
+        let mut m = mgr(2, true);
+        m.add_sequence(SeqId(1)).unwrap();
+        m.append_tokens(SeqId(1), &[1, 2, 3]).unwrap();
+        let before = m.clone();
+        let err = m.append_tokens(SeqId(1), &[0; 10]).unwrap_err();
+        assert_eq!(
+            err,
+            CacheError::OutOfBlocks {
+                needed: 3,
+                available: 1
+            }
+        );
+        assert!(!m.can_append(SeqId(1), 10));
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn fork_then_append_copies_the_shared_partial_block() {
+        let mut m = mgr(4, false);
+        let (p, c) = (SeqId(1), SeqId(2));
+        m.add_sequence(p).unwrap();
+        m.append_tokens(p, &[1, 2, 3, 4, 5, 6]).unwrap();
+        m.fork(p, c).unwrap();
+        assert_eq!(m.pool().refcount(1), 2);
+        assert_eq!(m.blocks_needed_to_append(c, 1), Ok(1));
+        let plan = m.append_tokens(c, &[9]).unwrap();
+        assert_eq!(plan.copies, vec![BlockCopy { src: 1, dst: 2 }]);
+        assert_eq!(plan.slots, vec![2 * 4 + 2]);
+        assert_eq!(m.block_table(p), &[0, 1]);
+        assert_eq!(m.block_table(c), &[0, 2]);
+        assert_eq!(m.tokens(p), &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(m.stats().cow_copies, 1);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn prefix_reuse_keeps_last_token_uncached() {
+        let mut m = mgr(8, true);
+        let prompt: Vec<u32> = (0..8).collect();
+        let hit = m.admit_with_prefix(SeqId(1), &prompt).unwrap();
+        assert_eq!(hit.cached_tokens, 0);
+        m.append_tokens(SeqId(1), &prompt).unwrap();
+        m.free(SeqId(1)).unwrap();
+        assert_eq!(m.num_cached_blocks(), 2);
+        // Exactly two full blocks: the second holds the last token, so only one is reused.
+        assert_eq!(m.blocks_needed_to_admit(&prompt), 2);
+        let hit = m.admit_with_prefix(SeqId(2), &prompt).unwrap();
+        assert_eq!(
+            (hit.cached_tokens, hit.shareable_tokens, hit.lookup_tokens),
+            (4, 4, 8)
+        );
+        assert_eq!(m.stats().prefix_hit_tokens, 4);
+        m.check_invariants().unwrap();
+    }
+}

@@ -1,0 +1,260 @@
+//! Adapter discovery and device creation.
+//!
+//! pagekv asks for the adapter's *own* limits rather than wgpu's defaults: the defaults cap a
+//! storage binding at 128 MiB and a buffer at 256 MiB, which would make a real GPU's KV pool
+//! look tiny. Optional features are requested only where present, and every kernel has a
+//! portable fallback, so the same binary runs on lavapipe, GL and any real GPU.
+
+use super::GpuError;
+use serde::{Deserialize, Serialize};
+
+/// Which adapter to use. Empty means "the best one" (discrete, integrated, virtual, cpu).
+#[derive(Clone, Debug, Default)]
+pub struct AdapterFilter {
+    /// Restrict to one backend.
+    pub backend: Option<wgpu::Backend>,
+    /// Case-insensitive substring of the adapter name.
+    pub name: Option<String>,
+}
+
+impl AdapterFilter {
+    /// Parses a backend name as users type it (`vulkan`, `metal`, `dx12`, `gl`).
+    pub fn parse_backend(text: &str) -> Option<wgpu::Backend> {
+        match text.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Some(wgpu::Backend::Vulkan),
+            "metal" => Some(wgpu::Backend::Metal),
+            "dx12" | "d3d12" => Some(wgpu::Backend::Dx12),
+            "gl" | "opengl" | "gles" => Some(wgpu::Backend::Gl),
+            _ => None,
+        }
+    }
+
+    fn accepts(&self, info: &wgpu::AdapterInfo) -> bool {
+        let backend_ok = self.backend.is_none_or(|b| b == info.backend);
+        let name_ok = self
+            .name
+            .as_ref()
+            .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+        backend_ok && name_ok
+    }
+}
+
+/// The limits and features pagekv sizes its buffers and picks kernel variants from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Capabilities {
+    /// Largest storage buffer binding in bytes: a KV shard never exceeds this.
+    pub max_storage_binding: u64,
+    /// Largest buffer in bytes.
+    pub max_buffer: u64,
+    /// Workgroup shared memory in bytes: bounds attention tile sizes.
+    pub max_workgroup_storage: u32,
+    /// Invocations per workgroup.
+    pub max_invocations_per_workgroup: u32,
+    /// Storage buffers one shader stage may bind (GL allows fewer than Vulkan).
+    pub max_storage_buffers_per_stage: u32,
+    /// Workgroups per dispatch dimension.
+    pub max_workgroups_per_dimension: u32,
+    /// Native f16 arithmetic and storage in WGSL (`enable f16`).
+    pub shader_f16: bool,
+    /// Subgroup operations.
+    pub subgroup: bool,
+    /// GPU timestamp queries, for kernel times that exclude submit overhead.
+    pub timestamps: bool,
+}
+
+impl Capabilities {
+    /// Reads what a device actually grants (which may be less than its adapter offers).
+    pub fn of_device(device: &wgpu::Device) -> Self {
+        let limits = device.limits();
+        let features = device.features();
+        Self::from_parts(&limits, features)
+    }
+
+    fn from_parts(limits: &wgpu::Limits, features: wgpu::Features) -> Self {
+        Self {
+            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_buffer: limits.max_buffer_size,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroup: features.contains(wgpu::Features::SUBGROUP),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+/// One adapter as `pagekv devices` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdapterReport {
+    /// Adapter name as the driver reports it.
+    pub name: String,
+    /// PCI vendor id, so results can be grouped by vendor.
+    pub vendor: u32,
+    /// Backend: Vulkan, Metal, Dx12 or Gl.
+    pub backend: String,
+    /// Discrete, integrated, virtual or cpu.
+    pub device_type: String,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version details.
+    pub driver_info: String,
+    /// What pagekv would get from this adapter.
+    pub capabilities: Capabilities,
+}
+
+impl AdapterReport {
+    fn new(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let wanted = wanted_features(adapter.features());
+        Self {
+            name: info.name.clone(),
+            vendor: info.vendor,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            capabilities: Capabilities::from_parts(&adapter.limits(), wanted),
+        }
+    }
+}
+
+/// A device and queue plus what they can do. Either pagekv creates it ([`GpuContext::new`]) or
+/// a host application lends its own ([`GpuContext::from_device`]).
+#[derive(Clone, Debug)]
+pub struct GpuContext {
+    /// The device every pagekv buffer and pipeline lives on.
+    pub device: wgpu::Device,
+    /// The queue pagekv submits to when it owns submission.
+    pub queue: wgpu::Queue,
+    /// Adapter identity, written into every result so numbers name their hardware.
+    pub info: wgpu::AdapterInfo,
+    /// Granted limits and features.
+    pub capabilities: Capabilities,
+}
+
+fn wanted_features(available: wgpu::Features) -> wgpu::Features {
+    let optional = wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+    available & optional
+}
+
+fn new_instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn type_rank(device_type: wgpu::DeviceType) -> u8 {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn backend_rank(backend: wgpu::Backend) -> u8 {
+    // Native compute APIs before GL, whose compute support is the most limited.
+    match backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+/// Every adapter wgpu can see, best first.
+pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
+    let instance = new_instance();
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| {
+        let info = a.get_info();
+        (type_rank(info.device_type), backend_rank(info.backend))
+    });
+    adapters
+}
+
+/// Reports for `pagekv devices`.
+pub fn list_adapters() -> Vec<AdapterReport> {
+    enumerate_adapters()
+        .iter()
+        .map(AdapterReport::new)
+        .collect()
+}
+
+impl GpuContext {
+    /// Opens the best adapter matching `filter` with its own limits and the optional features
+    /// it has.
+    pub fn new(filter: &AdapterFilter) -> Result<Self, GpuError> {
+        let adapters = enumerate_adapters();
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter);
+        }
+        let seen: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
+        let adapter = adapters
+            .into_iter()
+            .find(|a| filter.accepts(&a.get_info()))
+            .ok_or_else(|| GpuError::NoMatchingAdapter {
+                wanted: format!("{filter:?}"),
+                seen: seen.join(", "),
+            })?;
+        Self::from_adapter(&adapter)
+    }
+
+    /// Opens a specific adapter (used by tests that run on every adapter present).
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self, GpuError> {
+        let info = adapter.get_info();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("pagekv"),
+            required_features: wanted_features(adapter.features()),
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
+                GpuError::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend))
+            })?;
+        Ok(Self::from_device(device, queue, info))
+    }
+
+    /// Wraps a host application's device and queue. pagekv then uses only the limits and
+    /// features that device was created with.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let capabilities = Capabilities::of_device(&device);
+        Self {
+            device,
+            queue,
+            info,
+            capabilities,
+        }
+    }
+
+    /// A one-line description for progress output and result files.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    /// Blocks until all submitted work finished; used at readback and timing points only.
+    pub fn wait_idle(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Device(e.to_string()))
+    }
+}

@@ -1,0 +1,279 @@
+//! Per-layer K and V pools on the device, sharded across buffers.
+//!
+//! A real GPU holds many GB of KV, but one storage binding may be capped (128 MiB on
+//! lavapipe, 2-4 GiB on most discrete GPUs). Each layer's K and V pools are therefore split
+//! into shards of whole blocks, each shard within `max_storage_buffer_binding_size` and
+//! `max_buffer_size`. Kernels run once per shard and only touch blocks of that shard; the
+//! split-softmax combine pass merges the per-shard partial results, so a sequence's blocks may
+//! live in any shard.
+//!
+//! Element layout inside a shard: `[block][kv_head][token_in_block][head_dim]`, so one head's
+//! rows of one block are contiguous (what attention reads) and a block copy is one range.
+
+use super::{GpuContext, GpuError};
+use crate::cache::{CacheLayout, KvDtype};
+
+/// How K/V elements are encoded in buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvStorageMode {
+    /// `array<vec4<f32>>`.
+    F32,
+    /// `array<vec4<f16>>` with the SHADER_F16 feature.
+    F16Native,
+    /// Two halves per u32 via `pack2x16float`, for adapters without SHADER_F16 (same bytes).
+    F16Packed,
+}
+
+impl KvStorageMode {
+    /// Picks the best encoding the device supports for `dtype`.
+    pub fn choose(dtype: KvDtype, shader_f16: bool) -> Self {
+        match (dtype, shader_f16) {
+            (KvDtype::F32, _) => KvStorageMode::F32,
+            (KvDtype::F16, true) => KvStorageMode::F16Native,
+            (KvDtype::F16, false) => KvStorageMode::F16Packed,
+        }
+    }
+
+    /// Short name used in generated shader names.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvStorageMode::F32 => "f32",
+            KvStorageMode::F16Native => "f16",
+            KvStorageMode::F16Packed => "f16packed",
+        }
+    }
+
+    /// Every mode, for emitting and validating all shader variants.
+    pub const ALL: [KvStorageMode; 3] = [
+        KvStorageMode::F32,
+        KvStorageMode::F16Native,
+        KvStorageMode::F16Packed,
+    ];
+}
+
+/// How blocks are divided into shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardPlan {
+    /// Blocks in the pool (same count in every layer).
+    pub num_blocks: u32,
+    /// Blocks per shard; the last shard may hold fewer.
+    pub blocks_per_shard: u32,
+    /// Bytes of one block in one layer's K (or V) pool.
+    pub block_bytes_per_layer: u64,
+}
+
+impl ShardPlan {
+    /// Plans shards no larger than `max_shard_bytes` (itself clamped by the device limits by
+    /// the caller). Fails when even one block does not fit a binding.
+    pub fn new(
+        layout: &CacheLayout,
+        num_blocks: u32,
+        max_shard_bytes: u64,
+    ) -> Result<Self, GpuError> {
+        let block_bytes = layout.block_elements_per_layer() * layout.dtype.bytes();
+        if block_bytes > max_shard_bytes {
+            return Err(GpuError::Limit(format!(
+                "one KV block of one layer needs {block_bytes} bytes but a storage binding allows at most {max_shard_bytes}; use a smaller block size"
+            )));
+        }
+        let blocks_per_shard = (max_shard_bytes / block_bytes).min(num_blocks.max(1) as u64) as u32;
+        Ok(Self {
+            num_blocks,
+            blocks_per_shard,
+            block_bytes_per_layer: block_bytes,
+        })
+    }
+
+    /// Number of shards per layer and per K/V.
+    pub fn num_shards(&self) -> u32 {
+        self.num_blocks.div_ceil(self.blocks_per_shard).max(1)
+    }
+
+    /// First block and block count of shard `s`.
+    pub fn shard_range(&self, s: u32) -> (u32, u32) {
+        let first = s * self.blocks_per_shard;
+        (first, self.blocks_per_shard.min(self.num_blocks - first))
+    }
+
+    /// Which shard holds `block`, and its index within that shard.
+    pub fn locate(&self, block: u32) -> (u32, u32) {
+        (block / self.blocks_per_shard, block % self.blocks_per_shard)
+    }
+}
+
+/// The device-side KV pool: for each layer run, sharded K and V buffers.
+pub struct KvStorage {
+    /// Geometry, block size and dtype the pool was built for.
+    pub layout: CacheLayout,
+    /// Element encoding the kernels must be built for.
+    pub mode: KvStorageMode,
+    /// Block-to-shard mapping.
+    pub plan: ShardPlan,
+    /// Layers that have pools (the stress engine may run fewer than the model has).
+    pub layers: u32,
+    k: Vec<Vec<wgpu::Buffer>>,
+    v: Vec<Vec<wgpu::Buffer>>,
+}
+
+impl KvStorage {
+    /// Allocates `num_blocks` blocks for `layers` layers. `max_shard_bytes` lets tests force tiny
+    /// shards; `None` uses the device's largest binding.
+    pub fn new(
+        ctx: &GpuContext,
+        layout: &CacheLayout,
+        num_blocks: u32,
+        layers: u32,
+        max_shard_bytes: Option<u64>,
+    ) -> Result<Self, GpuError> {
+        if num_blocks == 0 {
+            return Err(GpuError::Limit(
+                "the KV budget holds zero blocks; raise the budget".into(),
+            ));
+        }
+        let caps = &ctx.capabilities;
+        let device_max = caps.max_storage_binding.min(caps.max_buffer);
+        let max_shard = max_shard_bytes.map_or(device_max, |m| m.min(device_max));
+        let plan = ShardPlan::new(layout, num_blocks, max_shard)?;
+        let mode = KvStorageMode::choose(layout.dtype, caps.shader_f16);
+        let make = |kind: &str, layer: u32| -> Vec<wgpu::Buffer> {
+            (0..plan.num_shards())
+                .map(|s| {
+                    let (_, blocks) = plan.shard_range(s);
+                    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(&format!("pagekv {kind} layer {layer} shard {s}")),
+                        size: blocks as u64 * plan.block_bytes_per_layer,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect()
+        };
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let k = (0..layers).map(|l| make("K", l)).collect();
+        let v = (0..layers).map(|l| make("V", l)).collect();
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Limit(format!(
+                "the device could not allocate {} of KV pool: {err}",
+                human_bytes(num_blocks as u64 * plan.block_bytes_per_layer * 2 * layers as u64)
+            )));
+        }
+        Ok(Self {
+            layout: layout.clone(),
+            mode,
+            plan,
+            layers,
+            k,
+            v,
+        })
+    }
+
+    /// K buffer of `layer`, shard `shard`.
+    pub fn k(&self, layer: u32, shard: u32) -> &wgpu::Buffer {
+        &self.k[layer as usize][shard as usize]
+    }
+
+    /// V buffer of `layer`, shard `shard`.
+    pub fn v(&self, layer: u32, shard: u32) -> &wgpu::Buffer {
+        &self.v[layer as usize][shard as usize]
+    }
+
+    /// Total device bytes held by the pool.
+    pub fn bytes(&self) -> u64 {
+        self.plan.num_blocks as u64 * self.plan.block_bytes_per_layer * 2 * self.layers as u64
+    }
+
+    /// Byte range of `block` within its shard buffer.
+    pub fn block_range(&self, block: u32) -> (u32, u64, u64) {
+        let (shard, local) = self.plan.locate(block);
+        let size = self.plan.block_bytes_per_layer;
+        (shard, local as u64 * size, size)
+    }
+}
+
+impl KvStorage {
+    /// Reads one sequence's K and V for `layer` back in logical token order,
+    /// `[tokens][kv_heads][head_dim]` f32 (f16 storage decoded). For verification and dumps,
+    /// not for the hot path: it reads whole shards.
+    pub fn gather(
+        &self,
+        ctx: &GpuContext,
+        layer: u32,
+        block_table: &[u32],
+        tokens: u32,
+    ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+        let g = &self.layout.geometry;
+        let (kv_heads, hd, bs) = (
+            g.kv_heads as usize,
+            g.head_dim as usize,
+            self.layout.block_size as usize,
+        );
+        let mut shards_k = Vec::new();
+        let mut shards_v = Vec::new();
+        for s in 0..self.plan.num_shards() {
+            shards_k.push(self.decode_shard(ctx, self.k(layer, s))?);
+            shards_v.push(self.decode_shard(ctx, self.v(layer, s))?);
+        }
+        let row = kv_heads * hd;
+        let mut k = vec![0f32; tokens as usize * row];
+        let mut v = vec![0f32; tokens as usize * row];
+        for t in 0..tokens as usize {
+            let (shard, local) = self.plan.locate(block_table[t / bs]);
+            for h in 0..kv_heads {
+                let src = ((local as usize * kv_heads + h) * bs + t % bs) * hd;
+                let dst = t * row + h * hd;
+                k[dst..dst + hd].copy_from_slice(&shards_k[shard as usize][src..src + hd]);
+                v[dst..dst + hd].copy_from_slice(&shards_v[shard as usize][src..src + hd]);
+            }
+        }
+        Ok((k, v))
+    }
+
+    fn decode_shard(&self, ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<f32>, GpuError> {
+        let elements = (buffer.size() / self.layout.dtype.bytes()) as usize;
+        match self.layout.dtype {
+            KvDtype::F32 => super::read_buffer_f32(ctx, buffer, elements),
+            KvDtype::F16 => {
+                let words = super::read_buffer_u32(ctx, buffer, elements / 2)?;
+                let halves: &[half::f16] = bytemuck::cast_slice(&words);
+                Ok(halves.iter().map(|h| h.to_f32()).collect())
+            }
+        }
+    }
+}
+
+/// Formats bytes with binary units for messages.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::ModelGeometry;
+
+    #[test]
+    fn shards_cover_every_block_once() {
+        let layout = CacheLayout {
+            geometry: ModelGeometry::qwen2_5_0_5b(),
+            block_size: 16,
+            dtype: KvDtype::F16,
+        };
+        let plan = ShardPlan::new(&layout, 100, 64 * 1024).unwrap();
+        assert_eq!(plan.block_bytes_per_layer, 2 * 16 * 64 * 2);
+        assert_eq!(plan.blocks_per_shard, 16);
+        assert_eq!(plan.num_shards(), 7);
+        let total: u32 = (0..plan.num_shards()).map(|s| plan.shard_range(s).1).sum();
+        assert_eq!(total, 100);
+        assert_eq!(plan.locate(33), (2, 1));
+        assert!(ShardPlan::new(&layout, 100, 1024).is_err());
+    }
+}

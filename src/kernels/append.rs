@@ -1,0 +1,235 @@
+//! The append family: scatters many new tokens' K/V rows into their cache slots in one
+//! dispatch per shard (like vLLM's reshape_and_cache), and copies blocks for copy-on-write.
+
+use super::batch::{GrowBuffer, pack_uniforms, uniform_at};
+use super::params::AppendParams;
+use super::pipeline;
+use super::variant::{Family, Variant};
+use crate::gpu::{GpuContext, GpuError, KvStorage};
+
+/// Marks a token whose K/V should not be written (padding in a fixed-size batch).
+pub const SKIP_SLOT: u32 = u32::MAX;
+
+/// Compiled append and block-copy pipelines for one storage mode and head dim.
+pub struct AppendKernel {
+    append: wgpu::ComputePipeline,
+    copy: wgpu::ComputePipeline,
+    /// The variant built.
+    pub variant: Variant,
+}
+
+/// Reusable per-step metadata for appends and block copies.
+#[derive(Default, Debug)]
+pub struct AppendBatch {
+    slots: GrowBuffer,
+    uniforms: GrowBuffer,
+    stride: u64,
+    grid: (u32, u32),
+    /// Tokens (append) or block pairs (copy) in the prepared step.
+    pub count: u32,
+}
+
+impl AppendKernel {
+    /// Builds the append variant for the pool's storage mode.
+    pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
+        let variant = Variant::for_device(
+            Family::Append,
+            storage.mode,
+            storage.layout.geometry.head_dim,
+            u32::MAX,
+        )
+        .expect("append has no tile constraints");
+        let mut pipelines = pipeline::build(ctx, &variant, &["append", "copy_blocks"])?;
+        let copy = pipelines.remove(1);
+        let append = pipelines.remove(0);
+        Ok(Self {
+            append,
+            copy,
+            variant,
+        })
+    }
+
+    fn upload(
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        batch: &mut AppendBatch,
+        indices: &[u32],
+        count: u32,
+        threads: u64,
+    ) -> Result<(), GpuError> {
+        let g = &storage.layout.geometry;
+        let max_dim = ctx.capabilities.max_workgroups_per_dimension;
+        let workgroups = threads.div_ceil(64);
+        if workgroups > max_dim as u64 * max_dim as u64 {
+            return Err(GpuError::Limit(format!(
+                "{count} items exceed one dispatch; split the step"
+            )));
+        }
+        let (x, y) = pipeline::grid_2d(workgroups as u32, max_dim);
+        let params: Vec<AppendParams> = (0..storage.plan.num_shards())
+            .map(|s| {
+                let (first, blocks) = storage.plan.shard_range(s);
+                AppendParams {
+                    count,
+                    kv_heads: g.kv_heads,
+                    block_size: storage.layout.block_size,
+                    shard_first_block: first,
+                    shard_blocks: blocks,
+                    grid_x_threads: x * 64,
+                    _pad: [0; 2],
+                }
+            })
+            .collect();
+        batch.slots.write(
+            ctx,
+            "pagekv slots",
+            wgpu::BufferUsages::STORAGE,
+            bytemuck::cast_slice(indices),
+        );
+        let (bytes, stride) = pack_uniforms(ctx, &params);
+        batch.uniforms.write(
+            ctx,
+            "pagekv append params",
+            wgpu::BufferUsages::UNIFORM,
+            &bytes,
+        );
+        batch.stride = stride;
+        batch.grid = (x, y);
+        batch.count = count;
+        Ok(())
+    }
+
+    /// Uploads the slot of every new token (`block * block_size + offset`, or [`SKIP_SLOT`]).
+    pub fn prepare(
+        &self,
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        batch: &mut AppendBatch,
+        slots: &[u32],
+    ) -> Result<(), GpuError> {
+        let g = &storage.layout.geometry;
+        let threads = slots.len() as u64 * g.kv_heads as u64 * (g.head_dim / 4) as u64;
+        Self::upload(ctx, storage, batch, slots, slots.len() as u32, threads)
+    }
+
+    /// Records the append for `layer`. `new_k`/`new_v` are `[tokens][kv_heads][head_dim]` f32 in
+    /// the order of the prepared slots.
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        storage: &KvStorage,
+        layer: u32,
+        batch: &AppendBatch,
+        new_k: &wgpu::Buffer,
+        new_v: &wgpu::Buffer,
+    ) {
+        if batch.count == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.append);
+        for shard in 0..storage.plan.num_shards() {
+            let group = pipeline::bind(
+                ctx,
+                &self.append,
+                "pagekv append",
+                &[
+                    (
+                        0,
+                        uniform_at::<AppendParams>(batch.uniforms.get(), batch.stride, shard),
+                    ),
+                    (1, new_k.as_entire_binding()),
+                    (2, new_v.as_entire_binding()),
+                    (3, batch.slots.get().as_entire_binding()),
+                    (4, storage.k(layer, shard).as_entire_binding()),
+                    (5, storage.v(layer, shard).as_entire_binding()),
+                ],
+            );
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(batch.grid.0, batch.grid.1, 1);
+        }
+    }
+
+    /// Records copy-on-write block copies `(src, dst)` for every layer. Pairs within one shard
+    /// run in the copy kernel; pairs that cross shards use the driver's buffer copy, which needs
+    /// no shared binding. Copy-on-write is rare, so its metadata is uploaded per call.
+    pub fn record_copies(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        storage: &KvStorage,
+        copies: &[(u32, u32)],
+    ) -> Result<(), GpuError> {
+        let plan = storage.plan;
+        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); plan.num_shards() as usize];
+        for &(src, dst) in copies {
+            let (src_shard, src_local) = plan.locate(src);
+            let (dst_shard, dst_local) = plan.locate(dst);
+            if src_shard == dst_shard {
+                by_shard[src_shard as usize].extend([src_local, dst_local]);
+            } else {
+                let size = plan.block_bytes_per_layer;
+                for layer in 0..storage.layers {
+                    for (from, to) in [
+                        (storage.k(layer, src_shard), storage.k(layer, dst_shard)),
+                        (storage.v(layer, src_shard), storage.v(layer, dst_shard)),
+                    ] {
+                        encoder.copy_buffer_to_buffer(
+                            from,
+                            src_local as u64 * size,
+                            to,
+                            dst_local as u64 * size,
+                            size,
+                        );
+                    }
+                }
+            }
+        }
+        let per_block = storage.layout.block_elements_per_layer() / 4;
+        for (shard, pairs) in by_shard.iter().enumerate() {
+            if pairs.is_empty() {
+                continue;
+            }
+            let count = (pairs.len() / 2) as u32;
+            // One upload per shard: queue writes land before the encoder runs, so shards
+            // sharing one buffer would all see the last shard's pairs.
+            let mut shard_batch = AppendBatch::default();
+            Self::upload(
+                ctx,
+                storage,
+                &mut shard_batch,
+                pairs,
+                count,
+                count as u64 * per_block,
+            )?;
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("pagekv copy blocks"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.copy);
+            for layer in 0..storage.layers {
+                let group = pipeline::bind(
+                    ctx,
+                    &self.copy,
+                    "pagekv copy blocks",
+                    &[
+                        (
+                            0,
+                            uniform_at::<AppendParams>(
+                                shard_batch.uniforms.get(),
+                                shard_batch.stride,
+                                shard as u32,
+                            ),
+                        ),
+                        (3, shard_batch.slots.get().as_entire_binding()),
+                        (4, storage.k(layer, shard as u32).as_entire_binding()),
+                        (5, storage.v(layer, shard as u32).as_entire_binding()),
+                    ],
+                );
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(shard_batch.grid.0, shard_batch.grid.1, 1);
+            }
+        }
+        Ok(())
+    }
+}

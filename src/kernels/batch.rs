@@ -1,0 +1,254 @@
+//! Per-step metadata for attention dispatches: block tables, per-sequence info, per-shard
+//! uniforms and the partial-softmax scratch. A batch is reused step after step; buffers grow
+//! when a step needs more and are otherwise only rewritten, so the steady state creates no
+//! buffers.
+
+use crate::gpu::GpuContext;
+
+/// A buffer slot that grows to fit and is rewritten in place otherwise.
+#[derive(Default, Debug)]
+pub(crate) struct GrowBuffer {
+    buffer: Option<wgpu::Buffer>,
+}
+
+impl GrowBuffer {
+    /// Writes `data`, replacing the buffer only when it is too small.
+    pub(crate) fn write(
+        &mut self,
+        ctx: &GpuContext,
+        label: &str,
+        usage: wgpu::BufferUsages,
+        data: &[u8],
+    ) -> &wgpu::Buffer {
+        self.reserve(ctx, label, usage, data.len() as u64);
+        let buffer = self.buffer.as_ref().expect("reserved above");
+        if !data.is_empty() {
+            ctx.queue.write_buffer(buffer, 0, data);
+        }
+        buffer
+    }
+
+    /// Ensures at least `bytes` of capacity (contents undefined).
+    pub(crate) fn reserve(
+        &mut self,
+        ctx: &GpuContext,
+        label: &str,
+        usage: wgpu::BufferUsages,
+        bytes: u64,
+    ) -> &wgpu::Buffer {
+        let needed = bytes.max(16).next_multiple_of(16);
+        if self.buffer.as_ref().is_none_or(|b| b.size() < needed) {
+            self.buffer = Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: needed.next_power_of_two(),
+                usage: usage | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }));
+        }
+        self.buffer.as_ref().expect("created above")
+    }
+
+    /// The current buffer; callers only use it after a write or reserve.
+    pub(crate) fn get(&self) -> &wgpu::Buffer {
+        self.buffer
+            .as_ref()
+            .expect("GrowBuffer used before it was written")
+    }
+}
+
+/// Packs `items` at the device's uniform offset alignment, one per shard.
+pub(crate) fn pack_uniforms<T: bytemuck::Pod>(ctx: &GpuContext, items: &[T]) -> (Vec<u8>, u64) {
+    let align = ctx.device.limits().min_uniform_buffer_offset_alignment as u64;
+    let stride = (std::mem::size_of::<T>() as u64).next_multiple_of(align);
+    let mut bytes = vec![0u8; (stride * items.len() as u64) as usize];
+    for (i, item) in items.iter().enumerate() {
+        let start = i * stride as usize;
+        bytes[start..start + std::mem::size_of::<T>()].copy_from_slice(bytemuck::bytes_of(item));
+    }
+    (bytes, stride)
+}
+
+/// Binding for the `index`-th packed uniform.
+pub(crate) fn uniform_at<T>(
+    buffer: &wgpu::Buffer,
+    stride: u64,
+    index: u32,
+) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: stride * index as u64,
+        size: std::num::NonZeroU64::new(std::mem::size_of::<T>() as u64),
+    })
+}
+
+/// One sequence of an attention step as the bookkeeping describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqView<'a> {
+    /// Physical block ids in logical order; must cover `context_len` tokens.
+    pub block_table: &'a [u32],
+    /// Tokens in the cache for this sequence, including this step's new ones.
+    pub context_len: u32,
+    /// Query tokens this step (1 for decode; the chunk length for prefill).
+    pub query_len: u32,
+}
+
+/// Reusable device-side metadata for decode or prefill steps.
+#[derive(Default, Debug)]
+pub struct AttentionBatch {
+    pub(crate) tables: GrowBuffer,
+    pub(crate) seq_info: GrowBuffer,
+    pub(crate) uniforms: GrowBuffer,
+    pub(crate) combine_uniform: GrowBuffer,
+    pub(crate) partial_acc: GrowBuffer,
+    pub(crate) partial_ml: GrowBuffer,
+    pub(crate) uniform_stride: u64,
+    /// Sequences in the current step.
+    pub num_seqs: u32,
+    /// Output rows (query tokens x q_heads) of the current step.
+    pub rows: u32,
+    /// Partitions per row (splits x shards).
+    pub num_partitions: u32,
+    /// Workgroup grid of the attention dispatch.
+    pub(crate) grid: [u32; 3],
+    /// Workgroup grid of the combine dispatch.
+    pub(crate) combine_grid: [u32; 2],
+    /// Context split length in keys (decode), for reporting.
+    pub partition_tokens: u32,
+}
+
+/// Flattens block tables to `[num_seqs][stride]` and builds `(context, first row, queries, 0)`.
+pub(crate) fn flatten(seqs: &[SeqView<'_>]) -> (Vec<u32>, u32, Vec<[u32; 4]>) {
+    let stride = seqs
+        .iter()
+        .map(|s| s.block_table.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32;
+    let mut tables = vec![0u32; seqs.len().max(1) * stride as usize];
+    let mut info = Vec::with_capacity(seqs.len());
+    let mut first_row = 0u32;
+    for (i, s) in seqs.iter().enumerate() {
+        tables[i * stride as usize..i * stride as usize + s.block_table.len()]
+            .copy_from_slice(s.block_table);
+        info.push([s.context_len, first_row, s.query_len, 0]);
+        first_row += s.query_len;
+    }
+    (tables, stride, info)
+}
+
+impl AttentionBatch {
+    /// Uploads one step's metadata. `params` holds one entry per pool shard.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn upload(
+        &mut self,
+        ctx: &GpuContext,
+        seqs: &[SeqView<'_>],
+        params: &[crate::kernels::params::AttnParams],
+        rows: u32,
+        head_dim: u32,
+        grid: [u32; 3],
+    ) -> Result<(), crate::gpu::GpuError> {
+        use crate::gpu::GpuError;
+        let caps = &ctx.capabilities;
+        if grid.iter().any(|&g| g > caps.max_workgroups_per_dimension) {
+            return Err(GpuError::Limit(format!(
+                "attention grid {grid:?} exceeds the device's {} workgroups per dimension; use smaller batches",
+                caps.max_workgroups_per_dimension
+            )));
+        }
+        let num_partitions = params.first().map_or(1, |p| p.num_partitions);
+        let acc_bytes = rows as u64 * num_partitions as u64 * head_dim as u64 * 4;
+        if acc_bytes > caps.max_storage_binding {
+            return Err(GpuError::Limit(format!(
+                "the step's partial results need {acc_bytes} bytes but a storage binding allows {}; use smaller batches or prefill chunks",
+                caps.max_storage_binding
+            )));
+        }
+        let storage = wgpu::BufferUsages::STORAGE;
+        let (tables, _, info) = flatten(seqs);
+        self.tables.write(
+            ctx,
+            "pagekv block tables",
+            storage,
+            bytemuck::cast_slice(&tables),
+        );
+        self.seq_info
+            .write(ctx, "pagekv seq info", storage, bytemuck::cast_slice(&info));
+        let (bytes, stride) = pack_uniforms(ctx, params);
+        self.uniforms.write(
+            ctx,
+            "pagekv attention params",
+            wgpu::BufferUsages::UNIFORM,
+            &bytes,
+        );
+        self.uniform_stride = stride;
+        self.partial_acc
+            .reserve(ctx, "pagekv partial acc", storage, acc_bytes);
+        self.partial_ml.reserve(
+            ctx,
+            "pagekv partial ml",
+            storage,
+            rows as u64 * num_partitions as u64 * 8,
+        );
+        let (combine, combine_grid) =
+            crate::kernels::combine::CombineKernel::params(ctx, rows, num_partitions);
+        self.combine_uniform.write(
+            ctx,
+            "pagekv combine params",
+            wgpu::BufferUsages::UNIFORM,
+            bytemuck::bytes_of(&combine),
+        );
+        self.num_seqs = seqs.len() as u32;
+        self.rows = rows;
+        self.num_partitions = num_partitions;
+        self.grid = grid;
+        self.combine_grid = combine_grid;
+        Ok(())
+    }
+
+    /// Records the attention dispatch for every shard of `layer`, then the combine into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        pipeline: &wgpu::ComputePipeline,
+        combine: &crate::kernels::combine::CombineKernel,
+        storage: &crate::gpu::KvStorage,
+        layer: u32,
+        q: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) {
+        if self.num_seqs == 0 || self.rows == 0 {
+            return;
+        }
+        pass.set_pipeline(pipeline);
+        for shard in 0..storage.plan.num_shards() {
+            let group = crate::kernels::pipeline::bind(
+                ctx,
+                pipeline,
+                "pagekv attention",
+                &[
+                    (
+                        0,
+                        uniform_at::<crate::kernels::params::AttnParams>(
+                            self.uniforms.get(),
+                            self.uniform_stride,
+                            shard,
+                        ),
+                    ),
+                    (1, q.as_entire_binding()),
+                    (2, storage.k(layer, shard).as_entire_binding()),
+                    (3, storage.v(layer, shard).as_entire_binding()),
+                    (4, self.tables.get().as_entire_binding()),
+                    (5, self.seq_info.get().as_entire_binding()),
+                    (6, self.partial_acc.get().as_entire_binding()),
+                    (7, self.partial_ml.get().as_entire_binding()),
+                ],
+            );
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+        }
+        combine.record(ctx, pass, self, out);
+    }
+}

@@ -1,0 +1,158 @@
+//! The decode family: one query token per sequence against its paged context, split over the
+//! context (flash-decoding) so a small batch with long contexts still fills the device. Each
+//! workgroup serves up to 8 query heads of one GQA group, so every K/V row is read once per
+//! group, not once per query head.
+
+use super::batch::{AttentionBatch, SeqView};
+use super::combine::CombineKernel;
+use super::params::AttnParams;
+use super::pipeline;
+use super::variant::{Family, Variant};
+use crate::gpu::{GpuContext, GpuError, KvStorage};
+
+/// How the context is split across workgroups.
+#[derive(Clone, Copy, Debug)]
+pub struct SplitPolicy {
+    /// Aim for at least this many workgroups per dispatch.
+    pub target_workgroups: u32,
+    /// Never split below this many keys per split (the combine pass would dominate).
+    pub min_partition_tokens: u32,
+    /// Force a split length (tests use it to exercise many splits on short contexts).
+    pub forced_partition_tokens: Option<u32>,
+}
+
+impl Default for SplitPolicy {
+    fn default() -> Self {
+        Self {
+            target_workgroups: 512,
+            min_partition_tokens: 256,
+            forced_partition_tokens: None,
+        }
+    }
+}
+
+impl SplitPolicy {
+    /// Keys per split for a step, bounded so one workgroup's loop stays far below the ~65K
+    /// barriers per workgroup that lavapipe handles correctly (5 barriers per key tile).
+    pub fn partition_tokens(&self, base_workgroups: u32, max_context: u32, tile_keys: u32) -> u32 {
+        let max_tokens = 2048 * tile_keys;
+        let chosen = self.forced_partition_tokens.unwrap_or_else(|| {
+            let wanted_splits = self
+                .target_workgroups
+                .div_ceil(base_workgroups.max(1))
+                .max(1);
+            max_context
+                .div_ceil(wanted_splits)
+                .max(self.min_partition_tokens)
+        });
+        chosen
+            .next_multiple_of(tile_keys)
+            .clamp(tile_keys, max_tokens)
+    }
+}
+
+/// Compiled decode pipeline for one storage mode and head dim.
+pub struct DecodeKernel {
+    pipeline: wgpu::ComputePipeline,
+    /// The variant built.
+    pub variant: Variant,
+    /// Split policy used when preparing steps.
+    pub splits: SplitPolicy,
+}
+
+impl DecodeKernel {
+    /// Builds the decode variant that fits the device's workgroup memory.
+    pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
+        let head_dim = storage.layout.geometry.head_dim;
+        let variant = Variant::for_device(
+            Family::Decode,
+            storage.mode,
+            head_dim,
+            ctx.capabilities.max_workgroup_storage,
+        )
+        .ok_or_else(|| tile_error(ctx, head_dim))?;
+        let pipeline = pipeline::build(ctx, &variant, &["decode"])?.remove(0);
+        Ok(Self {
+            pipeline,
+            variant,
+            splits: SplitPolicy::default(),
+        })
+    }
+
+    /// Uploads a decode step: every sequence has `query_len == 1` and its new token appended.
+    pub fn prepare(
+        &self,
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        batch: &mut AttentionBatch,
+        seqs: &[SeqView<'_>],
+    ) -> Result<(), GpuError> {
+        let g = &storage.layout.geometry;
+        let tiles = self.variant.tiles.expect("attention variants have tiles");
+        let group = g.group_size();
+        let group_chunks = group.div_ceil(tiles.rows);
+        let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
+        let base = seqs.len() as u32 * g.kv_heads * group_chunks;
+        let partition_tokens = self.splits.partition_tokens(base, max_context, tiles.keys);
+        let splits = max_context.div_ceil(partition_tokens);
+        let shards = storage.plan.num_shards();
+        let (tables, stride, _) = super::batch::flatten(seqs);
+        drop(tables);
+        let params: Vec<AttnParams> = (0..shards)
+            .map(|s| {
+                let (first, blocks) = storage.plan.shard_range(s);
+                AttnParams {
+                    num_seqs: seqs.len() as u32,
+                    q_heads: g.q_heads,
+                    group,
+                    group_chunks,
+                    block_size: storage.layout.block_size,
+                    table_stride: stride,
+                    partition_tokens,
+                    splits,
+                    num_partitions: splits * shards,
+                    partition_base: s * splits,
+                    shard_first_block: first,
+                    shard_blocks: blocks,
+                    scale: 1.0 / (g.head_dim as f32).sqrt(),
+                    _pad: [0; 3],
+                }
+            })
+            .collect();
+        let grid = [splits, g.kv_heads * group_chunks, seqs.len() as u32];
+        batch.upload(
+            ctx,
+            seqs,
+            &params,
+            seqs.len() as u32 * g.q_heads,
+            g.head_dim,
+            grid,
+        )?;
+        batch.partition_tokens = partition_tokens;
+        Ok(())
+    }
+
+    /// Records decode for `layer`: `q` is `[num_seqs][q_heads][head_dim]` f32 and `out` receives
+    /// the same shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        combine: &CombineKernel,
+        storage: &KvStorage,
+        layer: u32,
+        batch: &AttentionBatch,
+        q: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) {
+        batch.record(ctx, pass, &self.pipeline, combine, storage, layer, q, out);
+    }
+}
+
+pub(crate) fn tile_error(ctx: &GpuContext, head_dim: u32) -> GpuError {
+    GpuError::Limit(format!(
+        "head dim {head_dim} needs more workgroup memory than the device's {} bytes",
+        ctx.capabilities.max_workgroup_storage
+    ))
+}

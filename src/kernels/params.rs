@@ -1,0 +1,72 @@
+//! Host mirrors of the WGSL uniform structs. Each is `#[repr(C)]` + bytemuck and has a test
+//! (tests/struct_layout.rs) that its size and offsets match what naga reports for the WGSL.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Mirror of `AttnParams` in shaders/attention_common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct AttnParams {
+    /// Sequences in the batch.
+    pub num_seqs: u32,
+    /// Query heads.
+    pub q_heads: u32,
+    /// Query heads per KV head.
+    pub group: u32,
+    /// Workgroups per KV head along the group (decode).
+    pub group_chunks: u32,
+    /// Tokens per block.
+    pub block_size: u32,
+    /// Entries per row of the flattened block-table buffer.
+    pub table_stride: u32,
+    /// Keys per context split (decode).
+    pub partition_tokens: u32,
+    /// Context splits (decode).
+    pub splits: u32,
+    /// Partitions per output row in the partial buffers (splits x shards).
+    pub num_partitions: u32,
+    /// First partition index this dispatch writes.
+    pub partition_base: u32,
+    /// First block of the bound shard.
+    pub shard_first_block: u32,
+    /// Blocks in the bound shard.
+    pub shard_blocks: u32,
+    /// Softmax scale, 1/sqrt(head_dim).
+    pub scale: f32,
+    /// Padding to 16-byte multiple.
+    pub _pad: [u32; 3],
+}
+
+/// Mirror of `AppendParams` in shaders/append.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct AppendParams {
+    /// Tokens to append, or block pairs to copy.
+    pub count: u32,
+    /// KV heads.
+    pub kv_heads: u32,
+    /// Tokens per block.
+    pub block_size: u32,
+    /// First block of the bound shard.
+    pub shard_first_block: u32,
+    /// Blocks in the bound shard.
+    pub shard_blocks: u32,
+    /// Threads along x of the 2-D grid.
+    pub grid_x_threads: u32,
+    /// Padding to 16-byte multiple.
+    pub _pad: [u32; 2],
+}
+
+/// Mirror of `CombineParams` in shaders/combine.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct CombineParams {
+    /// Output rows.
+    pub rows: u32,
+    /// Partitions per row.
+    pub num_partitions: u32,
+    /// Workgroups along x of the 2-D grid.
+    pub grid_x: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}

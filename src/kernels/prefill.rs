@@ -1,0 +1,110 @@
+//! The prefill family: causal attention for a chunk of new query tokens per sequence, whose
+//! earlier tokens may already sit in the cache (a prefix hit or an earlier chunk). Rows of a
+//! workgroup are (token, GQA head) pairs, so a K/V tile streamed through workgroup memory
+//! serves every head of the group.
+
+use super::batch::{AttentionBatch, SeqView};
+use super::combine::CombineKernel;
+use super::decode::tile_error;
+use super::params::AttnParams;
+use super::pipeline;
+use super::variant::{Family, Variant};
+use crate::gpu::{GpuContext, GpuError, KvStorage};
+
+/// Compiled prefill pipeline for one storage mode and head dim.
+pub struct PrefillKernel {
+    pipeline: wgpu::ComputePipeline,
+    /// The variant built.
+    pub variant: Variant,
+}
+
+impl PrefillKernel {
+    /// Builds the prefill variant that fits the device's workgroup memory.
+    pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
+        let head_dim = storage.layout.geometry.head_dim;
+        let variant = Variant::for_device(
+            Family::Prefill,
+            storage.mode,
+            head_dim,
+            ctx.capabilities.max_workgroup_storage,
+        )
+        .ok_or_else(|| tile_error(ctx, head_dim))?;
+        let pipeline = pipeline::build(ctx, &variant, &["prefill"])?.remove(0);
+        Ok(Self { pipeline, variant })
+    }
+
+    /// Uploads a prefill step. Each sequence's `query_len` newest tokens are the queries; their
+    /// K/V must already be appended (so `context_len` counts them).
+    pub fn prepare(
+        &self,
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        batch: &mut AttentionBatch,
+        seqs: &[SeqView<'_>],
+    ) -> Result<(), GpuError> {
+        if let Some(bad) = seqs.iter().find(|s| s.query_len > s.context_len) {
+            return Err(GpuError::Limit(format!(
+                "a prefill sequence has {} queries but only {} cached tokens; append the chunk first",
+                bad.query_len, bad.context_len
+            )));
+        }
+        let g = &storage.layout.geometry;
+        let tiles = self.variant.tiles.expect("attention variants have tiles");
+        let group = g.group_size();
+        let shards = storage.plan.num_shards();
+        let (_, stride, _) = super::batch::flatten(seqs);
+        let params: Vec<AttnParams> = (0..shards)
+            .map(|s| {
+                let (first, blocks) = storage.plan.shard_range(s);
+                AttnParams {
+                    num_seqs: seqs.len() as u32,
+                    q_heads: g.q_heads,
+                    group,
+                    group_chunks: 1,
+                    block_size: storage.layout.block_size,
+                    table_stride: stride,
+                    partition_tokens: 0,
+                    splits: 1,
+                    num_partitions: shards,
+                    partition_base: s,
+                    shard_first_block: first,
+                    shard_blocks: blocks,
+                    scale: 1.0 / (g.head_dim as f32).sqrt(),
+                    _pad: [0; 3],
+                }
+            })
+            .collect();
+        let max_rows = seqs.iter().map(|s| s.query_len * group).max().unwrap_or(0);
+        let total_queries: u32 = seqs.iter().map(|s| s.query_len).sum();
+        let grid = [
+            max_rows.div_ceil(tiles.rows).max(1),
+            g.kv_heads,
+            seqs.len() as u32,
+        ];
+        batch.upload(
+            ctx,
+            seqs,
+            &params,
+            total_queries * g.q_heads,
+            g.head_dim,
+            grid,
+        )
+    }
+
+    /// Records prefill for `layer`: `q` is `[total_queries][q_heads][head_dim]` f32 with the
+    /// sequences' queries back to back, and `out` receives the same shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        combine: &CombineKernel,
+        storage: &KvStorage,
+        layer: u32,
+        batch: &AttentionBatch,
+        q: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) {
+        batch.record(ctx, pass, &self.pipeline, combine, storage, layer, q, out);
+    }
+}

@@ -1,0 +1,266 @@
+//! Shader variants: how a kernel family, a KV storage mode and a head dim become one WGSL
+//! module.
+//!
+//! Why generated variants rather than pipeline-overridable constants: the tile sizes are
+//! workgroup-array lengths and private-array lengths. WGSL allows override-sized workgroup
+//! arrays only, not private ones, and naga's MSL/HLSL/GLSL writers need the sizes resolved
+//! anyway. Generating a constant header per (head dim, tile shape) gives every backend a fully
+//! constant module, lets the compilers unroll the head-dim loops, and makes each variant a
+//! standalone file a user can feed to a vendor compiler (`pagekv shaders --emit`).
+//! The KV dtype is a generated choice too, because it changes the binding's element type.
+
+use crate::cache::SUPPORTED_HEAD_DIMS;
+use crate::gpu::KvStorageMode;
+
+const KV_F32: &str = include_str!("../../shaders/kv_f32.wgsl");
+const KV_F16: &str = include_str!("../../shaders/kv_f16.wgsl");
+const KV_F16_PACKED: &str = include_str!("../../shaders/kv_f16_packed.wgsl");
+const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
+const DECODE: &str = include_str!("../../shaders/decode.wgsl");
+const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
+const COMBINE: &str = include_str!("../../shaders/combine.wgsl");
+const APPEND: &str = include_str!("../../shaders/append.wgsl");
+
+/// Threads per attention workgroup. 64 is a multiple of every vendor's SIMD width (NVIDIA 32,
+/// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
+pub const WORKGROUP_SIZE: u32 = 64;
+
+/// Workgroup memory pagekv plans tiles for at most; more rarely helps and costs occupancy.
+pub const MAX_TILE_BYTES: u32 = 32 * 1024;
+
+/// The kernel families, one shader file and one Rust module each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Scatter new K/V rows into slots, and copy-on-write block copies.
+    Append,
+    /// One query per sequence, split over the context.
+    Decode,
+    /// Causal attention over a chunk of queries.
+    Prefill,
+    /// Merge of partial softmax states.
+    Combine,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 4] = [
+        Family::Append,
+        Family::Decode,
+        Family::Prefill,
+        Family::Combine,
+    ];
+
+    /// Lowercase name, also the entry point name (append's module also has `copy_blocks`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Append => "append",
+            Family::Decode => "decode",
+            Family::Prefill => "prefill",
+            Family::Combine => "combine",
+        }
+    }
+
+    /// Entry points the family's module defines.
+    pub fn entry_points(self) -> &'static [&'static str] {
+        match self {
+            Family::Append => &["append", "copy_blocks"],
+            Family::Decode => &["decode"],
+            Family::Prefill => &["prefill"],
+            Family::Combine => &["combine"],
+        }
+    }
+
+    fn uses_kv(self) -> bool {
+        !matches!(self, Family::Combine)
+    }
+
+    fn uses_tiles(self) -> bool {
+        matches!(self, Family::Decode | Family::Prefill)
+    }
+}
+
+/// Rows and keys per attention tile, chosen from the workgroup memory limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TileShape {
+    /// Query rows per workgroup.
+    pub rows: u32,
+    /// Keys streamed through workgroup memory per step.
+    pub keys: u32,
+}
+
+impl TileShape {
+    /// Workgroup bytes the attention core declares for this shape.
+    pub fn bytes(self, head_dim: u32) -> u32 {
+        let (r, k) = (self.rows, self.keys);
+        4 * (r * head_dim + k * head_dim + r * k + k + 4 * r)
+    }
+
+    /// The largest key tile (a power of two, 4..=32) whose footprint fits `limit` bytes.
+    /// Decode packs up to 8 query heads of a GQA group per workgroup; prefill packs 16 rows
+    /// ((token, head) pairs) for head dims up to 128 to reuse each K/V tile more.
+    pub fn choose(family: Family, head_dim: u32, limit: u32) -> Option<Self> {
+        let rows = match family {
+            Family::Prefill if head_dim <= 128 => 16,
+            _ => 8,
+        };
+        let limit = limit.min(MAX_TILE_BYTES);
+        [32, 16, 8, 4]
+            .into_iter()
+            .map(|keys| TileShape { rows, keys })
+            .find(|t| t.bytes(head_dim) <= limit)
+    }
+}
+
+/// One concrete, fully constant WGSL module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// Kernel family.
+    pub family: Family,
+    /// KV element encoding (ignored by combine).
+    pub mode: KvStorageMode,
+    /// Head dimension.
+    pub head_dim: u32,
+    /// Tile shape (attention families only).
+    pub tiles: Option<TileShape>,
+}
+
+impl Variant {
+    /// The variant a device with `workgroup_limit` bytes of shared memory builds.
+    pub fn for_device(
+        family: Family,
+        mode: KvStorageMode,
+        head_dim: u32,
+        workgroup_limit: u32,
+    ) -> Option<Self> {
+        let tiles = if family.uses_tiles() {
+            Some(TileShape::choose(family, head_dim, workgroup_limit)?)
+        } else {
+            None
+        };
+        let mode = if family.uses_kv() {
+            mode
+        } else {
+            KvStorageMode::F32
+        };
+        Some(Self {
+            family,
+            mode,
+            head_dim,
+            tiles,
+        })
+    }
+
+    /// Systematic file name stem, e.g. `decode_f16packed_hd128_r8_k16`.
+    pub fn name(&self) -> String {
+        let mut name = self.family.name().to_string();
+        if self.family.uses_kv() {
+            name += &format!("_{}", self.mode.name());
+        }
+        name += &format!("_hd{}", self.head_dim);
+        if let Some(t) = self.tiles {
+            name += &format!("_r{}_k{}", t.rows, t.keys);
+        }
+        name
+    }
+
+    /// Whether this variant needs the SHADER_F16 feature.
+    pub fn needs_f16(&self) -> bool {
+        self.family.uses_kv() && self.mode == KvStorageMode::F16Native
+    }
+
+    /// The complete WGSL source: enables, dtype prelude, constants, then the family's code.
+    pub fn source(&self) -> String {
+        let mut src = format!("// pagekv generated variant `{}`.\n", self.name());
+        if self.needs_f16() {
+            src += "enable f16;\n";
+        }
+        src += "\n";
+        if self.family.uses_kv() {
+            src += match self.mode {
+                KvStorageMode::F32 => KV_F32,
+                KvStorageMode::F16Native => KV_F16,
+                KvStorageMode::F16Packed => KV_F16_PACKED,
+            };
+            src += "\n";
+        }
+        src += &format!(
+            "const HEAD_DIM: u32 = {}u;\nconst HD4: u32 = {}u;\nconst WG: u32 = {}u;\n",
+            self.head_dim,
+            self.head_dim / 4,
+            WORKGROUP_SIZE
+        );
+        if let Some(t) = self.tiles {
+            let acc_slots = (t.rows * self.head_dim / 4).div_ceil(WORKGROUP_SIZE);
+            src += &format!(
+                "const ROWS: u32 = {}u;\nconst TILE_KEYS: u32 = {}u;\nconst ACC_SLOTS: u32 = {}u;\n",
+                t.rows, t.keys, acc_slots
+            );
+        }
+        src += "\n";
+        match self.family {
+            Family::Append => src += APPEND,
+            Family::Combine => src += COMBINE,
+            Family::Decode => {
+                src += ATTENTION_COMMON;
+                src += "\n";
+                src += DECODE;
+            }
+            Family::Prefill => {
+                src += ATTENTION_COMMON;
+                src += "\n";
+                src += PREFILL;
+            }
+        }
+        src
+    }
+
+    /// Every variant pagekv can build: all families, storage modes and head dims, for the
+    /// 16 KiB (WebGPU default) and 32 KiB workgroup-memory classes.
+    pub fn all() -> Vec<Variant> {
+        let mut out = Vec::new();
+        for limit in [16 * 1024, 32 * 1024] {
+            for family in Family::ALL {
+                let modes: &[KvStorageMode] = if family.uses_kv() {
+                    &KvStorageMode::ALL
+                } else {
+                    &[KvStorageMode::F32]
+                };
+                for &mode in modes {
+                    for head_dim in SUPPORTED_HEAD_DIMS {
+                        if let Some(v) = Variant::for_device(family, mode, head_dim, limit)
+                            && !out.contains(&v)
+                        {
+                            out.push(v);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_fit_the_webgpu_default_limit() {
+        for family in [Family::Decode, Family::Prefill] {
+            for hd in SUPPORTED_HEAD_DIMS {
+                let t = TileShape::choose(family, hd, 16 * 1024).expect("fits 16 KiB");
+                assert!(t.bytes(hd) <= 16 * 1024, "{family:?} hd{hd} {t:?}");
+            }
+        }
+        assert!(TileShape::choose(Family::Decode, 256, 2048).is_none());
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let all = Variant::all();
+        let mut names: Vec<_> = all.iter().map(Variant::name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+    }
+}

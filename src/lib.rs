@@ -1,0 +1,15 @@
+//! pagekv: a vendor-neutral paged KV cache and paged attention in WGSL, run through wgpu on
+//! Vulkan, Metal, DX12 and GL, plus the stress engine that drives it.
+//!
+//! The crate splits into pure bookkeeping ([`cache`]), GPU plumbing ([`gpu`]), one module per
+//! kernel family ([`kernels`]) and the CPU reference they are checked against ([`reference`]).
+
+pub mod cache;
+pub mod gpu;
+pub mod kernels;
+pub mod npy;
+pub mod reference;
+pub mod scenario;
+pub mod verify;
+
+pub use cache::{CacheLayout, KvDtype, ModelGeometry};

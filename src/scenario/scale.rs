@@ -1,0 +1,251 @@
+//! Scale presets: shrinking a scenario so it runs in bounded time without changing demand %.
+//!
+//! Full-size scenarios need up to 1.3 TB of KV and hours of attention. A scale divides tokens
+//! per sequence by a power of two, requests by a power of two, and runs a subset of layers; the
+//! budget is divided by the same product, so demand / budget is what the full scenario has.
+//! Results at the same preset are comparable across devices because the factors are a pure
+//! function of the scenario and the preset.
+//!
+//! Rounding: each scaled count is `ceil(count / factor)` (at least 1 for prompt, generation,
+//! streams and requests per stream), and the budget is `floor(budget x layers_run / (layers x
+//! token factor x request factor))`. When the factors divide the counts evenly (all 11 report
+//! scenarios: their sizes are powers of two) the only error is the budget's floor, below one
+//! byte in the budget; otherwise a ceil can raise scaled demand by up to one token per count.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::LoadedScenario;
+use crate::cache::{CacheLayout, ModelGeometry};
+
+/// The preset table: (name, max_requests, max_tokens_per_sequence, layers_run). Retune here;
+/// nothing else hard-codes these numbers. `full` runs the scenario as stated.
+const PRESETS: [(&str, u32, u32, u32); 3] = [
+    ("ci", 16, 256, 1),
+    ("default", 64, 1024, 2),
+    ("full", u32::MAX, u32::MAX, u32::MAX),
+];
+
+/// Caps that fix how far a scenario is scaled down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalePreset {
+    /// Name printed with every result (`ci`, `default`, `full`).
+    pub name: String,
+    /// Most requests a scaled scenario keeps.
+    pub max_requests: u32,
+    /// Most tokens (prompt + generation) a scaled request keeps.
+    pub max_tokens_per_sequence: u32,
+    /// Most layers run (capped at the model's layer count).
+    pub layers_run: u32,
+}
+
+/// The divisors one scenario gets under one preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleFactors {
+    /// Prompt, generation and shared-prefix tokens are divided by this power of two.
+    pub tokens: u32,
+    /// Requests are divided by this power of two (batch size first, then concurrency).
+    pub requests: u32,
+    /// (layers run, model layers).
+    pub layers: (u32, u32),
+}
+
+/// A scenario after scaling: the counts the engine actually runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScaledScenario {
+    /// Scenario id (the report's number).
+    pub id: u32,
+    /// Scenario name.
+    pub name: String,
+    /// Preset name, stated with every result.
+    pub preset: String,
+    /// The layout to allocate: the model's geometry with `layers` set to `layers_run`, plus the
+    /// scenario's block size and dtype. Its bytes per token are what the scaled budget buys.
+    pub layout: CacheLayout,
+    /// Prompt tokens per request.
+    pub prompt_tokens: u32,
+    /// Decode steps per request (at least 1).
+    pub generation_tokens: u32,
+    /// Shared prompt prefix per stream (at most `prompt_tokens`).
+    pub shared_prefix_tokens: u32,
+    /// Independent request streams (scaled concurrency).
+    pub streams: u32,
+    /// Requests per stream (scaled batch size).
+    pub requests_per_stream: u32,
+    /// Layers run, the same as `layout.geometry.layers`.
+    pub layers_run: u32,
+    /// KV budget in bytes for the run layout.
+    pub budget_bytes: u64,
+    /// The divisors applied.
+    pub factors: ScaleFactors,
+}
+
+impl ScalePreset {
+    /// The preset with this name (`ci`, `default`, `full`).
+    pub fn by_name(name: &str) -> Option<Self> {
+        Self::all().into_iter().find(|p| p.name == name)
+    }
+
+    /// Every preset, smallest first.
+    pub fn all() -> Vec<Self> {
+        PRESETS
+            .iter()
+            .map(|&(name, max_requests, max_tokens, layers_run)| Self {
+                name: name.to_string(),
+                max_requests,
+                max_tokens_per_sequence: max_tokens,
+                layers_run,
+            })
+            .collect()
+    }
+
+    /// The factors for `scenario`: the smallest powers of two that bring tokens per request
+    /// and requests under the caps (or down to 1 each), and the layers capped at the model's.
+    pub fn factors(&self, scenario: &LoadedScenario) -> ScaleFactors {
+        let s = &scenario.scenario;
+        let (prompt, generation) = (s.sequence_length, s.generation_length);
+        let tokens = smallest_divisor(|d| {
+            let total = prompt.div_ceil(d) as u64 + generation.div_ceil(d) as u64;
+            (total <= self.max_tokens_per_sequence as u64, total <= 2)
+        });
+        let requests = smallest_divisor(|r| {
+            let (per_stream, streams) = split_requests(s.batch_size, s.concurrency, r);
+            let total = per_stream as u64 * streams as u64;
+            (total <= self.max_requests as u64, total <= 1)
+        });
+        let total_layers = scenario.geometry.layers;
+        ScaleFactors {
+            tokens,
+            requests,
+            layers: (self.layers_run.clamp(1, total_layers), total_layers),
+        }
+    }
+}
+
+/// Doubles a divisor from 1 until `check(d)` says it fits (first) or cannot shrink further
+/// (second), or doubling would overflow.
+fn smallest_divisor(check: impl Fn(u32) -> (bool, bool)) -> u32 {
+    let mut d = 1u32;
+    loop {
+        let (fits, floor) = check(d);
+        match d.checked_mul(2) {
+            Some(next) if !fits && !floor => d = next,
+            _ => return d,
+        }
+    }
+}
+
+/// Requests per stream and streams after dividing requests by `r`: batch size is divided
+/// first, keeping every stream (streams are what share prefixes and contend for the pool);
+/// once batch size reaches 1 the rest of the factor divides concurrency.
+fn split_requests(batch: u32, concurrency: u32, r: u32) -> (u32, u32) {
+    if r <= batch {
+        (batch.div_ceil(r), concurrency)
+    } else {
+        let requests = batch as u64 * concurrency as u64;
+        (1, requests.div_ceil(r as u64).max(1) as u32)
+    }
+}
+
+impl ScaleFactors {
+    /// True when nothing is scaled: the run is the scenario as stated.
+    pub fn is_full(&self) -> bool {
+        self.tokens == 1 && self.requests == 1 && self.layers.0 == self.layers.1
+    }
+}
+
+impl fmt::Display for ScaleFactors {
+    /// E.g. `tokens/8 requests/2 layers 1/24`, the form printed beside every result.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tokens/{} requests/{} layers {}/{}",
+            self.tokens, self.requests, self.layers.0, self.layers.1
+        )
+    }
+}
+
+impl LoadedScenario {
+    /// Scales the scenario with the reference budget (the report's 24 GB card).
+    pub fn scale(&self, preset: &ScalePreset) -> ScaledScenario {
+        self.scale_with_budget(preset, self.budget_bytes())
+    }
+
+    /// Scales the scenario for a full-size budget of `full_budget_bytes` (e.g. a user's own
+    /// card): the budget is divided by the same product as the demand.
+    pub fn scale_with_budget(
+        &self,
+        preset: &ScalePreset,
+        full_budget_bytes: u64,
+    ) -> ScaledScenario {
+        let s = &self.scenario;
+        let factors = preset.factors(self);
+        let (d, r) = (factors.tokens, factors.requests);
+        let (layers_run, layers) = factors.layers;
+        let (requests_per_stream, streams) = split_requests(s.batch_size, s.concurrency, r);
+        let prompt_tokens = s.sequence_length.div_ceil(d);
+        let g = &self.geometry;
+        let run_geometry =
+            ModelGeometry::new(&g.name, layers_run, g.q_heads, g.kv_heads, g.head_dim);
+        let budget = full_budget_bytes as u128 * layers_run as u128
+            / (layers as u128 * d as u128 * r as u128);
+        ScaledScenario {
+            id: self.id,
+            name: s.name.clone(),
+            preset: preset.name.clone(),
+            layout: CacheLayout {
+                geometry: run_geometry,
+                block_size: s.cache.block_size,
+                dtype: s.cache.kv_dtype,
+            },
+            prompt_tokens,
+            generation_tokens: s.generation_length.div_ceil(d).max(1),
+            shared_prefix_tokens: s.shared_prefix_tokens.div_ceil(d).min(prompt_tokens),
+            streams,
+            requests_per_stream,
+            layers_run,
+            budget_bytes: budget as u64,
+            factors,
+        }
+    }
+}
+
+impl ScaledScenario {
+    /// Requests the scaled run completes: streams x requests per stream.
+    pub fn requests(&self) -> u64 {
+        self.streams as u64 * self.requests_per_stream as u64
+    }
+
+    /// Tokens one finished scaled request holds.
+    pub fn tokens_per_request(&self) -> u64 {
+        self.prompt_tokens as u64 + self.generation_tokens as u64
+    }
+
+    /// Scaled demand: requests x tokens x bytes per token of the run layout.
+    pub fn demand_bytes(&self) -> u64 {
+        let bytes = self.requests() as u128
+            * self.tokens_per_request() as u128
+            * self.layout.bytes_per_token() as u128;
+        bytes.min(u64::MAX as u128) as u64
+    }
+
+    /// Scaled demand over scaled budget, in percent: the full scenario's demand % up to the
+    /// rounding described in the module docs.
+    pub fn demand_pct(&self) -> f64 {
+        100.0 * self.demand_bytes() as f64 / self.budget_bytes as f64
+    }
+
+    /// Blocks the scaled budget buys for the run layout.
+    pub fn num_blocks(&self) -> u32 {
+        self.layout.blocks_for_budget(self.budget_bytes)
+    }
+
+    /// Finished requests the pool can hold at once. Dividing the budget by the request factor
+    /// also divides this, so a heavily scaled overcommitted scenario may hold none: the engine
+    /// must then report every request as unservable rather than hang.
+    pub fn sequences_that_fit(&self) -> u64 {
+        let per_request = self.layout.blocks_for_tokens(self.tokens_per_request());
+        self.num_blocks() as u64 / per_request
+    }
+}

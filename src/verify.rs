@@ -1,0 +1,521 @@
+//! End-to-end kernel verification against the CPU reference: builds a pool, pages random
+//! sequences into shuffled blocks (optionally sharing a forked prefix, with copy-on-write),
+//! prefills them in chunks, decodes one token, and compares every checked output row with
+//! [`crate::reference::attention`] in f64. The integration tests and `pagekv verify` both use
+//! it, so what the CLI reports is exactly what the tests assert.
+
+use crate::cache::{CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED_BLOCK_SIZES};
+use crate::gpu::{GpuContext, GpuError, KvStorage, read_buffer_f32, storage_buffer_init};
+use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
+use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use thiserror::Error;
+
+/// One verification scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyCase {
+    /// Model geometry (only `layers_run` layers get pools).
+    pub geometry: ModelGeometry,
+    /// Layers to build and check.
+    pub layers_run: u32,
+    /// Tokens per block.
+    pub block_size: u32,
+    /// KV storage dtype.
+    pub dtype: KvDtype,
+    /// Final context length of each sequence: `len - 1` prompt tokens are prefilled, then one
+    /// token is decoded.
+    pub contexts: Vec<u32>,
+    /// Prompt tokens per prefill chunk; 0 prefills each prompt in one chunk.
+    pub prefill_chunk: u32,
+    /// Tokens of sequence 0 that every other sequence shares by forking. A partial last
+    /// shared block triggers copy-on-write on the fork's first append.
+    pub shared_prefix_tokens: u32,
+    /// Force shards of at most this many bytes (tests use 64 KiB to run the multi-shard path).
+    pub max_shard_bytes: Option<u64>,
+    /// Force the decode split length.
+    pub partition_tokens: Option<u32>,
+    /// Prefill rows checked per sequence and layer (0 = all); sampling keeps long contexts fast.
+    pub sample_rows: usize,
+    /// RNG seed for data and block placement.
+    pub seed: u64,
+}
+
+impl VerifyCase {
+    /// A case with defaults for everything but geometry, dtype, block size and contexts.
+    pub fn new(
+        geometry: ModelGeometry,
+        dtype: KvDtype,
+        block_size: u32,
+        contexts: Vec<u32>,
+    ) -> Self {
+        Self {
+            layers_run: geometry.layers.min(2),
+            geometry,
+            block_size,
+            dtype,
+            contexts,
+            prefill_chunk: 0,
+            shared_prefix_tokens: 0,
+            max_shard_bytes: None,
+            partition_tokens: None,
+            sample_rows: 0,
+            seed: 7,
+        }
+    }
+}
+
+/// Logical tensors of one sequence and layer, in the shapes `--dump` writes.
+#[derive(Clone, Debug)]
+pub struct SequenceDump {
+    /// Sequence index in the case.
+    pub sequence: usize,
+    /// Layer index.
+    pub layer: u32,
+    /// Position of the first query row in `q`/`out`.
+    pub first_query: u32,
+    /// `[queries][q_heads][head_dim]`.
+    pub q: Vec<f32>,
+    /// `[context][kv_heads][head_dim]`, read back from the device pool.
+    pub k: Vec<f32>,
+    /// Same shape as `k`.
+    pub v: Vec<f32>,
+    /// `[queries][q_heads][head_dim]` GPU output.
+    pub out: Vec<f32>,
+}
+
+/// What a verification found.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyOutcome {
+    /// Worst prefill error over checked rows.
+    pub prefill: ErrorStats,
+    /// Worst decode error.
+    pub decode: ErrorStats,
+    /// Worst difference between K/V read back from the pool and what was appended (after
+    /// f16 rounding): checks append, copy-on-write and paging on their own.
+    pub cache_roundtrip: ErrorStats,
+    /// Tolerance applied.
+    pub tolerance: Tolerance,
+    /// Whether every checked value is within tolerance.
+    pub passed: bool,
+    /// Pool shards per layer.
+    pub shards: u32,
+    /// Decode partitions (splits x shards).
+    pub decode_partitions: u32,
+    /// Copy-on-write block copies performed.
+    pub cow_copies: usize,
+    /// Shader variants used.
+    pub variants: Vec<String>,
+    /// Per-sequence tensors, filled only when requested.
+    #[serde(skip)]
+    pub dumps: Vec<SequenceDump>,
+}
+
+/// Why a case could not run.
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    /// The geometry is invalid.
+    #[error("invalid geometry: {0}")]
+    Geometry(#[from] GeometryError),
+    /// The case itself is malformed.
+    #[error("{0}")]
+    Case(String),
+    /// The device could not run it.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+struct SeqData {
+    q: Vec<Vec<f32>>,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    table: Vec<u32>,
+    start: u32,
+    out: Vec<Vec<f32>>,
+}
+
+fn random_vec(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Runs `case` on `ctx`. `keep_dumps` retains logical tensors for `--dump`.
+pub fn run_case(
+    ctx: &GpuContext,
+    case: &VerifyCase,
+    keep_dumps: bool,
+) -> Result<VerifyOutcome, VerifyError> {
+    case.geometry.validate()?;
+    if !SUPPORTED_BLOCK_SIZES.contains(&case.block_size) {
+        return Err(VerifyError::Case(format!(
+            "block size {} is not one of {SUPPORTED_BLOCK_SIZES:?}",
+            case.block_size
+        )));
+    }
+    if case.contexts.is_empty() || case.contexts.contains(&0) {
+        return Err(VerifyError::Case(
+            "every context length must be at least 1".into(),
+        ));
+    }
+    let g = &case.geometry;
+    let layout = CacheLayout {
+        geometry: g.clone(),
+        block_size: case.block_size,
+        dtype: case.dtype,
+    };
+    let (qh, kvh, hd, bs) = (
+        g.q_heads as usize,
+        g.kv_heads as usize,
+        g.head_dim as usize,
+        case.block_size,
+    );
+    let layers = case.layers_run.clamp(1, g.layers);
+    let mut rng = StdRng::seed_from_u64(case.seed);
+
+    // Shared prefix: only full prompt tokens of sequence 0 can be shared.
+    let n = case.contexts.len();
+    let shared = if n > 1 {
+        let min_prompt = case.contexts.iter().map(|c| c - 1).min().unwrap_or(0);
+        case.shared_prefix_tokens.min(min_prompt)
+    } else {
+        0
+    };
+
+    // Logical data per sequence and layer.
+    let mut seqs: Vec<SeqData> = Vec::with_capacity(n);
+    for (s, &context) in case.contexts.iter().enumerate() {
+        let c = context as usize;
+        let mut data = SeqData {
+            q: (0..layers)
+                .map(|_| random_vec(&mut rng, c * qh * hd))
+                .collect(),
+            k: (0..layers)
+                .map(|_| random_vec(&mut rng, c * kvh * hd))
+                .collect(),
+            v: (0..layers)
+                .map(|_| random_vec(&mut rng, c * kvh * hd))
+                .collect(),
+            table: Vec::new(),
+            start: if s == 0 { 0 } else { shared },
+            out: vec![Vec::new(); layers as usize],
+        };
+        if s > 0 {
+            let prefix = shared as usize * kvh * hd;
+            for l in 0..layers as usize {
+                let (k0, v0) = (
+                    seqs[0].k[l][..prefix].to_vec(),
+                    seqs[0].v[l][..prefix].to_vec(),
+                );
+                data.k[l][..prefix].copy_from_slice(&k0);
+                data.v[l][..prefix].copy_from_slice(&v0);
+            }
+        }
+        seqs.push(data);
+    }
+
+    // Block placement: shuffled physical ids; forks share sequence 0's blocks covering the
+    // shared prefix, and a partial last shared block is copied on write.
+    let shared_full = shared / bs;
+    let shared_partial = shared % bs != 0;
+    let needed: u32 = case
+        .contexts
+        .iter()
+        .enumerate()
+        .map(|(s, &c)| c.div_ceil(bs) - if s == 0 { 0 } else { shared_full })
+        .sum();
+    let num_blocks = needed + 3;
+    let mut free: Vec<u32> = (0..num_blocks).collect();
+    free.shuffle(&mut rng);
+    let mut cow = Vec::new();
+    for s in 0..n {
+        let blocks = case.contexts[s].div_ceil(bs);
+        let mut table = Vec::with_capacity(blocks as usize);
+        if s > 0 {
+            table.extend_from_slice(&seqs[0].table[..shared_full as usize]);
+        }
+        while (table.len() as u32) < blocks {
+            table.push(free.pop().expect("pool sized for every block"));
+        }
+        if s > 0 && shared_partial {
+            cow.push((
+                seqs[0].table[shared_full as usize],
+                table[shared_full as usize],
+            ));
+        }
+        seqs[s].table = table;
+    }
+
+    let storage = KvStorage::new(ctx, &layout, num_blocks, layers, case.max_shard_bytes)?;
+    let mut kernels = PagedAttention::new(ctx, &storage)?;
+    kernels.decode.splits.forced_partition_tokens = case.partition_tokens;
+
+    // Prefill: sequence 0 first (it owns the shared prefix), then the forks, each in chunks.
+    let groups: Vec<Vec<usize>> = if shared > 0 {
+        vec![vec![0], (1..n).collect()]
+    } else {
+        vec![(0..n).collect()]
+    };
+    let mut append_batch = AppendBatch::default();
+    let mut attn_batch = AttentionBatch::default();
+    for (phase, members) in groups.iter().enumerate() {
+        if phase == 1 && !cow.is_empty() {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            kernels.record_block_copies(&mut encoder, &storage, &cow)?;
+            ctx.queue.submit([encoder.finish()]);
+        }
+        let mut pos: Vec<u32> = members.iter().map(|&s| seqs[s].start).collect();
+        loop {
+            let mut step: Vec<(usize, u32, u32)> = Vec::new();
+            for (i, &s) in members.iter().enumerate() {
+                let prompt = case.contexts[s] - 1;
+                if pos[i] < prompt {
+                    let len = if case.prefill_chunk == 0 {
+                        prompt - pos[i]
+                    } else {
+                        case.prefill_chunk.min(prompt - pos[i])
+                    };
+                    step.push((s, pos[i], len));
+                    pos[i] += len;
+                }
+            }
+            if step.is_empty() {
+                break;
+            }
+            run_step(
+                ctx,
+                &kernels,
+                &storage,
+                &mut append_batch,
+                &mut attn_batch,
+                &mut seqs,
+                &step,
+                layers,
+                g,
+                false,
+            )?;
+        }
+    }
+
+    // Decode the last token of every sequence together.
+    let step: Vec<(usize, u32, u32)> = (0..n).map(|s| (s, case.contexts[s] - 1, 1)).collect();
+    run_step(
+        ctx,
+        &kernels,
+        &storage,
+        &mut append_batch,
+        &mut attn_batch,
+        &mut seqs,
+        &step,
+        layers,
+        g,
+        true,
+    )?;
+    let decode_partitions = attn_batch.num_partitions;
+
+    // Compare.
+    let tolerance = Tolerance::for_dtype(case.dtype);
+    let round = |x: &[f32]| {
+        if case.dtype == KvDtype::F16 {
+            reference::round_through_f16(x)
+        } else {
+            x.to_vec()
+        }
+    };
+    let mut outcome = VerifyOutcome {
+        prefill: ErrorStats::default(),
+        decode: ErrorStats::default(),
+        cache_roundtrip: ErrorStats::default(),
+        tolerance,
+        passed: true,
+        shards: storage.plan.num_shards(),
+        decode_partitions,
+        cow_copies: cow.len(),
+        variants: vec![
+            kernels.append.variant.name(),
+            kernels.prefill.variant.name(),
+            kernels.decode.variant.name(),
+            kernels.combine.variant.name(),
+        ],
+        dumps: Vec::new(),
+    };
+    for (s, data) in seqs.iter().enumerate() {
+        let c = case.contexts[s];
+        let rows = (c - data.start) as usize;
+        let mut checked: Vec<usize> = (0..rows).collect();
+        if case.sample_rows > 0 && rows > case.sample_rows + 1 {
+            let mut picks = vec![0, rows - 2, rows - 1];
+            while picks.len() < case.sample_rows + 1 {
+                picks.push(rng.random_range(0..rows));
+            }
+            picks.sort_unstable();
+            picks.dedup();
+            checked = picks;
+        }
+        for l in 0..layers as usize {
+            let (k_dev, v_dev) = storage.gather(ctx, l as u32, &data.table, c)?;
+            let (k_ref, v_ref) = (round(&data.k[l]), round(&data.v[l]));
+            for (got, want) in [(&k_dev, &k_ref), (&v_dev, &v_ref)] {
+                let (stats, ok) = reference::check(
+                    got,
+                    want,
+                    Tolerance {
+                        abs: 0.0,
+                        rel: 1e-3,
+                    },
+                );
+                outcome.cache_roundtrip = worst(outcome.cache_roundtrip, stats);
+                outcome.passed &= ok;
+            }
+            for &r in &checked {
+                let position = data.start as usize + r;
+                let q_row = &data.q[l][position * qh * hd..(position + 1) * qh * hd];
+                let keys = position + 1;
+                let shape = AttentionShape {
+                    q_heads: qh,
+                    kv_heads: kvh,
+                    head_dim: hd,
+                    num_queries: 1,
+                    num_keys: keys,
+                };
+                let want = reference::attention(
+                    q_row,
+                    &k_ref[..keys * kvh * hd],
+                    &v_ref[..keys * kvh * hd],
+                    shape,
+                )
+                .map_err(|e| VerifyError::Case(e.to_string()))?;
+                let got = &data.out[l][r * qh * hd..(r + 1) * qh * hd];
+                let (stats, ok) = reference::check(got, &want, tolerance);
+                outcome.passed &= ok;
+                if r + 1 == rows {
+                    outcome.decode = worst(outcome.decode, stats);
+                } else {
+                    outcome.prefill = worst(outcome.prefill, stats);
+                }
+            }
+            if keep_dumps {
+                outcome.dumps.push(SequenceDump {
+                    sequence: s,
+                    layer: l as u32,
+                    first_query: data.start,
+                    q: data.q[l][data.start as usize * qh * hd..].to_vec(),
+                    k: k_dev,
+                    v: v_dev,
+                    out: data.out[l].clone(),
+                });
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+fn worst(a: ErrorStats, b: ErrorStats) -> ErrorStats {
+    ErrorStats {
+        max_abs: a.max_abs.max(b.max_abs),
+        max_rel: a.max_rel.max(b.max_rel),
+        worst_index: if b.max_abs > a.max_abs {
+            b.worst_index
+        } else {
+            a.worst_index
+        },
+    }
+}
+
+/// Appends and attends one step: `(sequence, first position, tokens)` per member.
+#[allow(clippy::too_many_arguments)]
+fn run_step(
+    ctx: &GpuContext,
+    kernels: &PagedAttention,
+    storage: &KvStorage,
+    append_batch: &mut AppendBatch,
+    attn_batch: &mut AttentionBatch,
+    seqs: &mut [SeqData],
+    step: &[(usize, u32, u32)],
+    layers: u32,
+    g: &ModelGeometry,
+    decode: bool,
+) -> Result<(), VerifyError> {
+    let (qh, kvh, hd) = (g.q_heads as usize, g.kv_heads as usize, g.head_dim as usize);
+    let bs = storage.layout.block_size;
+    let mut slots = Vec::new();
+    for &(s, first, len) in step {
+        for p in first..first + len {
+            slots.push(seqs[s].table[(p / bs) as usize] * bs + p % bs);
+        }
+    }
+    kernels.prepare_append(storage, append_batch, &slots)?;
+    let views: Vec<SeqView<'_>> = step
+        .iter()
+        .map(|&(s, first, len)| SeqView {
+            block_table: &seqs[s].table,
+            context_len: first + len,
+            query_len: len,
+        })
+        .collect();
+    if decode {
+        kernels.prepare_decode(storage, attn_batch, &views)?;
+    } else {
+        kernels.prepare_prefill(storage, attn_batch, &views)?;
+    }
+    drop(views);
+    let total: usize = step.iter().map(|&(_, _, len)| len as usize).sum();
+    for l in 0..layers as usize {
+        let mut q = Vec::with_capacity(total * qh * hd);
+        let mut k = Vec::with_capacity(total * kvh * hd);
+        let mut v = Vec::with_capacity(total * kvh * hd);
+        for &(s, first, len) in step {
+            let (a, b) = (first as usize, (first + len) as usize);
+            q.extend_from_slice(&seqs[s].q[l][a * qh * hd..b * qh * hd]);
+            k.extend_from_slice(&seqs[s].k[l][a * kvh * hd..b * kvh * hd]);
+            v.extend_from_slice(&seqs[s].v[l][a * kvh * hd..b * kvh * hd]);
+        }
+        let q_buf = storage_buffer_init(ctx, "verify q", bytemuck::cast_slice(&q));
+        let k_buf = storage_buffer_init(ctx, "verify k", bytemuck::cast_slice(&k));
+        let v_buf = storage_buffer_init(ctx, "verify v", bytemuck::cast_slice(&v));
+        let out_buf = storage_buffer_init(ctx, "verify out", &vec![0u8; q.len() * 4]);
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        kernels.record_append(
+            &mut encoder,
+            storage,
+            l as u32,
+            append_batch,
+            &k_buf,
+            &v_buf,
+            None,
+        );
+        if decode {
+            kernels.record_decode(
+                &mut encoder,
+                storage,
+                l as u32,
+                attn_batch,
+                &q_buf,
+                &out_buf,
+                None,
+            );
+        } else {
+            kernels.record_prefill(
+                &mut encoder,
+                storage,
+                l as u32,
+                attn_batch,
+                &q_buf,
+                &out_buf,
+                None,
+            );
+        }
+        ctx.queue.submit([encoder.finish()]);
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Device(err.to_string()).into());
+        }
+        let out = read_buffer_f32(ctx, &out_buf, q.len())?;
+        let mut offset = 0;
+        for &(s, _, len) in step {
+            let n = len as usize * qh * hd;
+            seqs[s].out[l].extend_from_slice(&out[offset..offset + n]);
+            offset += n;
+        }
+    }
+    Ok(())
+}

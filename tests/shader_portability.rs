@@ -1,0 +1,35 @@
+//! Every generated WGSL variant must parse, validate and translate to SPIR-V, MSL, HLSL and
+//! GLSL with naga, so Metal/DX12/GL breakage shows up without their hardware.
+
+use pagekv::kernels::{Variant, portability};
+
+#[test]
+fn every_variant_validates_and_translates() {
+    let variants = Variant::all();
+    assert!(
+        variants.len() >= 40,
+        "expected the full variant set, got {}",
+        variants.len()
+    );
+    let mut failures = Vec::new();
+    for variant in &variants {
+        match portability::check(variant) {
+            Err(e) => failures.push(e),
+            Ok(report) => {
+                for (target, result) in &report.targets {
+                    if let Err(e) = result
+                        && !e.starts_with("not applicable")
+                    {
+                        failures.push(format!("{} -> {target}: {e}", report.name));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
