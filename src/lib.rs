@@ -2,9 +2,10 @@
 //! Vulkan, Metal, DX12 and GL, plus the stress engine that drives it.
 //!
 //! The crate splits into pure bookkeeping ([`cache`]), GPU plumbing ([`gpu`]), one module per
-//! kernel family ([`kernels`]) and the CPU reference they are checked against ([`reference`]).
+//! kernel family ([`kernels`]) and the CPU reference they are checked against ([`reference`](mod@reference)).
 
 pub mod cache;
+pub mod engine;
 pub mod gpu;
 pub mod kernels;
 pub mod npy;

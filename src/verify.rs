@@ -5,7 +5,9 @@
 //! it, so what the CLI reports is exactly what the tests assert.
 
 use crate::cache::{CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED_BLOCK_SIZES};
-use crate::gpu::{GpuContext, GpuError, KvStorage, read_buffer_f32, storage_buffer_init};
+use crate::gpu::{
+    GpuContext, GpuError, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
+};
 use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
@@ -40,6 +42,8 @@ pub struct VerifyCase {
     pub sample_rows: usize,
     /// RNG seed for data and block placement.
     pub seed: u64,
+    /// Store f16 packed in u32 even where SHADER_F16 exists (tests both encodings).
+    pub force_packed_f16: bool,
 }
 
 impl VerifyCase {
@@ -62,6 +66,7 @@ impl VerifyCase {
             partition_tokens: None,
             sample_rows: 0,
             seed: 7,
+            force_packed_f16: false,
         }
     }
 }
@@ -245,7 +250,13 @@ pub fn run_case(
         seqs[s].table = table;
     }
 
-    let storage = KvStorage::new(ctx, &layout, num_blocks, layers, case.max_shard_bytes)?;
+    let mode = if case.force_packed_f16 && case.dtype == KvDtype::F16 {
+        KvStorageMode::F16Packed
+    } else {
+        KvStorageMode::choose(case.dtype, ctx.capabilities.shader_f16)
+    };
+    let storage =
+        KvStorage::with_mode(ctx, &layout, num_blocks, layers, case.max_shard_bytes, mode)?;
     let mut kernels = PagedAttention::new(ctx, &storage)?;
     kernels.decode.splits.forced_partition_tokens = case.partition_tokens;
 

@@ -92,7 +92,7 @@ impl ModelGeometry {
                 return Err(GeometryError::Zero(key));
             }
         }
-        if self.q_heads % self.kv_heads != 0 {
+        if !self.q_heads.is_multiple_of(self.kv_heads) {
             return Err(GeometryError::GroupMismatch {
                 q_heads: self.q_heads,
                 kv_heads: self.kv_heads,

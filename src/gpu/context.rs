@@ -210,11 +210,20 @@ impl GpuContext {
 
     /// Opens a specific adapter (used by tests that run on every adapter present).
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self, GpuError> {
+        Self::from_adapter_with_limits(adapter, adapter.limits())
+    }
+
+    /// Opens `adapter` with explicit limits, e.g. lowered ones to check that pagekv explains
+    /// or works around a smaller device.
+    pub fn from_adapter_with_limits(
+        adapter: &wgpu::Adapter,
+        limits: wgpu::Limits,
+    ) -> Result<Self, GpuError> {
         let info = adapter.get_info();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("pagekv"),
             required_features: wanted_features(adapter.features()),
-            required_limits: adapter.limits(),
+            required_limits: limits,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,

@@ -125,6 +125,37 @@ impl KvStorage {
         layers: u32,
         max_shard_bytes: Option<u64>,
     ) -> Result<Self, GpuError> {
+        let mode = KvStorageMode::choose(layout.dtype, ctx.capabilities.shader_f16);
+        Self::with_mode(ctx, layout, num_blocks, layers, max_shard_bytes, mode)
+    }
+
+    /// Like [`KvStorage::new`] with an explicit encoding, so tests can run the packed f16 path
+    /// on a device that also has native f16.
+    pub fn with_mode(
+        ctx: &GpuContext,
+        layout: &CacheLayout,
+        num_blocks: u32,
+        layers: u32,
+        max_shard_bytes: Option<u64>,
+        mode: KvStorageMode,
+    ) -> Result<Self, GpuError> {
+        let expected_dtype = if mode == KvStorageMode::F32 {
+            KvDtype::F32
+        } else {
+            KvDtype::F16
+        };
+        if expected_dtype != layout.dtype {
+            return Err(GpuError::Limit(format!(
+                "storage mode {} does not store {}",
+                mode.name(),
+                layout.dtype.name()
+            )));
+        }
+        if mode == KvStorageMode::F16Native && !ctx.capabilities.shader_f16 {
+            return Err(GpuError::Limit(
+                "native f16 storage needs SHADER_F16, which this device lacks".into(),
+            ));
+        }
         if num_blocks == 0 {
             return Err(GpuError::Limit(
                 "the KV budget holds zero blocks; raise the budget".into(),
@@ -134,7 +165,6 @@ impl KvStorage {
         let device_max = caps.max_storage_binding.min(caps.max_buffer);
         let max_shard = max_shard_bytes.map_or(device_max, |m| m.min(device_max));
         let plan = ShardPlan::new(layout, num_blocks, max_shard)?;
-        let mode = KvStorageMode::choose(layout.dtype, caps.shader_f16);
         let make = |kind: &str, layer: u32| -> Vec<wgpu::Buffer> {
             (0..plan.num_shards())
                 .map(|s| {

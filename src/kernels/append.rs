@@ -114,6 +114,7 @@ impl AppendKernel {
 
     /// Records the append for `layer`. `new_k`/`new_v` are `[tokens][kv_heads][head_dim]` f32 in
     /// the order of the prepared slots.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         ctx: &GpuContext,

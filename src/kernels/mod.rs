@@ -9,6 +9,7 @@ pub mod append;
 pub(crate) mod batch;
 pub mod combine;
 pub mod decode;
+pub mod generate;
 pub mod params;
 pub(crate) mod pipeline;
 pub mod portability;

@@ -20,6 +20,7 @@ const DECODE: &str = include_str!("../../shaders/decode.wgsl");
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
 const COMBINE: &str = include_str!("../../shaders/combine.wgsl");
 const APPEND: &str = include_str!("../../shaders/append.wgsl");
+const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 
 /// Threads per attention workgroup. 64 is a multiple of every vendor's SIMD width (NVIDIA 32,
 /// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
@@ -39,6 +40,8 @@ pub enum Family {
     Prefill,
     /// Merge of partial softmax states.
     Combine,
+    /// Deterministic synthetic Q/K/V for the stress engine.
+    Generate,
 }
 
 impl Family {
@@ -57,6 +60,7 @@ impl Family {
             Family::Decode => "decode",
             Family::Prefill => "prefill",
             Family::Combine => "combine",
+            Family::Generate => "generate",
         }
     }
 
@@ -67,11 +71,12 @@ impl Family {
             Family::Decode => &["decode"],
             Family::Prefill => &["prefill"],
             Family::Combine => &["combine"],
+            Family::Generate => &["generate"],
         }
     }
 
     fn uses_kv(self) -> bool {
-        !matches!(self, Family::Combine)
+        !matches!(self, Family::Combine | Family::Generate)
     }
 
     fn uses_tiles(self) -> bool {
@@ -200,6 +205,7 @@ impl Variant {
         match self.family {
             Family::Append => src += APPEND,
             Family::Combine => src += COMBINE,
+            Family::Generate => src += GENERATE,
             Family::Decode => {
                 src += ATTENTION_COMMON;
                 src += "\n";

@@ -1,0 +1,228 @@
+//! The `pagekv` command line: clap definitions, dispatch and the one error type every
+//! subcommand returns.
+//!
+//! Adding a subcommand means one variant in [`Command`] and one module with an `Args` struct
+//! and a `run` function; [`dispatch`] maps the variant to the handler. Handlers return
+//! [`CliError`], so every failure ends in one sentence on stderr and a fixed exit status:
+//! 2 for bad input (flags, files, no usable adapter), 1 for work that ran and failed (a
+//! verification past tolerance, a shader that does not translate).
+
+mod devices;
+mod shaders;
+mod verify;
+
+use clap::{Args, Parser, Subcommand};
+use pagekv::gpu::{AdapterFilter, GpuContext, GpuError};
+use std::process::ExitCode;
+
+/// Vendor-neutral paged KV cache and paged attention in WGSL on wgpu.
+///
+/// With no subcommand, pagekv runs its main job: for now `verify` over the default shape set
+/// (both presets, f32 and f16 KV, contexts 1,15,16,17,100,300, block size 16).
+#[derive(Debug, Parser)]
+#[command(name = "pagekv", version)]
+pub struct Cli {
+    /// Options every subcommand understands.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do; none runs [`default_main`].
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Adapter selection shared by every subcommand that touches a GPU.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Use only adapters of this backend: vulkan, metal, dx12 or gl.
+    #[arg(
+        long,
+        global = true,
+        value_name = "BACKEND",
+        help_heading = "Adapter selection"
+    )]
+    pub backend: Option<String>,
+    /// Use only adapters whose name contains this text (case-insensitive).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SUBSTRING",
+        help_heading = "Adapter selection"
+    )]
+    pub adapter: Option<String>,
+}
+
+impl GlobalArgs {
+    /// Turns the flags into the library's filter, rejecting unknown backend names here so the
+    /// user hears about the typo rather than about "no matching adapter".
+    pub fn filter(&self) -> Result<AdapterFilter, CliError> {
+        let backend = match &self.backend {
+            None => None,
+            Some(text) => Some(AdapterFilter::parse_backend(text).ok_or_else(|| {
+                CliError::input(format!(
+                    "--backend '{text}' is not a backend; use vulkan, metal, dx12 or gl"
+                ))
+            })?),
+        };
+        Ok(AdapterFilter {
+            backend,
+            name: self.adapter.clone(),
+        })
+    }
+
+    /// The filter as the user typed it, for "no adapter matches" messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(b) = &self.backend {
+            parts.push(format!("--backend {b}"));
+        }
+        if let Some(a) = &self.adapter {
+            parts.push(format!("--adapter '{a}'"));
+        }
+        if parts.is_empty() {
+            "any adapter".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    /// Opens the best adapter matching the flags, as every GPU subcommand does.
+    pub fn open(&self) -> Result<GpuContext, CliError> {
+        let filter = self.filter()?;
+        GpuContext::new(&filter).map_err(|e| self.gpu_error(e))
+    }
+
+    /// Maps a GPU error to a CLI error, naming the flags when no adapter matched them.
+    pub fn gpu_error(&self, e: GpuError) -> CliError {
+        match e {
+            GpuError::NoMatchingAdapter { seen, .. } => CliError::input(format!(
+                "no adapter matches {}; adapters present: {seen}",
+                self.describe()
+            )),
+            other => other.into(),
+        }
+    }
+}
+
+/// The subcommands. Step 2 adds `run`, `compare` and `scenarios` here.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every GPU adapter with the limits and features pagekv sizes its work from.
+    Devices(devices::DevicesArgs),
+    /// Run prefill and decode on the GPU and compare with the f64 CPU reference.
+    Verify(verify::VerifyArgs),
+    /// Emit, list or cross-compile every generated WGSL shader variant.
+    Shaders(shaders::ShadersArgs),
+}
+
+/// Why a command did not succeed. The message is one sentence naming the flag or file at fault.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad flags or files, or nothing to run on: exit status 2.
+    Input(String),
+    /// The work ran and failed (past tolerance, shader translation error): exit status 1.
+    Failed(String),
+}
+
+impl CliError {
+    /// A bad-input error (exit 2).
+    pub fn input(message: impl Into<String>) -> Self {
+        CliError::Input(message.into())
+    }
+
+    /// A failure of the work itself (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        CliError::Failed(message.into())
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Input(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            CliError::Input(m) | CliError::Failed(m) => m,
+        }
+    }
+}
+
+impl From<GpuError> for CliError {
+    /// Missing or unmatched adapters and device limits are things the user changes (install a
+    /// driver, fix a filter, pick a smaller shape): exit 2. A device that errors while running
+    /// is a failure of the work: exit 1.
+    fn from(e: GpuError) -> Self {
+        match e {
+            GpuError::NoAdapter | GpuError::NoMatchingAdapter { .. } | GpuError::Limit(_) => {
+                CliError::Input(e.to_string())
+            }
+            GpuError::RequestDevice(_) | GpuError::Device(_) => CliError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Entry point of the binary: parse, dispatch, map errors to one line and an exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pagekv: {}", e.message());
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Help and version go to stdout with status 0 as usual; every usage error is reduced to
+/// clap's first line (which names the flag and the problem) so bad input is one sentence.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("pagekv: {first} (see `pagekv --help`)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        None => default_main(&cli.global),
+        Some(Command::Devices(args)) => devices::run(&cli.global, &args),
+        Some(Command::Verify(args)) => verify::run(&cli.global, &args),
+        Some(Command::Shaders(args)) => shaders::run(&args),
+    }
+}
+
+/// What `cargo run --release` (no arguments) does: the project's main job.
+///
+/// Step 1: `verify` over the default shape set. Step 2 replaces the body with the
+/// 11-scenario run; keep this the only place that decides it.
+pub fn default_main(global: &GlobalArgs) -> Result<(), CliError> {
+    verify::run(global, &verify::VerifyArgs::default())
+}
+
+/// Splits a comma list, naming `flag` when an item is empty.
+pub fn comma_list<'a>(flag: &str, text: &'a str) -> Result<Vec<&'a str>, CliError> {
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.iter().any(|s| s.is_empty()) {
+        return Err(CliError::input(format!(
+            "{flag} '{text}' has an empty item; give a comma list like 1,17,4096"
+        )));
+    }
+    Ok(items)
+}

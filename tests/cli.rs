@@ -1,0 +1,334 @@
+//! The `pagekv` binary end to end: exit statuses, one-sentence errors, `devices`, `verify`
+//! (including `--dump` files re-checked against the CPU reference) and `shaders`.
+//!
+//! Tests that need a GPU skip with a message when no adapter exists, unless
+//! PAGEKV_REQUIRE_GPU=1 turns that into a failure (as CI does).
+
+use pagekv::npy;
+use pagekv::reference::{self, AttentionShape, Tolerance};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pagekv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pagekv"))
+        .args(args)
+        .output()
+        .expect("spawn pagekv")
+}
+
+/// stderr without Mesa's harmless "XDG_RUNTIME_DIR is invalid" noise.
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR") && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether GPU tests should run; panics when a GPU is required but absent.
+fn have_gpu(test: &str) -> bool {
+    if !pagekv::gpu::enumerate_adapters().is_empty() {
+        return true;
+    }
+    if std::env::var("PAGEKV_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!(
+            "PAGEKV_REQUIRE_GPU=1 but no GPU adapter is available (install mesa-vulkan-drivers)"
+        );
+    }
+    eprintln!("{test}: no GPU adapter, skipping (set PAGEKV_REQUIRE_GPU=1 to fail instead)");
+    false
+}
+
+/// A fresh directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("pagekv-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn devices_lists_adapters_or_says_what_to_install() {
+    let out = pagekv(&["devices"]);
+    if have_gpu("devices") {
+        assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+        let text = stdout(&out);
+        assert!(text.contains("(default)"), "{text}");
+        for field in ["backend", "max storage binding", "SHADER_F16"] {
+            assert!(text.contains(field), "missing {field}: {text}");
+        }
+    } else {
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr_lines(&out);
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].contains("mesa-vulkan-drivers"), "{err:?}");
+    }
+}
+
+#[test]
+fn devices_json_parses() {
+    if !have_gpu("devices_json_parses") {
+        return;
+    }
+    let out = pagekv(&["devices", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let list = value.as_array().expect("a JSON array");
+    assert!(!list.is_empty());
+    let defaults = list.iter().filter(|d| d["default"] == true).count();
+    assert_eq!(defaults, 1);
+    for d in list {
+        assert!(d["name"].is_string() && d["backend"].is_string());
+        assert!(d["vendor_hex"].as_str().unwrap().starts_with("0x"));
+        assert!(d["capabilities"]["max_storage_binding"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn bad_input_is_one_sentence_with_status_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "verify",
+                "--q-heads",
+                "14",
+                "--kv-heads",
+                "2",
+                "--head-dim",
+                "72",
+            ],
+            "--head-dim",
+        ),
+        (
+            &[
+                "verify",
+                "--kv-heads",
+                "3",
+                "--q-heads",
+                "14",
+                "--head-dim",
+                "64",
+            ],
+            "--kv-heads",
+        ),
+        (&["verify", "--dtype", "f8"], "--dtype"),
+        (&["verify", "--block-size", "12"], "--block-size"),
+        (&["verify", "--preset", "llama-70b"], "--preset"),
+        (&["verify", "--context", "1,x"], "--context"),
+        (&["verify", "--block-size", "twelve"], "--block-size"),
+        (&["--backend", "cuda", "devices"], "--backend"),
+        (&["--backend", "cuda"], "--backend"),
+        (&["shaders", "--frobnicate"], "--frobnicate"),
+    ];
+    for (args, flag) in cases {
+        let out = pagekv(args);
+        let err = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err:?}");
+        assert_eq!(err.len(), 1, "{args:?} should print one line: {err:?}");
+        assert!(err[0].contains(flag), "{args:?}: {err:?}");
+        let lower = err[0].to_lowercase();
+        assert!(!lower.contains("panicked") && !lower.contains("backtrace"));
+    }
+}
+
+#[test]
+fn verify_passes_and_prints_a_table() {
+    if !have_gpu("verify_passes_and_prints_a_table") {
+        return;
+    }
+    let out = pagekv(&[
+        "verify",
+        "--preset",
+        "qwen2.5-0.5b",
+        "--context",
+        "1,33",
+        "--dtype",
+        "f32",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{:?}",
+        stderr_lines(&out)
+    );
+    assert!(text.contains("PASS"), "{text}");
+    for row in [
+        "decode max error",
+        "prefill max error",
+        "tolerance",
+        "variants",
+    ] {
+        assert!(text.contains(row), "missing {row}: {text}");
+    }
+}
+
+fn check_dump(dir: &Path, sequences: usize) {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let g = &manifest["geometry"];
+    let (qh, kvh, hd) = (
+        g["q_heads"].as_u64().unwrap() as usize,
+        g["kv_heads"].as_u64().unwrap() as usize,
+        g["head_dim"].as_u64().unwrap() as usize,
+    );
+    let scale = manifest["scale"].as_f64().unwrap();
+    assert!((scale - 1.0 / (hd as f64).sqrt()).abs() < 1e-12);
+    let files = manifest["files"].as_array().unwrap();
+    // Two layers are checked (and dumped) by default.
+    assert_eq!(files.len(), sequences * 2);
+    for f in files {
+        let read = |key: &str| npy::read_f32(&dir.join(f[key].as_str().unwrap())).unwrap();
+        let (q_shape, q) = read("q");
+        let (k_shape, k) = read("k");
+        let (v_shape, v) = read("v");
+        let (o_shape, out) = read("out");
+        let context = f["context"].as_u64().unwrap() as usize;
+        let first = f["first_query"].as_u64().unwrap() as usize;
+        let queries = context - first;
+        assert_eq!(q_shape, vec![queries, qh, hd]);
+        assert_eq!(o_shape, vec![queries, qh, hd]);
+        assert_eq!(k_shape, vec![context, kvh, hd]);
+        assert_eq!(v_shape, vec![context, kvh, hd]);
+        // The files alone are enough to recompute the result with the documented rule.
+        let shape = AttentionShape {
+            q_heads: qh,
+            kv_heads: kvh,
+            head_dim: hd,
+            num_queries: queries,
+            num_keys: context,
+        };
+        let want = reference::attention(&q, &k, &v, shape).unwrap();
+        let tol = Tolerance::for_dtype(pagekv::KvDtype::F16);
+        let (stats, ok) = reference::check(&out, &want, tol);
+        assert!(ok, "{}: {stats:?}", f["out"]);
+    }
+}
+
+#[test]
+fn verify_dump_writes_npy_files_with_documented_shapes() {
+    if !have_gpu("verify_dump_writes_npy_files_with_documented_shapes") {
+        return;
+    }
+    let dir = TempDir::new("dump");
+    let out = pagekv(&[
+        "verify",
+        "--preset",
+        "qwen2.5-0.5b",
+        "--context",
+        "1,20",
+        "--batch",
+        "2",
+        "--dtype",
+        "f16",
+        "--dump",
+        dir.0.to_str().unwrap(),
+    ]);
+    // --batch 2 repeats the list: contexts 1, 20, 1, 20.
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    check_dump(&dir.0, 4);
+
+    let help = stdout(&pagekv(&["verify", "--help"]));
+    assert!(help.contains("[queries, q_heads, head_dim]"), "{help}");
+    assert!(help.contains("[context, kv_heads, head_dim]"), "{help}");
+}
+
+#[test]
+fn verify_dump_with_shared_prefix_offsets_queries() {
+    if !have_gpu("verify_dump_with_shared_prefix_offsets_queries") {
+        return;
+    }
+    let dir = TempDir::new("dump-shared");
+    let out = pagekv(&[
+        "verify",
+        "--preset",
+        "qwen2.5-0.5b",
+        "--context",
+        "20",
+        "--batch",
+        "2",
+        "--shared-prefix",
+        "5",
+        "--dtype",
+        "f16",
+        "--dump",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("manifest.json")).unwrap())
+            .unwrap();
+    let firsts: Vec<u64> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["first_query"].as_u64().unwrap())
+        .collect();
+    assert_eq!(firsts, vec![0, 0, 5, 5]);
+    let (shape, _) = npy::read_f32(&dir.0.join("seq1_layer0_q.npy")).unwrap();
+    assert_eq!(shape, vec![15, 14, 64]);
+}
+
+#[test]
+fn shaders_emit_writes_standalone_wgsl() {
+    let dir = TempDir::new("emit");
+    let out = pagekv(&["shaders", "--emit", dir.0.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir.0).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("wgsl"));
+        let source = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = naga::front::wgsl::parse_str(&source) {
+            panic!("{}: {}", path.display(), e.emit_to_string(&source));
+        }
+        count += 1;
+    }
+    assert!(count >= 40, "only {count} variants emitted");
+    assert_eq!(count, pagekv::kernels::Variant::all().len());
+    assert!(stdout(&out).contains(&format!("wrote {count} WGSL variants")));
+}
+
+#[test]
+fn shaders_check_and_list_succeed() {
+    let out = pagekv(&["shaders", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    assert!(stdout(&out).contains("spirv"));
+    let out = pagekv(&["shaders", "--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out).lines().count(),
+        pagekv::kernels::Variant::all().len()
+    );
+}
+
+/// `WGPU_BACKEND=metal` on Linux leaves wgpu with no adapter at all: the one-sentence
+/// "what to install" message and status 2, for every GPU subcommand and the default run.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_adapter_says_what_to_install() {
+    for args in [&["devices"][..], &["verify", "--context", "1"], &[]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pagekv"))
+            .args(args)
+            .env("WGPU_BACKEND", "metal")
+            .output()
+            .expect("spawn pagekv");
+        let err = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err:?}");
+        assert_eq!(err.len(), 1, "{args:?}: {err:?}");
+        assert!(err[0].contains("mesa-vulkan-drivers"), "{err:?}");
+    }
+}

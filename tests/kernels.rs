@@ -1,0 +1,233 @@
+//! GPU kernels against the f64 CPU reference, on every adapter present (Vulkan via lavapipe
+//! and GL via llvmpipe on the CI machine). Each case pages sequences into shuffled blocks,
+//! prefills (chunked where stated), decodes one token, reads the pool back, and compares
+//! every checked row; see `pagekv::verify`.
+
+mod common;
+
+use pagekv::cache::{KvDtype, ModelGeometry, SUPPORTED_HEAD_DIMS};
+use pagekv::gpu::{GpuContext, GpuError, KvStorage, enumerate_adapters};
+use pagekv::kernels::{DecodeKernel, PagedAttention};
+use pagekv::verify::{VerifyCase, VerifyOutcome, run_case};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+fn geometry(q_heads: u32, kv_heads: u32, head_dim: u32) -> ModelGeometry {
+    ModelGeometry::new(
+        &format!("q{q_heads}kv{kv_heads}d{head_dim}"),
+        2,
+        q_heads,
+        kv_heads,
+        head_dim,
+    )
+}
+
+fn check(ctx: &GpuContext, case: &VerifyCase) -> VerifyOutcome {
+    let outcome = run_case(ctx, case, false)
+        .unwrap_or_else(|e| panic!("{} on {}: {e}", describe(case), ctx.describe()));
+    assert!(
+        outcome.passed,
+        "{} on {}: prefill {:?} decode {:?} cache {:?} tolerance {:?}",
+        describe(case),
+        ctx.describe(),
+        outcome.prefill,
+        outcome.decode,
+        outcome.cache_roundtrip,
+        outcome.tolerance
+    );
+    outcome
+}
+
+fn describe(case: &VerifyCase) -> String {
+    format!(
+        "{} {} bs{} contexts {:?} chunk {} shared {} shard {:?} partition {:?} packed {}",
+        case.geometry.name,
+        case.dtype.name(),
+        case.block_size,
+        case.contexts,
+        case.prefill_chunk,
+        case.shared_prefix_tokens,
+        case.max_shard_bytes,
+        case.partition_tokens,
+        case.force_packed_f16
+    )
+}
+
+#[test]
+fn context_lengths_around_block_boundaries() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for ctx in common::contexts() {
+        for block_size in [8, 16, 32] {
+            for dtype in [KvDtype::F32, KvDtype::F16] {
+                let random: Vec<u32> = (0..2).map(|_| rng.random_range(2..300)).collect();
+                let mut contexts = vec![1, block_size - 1, block_size, block_size + 1];
+                contexts.extend(random);
+                let mut case = VerifyCase::new(geometry(4, 2, 64), dtype, block_size, contexts);
+                case.prefill_chunk = 37;
+                check(&ctx, &case);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_head_dim_and_dtype() {
+    for ctx in common::contexts() {
+        for head_dim in SUPPORTED_HEAD_DIMS {
+            for dtype in [KvDtype::F32, KvDtype::F16] {
+                let case = VerifyCase::new(geometry(4, 2, head_dim), dtype, 16, vec![1, 33, 130]);
+                check(&ctx, &case);
+            }
+        }
+    }
+}
+
+#[test]
+fn gqa_ratios_including_more_heads_than_one_workgroup() {
+    for ctx in common::contexts() {
+        for (q_heads, kv_heads) in [(2, 2), (4, 2), (14, 2), (16, 2), (16, 1)] {
+            let case = VerifyCase::new(
+                geometry(q_heads, kv_heads, 64),
+                KvDtype::F16,
+                16,
+                vec![5, 70],
+            );
+            check(&ctx, &case);
+        }
+    }
+}
+
+#[test]
+fn both_f16_encodings() {
+    for ctx in common::contexts() {
+        for packed in [false, true] {
+            if !packed && !ctx.capabilities.shader_f16 {
+                // Native f16 needs SHADER_F16: check pagekv says so rather than failing obscurely.
+                let mut case = VerifyCase::new(geometry(4, 2, 128), KvDtype::F16, 16, vec![9]);
+                case.force_packed_f16 = false;
+                let out = run_case(&ctx, &case, false).expect("falls back to packed f16");
+                assert!(
+                    out.variants.iter().any(|v| v.contains("f16packed")),
+                    "{:?}",
+                    out.variants
+                );
+                continue;
+            }
+            let mut case = VerifyCase::new(geometry(8, 2, 128), KvDtype::F16, 16, vec![3, 100]);
+            case.force_packed_f16 = packed;
+            let out = check(&ctx, &case);
+            let wanted = if packed { "f16packed" } else { "_f16_" };
+            assert!(
+                out.variants.iter().any(|v| v.contains(wanted)),
+                "{:?}",
+                out.variants
+            );
+        }
+    }
+}
+
+#[test]
+fn long_context_with_context_splits() {
+    for ctx in common::contexts() {
+        // Qwen2.5-7B's group shape (7 query heads per KV head), a few thousand tokens.
+        let mut case = VerifyCase::new(
+            ModelGeometry::new("qwen7b-like", 1, 28, 4, 128),
+            KvDtype::F16,
+            16,
+            vec![3001, 1200],
+        );
+        case.prefill_chunk = 1024;
+        case.sample_rows = 6;
+        let out = check(&ctx, &case);
+        assert!(
+            out.decode_partitions > 1,
+            "default split policy should split 3001 keys"
+        );
+        let mut forced = VerifyCase::new(geometry(8, 1, 64), KvDtype::F32, 32, vec![2048, 77]);
+        forced.partition_tokens = Some(64);
+        forced.sample_rows = 4;
+        let out = check(&ctx, &forced);
+        assert_eq!(out.decode_partitions, 32);
+    }
+}
+
+#[test]
+fn forked_prefixes_share_blocks_and_copy_on_write() {
+    for ctx in common::contexts() {
+        for (shared, cow) in [(32, 0), (40, 2)] {
+            let mut case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F16, 16, vec![60, 45, 90]);
+            case.shared_prefix_tokens = shared;
+            case.prefill_chunk = 16;
+            let out = check(&ctx, &case);
+            assert_eq!(out.cow_copies, cow);
+        }
+    }
+}
+
+#[test]
+fn multi_shard_pools() {
+    for ctx in common::contexts() {
+        // 64 KiB shards: 8 blocks of 8 KiB each (2 KV heads x 16 tokens x 64 dims x f32).
+        let mut case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F32, 16, vec![200, 17, 150, 1]);
+        case.max_shard_bytes = Some(64 * 1024);
+        case.shared_prefix_tokens = 24;
+        case.prefill_chunk = 50;
+        case.partition_tokens = Some(32);
+        let out = check(&ctx, &case);
+        assert!(
+            out.shards >= 3,
+            "expected several shards, got {}",
+            out.shards
+        );
+        assert_eq!(out.decode_partitions % out.shards, 0);
+        let mut half = case.clone();
+        half.dtype = KvDtype::F16;
+        half.max_shard_bytes = Some(16 * 1024);
+        let out = check(&ctx, &half);
+        assert!(out.shards >= 6, "expected many shards, got {}", out.shards);
+    }
+}
+
+#[test]
+fn chunked_prefill_equals_single_chunk() {
+    for ctx in common::contexts() {
+        for chunk in [0, 1, 7, 64] {
+            let mut case = VerifyCase::new(geometry(14, 2, 64), KvDtype::F32, 16, vec![97, 64]);
+            case.prefill_chunk = chunk;
+            check(&ctx, &case);
+        }
+    }
+}
+
+#[test]
+fn small_device_limits_are_reported_or_worked_around() {
+    let adapters = enumerate_adapters();
+    if adapters.is_empty() {
+        common::contexts();
+        return;
+    }
+    for adapter in adapters {
+        let mut limits = adapter.limits();
+        limits.max_compute_workgroup_storage_size = 4096;
+        limits.max_storage_buffer_binding_size = 64 * 1024;
+        let ctx = GpuContext::from_adapter_with_limits(&adapter, limits)
+            .expect("lower limits are always grantable");
+        // head dim 256 cannot fit any attention tile in 4 KiB: pagekv must say which limit.
+        let layout = pagekv::CacheLayout {
+            geometry: geometry(4, 2, 256),
+            block_size: 8,
+            dtype: KvDtype::F32,
+        };
+        let storage = KvStorage::new(&ctx, &layout, 16, 1, None).expect("small pool");
+        match DecodeKernel::new(&ctx, &storage) {
+            Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
+            Err(e) => panic!("wrong error kind: {e}"),
+            Ok(_) => panic!("head dim 256 should not fit 4 KiB of workgroup memory"),
+        }
+        assert!(PagedAttention::new(&ctx, &storage).is_err());
+        // head dim 64 fits, and the 64 KiB binding limit forces several shards on its own.
+        let mut case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F32, 16, vec![300, 20]);
+        case.sample_rows = 4;
+        let out = check(&ctx, &case);
+        assert!(out.shards > 1);
+    }
+}
