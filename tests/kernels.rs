@@ -142,7 +142,7 @@ fn long_context_with_context_splits() {
             out.decode_partitions > 1,
             "default split policy should split 3001 keys"
         );
-        let mut forced = VerifyCase::new(geometry(8, 1, 64), KvDtype::F32, 32, vec![2048, 77]);
+        let mut forced = VerifyCase::new(geometry(2, 1, 64), KvDtype::F32, 32, vec![2048, 77]);
         forced.partition_tokens = Some(64);
         forced.sample_rows = 4;
         let out = check(&ctx, &forced);
