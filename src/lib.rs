@@ -10,6 +10,7 @@ pub mod gpu;
 pub mod kernels;
 pub mod npy;
 pub mod reference;
+pub mod report;
 pub mod scenario;
 pub mod verify;
 

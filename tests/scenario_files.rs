@@ -280,8 +280,28 @@ fn scaling_keeps_demand_percent_and_caps() {
                 scaled.demand_pct(),
                 scaled.sequences_that_fit(),
             );
-            assert!(scaled.requests() <= preset.max_requests as u64);
-            assert!(scaled.tokens_per_request() <= preset.max_tokens_per_sequence as u64);
+            // The request cap yields only to keep `min_resident` requests in the pool.
+            let full_fit = s
+                .scale(&ScalePreset::by_name("full").unwrap())
+                .sequences_that_fit();
+            let floor = full_fit.min(preset.min_resident as u64);
+            assert!(scaled.sequences_that_fit() >= floor, "scenario {}", s.id);
+            // Over the cap only where halving the pool again would break the floor.
+            assert!(
+                scaled.requests() <= preset.max_requests as u64
+                    || scaled.sequences_that_fit() / 2 < floor + 1,
+                "scenario {}: {} requests",
+                s.id,
+                scaled.requests()
+            );
+            // The token cap yields only to keep one whole generated token.
+            assert!(
+                scaled.tokens_per_request() <= preset.max_tokens_per_sequence as u64
+                    || scaled.generation_tokens as u64 * 2
+                        > c.generation_length as u64 / f.tokens as u64,
+                "scenario {}",
+                s.id
+            );
             assert!(scaled.layers_run <= preset.layers_run);
             assert!(f.tokens.is_power_of_two() && f.requests.is_power_of_two());
             // Rounding (see scenario::scale): exact when factors divide the counts evenly.

@@ -7,7 +7,10 @@
 //! 2 for bad input (flags, files, no usable adapter), 1 for work that ran and failed (a
 //! verification past tolerance, a shader that does not translate).
 
+mod compare;
 mod devices;
+mod run;
+mod scenarios;
 mod shaders;
 mod verify;
 
@@ -17,8 +20,8 @@ use std::process::ExitCode;
 
 /// Vendor-neutral paged KV cache and paged attention in WGSL on wgpu.
 ///
-/// With no subcommand, pagekv runs its main job: for now `verify` over the default shape set
-/// (both presets, f32 and f16 KV, contexts 1,15,16,17,100,300, block size 16).
+/// With no subcommand, pagekv runs its main job: `pagekv run`, all 11 scenarios at the
+/// `default` preset on the best adapter, printed beside the CUDA reference.
 #[derive(Debug, Parser)]
 #[command(name = "pagekv", version)]
 pub struct Cli {
@@ -103,9 +106,15 @@ impl GlobalArgs {
     }
 }
 
-/// The subcommands. Step 2 adds `run`, `compare` and `scenarios` here.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the stress scenarios on one adapter and print them beside the CUDA reference.
+    Run(run::RunArgs),
+    /// Print two results files side by side with ratios.
+    Compare(compare::CompareArgs),
+    /// List the scenario files with their configuration and full-size demand.
+    Scenarios(scenarios::ScenariosArgs),
     /// List every GPU adapter with the limits and features pagekv sizes its work from.
     Devices(devices::DevicesArgs),
     /// Run prefill and decode on the GPU and compare with the f64 CPU reference.
@@ -202,18 +211,19 @@ fn clap_error(e: clap::Error) -> ExitCode {
 pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         None => default_main(&cli.global),
+        Some(Command::Run(args)) => run::run(&cli.global, &args),
+        Some(Command::Compare(args)) => compare::run(&args),
+        Some(Command::Scenarios(args)) => scenarios::run(&args),
         Some(Command::Devices(args)) => devices::run(&cli.global, &args),
         Some(Command::Verify(args)) => verify::run(&cli.global, &args),
         Some(Command::Shaders(args)) => shaders::run(&args),
     }
 }
 
-/// What `cargo run --release` (no arguments) does: the project's main job.
-///
-/// Step 1: `verify` over the default shape set. Step 2 replaces the body with the
-/// 11-scenario run; keep this the only place that decides it.
+/// What `cargo run --release` (no arguments) does: the project's main job, every scenario at
+/// the `default` preset on the best adapter. Keep this the only place that decides it.
 pub fn default_main(global: &GlobalArgs) -> Result<(), CliError> {
-    verify::run(global, &verify::VerifyArgs::default())
+    run::run(global, &run::RunArgs::default())
 }
 
 /// Splits a comma list, naming `flag` when an item is empty.

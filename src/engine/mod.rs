@@ -1,9 +1,18 @@
 //! The attention-only stress engine: deterministic workloads, a vLLM-like continuous-batching
-//! scheduler over the paged KV cache, and (elsewhere) the GPU runner that executes its plans.
+//! scheduler over the paged KV cache, and the GPU executor that runs its plans.
 //!
-//! Policy lives here in pure Rust, so admission, preemption and prefix reuse are tested without
-//! a GPU; the runner only executes each [`scheduler::StepPlan`].
+//! Policy lives in pure Rust ([`scheduler`], [`workload`]), so admission, preemption and prefix
+//! reuse are tested without a GPU; [`executor`] only executes each [`scheduler::StepPlan`], and
+//! [`run`] ties them together into one measured scenario run.
 
+pub mod check;
+pub mod executor;
+pub mod metrics;
 pub mod request;
+pub mod run;
 pub mod scheduler;
+pub mod timing;
 pub mod workload;
+
+pub use metrics::{Measurement, Percentiles, TimingSource};
+pub use run::{EngineError, Progress, RunConfig, run_scenario};

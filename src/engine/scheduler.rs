@@ -210,6 +210,12 @@ impl Scheduler {
         self.swapped.len()
     }
 
+    /// Times an unfinished request has been preempted so far (`None` once it finished or if
+    /// it was never submitted), so the runner can pick preempted requests for spot checks.
+    pub fn times_preempted(&self, id: u64) -> Option<u32> {
+        self.reqs.get(&id).map(|r| r.preempted)
+    }
+
     /// Counters so far (see [`SchedulerStats`]).
     pub fn stats(&self) -> SchedulerStats {
         self.acc.snapshot(&self.cache.stats())

@@ -86,7 +86,7 @@ impl Capabilities {
 }
 
 /// One adapter as `pagekv devices` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdapterReport {
     /// Adapter name as the driver reports it.
     pub name: String,
@@ -257,6 +257,20 @@ impl GpuContext {
             self.info.driver,
             self.info.driver_info
         )
+    }
+
+    /// The device as `pagekv devices` and result files describe it: the adapter's identity
+    /// and the capabilities actually granted.
+    pub fn report(&self) -> AdapterReport {
+        AdapterReport {
+            name: self.info.name.clone(),
+            vendor: self.info.vendor,
+            backend: format!("{:?}", self.info.backend),
+            device_type: format!("{:?}", self.info.device_type),
+            driver: self.info.driver.clone(),
+            driver_info: self.info.driver_info.clone(),
+            capabilities: self.capabilities.clone(),
+        }
     }
 
     /// Blocks until all submitted work finished; used at readback and timing points only.

@@ -9,7 +9,7 @@ pub use context::{
     AdapterFilter, AdapterReport, Capabilities, GpuContext, enumerate_adapters, list_adapters,
 };
 pub use readback::{read_buffer_f32, read_buffer_u32, storage_buffer_init, upload_or_grow};
-pub use storage::{KvStorage, KvStorageMode, ShardPlan};
+pub use storage::{KvStorage, KvStorageMode, ShardPlan, human_bytes};
 
 use thiserror::Error;
 

@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use super::LoadedScenario;
 use crate::cache::{CacheLayout, ModelGeometry};
 
-/// The preset table: (name, max_requests, max_tokens_per_sequence, layers_run). Retune here;
-/// nothing else hard-codes these numbers. `full` runs the scenario as stated.
-const PRESETS: [(&str, u32, u32, u32); 3] = [
-    ("ci", 16, 256, 1),
-    ("default", 64, 1024, 2),
-    ("full", u32::MAX, u32::MAX, u32::MAX),
+/// The preset table: (name, max_requests, max_tokens_per_sequence, layers_run, min_resident).
+/// Retune here; nothing else hard-codes these numbers. `full` runs the scenario as stated.
+const PRESETS: [(&str, u32, u32, u32, u32); 3] = [
+    ("ci", 16, 128, 1, 2),
+    ("default", 64, 256, 2, 4),
+    ("full", u32::MAX, u32::MAX, u32::MAX, 1),
 ];
 
 /// Caps that fix how far a scenario is scaled down.
@@ -32,12 +32,18 @@ const PRESETS: [(&str, u32, u32, u32); 3] = [
 pub struct ScalePreset {
     /// Name printed with every result (`ci`, `default`, `full`).
     pub name: String,
-    /// Most requests a scaled scenario keeps.
+    /// Most requests a scaled scenario keeps, unless fewer would leave a pool that cannot hold
+    /// `min_resident` finished requests at once (see [`ScalePreset::factors`]).
     pub max_requests: u32,
     /// Most tokens (prompt + generation) a scaled request keeps.
     pub max_tokens_per_sequence: u32,
     /// Most layers run (capped at the model's layer count).
     pub layers_run: u32,
+    /// Finished requests the scaled pool must still hold at once (when the full-size pool
+    /// holds that many). Dividing requests divides the budget too, so without this floor an
+    /// overcommitted scenario scaled far enough gets a pool smaller than one request, and
+    /// preemption, queueing and prefix reuse would never be exercised.
+    pub min_resident: u32,
 }
 
 /// The divisors one scenario gets under one preset.
@@ -91,35 +97,103 @@ impl ScalePreset {
     pub fn all() -> Vec<Self> {
         PRESETS
             .iter()
-            .map(|&(name, max_requests, max_tokens, layers_run)| Self {
-                name: name.to_string(),
-                max_requests,
-                max_tokens_per_sequence: max_tokens,
-                layers_run,
-            })
+            .map(
+                |&(name, max_requests, max_tokens, layers_run, min_resident)| Self {
+                    name: name.to_string(),
+                    max_requests,
+                    max_tokens_per_sequence: max_tokens,
+                    layers_run,
+                    min_resident,
+                },
+            )
             .collect()
     }
 
-    /// The factors for `scenario`: the smallest powers of two that bring tokens per request
-    /// and requests under the caps (or down to 1 each), and the layers capped at the model's.
-    pub fn factors(&self, scenario: &LoadedScenario) -> ScaleFactors {
+    /// The factors for `scenario` under a full-size budget of `full_budget_bytes`: the
+    /// smallest power of two that brings tokens per request under the cap, but never past the
+    /// generation length (generation stays at least one whole token, so the prompt:generation
+    /// ratio is kept exactly where both are powers of two);
+    /// the smallest power of two that brings requests under the cap, but never so large that
+    /// the scaled pool holds fewer than `min_resident` finished requests (or fewer than the
+    /// full pool holds, when that is less); and the layers capped at the model's.
+    pub fn factors(&self, scenario: &LoadedScenario, full_budget_bytes: u64) -> ScaleFactors {
         let s = &scenario.scenario;
         let (prompt, generation) = (s.sequence_length, s.generation_length);
         let tokens = smallest_divisor(|d| {
             let total = prompt.div_ceil(d) as u64 + generation.div_ceil(d) as u64;
-            (total <= self.max_tokens_per_sequence as u64, total <= 2)
+            // Never divide generation below one token: a larger divisor would only round.
+            let floor = total <= 2 || d.saturating_mul(2) > generation;
+            (total <= self.max_tokens_per_sequence as u64, floor)
         });
+        let total_layers = scenario.geometry.layers;
+        let layers = (self.layers_run.clamp(1, total_layers), total_layers);
+        let resident = |r: u32| {
+            let run = ScaleRun::new(scenario, tokens, r, layers, full_budget_bytes);
+            run.sequences_that_fit()
+        };
+        let floor = resident(1).min(self.min_resident as u64);
         let requests = smallest_divisor(|r| {
             let (per_stream, streams) = split_requests(s.batch_size, s.concurrency, r);
             let total = per_stream as u64 * streams as u64;
-            (total <= self.max_requests as u64, total <= 1)
+            let next_too_small = resident(r.saturating_mul(2)) < floor;
+            (
+                total <= self.max_requests as u64,
+                total <= 1 || next_too_small,
+            )
         });
-        let total_layers = scenario.geometry.layers;
         ScaleFactors {
             tokens,
             requests,
-            layers: (self.layers_run.clamp(1, total_layers), total_layers),
+            layers,
         }
+    }
+}
+
+/// The counts of one scenario under given divisors; the single place the scaled budget and
+/// sizes are computed, shared by [`ScalePreset::factors`] (to test a divisor) and
+/// [`LoadedScenario::scale_with_budget`].
+struct ScaleRun {
+    layout: CacheLayout,
+    prompt_tokens: u32,
+    generation_tokens: u32,
+    requests_per_stream: u32,
+    streams: u32,
+    budget_bytes: u64,
+}
+
+impl ScaleRun {
+    fn new(
+        scenario: &LoadedScenario,
+        tokens: u32,
+        requests: u32,
+        (layers_run, layers): (u32, u32),
+        full_budget_bytes: u64,
+    ) -> Self {
+        let s = &scenario.scenario;
+        let g = &scenario.geometry;
+        let (requests_per_stream, streams) = split_requests(s.batch_size, s.concurrency, requests);
+        let budget = full_budget_bytes as u128 * layers_run as u128
+            / (layers as u128 * tokens as u128 * requests as u128);
+        Self {
+            layout: CacheLayout {
+                geometry: ModelGeometry::new(
+                    &g.name, layers_run, g.q_heads, g.kv_heads, g.head_dim,
+                ),
+                block_size: s.cache.block_size,
+                dtype: s.cache.kv_dtype,
+            },
+            prompt_tokens: s.sequence_length.div_ceil(tokens),
+            generation_tokens: s.generation_length.div_ceil(tokens).max(1),
+            requests_per_stream,
+            streams,
+            budget_bytes: budget as u64,
+        }
+    }
+
+    fn sequences_that_fit(&self) -> u64 {
+        let tokens = self.prompt_tokens as u64 + self.generation_tokens as u64;
+        let per_request = self.layout.blocks_for_tokens(tokens).max(1);
+        self.layout.blocks_for_budget(self.budget_bytes) as u64 / per_request
     }
 }
 
@@ -180,32 +254,29 @@ impl LoadedScenario {
         full_budget_bytes: u64,
     ) -> ScaledScenario {
         let s = &self.scenario;
-        let factors = preset.factors(self);
-        let (d, r) = (factors.tokens, factors.requests);
-        let (layers_run, layers) = factors.layers;
-        let (requests_per_stream, streams) = split_requests(s.batch_size, s.concurrency, r);
-        let prompt_tokens = s.sequence_length.div_ceil(d);
-        let g = &self.geometry;
-        let run_geometry =
-            ModelGeometry::new(&g.name, layers_run, g.q_heads, g.kv_heads, g.head_dim);
-        let budget = full_budget_bytes as u128 * layers_run as u128
-            / (layers as u128 * d as u128 * r as u128);
+        let factors = preset.factors(self, full_budget_bytes);
+        let run = ScaleRun::new(
+            self,
+            factors.tokens,
+            factors.requests,
+            factors.layers,
+            full_budget_bytes,
+        );
         ScaledScenario {
             id: self.id,
             name: s.name.clone(),
             preset: preset.name.clone(),
-            layout: CacheLayout {
-                geometry: run_geometry,
-                block_size: s.cache.block_size,
-                dtype: s.cache.kv_dtype,
-            },
-            prompt_tokens,
-            generation_tokens: s.generation_length.div_ceil(d).max(1),
-            shared_prefix_tokens: s.shared_prefix_tokens.div_ceil(d).min(prompt_tokens),
-            streams,
-            requests_per_stream,
-            layers_run,
-            budget_bytes: budget as u64,
+            layers_run: run.layout.geometry.layers,
+            layout: run.layout,
+            prompt_tokens: run.prompt_tokens,
+            generation_tokens: run.generation_tokens,
+            shared_prefix_tokens: s
+                .shared_prefix_tokens
+                .div_ceil(factors.tokens)
+                .min(run.prompt_tokens),
+            streams: run.streams,
+            requests_per_stream: run.requests_per_stream,
+            budget_bytes: run.budget_bytes,
             factors,
         }
     }
@@ -241,9 +312,9 @@ impl ScaledScenario {
         self.layout.blocks_for_budget(self.budget_bytes)
     }
 
-    /// Finished requests the pool can hold at once. Dividing the budget by the request factor
-    /// also divides this, so a heavily scaled overcommitted scenario may hold none: the engine
-    /// must then report every request as unservable rather than hang.
+    /// Finished requests the pool can hold at once. Presets keep this at least at their
+    /// `min_resident` where the full-size pool allows; a user budget (`--budget`) may still
+    /// make it zero, and the engine then reports every request as unservable rather than hang.
     pub fn sequences_that_fit(&self) -> u64 {
         let per_request = self.layout.blocks_for_tokens(self.tokens_per_request());
         self.num_blocks() as u64 / per_request

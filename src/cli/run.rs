@@ -1,0 +1,244 @@
+//! `pagekv run`: the 11 scenarios (or a selection) measured on one adapter, printed beside the
+//! CUDA reference, optionally written to a results file.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use pagekv::engine::request::PreemptionMode;
+use pagekv::engine::{Progress, RunConfig};
+use pagekv::report::suite::{SuiteObserver, SuiteOptions, run_suite};
+use pagekv::report::{ScenarioResult, table};
+use pagekv::scenario::{
+    BYTES_PER_GB, LoadedScenario, ModelPresets, ScalePreset, ScaledScenario, load_dir,
+    load_scenario,
+};
+
+use super::{CliError, GlobalArgs, comma_list};
+
+/// Preemption mode as a flag value.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum PreemptionArg {
+    /// Free the blocks and prefill again later.
+    #[default]
+    Recompute,
+    /// Copy the blocks to host memory and back.
+    Swap,
+}
+
+/// Flags of `pagekv run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Run only these scenario numbers, e.g. `3,5`.
+    #[arg(long, value_name = "IDS", conflicts_with = "scenario")]
+    pub only: Option<String>,
+    /// Run these scenario files instead of the directory (model presets come from a
+    /// models.toml beside each file, else from the scenarios directory).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub scenario: Vec<PathBuf>,
+    /// Directory of scenario files and models.toml.
+    #[arg(long, value_name = "DIR")]
+    pub scenarios_dir: Option<PathBuf>,
+    /// Scale preset: ci, default or full.
+    #[arg(long, default_value = "default", value_name = "PRESET")]
+    pub scale: String,
+    /// Full-size KV budget in GiB before scaling (default: each scenario's reference card, 24).
+    #[arg(long, value_name = "GIB")]
+    pub budget: Option<f64>,
+    /// How a running request is preempted when the pool runs dry.
+    #[arg(long, value_enum, default_value_t = PreemptionArg::Recompute)]
+    pub preemption: PreemptionArg,
+    /// Tokens one engine step may compute (prefill chunks plus decodes).
+    #[arg(long, default_value_t = RunConfig::default().max_step_tokens, value_name = "N")]
+    pub max_step_tokens: u32,
+    /// Most requests holding cache blocks at once.
+    #[arg(long, default_value_t = RunConfig::default().max_running, value_name = "N")]
+    pub max_running: u32,
+    /// Write the results here (JSON, rewritten atomically after every scenario).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+impl Default for RunArgs {
+    /// The main job: every scenario at the `default` preset.
+    fn default() -> Self {
+        Self {
+            only: None,
+            scenario: Vec::new(),
+            scenarios_dir: None,
+            scale: "default".into(),
+            budget: None,
+            preemption: PreemptionArg::Recompute,
+            max_step_tokens: RunConfig::default().max_step_tokens,
+            max_running: RunConfig::default().max_running,
+            out: None,
+        }
+    }
+}
+
+/// The scenarios directory: `--scenarios-dir`, else `./scenarios`, else the one this binary
+/// was built from.
+pub fn scenarios_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    let local = PathBuf::from("scenarios");
+    if local.join("models.toml").is_file() {
+        local
+    } else {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+    }
+}
+
+/// Loads what `--only` / `--scenario` / `--scenarios-dir` select.
+pub fn select(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
+    let dir = scenarios_dir(args.scenarios_dir.as_deref());
+    let input = |e: pagekv::scenario::ScenarioError| CliError::input(e.to_string());
+    if !args.scenario.is_empty() {
+        let mut out = Vec::new();
+        for path in &args.scenario {
+            let beside = path.parent().map(|p| p.join("models.toml"));
+            let models = match beside {
+                Some(m) if m.is_file() => m,
+                _ => dir.join("models.toml"),
+            };
+            let presets = ModelPresets::load(&models).map_err(input)?;
+            out.push(load_scenario(path, &presets).map_err(input)?);
+        }
+        return Ok(out);
+    }
+    let all = load_dir(&dir).map_err(input)?;
+    let Some(only) = &args.only else {
+        return Ok(all);
+    };
+    let mut out = Vec::new();
+    for item in comma_list("--only", only)? {
+        let id: u32 = item.parse().map_err(|_| {
+            CliError::input(format!(
+                "--only '{only}': '{item}' is not a scenario number"
+            ))
+        })?;
+        let found = all.iter().find(|s| s.id == id).ok_or_else(|| {
+            let ids: Vec<String> = all.iter().map(|s| s.id.to_string()).collect();
+            CliError::input(format!(
+                "--only '{only}': there is no scenario {id} in {} (have {})",
+                dir.display(),
+                ids.join(", ")
+            ))
+        })?;
+        out.push(found.clone());
+    }
+    Ok(out)
+}
+
+/// Validates the flags into suite options.
+pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
+    let preset = ScalePreset::by_name(&args.scale).ok_or_else(|| {
+        let names: Vec<String> = ScalePreset::all().into_iter().map(|p| p.name).collect();
+        CliError::input(format!(
+            "--scale '{}' is not a preset; use one of {}",
+            args.scale,
+            names.join(", ")
+        ))
+    })?;
+    let full_budget_bytes = match args.budget {
+        None => None,
+        Some(gib) if gib.is_finite() && gib > 0.0 && gib < 1e6 => {
+            Some((gib * BYTES_PER_GB as f64) as u64)
+        }
+        Some(gib) => {
+            return Err(CliError::input(format!(
+                "--budget {gib} is not a size in GiB; give a positive number like 24 or 80"
+            )));
+        }
+    };
+    if args.max_step_tokens == 0 || args.max_running == 0 {
+        return Err(CliError::input(
+            "--max-step-tokens and --max-running must be at least 1",
+        ));
+    }
+    Ok(SuiteOptions {
+        preset,
+        full_budget_bytes,
+        config: RunConfig {
+            max_step_tokens: args.max_step_tokens,
+            max_running: args.max_running,
+            preemption: match args.preemption {
+                PreemptionArg::Recompute => PreemptionMode::Recompute,
+                PreemptionArg::Swap => PreemptionMode::Swap,
+            },
+            ..RunConfig::default()
+        },
+        out: args.out.clone(),
+    })
+}
+
+/// A progress bar per scenario on stderr (hidden when stderr is not a terminal), and one
+/// summary line per finished scenario.
+struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl SuiteObserver for Bars {
+    fn scenario_started(&mut self, s: &ScaledScenario, index: usize, total: usize) {
+        let bar = ProgressBar::new(s.requests());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} requests {msg} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("[{}/{total}] {:02} {}", index + 1, s.id, s.name));
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, p: Progress) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(p.finished);
+            bar.set_message(format!("step {}, {} preemptions", p.steps, p.preemptions));
+        }
+    }
+
+    fn scenario_finished(&mut self, result: &ScenarioResult) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        eprintln!("{}", table::one_line(result));
+    }
+}
+
+/// Runs the selection and prints the table.
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
+    let options = options(args)?;
+    let scenarios = select(args)?;
+    let ctx = global.open()?;
+    eprintln!(
+        "pagekv run: {} scenarios at preset `{}` on {}",
+        scenarios.len(),
+        options.preset.name,
+        ctx.describe()
+    );
+    let results = run_suite(&ctx, &scenarios, &options, &mut Bars { bar: None })
+        .map_err(|e| CliError::input(e.to_string()))?;
+    println!("{}", table::render(&results));
+    if let Some(out) = &args.out {
+        println!("results written to {}", out.display());
+    }
+    let broken: Vec<String> = results
+        .scenarios
+        .iter()
+        .filter(|s| {
+            s.error.is_some() || s.measured.as_ref().is_some_and(|m| !m.problems.is_empty())
+        })
+        .map(|s| format!("{:02}", s.id))
+        .collect();
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!(
+            "scenario(s) {} lost, duplicated or miscomputed requests or stopped with an error",
+            broken.join(", ")
+        )))
+    }
+}

@@ -1,0 +1,125 @@
+//! Two results files side by side (two vendors, two drivers, two scales), with B / A ratios.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+
+use super::ResultsFile;
+
+/// Why two files should not be compared without `--force`.
+pub fn incompatibility(a: &ResultsFile, b: &ResultsFile) -> Option<String> {
+    if a.preset != b.preset {
+        return Some(format!(
+            "preset `{}` against `{}`: scaled scenarios differ in size, so their figures do \
+             not compare",
+            a.preset, b.preset
+        ));
+    }
+    if (a.full_budget_gb - b.full_budget_gb).abs() > 1e-9 {
+        return Some(format!(
+            "full-size budgets {:.1} GiB against {:.1} GiB: the pools differ",
+            a.full_budget_gb, b.full_budget_gb
+        ));
+    }
+    None
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 => format!("x{:.2}", b / a),
+        _ => "-".into(),
+    }
+}
+
+fn num(x: Option<f64>, digits: usize) -> String {
+    x.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The comparison table: per scenario present in either file, A and B and B / A.
+pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec!["#", "metric", "A", "B", "B / A"]);
+    let mut ids: Vec<u32> = a
+        .scenarios
+        .iter()
+        .chain(&b.scenarios)
+        .map(|s| s.id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    type Getter = fn(&crate::engine::Measurement) -> Option<f64>;
+    let metrics: [(&str, Getter, usize); 10] = [
+        ("req/s", |m| Some(m.requests_per_s), 2),
+        ("prompt tok/s", |m| Some(m.prompt_tokens_per_s), 0),
+        ("generated tok/s", |m| Some(m.generated_tokens_per_s), 0),
+        ("TTFT p50 ms", |m| m.ttft.map(|p| p.p50 * 1e3), 1),
+        ("TPOT p50 ms", |m| m.tpot.map(|p| p.p50 * 1e3), 1),
+        (
+            "decode GPU ms",
+            |m| m.gpu_seconds.get("decode").map(|s| s * 1e3),
+            1,
+        ),
+        (
+            "prefill GPU ms",
+            |m| m.gpu_seconds.get("prefill").map(|s| s * 1e3),
+            1,
+        ),
+        ("peak use %", |m| Some(m.peak_use_pct), 1),
+        ("hit rate %", |m| m.hit_rate_pct, 1),
+        ("evictions %", |m| m.evictions_pct, 1),
+    ];
+    for id in ids {
+        let (sa, sb) = (a.scenario(id), b.scenario(id));
+        let (ma, mb) = (
+            sa.and_then(|s| s.measured.as_ref()),
+            sb.and_then(|s| s.measured.as_ref()),
+        );
+        for (i, (name, get, digits)) in metrics.iter().enumerate() {
+            let (va, vb) = (ma.and_then(get), mb.and_then(get));
+            table.add_row(vec![
+                Cell::new(if i == 0 {
+                    format!("{id:02}")
+                } else {
+                    String::new()
+                }),
+                Cell::new(*name),
+                Cell::new(num(va, *digits)),
+                Cell::new(num(vb, *digits)),
+                Cell::new(ratio(va, vb)),
+            ]);
+        }
+        table.add_row(vec![
+            Cell::new(""),
+            Cell::new("status"),
+            Cell::new(sa.map_or("-".into(), |s| s.verdict.to_string())),
+            Cell::new(sb.map_or("-".into(), |s| s.verdict.to_string())),
+            Cell::new(""),
+        ]);
+    }
+    for i in [2, 3, 4] {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+/// The lines above the table: what A and B are.
+pub fn describe(label: &str, r: &ResultsFile) -> String {
+    format!(
+        "{label}: {} ({}, {} {}), preset `{}`, {:.0} GiB budget, preemption {:?}, pagekv {}, \
+         wgpu {}{}",
+        r.adapter.name,
+        r.adapter.backend,
+        r.adapter.driver,
+        r.adapter.driver_info,
+        r.preset,
+        r.full_budget_gb,
+        r.config.preemption,
+        r.pagekv_version,
+        r.wgpu_version,
+        if r.complete { "" } else { ", INCOMPLETE" }
+    )
+}

@@ -1,0 +1,106 @@
+//! Reading and writing results files. Writes are atomic (a sibling temporary file, flushed to
+//! disk, then renamed over the target), so a reader never sees half a file and a crash keeps
+//! the previous complete version.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::{FORMAT, FORMAT_VERSION, ResultsFile};
+
+/// Why a results file could not be read or written; every message names the file.
+#[derive(Debug, Error)]
+pub enum ResultsFileError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Not JSON of the expected shape.
+    #[error("{path}: not a pagekv results file ({message})")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// serde_json's description, with line and column.
+        message: String,
+    },
+    /// A results file of a format or version this build does not read.
+    #[error("{path}: {message}")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Writes `results` to `path` atomically.
+pub fn write(path: &Path, results: &ResultsFile) -> Result<(), ResultsFileError> {
+    let io = |source| ResultsFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text = serde_json::to_string_pretty(results).map_err(|e| ResultsFileError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    text.push('\n');
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results.json".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Reads a results file, refusing other formats and newer versions with a clear message.
+pub fn read(path: &Path) -> Result<ResultsFile, ResultsFileError> {
+    let text = fs::read_to_string(path).map_err(|source| ResultsFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ResultsFileError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let format = value.get("format").and_then(|f| f.as_str());
+    if format != Some(FORMAT) {
+        return Err(ResultsFileError::Version {
+            path: path.to_path_buf(),
+            message: format!("`format` is {format:?}, expected \"{FORMAT}\""),
+        });
+    }
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if version == 0 || version > FORMAT_VERSION as u64 {
+        return Err(ResultsFileError::Version {
+            path: path.to_path_buf(),
+            message: format!(
+                "results format version {version}; this pagekv reads versions 1 to \
+                 {FORMAT_VERSION}"
+            ),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| ResultsFileError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

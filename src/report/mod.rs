@@ -1,0 +1,110 @@
+//! Results: the versioned JSON file a run writes, the status verdicts, the side-by-side table
+//! with the CUDA reference, and comparisons of two result files.
+//!
+//! # Results file format (version 1)
+//!
+//! One JSON object ([`ResultsFile`]):
+//!
+//! - `format`: always `"pagekv-results"`; `version`: 1. A reader refuses other formats and
+//!   newer versions rather than misreading them.
+//! - `complete`: `false` while a run is in progress or when it stopped early (the file is
+//!   rewritten atomically after every scenario, so whatever was measured survives a crash);
+//!   `true` once every selected scenario was attempted.
+//! - `pagekv_version`, `wgpu_version`, `created_unix_s`.
+//! - `adapter`: name, vendor id, backend, device type, driver, and the limits and features
+//!   granted ([`crate::gpu::AdapterReport`]).
+//! - `preset`, `full_budget_gb` (the full-size budget scaled down per scenario) and `config`
+//!   (step token budget, running limit, preemption mode, spot-check counts).
+//! - `scenarios`: one [`ScenarioResult`] each, holding the scenario as its file states it
+//!   (including the report's `[reference]` numbers), the scaled counts and factors actually
+//!   run, the [`crate::engine::Measurement`] or the error that stopped it, and the verdict.
+//!
+//! Times are seconds, percentages 0-100, sizes bytes. Fields are only ever added within a
+//! version; a change of meaning bumps the version.
+
+pub mod compare;
+pub mod file;
+pub mod status;
+pub mod suite;
+pub mod table;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Measurement, RunConfig};
+use crate::gpu::AdapterReport;
+use crate::scenario::{ScaledScenario, Scenario};
+pub use status::{Band, Verdict};
+
+/// The `format` tag of results files.
+pub const FORMAT: &str = "pagekv-results";
+/// The format version this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The wgpu release pagekv is built against (a test keeps it equal to Cargo.lock's).
+pub const WGPU_VERSION: &str = "30.0.2";
+
+/// Everything one `pagekv run` measured. See the module docs for the format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultsFile {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] at writing.
+    pub version: u32,
+    /// Whether every selected scenario was attempted.
+    pub complete: bool,
+    /// pagekv's crate version.
+    pub pagekv_version: String,
+    /// wgpu's version.
+    pub wgpu_version: String,
+    /// When the run started (seconds since the Unix epoch).
+    pub created_unix_s: u64,
+    /// The adapter that ran it.
+    pub adapter: AdapterReport,
+    /// Scale preset name.
+    pub preset: String,
+    /// Full-size KV budget in GiB before scaling (the reference card's 24 unless `--budget`).
+    pub full_budget_gb: f64,
+    /// Engine configuration.
+    pub config: RunConfig,
+    /// One entry per scenario attempted, in run order.
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// One scenario's configuration, scaling, measurement and verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// The report's scenario number.
+    pub id: u32,
+    /// The file it came from.
+    pub file: String,
+    /// The scenario as its file states it, reference numbers included.
+    pub scenario: Scenario,
+    /// What was actually run: scaled counts, factors, layout, budget.
+    pub scaled: ScaledScenario,
+    /// KV storage encoding used (`f32`, `f16` or `f16-packed`).
+    pub kv_storage: String,
+    /// The measurement, absent when the run stopped with an error.
+    pub measured: Option<Measurement>,
+    /// Why the run stopped, one sentence.
+    pub error: Option<String>,
+    /// pagekv's verdict under the reference's thresholds.
+    pub verdict: Verdict,
+    /// Why the verdict is not a plain PASS (bands out of the safe range, problems found).
+    pub verdict_reasons: Vec<String>,
+    /// Seconds spent on the scenario including pipeline creation and warm-up.
+    pub total_seconds: f64,
+}
+
+impl ResultsFile {
+    /// The scenario with report number `id`, if it ran.
+    pub fn scenario(&self, id: u32) -> Option<&ScenarioResult> {
+        self.scenarios.iter().find(|s| s.id == id)
+    }
+
+    /// Measured req/s of scenario 1 in this file, the normalisation base of throughput.
+    pub fn baseline_requests_per_s(&self) -> Option<f64> {
+        self.scenario(1)
+            .and_then(|s| s.measured.as_ref())
+            .map(|m| m.requests_per_s)
+            .filter(|&r| r > 0.0)
+    }
+}

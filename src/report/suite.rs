@@ -1,0 +1,112 @@
+//! Runs a list of scenarios one after another on one device, keeping a results file current
+//! after every scenario so a run that stops part-way loses nothing it measured.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::file::{self, ResultsFileError};
+use super::status::{Verdict, verdict};
+use super::{FORMAT, FORMAT_VERSION, ResultsFile, ScenarioResult, WGPU_VERSION};
+use crate::engine::{Progress, RunConfig, run_scenario};
+use crate::gpu::{GpuContext, KvStorageMode};
+use crate::scenario::{BYTES_PER_GB, LoadedScenario, ScalePreset, ScaledScenario};
+
+/// What a suite run is made of.
+#[derive(Clone, Debug)]
+pub struct SuiteOptions {
+    /// Scale preset.
+    pub preset: ScalePreset,
+    /// Full-size KV budget in bytes; `None` uses each scenario's reference card (24 GiB).
+    pub full_budget_bytes: Option<u64>,
+    /// Engine configuration.
+    pub config: RunConfig,
+    /// Results file kept current during the run, if any.
+    pub out: Option<PathBuf>,
+}
+
+/// Hooks for progress display; the library prints nothing itself.
+pub trait SuiteObserver {
+    /// A scenario is about to build its pipelines and run.
+    fn scenario_started(&mut self, _scaled: &ScaledScenario, _index: usize, _total: usize) {}
+    /// A step of the running scenario finished.
+    fn step(&mut self, _progress: Progress) {}
+    /// A scenario finished (measured or stopped by an error).
+    fn scenario_finished(&mut self, _result: &ScenarioResult) {}
+}
+
+/// An observer that shows nothing (tests, embedding).
+pub struct Quiet;
+
+impl SuiteObserver for Quiet {}
+
+/// Scales and runs every scenario in order. A scenario that stops with an error is recorded
+/// as FAIL with the error and the suite goes on. The results file (if any) is written before
+/// the first scenario (so a bad `--out` is reported before any work) and after each one; it is
+/// marked complete at the end. Only failing to write that file is an error.
+pub fn run_suite(
+    ctx: &GpuContext,
+    scenarios: &[LoadedScenario],
+    options: &SuiteOptions,
+    observer: &mut dyn SuiteObserver,
+) -> Result<ResultsFile, ResultsFileError> {
+    let full_budget = options
+        .full_budget_bytes
+        .or_else(|| scenarios.first().map(LoadedScenario::budget_bytes))
+        .unwrap_or(24 * BYTES_PER_GB);
+    let mut results = ResultsFile {
+        format: FORMAT.into(),
+        version: FORMAT_VERSION,
+        complete: false,
+        pagekv_version: env!("CARGO_PKG_VERSION").into(),
+        wgpu_version: WGPU_VERSION.into(),
+        created_unix_s: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        adapter: ctx.report(),
+        preset: options.preset.name.clone(),
+        full_budget_gb: full_budget as f64 / BYTES_PER_GB as f64,
+        config: options.config,
+        scenarios: Vec::new(),
+    };
+    let save = |results: &ResultsFile| match &options.out {
+        Some(path) => file::write(path, results),
+        None => Ok(()),
+    };
+    save(&results)?;
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let budget = options
+            .full_budget_bytes
+            .unwrap_or_else(|| scenario.budget_bytes());
+        let scaled = scenario.scale_with_budget(&options.preset, budget);
+        observer.scenario_started(&scaled, index, scenarios.len());
+        let started = Instant::now();
+        let outcome = run_scenario(ctx, &scaled, &options.config, &mut |p| observer.step(p));
+        let (measured, error) = match outcome {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let (verdict, verdict_reasons) = match (&measured, &error) {
+            (Some(m), _) => verdict(m),
+            (None, e) => (Verdict::Fail, e.iter().cloned().collect()),
+        };
+        let storage = KvStorageMode::choose(scaled.layout.dtype, ctx.capabilities.shader_f16);
+        let result = ScenarioResult {
+            id: scenario.id,
+            file: scenario.path.display().to_string(),
+            scenario: scenario.scenario.clone(),
+            scaled,
+            kv_storage: storage.name().into(),
+            measured,
+            error,
+            verdict,
+            verdict_reasons,
+            total_seconds: started.elapsed().as_secs_f64(),
+        };
+        observer.scenario_finished(&result);
+        results.scenarios.push(result);
+        save(&results)?;
+    }
+    results.complete = true;
+    save(&results)?;
+    Ok(results)
+}

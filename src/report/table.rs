@@ -1,0 +1,348 @@
+//! The run's closing table: one row per scenario, the reference's number beside pagekv's, then
+//! the notes that explain where they disagree and why the GB differ.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+
+use super::status::disagreement;
+use super::{ResultsFile, ScenarioResult};
+use crate::gpu::human_bytes;
+use crate::scenario::BYTES_PER_GB;
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+fn pair(reference: String, measured: String) -> String {
+    format!("{reference} | {measured}")
+}
+
+fn short_rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else if r >= 10.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+/// The header lines: adapter, preset, timing, configuration.
+pub fn header(results: &ResultsFile) -> String {
+    let a = &results.adapter;
+    let timing = results
+        .scenarios
+        .iter()
+        .find_map(|s| s.measured.as_ref())
+        .map_or("-", |m| match m.timing {
+            crate::engine::TimingSource::GpuTimestamps => {
+                "wall clock per step (fence-waited); per-kernel GPU time from timestamp queries"
+            }
+            crate::engine::TimingSource::WallClock => {
+                "wall clock per step (fence-waited); no timestamp queries on this adapter"
+            }
+        });
+    let c = &results.config;
+    format!(
+        "adapter: {} ({}, {}, {} {})\n\
+         scale: preset `{}` of a {:.0} GiB full-size budget; tokens, requests and layers are \
+         divided per scenario as the `scale` column shows, and the budget by the same product\n\
+         engine: {} tokens per step, {} running at most, preemption by {:?}, all requests \
+         arrive at t=0\n\
+         timing: {timing}\n\
+         columns: reference | pagekv; the reference's utilization is its demand; req/s \"x1\" \
+         is scenario 1 of the same source",
+        a.name,
+        a.backend,
+        a.device_type,
+        a.driver,
+        a.driver_info,
+        results.preset,
+        results.full_budget_gb,
+        c.max_step_tokens,
+        c.max_running,
+        c.preemption,
+    )
+}
+
+/// The one table: reference beside measured for every scenario.
+pub fn scenario_table(results: &ResultsFile) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec![
+            "#",
+            "scenario",
+            "scale",
+            "demand %",
+            "peak use %",
+            "hit rate %",
+            "evictions %",
+            "preempt",
+            "req/s",
+            "req/s vs #1",
+            "status",
+        ]);
+    let reference_base = results
+        .scenario(1)
+        .map(|s| s.scenario.reference.throughput_req_s);
+    let measured_base = results.baseline_requests_per_s();
+    for s in &results.scenarios {
+        let r = &s.scenario.reference;
+        let m = s.measured.as_ref();
+        let f = s.scaled.factors;
+        let scale = format!(
+            "t/{} r/{} l{}/{}",
+            f.tokens, f.requests, f.layers.0, f.layers.1
+        );
+        let hit = m.map_or("-".into(), |m| {
+            format!(
+                "{} (of {})",
+                pct(m.hit_rate_pct),
+                pct(m.possible_hit_rate_pct)
+            )
+        });
+        let rel = |x: f64, base: Option<f64>| base.map_or("-".into(), |b| format!("x{:.2}", x / b));
+        let row = vec![
+            Cell::new(format!("{:02}", s.id)),
+            Cell::new(&s.scenario.name),
+            Cell::new(scale),
+            Cell::new(pair(
+                format!("{:.1}", r.utilization_pct),
+                format!("{:.1}", s.scaled.demand_pct()),
+            )),
+            Cell::new(pair(
+                "-".into(),
+                m.map_or("-".into(), |m| format!("{:.1}", m.peak_use_pct)),
+            )),
+            Cell::new(pair(format!("{:.1}", r.hit_rate_pct), hit)),
+            Cell::new(pair(
+                format!("{:.0}", r.evictions_pct),
+                pct(m.and_then(|m| m.evictions_pct)),
+            )),
+            Cell::new(m.map_or("-".into(), |m| m.preemptions.to_string())),
+            Cell::new(pair(
+                short_rate(r.throughput_req_s),
+                m.map_or("-".into(), |m| short_rate(m.requests_per_s)),
+            )),
+            Cell::new(pair(
+                rel(r.throughput_req_s, reference_base),
+                m.map_or("-".into(), |m| rel(m.requests_per_s, measured_base)),
+            )),
+            Cell::new(pair(
+                format!("{:?}", r.status).to_uppercase(),
+                s.verdict.to_string(),
+            )),
+        ];
+        table.add_row(row);
+    }
+    for i in [0, 3, 4, 5, 6, 7, 8, 9] {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+/// Footnotes: where the verdicts disagree (or why a run failed) and which metrics are out of
+/// the safe range.
+pub fn notes(results: &ResultsFile) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &results.scenarios {
+        let why = disagreement(
+            &s.scenario.reference,
+            s.verdict,
+            &s.verdict_reasons,
+            s.measured.as_ref(),
+        );
+        if let Some(why) = why {
+            out.push(format!("[{:02}] {why}", s.id));
+        }
+        if !s.verdict_reasons.is_empty() && s.verdict.passed() {
+            out.push(format!(
+                "[{:02}] pagekv rates it {}: {}",
+                s.id,
+                s.verdict,
+                s.verdict_reasons.join(", ")
+            ));
+        } else if !s.verdict.passed() && s.verdict_reasons.len() > 1 {
+            out.push(format!(
+                "[{:02}] also: {}",
+                s.id,
+                s.verdict_reasons[1..].join("; ")
+            ));
+        }
+    }
+    out
+}
+
+/// Bytes per token of each scenario's real geometry beside what the reference's KV Peak
+/// implies (KV Peak / (requests x sequence length)): why the GB differ.
+pub fn bytes_per_token_table(results: &ResultsFile) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec![
+            "#",
+            "model (KV dtype)",
+            "real bytes/token",
+            "reference-implied bytes/token",
+            "real / implied",
+        ]);
+    for s in &results.scenarios {
+        let sc = &s.scenario;
+        let geometry = &s.scaled.layout.geometry;
+        let full_layers = s.scaled.factors.layers.1;
+        let real = 2
+            * full_layers as u64
+            * geometry.kv_heads as u64
+            * geometry.head_dim as u64
+            * s.scaled.layout.dtype.bytes();
+        let tokens = sc.requests() as f64 * sc.sequence_length as f64;
+        let implied = sc.reference.kv_peak_gb * BYTES_PER_GB as f64 / tokens;
+        table.add_row(vec![
+            Cell::new(format!("{:02}", s.id)),
+            Cell::new(format!("{} ({})", sc.model, s.scaled.layout.dtype.name())),
+            Cell::new(format!("{real} ({})", human_bytes(real))),
+            Cell::new(format!(
+                "{implied:.0} ({})",
+                human_bytes(implied.round() as u64)
+            )),
+            Cell::new(format!("{:.2}", real as f64 / implied)),
+        ]);
+    }
+    table
+}
+
+/// Wall time per scenario, for the closing line.
+pub fn timing_summary(results: &ResultsFile) -> String {
+    let measured: f64 = results
+        .scenarios
+        .iter()
+        .filter_map(|s| s.measured.as_ref())
+        .map(|m| m.wall_seconds)
+        .sum();
+    let total: f64 = results.scenarios.iter().map(|s| s.total_seconds).sum();
+    format!(
+        "{} scenarios: {measured:.1} s measured, {total:.1} s including pipeline creation, \
+         warm-up and spot checks{}",
+        results.scenarios.len(),
+        if results.complete {
+            ""
+        } else {
+            " (INCOMPLETE run)"
+        }
+    )
+}
+
+/// Spot-check and latency summary per scenario (the detail behind PASS).
+pub fn detail_table(results: &ResultsFile) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec![
+            "#",
+            "requests",
+            "prompt+gen",
+            "prompt tok/s",
+            "gen tok/s",
+            "TTFT p50/p99 ms",
+            "TPOT p50/p99 ms",
+            "frag %",
+            "GPU ms gen/app/pre/dec",
+            "checks (preempted), max err",
+        ]);
+    for s in &results.scenarios {
+        let Some(m) = &s.measured else {
+            table.add_row(vec![
+                Cell::new(format!("{:02}", s.id)),
+                Cell::new(s.error.clone().unwrap_or_default()),
+            ]);
+            continue;
+        };
+        let ms = |p: Option<crate::engine::Percentiles>| {
+            p.map_or("-".into(), |p| {
+                format!("{:.0} / {:.0}", p.p50 * 1e3, p.p99 * 1e3)
+            })
+        };
+        let gpu = |k: &str| {
+            m.gpu_seconds
+                .get(k)
+                .map_or("-".into(), |s| format!("{:.0}", s * 1e3))
+        };
+        table.add_row(vec![
+            Cell::new(format!("{:02}", s.id)),
+            Cell::new(m.requests),
+            Cell::new(format!(
+                "{}+{}",
+                s.scaled.prompt_tokens, s.scaled.generation_tokens
+            )),
+            Cell::new(format!("{:.0}", m.prompt_tokens_per_s)),
+            Cell::new(format!("{:.0}", m.generated_tokens_per_s)),
+            Cell::new(ms(m.ttft)),
+            Cell::new(ms(m.tpot)),
+            Cell::new(format!("{:.1}", m.fragmentation_pct)),
+            Cell::new(format!(
+                "{}/{}/{}/{}",
+                gpu("generate"),
+                gpu("append"),
+                gpu("prefill"),
+                gpu("decode")
+            )),
+            Cell::new(format!(
+                "{} ({}), {:.1e}",
+                m.spot_checks.len(),
+                m.preempted_checks(),
+                m.max_check_error()
+            )),
+        ]);
+    }
+    table
+}
+
+/// Everything `pagekv run` prints after its progress display.
+pub fn render(results: &ResultsFile) -> String {
+    let mut out = String::new();
+    out.push_str(&header(results));
+    out.push_str("\n\n");
+    out.push_str(&scenario_table(results).to_string());
+    out.push('\n');
+    for note in notes(results) {
+        out.push_str(&note);
+        out.push('\n');
+    }
+    out.push_str("\nKV bytes per token: the real geometry against the reference's figures\n");
+    out.push_str(&bytes_per_token_table(results).to_string());
+    out.push_str("\n\nDetail (measured at this scale)\n");
+    out.push_str(&detail_table(results).to_string());
+    out.push('\n');
+    out.push_str(&timing_summary(results));
+    out.push('\n');
+    out
+}
+
+/// The scenario's short one-line summary for progress output.
+pub fn one_line(s: &ScenarioResult) -> String {
+    match &s.measured {
+        Some(m) => format!(
+            "{:02} {}: {} in {:.1} s, {} requests, {:.2} req/s, peak use {:.0}%, {} preemptions",
+            s.id,
+            s.scenario.name,
+            s.verdict,
+            m.wall_seconds,
+            m.requests,
+            m.requests_per_s,
+            m.peak_use_pct,
+            m.preemptions
+        ),
+        None => format!(
+            "{:02} {}: FAIL ({})",
+            s.id,
+            s.scenario.name,
+            s.error.as_deref().unwrap_or("stopped")
+        ),
+    }
+}
