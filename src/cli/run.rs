@@ -43,7 +43,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "default", value_name = "PRESET")]
     pub scale: String,
     /// Full-size KV budget in GiB before scaling (default: each scenario's reference card, 24).
-    #[arg(long, value_name = "GIB")]
+    #[arg(long, value_name = "GIB", allow_negative_numbers = true)]
     pub budget: Option<f64>,
     /// How a running request is preempted when the pool runs dry.
     #[arg(long, value_enum, default_value_t = PreemptionArg::Recompute)]

@@ -108,3 +108,16 @@ impl ResultsFile {
             .filter(|&r| r > 0.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wgpu_version_matches_the_lock_file() {
+        let lock = include_str!("../../Cargo.lock");
+        let entry = format!("name = \"wgpu\"\nversion = \"{}\"", super::WGPU_VERSION);
+        assert!(
+            lock.contains(&entry),
+            "update WGPU_VERSION to Cargo.lock's wgpu"
+        );
+    }
+}

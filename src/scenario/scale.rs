@@ -23,7 +23,7 @@ use crate::cache::{CacheLayout, ModelGeometry};
 /// Retune here; nothing else hard-codes these numbers. `full` runs the scenario as stated.
 const PRESETS: [(&str, u32, u32, u32, u32); 3] = [
     ("ci", 16, 128, 1, 2),
-    ("default", 64, 256, 2, 4),
+    ("default", 32, 128, 2, 4),
     ("full", u32::MAX, u32::MAX, u32::MAX, 1),
 ];
 

@@ -1,0 +1,213 @@
+//! `pagekv run`, `compare` and `scenarios` end to end: one-sentence errors with status 2 for
+//! bad flags and files (before any work), the table, the results file and comparisons.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pagekv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pagekv"))
+        .args(args)
+        .output()
+        .expect("spawn pagekv")
+}
+
+/// stderr without Mesa's "XDG_RUNTIME_DIR is invalid" noise and progress lines.
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR") && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn have_gpu() -> bool {
+    if !pagekv::gpu::enumerate_adapters().is_empty() {
+        return true;
+    }
+    if std::env::var("PAGEKV_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!("PAGEKV_REQUIRE_GPU=1 but no GPU adapter is available");
+    }
+    eprintln!("no GPU adapter, skipping (set PAGEKV_REQUIRE_GPU=1 to fail instead)");
+    false
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pagekv-cli-run-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn scenarios_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+}
+
+/// Asserts status 2 and a single stderr line containing every `needle`.
+fn assert_input_error(out: &Output, needles: &[&str]) {
+    let err = stderr_lines(out);
+    assert_eq!(out.status.code(), Some(2), "{err:?}");
+    assert_eq!(err.len(), 1, "one sentence: {err:?}");
+    for n in needles {
+        assert!(err[0].contains(n), "{n:?} missing from {:?}", err[0]);
+    }
+    assert!(stdout(out).is_empty(), "nothing may run: {}", stdout(out));
+}
+
+#[test]
+fn run_rejects_bad_flags_before_any_work() {
+    assert_input_error(&pagekv(&["run", "--scale", "huge"]), &["--scale", "huge"]);
+    assert_input_error(&pagekv(&["run", "--only", "3,99"]), &["--only", "99"]);
+    assert_input_error(&pagekv(&["run", "--only", "3,x"]), &["--only", "'x'"]);
+    assert_input_error(&pagekv(&["run", "--budget", "-3"]), &["--budget"]);
+    assert_input_error(&pagekv(&["run", "--budget", "0"]), &["--budget"]);
+    assert_input_error(&pagekv(&["run", "--preemption", "drop"]), &["drop"]);
+    assert_input_error(
+        &pagekv(&["run", "--backend", "cuda"]),
+        &["--backend", "cuda"],
+    );
+}
+
+#[test]
+fn run_rejects_a_bad_scenario_file_naming_file_and_key() {
+    let dir = temp_dir("bad-scenario");
+    std::fs::copy(scenarios_dir().join("models.toml"), dir.join("models.toml")).unwrap();
+    let good =
+        std::fs::read_to_string(scenarios_dir().join("01-short-sequence-low-stress.toml")).unwrap();
+    let cases = [
+        (
+            "unknown key",
+            good.replace("batch_size = 32", "batch_size = 32\nbatchsize = 4"),
+            "batchsize",
+        ),
+        (
+            "zero size",
+            good.replace("batch_size = 32", "batch_size = 0"),
+            "batch_size",
+        ),
+        (
+            "negative size",
+            good.replace("concurrency = 1", "concurrency = -2"),
+            "concurrency",
+        ),
+        (
+            "missing field",
+            good.replace("generation_length = 128", ""),
+            "generation_length",
+        ),
+    ];
+    for (what, text, key) in cases {
+        let path = dir.join("42-bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = pagekv(&["run", "--scenario", path.to_str().unwrap()]);
+        eprintln!("{what}: {:?}", stderr_lines(&out));
+        assert_input_error(&out, &["42-bad.toml", key]);
+    }
+    // A directory holding one bad file refuses the whole suite.
+    let out = pagekv(&["run", "--scenarios-dir", dir.to_str().unwrap()]);
+    assert_input_error(&out, &["42-bad.toml"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scenarios_lists_every_file_with_its_demand() {
+    let out = pagekv(&["scenarios"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = stdout(&out);
+    for name in [
+        "01-short-sequence-low-stress.toml",
+        "11-cache-exhaustion.toml",
+    ] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert!(
+        text.contains("13000.0"),
+        "scenario 11's full-size demand %: {text}"
+    );
+}
+
+#[test]
+fn compare_refuses_unreadable_files() {
+    let dir = temp_dir("compare-bad");
+    let other = dir.join("other.json");
+    std::fs::write(&other, "{\"format\": \"something-else\"}").unwrap();
+    let missing = dir.join("missing.json");
+    let out = pagekv(&[
+        "compare",
+        other.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_input_error(&out, &["other.json", "format"]);
+    let out = pagekv(&[
+        "compare",
+        missing.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    assert_input_error(&out, &["missing.json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A real `ci` run of two scenarios writes a results file that `compare` reads; files made at
+/// different presets are refused unless `--force`.
+#[test]
+fn run_writes_results_and_compare_reads_them() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = temp_dir("run-compare");
+    let a = dir.join("a.json");
+    let out = pagekv(&[
+        "run",
+        "--scale",
+        "ci",
+        "--only",
+        "1,3",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{:?}\n{text}",
+        stderr_lines(&out)
+    );
+    for needle in [
+        "demand %",
+        "peak use %",
+        "PASS",
+        "reference-implied bytes/token",
+        "preset `ci`",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    let results = pagekv::report::file::read(&a).unwrap();
+    assert!(results.complete);
+    assert_eq!(results.scenarios.len(), 2);
+
+    let out = pagekv(&["compare", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    assert!(stdout(&out).contains("x1.00"), "{}", stdout(&out));
+
+    let b = dir.join("b.json");
+    let json = std::fs::read_to_string(&a).unwrap();
+    std::fs::write(
+        &b,
+        json.replace("\"preset\": \"ci\"", "\"preset\": \"default\""),
+    )
+    .unwrap();
+    let out = pagekv(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_input_error(&out, &["--force", "preset"]);
+    let out = pagekv(&[
+        "compare",
+        "--force",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    assert!(stdout(&out).contains("warning (--force)"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
