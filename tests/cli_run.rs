@@ -211,3 +211,22 @@ fn run_writes_results_and_compare_reads_them() {
     assert!(stdout(&out).contains("warning (--force)"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A pool the device cannot hold is refused with the reason in the table and status 2, not a
+/// crash (on a CPU adapter the host-memory guard refuses it; a GPU reports out-of-memory).
+#[test]
+fn run_refuses_a_pool_the_device_cannot_hold() {
+    if !have_gpu() {
+        return;
+    }
+    let out = pagekv(&["run", "--scale", "ci", "--only", "1", "--budget", "900000"]);
+    let err = stderr_lines(&out);
+    assert_eq!(out.status.code(), Some(2), "{err:?}");
+    assert!(
+        err.last()
+            .unwrap()
+            .contains("refused by this adapter's limits"),
+        "{err:?}"
+    );
+    assert!(stdout(&out).contains("KV pool"), "{}", stdout(&out));
+}

@@ -225,20 +225,31 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
     if let Some(out) = &args.out {
         println!("results written to {}", out.display());
     }
-    let broken: Vec<String> = results
-        .scenarios
-        .iter()
-        .filter(|s| {
-            s.error.is_some() || s.measured.as_ref().is_some_and(|m| !m.problems.is_empty())
-        })
-        .map(|s| format!("{:02}", s.id))
-        .collect();
-    if broken.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::failed(format!(
+    let ids = |keep: &dyn Fn(&ScenarioResult) -> bool| -> Vec<String> {
+        results
+            .scenarios
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| format!("{:02}", s.id))
+            .collect()
+    };
+    let broken = ids(&|s| {
+        (s.error.is_some() && !s.refused)
+            || s.measured.as_ref().is_some_and(|m| !m.problems.is_empty())
+    });
+    let refused = ids(&|s| s.refused);
+    if !broken.is_empty() {
+        return Err(CliError::failed(format!(
             "scenario(s) {} lost, duplicated or miscomputed requests or stopped with an error",
             broken.join(", ")
-        )))
+        )));
     }
+    if !refused.is_empty() {
+        return Err(CliError::input(format!(
+            "scenario(s) {} were refused by this adapter's limits (reasons in the table); \
+             use a smaller --scale or --budget",
+            refused.join(", ")
+        )));
+    }
+    Ok(())
 }

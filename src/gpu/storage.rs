@@ -161,6 +161,12 @@ impl KvStorage {
                 "the KV budget holds zero blocks; raise the budget".into(),
             ));
         }
+        let pool_bytes = num_blocks as u64
+            * layout.block_elements_per_layer()
+            * layout.dtype.bytes()
+            * 2
+            * layers as u64;
+        check_host_memory(ctx, pool_bytes)?;
         let caps = &ctx.capabilities;
         let device_max = caps.max_storage_binding.min(caps.max_buffer);
         let max_shard = max_shard_bytes.map_or(device_max, |m| m.min(device_max));
@@ -271,6 +277,33 @@ impl KvStorage {
             }
         }
     }
+}
+
+/// A CPU adapter's "device memory" is host memory, which drivers commit lazily: an oversized
+/// pool would not fail at allocation but push the machine into swap or the OOM killer while
+/// it fills. Refuse pools above half of the memory the host has available instead. Discrete
+/// and integrated GPUs report their own out-of-memory errors at allocation.
+fn check_host_memory(ctx: &GpuContext, pool_bytes: u64) -> Result<(), GpuError> {
+    if ctx.info.device_type != wgpu::DeviceType::Cpu {
+        return Ok(());
+    }
+    match host_available_bytes() {
+        Some(available) if pool_bytes > available / 2 => Err(GpuError::Limit(format!(
+            "the KV pool needs {} but this CPU adapter's host has {} available (pagekv uses at \
+             most half); choose a smaller --scale or --budget",
+            human_bytes(pool_bytes),
+            human_bytes(available)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `MemAvailable` from /proc/meminfo (Linux); `None` elsewhere.
+fn host_available_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Formats bytes with binary units for messages.

@@ -86,6 +86,10 @@ pub struct ScenarioResult {
     pub measured: Option<Measurement>,
     /// Why the run stopped, one sentence.
     pub error: Option<String>,
+    /// True when the device's limits refused the scenario before it ran (a pool it cannot
+    /// hold, a tile it cannot fit): an explained refusal, not a failure of the work.
+    #[serde(default)]
+    pub refused: bool,
     /// pagekv's verdict under the reference's thresholds.
     pub verdict: Verdict,
     /// Why the verdict is not a plain PASS (bands out of the safe range, problems found).

@@ -223,8 +223,12 @@ pub fn timing_summary(results: &ResultsFile) -> String {
         .iter()
         .filter_map(|s| s.measured.as_ref())
         .map(|m| m.wall_seconds)
-        .sum();
-    let total: f64 = results.scenarios.iter().map(|s| s.total_seconds).sum();
+        .fold(0.0, |a, b| a + b);
+    let total = results
+        .scenarios
+        .iter()
+        .map(|s| s.total_seconds)
+        .fold(0.0, |a, b| a + b);
     format!(
         "{} scenarios: {measured:.1} s measured, {total:.1} s including pipeline creation, \
          warm-up and spot checks{}",
