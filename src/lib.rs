@@ -4,6 +4,7 @@
 //! The crate splits into pure bookkeeping ([`cache`]), GPU plumbing ([`gpu`]), one module per
 //! kernel family ([`kernels`]) and the CPU reference they are checked against ([`reference`](mod@reference)).
 
+pub mod bench;
 pub mod cache;
 pub mod engine;
 pub mod gpu;

@@ -228,3 +228,30 @@ fn small_device_limits_are_reported_or_worked_around() {
         check(&ctx, &case);
     }
 }
+
+/// CPU adapters default to the flat decode (no barriers); the tiled decode GPUs get is checked
+/// here as well, on every adapter, over context splits, pool shards and both presets' head
+/// dims and GQA groups (8 and 16 query heads per KV head cover one and two group chunks).
+/// Other head dims of the tiled kernel are validated and translated by the portability test;
+/// compiling each on llvmpipe GL costs minutes, so they do not all run here.
+#[test]
+fn tiled_and_flat_decode_both_match_the_reference() {
+    use pagekv::kernels::decode::DecodeAlgorithm;
+    for ctx in common::contexts() {
+        for algorithm in [DecodeAlgorithm::Tiled, DecodeAlgorithm::Flat] {
+            for (q, kv, hd) in [(14, 2, 64), (28, 4, 128), (16, 1, 64)] {
+                let mut case =
+                    VerifyCase::new(geometry(q, kv, hd), KvDtype::F16, 16, vec![1, 17, 130]);
+                case.decode_algorithm = Some(algorithm);
+                case.partition_tokens = Some(64);
+                let outcome = check(&ctx, &case);
+                assert!(outcome.decode_partitions > 1, "splits exercised");
+            }
+            let mut case = VerifyCase::new(geometry(8, 2, 64), KvDtype::F32, 16, vec![200, 33]);
+            case.max_shard_bytes = Some(16 * 1024);
+            case.decode_algorithm = Some(algorithm);
+            let outcome = check(&ctx, &case);
+            assert!(outcome.shards > 1, "shards exercised");
+        }
+    }
+}

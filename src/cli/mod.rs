@@ -7,6 +7,7 @@
 //! 2 for bad input (flags, files, no usable adapter), 1 for work that ran and failed (a
 //! verification past tolerance, a shader that does not translate).
 
+mod bench;
 mod compare;
 mod devices;
 mod run;
@@ -115,6 +116,8 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// List the scenario files with their configuration and full-size demand.
     Scenarios(scenarios::ScenariosArgs),
+    /// Measure the kernels against the same adapter's copy and matmul rooflines.
+    Bench(bench::BenchArgs),
     /// List every GPU adapter with the limits and features pagekv sizes its work from.
     Devices(devices::DevicesArgs),
     /// Run prefill and decode on the GPU and compare with the f64 CPU reference.
@@ -214,6 +217,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Run(args)) => run::run(&cli.global, &args),
         Some(Command::Compare(args)) => compare::run(&args),
         Some(Command::Scenarios(args)) => scenarios::run(&args),
+        Some(Command::Bench(args)) => bench::run(&cli.global, &args),
         Some(Command::Devices(args)) => devices::run(&cli.global, &args),
         Some(Command::Verify(args)) => verify::run(&cli.global, &args),
         Some(Command::Shaders(args)) => shaders::run(&args),

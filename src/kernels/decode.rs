@@ -51,21 +51,58 @@ impl SplitPolicy {
     }
 }
 
+/// Which decode shader a device gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeAlgorithm {
+    /// decode.wgsl: K/V tiles staged in workgroup memory and shared by a GQA group (GPUs).
+    Tiled,
+    /// decode_flat.wgsl: no workgroup memory or barriers (CPU adapters such as lavapipe, where
+    /// a barrier makes the whole shader run as coroutines).
+    Flat,
+}
+
+impl DecodeAlgorithm {
+    /// Flat on CPU adapters, tiled everywhere else.
+    pub fn for_device(ctx: &GpuContext) -> Self {
+        if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            DecodeAlgorithm::Flat
+        } else {
+            DecodeAlgorithm::Tiled
+        }
+    }
+}
+
 /// Compiled decode pipeline for one storage mode and head dim.
 pub struct DecodeKernel {
     pipeline: wgpu::ComputePipeline,
     /// The variant built.
     pub variant: Variant,
+    /// The algorithm of that variant.
+    pub algorithm: DecodeAlgorithm,
     /// Split policy used when preparing steps.
     pub splits: SplitPolicy,
 }
 
 impl DecodeKernel {
-    /// Builds the decode variant that fits the device's workgroup memory.
+    /// Builds the decode the device's class runs best (see [`DecodeAlgorithm::for_device`]).
     pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
+        Self::with_algorithm(ctx, storage, DecodeAlgorithm::for_device(ctx))
+    }
+
+    /// Builds a chosen algorithm (tests run both on every adapter).
+    pub fn with_algorithm(
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        algorithm: DecodeAlgorithm,
+    ) -> Result<Self, GpuError> {
         let head_dim = storage.layout.geometry.head_dim;
+        let family = match algorithm {
+            DecodeAlgorithm::Tiled => Family::Decode,
+            DecodeAlgorithm::Flat => Family::DecodeFlat,
+        };
         let variant = Variant::for_device(
-            Family::Decode,
+            family,
             storage.mode,
             head_dim,
             ctx.capabilities.max_workgroup_storage,
@@ -75,6 +112,7 @@ impl DecodeKernel {
         Ok(Self {
             pipeline,
             variant,
+            algorithm,
             splits: SplitPolicy::default(),
         })
     }
@@ -88,12 +126,22 @@ impl DecodeKernel {
         seqs: &[SeqView<'_>],
     ) -> Result<(), GpuError> {
         let g = &storage.layout.geometry;
-        let tiles = self.variant.tiles.expect("attention variants have tiles");
         let group = g.group_size();
-        let group_chunks = group.div_ceil(tiles.rows);
         let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
-        let base = seqs.len() as u32 * g.kv_heads * group_chunks;
-        let partition_tokens = self.splits.partition_tokens(base, max_context, tiles.keys);
+        // Work items before splitting, and the key granularity of a split.
+        // Work items before splitting (workgroups, or invocations packed into workgroups), and
+        // the key granularity of a split.
+        let (group_chunks, base, granule) = match (self.algorithm, self.variant.tiles) {
+            (DecodeAlgorithm::Tiled, Some(tiles)) => {
+                let chunks = group.div_ceil(tiles.rows);
+                (chunks, seqs.len() as u32 * g.kv_heads * chunks, tiles.keys)
+            }
+            _ => {
+                let invocations = seqs.len() as u32 * g.q_heads;
+                (1, invocations.div_ceil(super::variant::WORKGROUP_SIZE), 1)
+            }
+        };
+        let partition_tokens = self.splits.partition_tokens(base, max_context, granule);
         let splits = max_context.div_ceil(partition_tokens);
         let shards = storage.plan.num_shards();
         let (tables, stride, _) = super::batch::flatten(seqs);
@@ -119,7 +167,14 @@ impl DecodeKernel {
                 }
             })
             .collect();
-        let grid = [splits, g.kv_heads * group_chunks, seqs.len() as u32];
+        let grid = match self.algorithm {
+            DecodeAlgorithm::Tiled => [splits, g.kv_heads * group_chunks, seqs.len() as u32],
+            DecodeAlgorithm::Flat => [
+                (splits * g.q_heads).div_ceil(super::variant::WORKGROUP_SIZE),
+                1,
+                seqs.len() as u32,
+            ],
+        };
         batch.upload(
             ctx,
             seqs,

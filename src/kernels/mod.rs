@@ -1,5 +1,6 @@
 //! Kernel families, one module and one shader file each: append (and block copy), decode,
-//! prefill and combine. Modules own pipelines, bind layouts and dispatch; they make no policy
+//! prefill and combine; generate for the stress engine; copy and matmul, the rooflines
+//! `pagekv bench` measures the others against. Modules own pipelines, bind layouts and dispatch; they make no policy
 //! decisions (which blocks, which sequences, when) — the bookkeeping in [`crate::cache`] does.
 //!
 //! Everything records into a caller's `wgpu::CommandEncoder`, so a host application can put
@@ -8,8 +9,10 @@
 pub mod append;
 pub(crate) mod batch;
 pub mod combine;
+pub mod copy;
 pub mod decode;
 pub mod generate;
+pub mod matmul;
 pub mod params;
 pub(crate) mod pipeline;
 pub mod portability;

@@ -1,9 +1,10 @@
 //! Host mirrors of the WGSL uniform structs. Each is `#[repr(C)]` + bytemuck and has a test
-//! (tests/struct_layout.rs) that its size and offsets match what naga reports for the WGSL.
+//! (tests/struct_layout.rs) that its size and member offsets match what naga reports for the
+//! WGSL struct of the same name.
 
 use bytemuck::{Pod, Zeroable};
 
-/// Mirror of `AttnParams` in shaders/attention_common.wgsl.
+/// Mirror of `AttnParams` in shaders/attention_bindings.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
 pub struct AttnParams {
@@ -67,6 +68,32 @@ pub struct CombineParams {
     pub num_partitions: u32,
     /// Workgroups along x of the 2-D grid.
     pub grid_x: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
+
+/// Mirror of `CopyParams` in shaders/copy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct CopyParams {
+    /// vec4 elements to copy.
+    pub count: u32,
+    /// Threads along x of the 2-D grid.
+    pub grid_x_threads: u32,
+    /// Padding to 16 bytes.
+    pub _pad: [u32; 2],
+}
+
+/// Mirror of `MatmulParams` in shaders/matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct MatmulParams {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of B and C.
+    pub n: u32,
+    /// Columns of A, rows of B.
+    pub k: u32,
     /// Padding to 16 bytes.
     pub _pad: u32,
 }

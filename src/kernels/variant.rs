@@ -15,12 +15,16 @@ use crate::gpu::KvStorageMode;
 const KV_F32: &str = include_str!("../../shaders/kv_f32.wgsl");
 const KV_F16: &str = include_str!("../../shaders/kv_f16.wgsl");
 const KV_F16_PACKED: &str = include_str!("../../shaders/kv_f16_packed.wgsl");
-const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
+const ATTENTION_BINDINGS: &str = include_str!("../../shaders/attention_bindings.wgsl");
+const ATTENTION_TILES: &str = include_str!("../../shaders/attention_tiles.wgsl");
 const DECODE: &str = include_str!("../../shaders/decode.wgsl");
+const DECODE_FLAT: &str = include_str!("../../shaders/decode_flat.wgsl");
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
 const COMBINE: &str = include_str!("../../shaders/combine.wgsl");
 const APPEND: &str = include_str!("../../shaders/append.wgsl");
 const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
+const COPY: &str = include_str!("../../shaders/copy.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 
 /// Threads per attention workgroup. 64 is a multiple of every vendor's SIMD width (NVIDIA 32,
 /// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
@@ -34,23 +38,33 @@ pub const MAX_TILE_BYTES: u32 = 32 * 1024;
 pub enum Family {
     /// Scatter new K/V rows into slots, and copy-on-write block copies.
     Append,
-    /// One query per sequence, split over the context.
+    /// One query per sequence, split over the context, tiled through workgroup memory (GPUs).
     Decode,
+    /// The same decode without workgroup memory or barriers (CPU adapters).
+    DecodeFlat,
     /// Causal attention over a chunk of queries.
     Prefill,
     /// Merge of partial softmax states.
     Combine,
     /// Deterministic synthetic Q/K/V for the stress engine.
     Generate,
+    /// The bandwidth roofline `pagekv bench` measures kernels against.
+    Copy,
+    /// The arithmetic roofline (a tiled f32 matmul) prefill is measured against.
+    Matmul,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 8] = [
         Family::Append,
         Family::Decode,
+        Family::DecodeFlat,
         Family::Prefill,
         Family::Combine,
+        Family::Generate,
+        Family::Copy,
+        Family::Matmul,
     ];
 
     /// Lowercase name, also the entry point name (append's module also has `copy_blocks`).
@@ -58,9 +72,12 @@ impl Family {
         match self {
             Family::Append => "append",
             Family::Decode => "decode",
+            Family::DecodeFlat => "decodeflat",
             Family::Prefill => "prefill",
             Family::Combine => "combine",
             Family::Generate => "generate",
+            Family::Copy => "copy",
+            Family::Matmul => "matmul",
         }
     }
 
@@ -68,15 +85,25 @@ impl Family {
     pub fn entry_points(self) -> &'static [&'static str] {
         match self {
             Family::Append => &["append", "copy_blocks"],
-            Family::Decode => &["decode"],
+            Family::Decode | Family::DecodeFlat => &["decode"],
             Family::Prefill => &["prefill"],
             Family::Combine => &["combine"],
             Family::Generate => &["generate"],
+            Family::Copy => &["copy"],
+            Family::Matmul => &["matmul"],
         }
     }
 
     fn uses_kv(self) -> bool {
-        !matches!(self, Family::Combine | Family::Generate)
+        matches!(
+            self,
+            Family::Append | Family::Decode | Family::DecodeFlat | Family::Prefill
+        )
+    }
+
+    /// The roofline kernels do not depend on the head dim: one variant each.
+    fn uses_head_dim(self) -> bool {
+        !matches!(self, Family::Copy | Family::Matmul)
     }
 
     fn uses_tiles(self) -> bool {
@@ -147,6 +174,7 @@ impl Variant {
         } else {
             KvStorageMode::F32
         };
+        let head_dim = if family.uses_head_dim() { head_dim } else { 0 };
         Some(Self {
             family,
             mode,
@@ -161,7 +189,9 @@ impl Variant {
         if self.family.uses_kv() {
             name += &format!("_{}", self.mode.name());
         }
-        name += &format!("_hd{}", self.head_dim);
+        if self.family.uses_head_dim() {
+            name += &format!("_hd{}", self.head_dim);
+        }
         if let Some(t) = self.tiles {
             name += &format!("_r{}_k{}", t.rows, t.keys);
         }
@@ -206,13 +236,24 @@ impl Variant {
             Family::Append => src += APPEND,
             Family::Combine => src += COMBINE,
             Family::Generate => src += GENERATE,
+            Family::Copy => src += COPY,
+            Family::Matmul => src += MATMUL,
             Family::Decode => {
-                src += ATTENTION_COMMON;
+                src += ATTENTION_BINDINGS;
+                src += "\n";
+                src += ATTENTION_TILES;
                 src += "\n";
                 src += DECODE;
             }
+            Family::DecodeFlat => {
+                src += ATTENTION_BINDINGS;
+                src += "\n";
+                src += DECODE_FLAT;
+            }
             Family::Prefill => {
-                src += ATTENTION_COMMON;
+                src += ATTENTION_BINDINGS;
+                src += "\n";
+                src += ATTENTION_TILES;
                 src += "\n";
                 src += PREFILL;
             }

@@ -50,6 +50,12 @@ pub fn write(path: &Path, results: &ResultsFile) -> Result<(), ResultsFileError>
         message: e.to_string(),
     })?;
     text.push('\n');
+    write_atomic(path, text.as_bytes()).map_err(io)
+}
+
+/// Writes `bytes` to `path` through a sibling temporary file that is flushed to disk and then
+/// renamed over the target, so readers see the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -61,14 +67,14 @@ pub fn write(path: &Path, results: &ResultsFile) -> Result<(), ResultsFileError>
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
+        file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(io)
+    result
 }
 
 /// Reads a results file, refusing other formats and newer versions with a clear message.

@@ -1,46 +1,7 @@
-// Paged attention core shared by decode and prefill: one workgroup streams the keys of one
-// sequence and one KV head through workgroup memory, tile by tile, for up to ROWS query rows
-// (query heads of one GQA group, and for prefill several query tokens), keeping an online
-// softmax per row. Every K/V row is read once per workgroup however many query heads share it.
-//
-// The composer prepends: the KvVec prelude (kv_*.wgsl) and the constants HEAD_DIM, HD4, WG,
-// ROWS, TILE_KEYS and ACC_SLOTS.
-//
-// Output is a partial softmax state per (row, partition): unnormalised accumulator, running
-// max m and running sum l. combine.wgsl merges partitions (context splits and pool shards).
-
-struct AttnParams {
-    num_seqs: u32,
-    q_heads: u32,
-    group: u32,
-    group_chunks: u32,
-    block_size: u32,
-    table_stride: u32,
-    partition_tokens: u32,
-    splits: u32,
-    num_partitions: u32,
-    partition_base: u32,
-    shard_first_block: u32,
-    shard_blocks: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: AttnParams;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
-@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
-@group(0) @binding(4) var<storage, read> block_tables: array<u32>;
-// Per sequence: (context length including this step's tokens, first query row, query count, 0).
-@group(0) @binding(5) var<storage, read> seq_info: array<vec4<u32>>;
-@group(0) @binding(6) var<storage, read_write> partial_acc: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>;
-
-// A finite stand-in for -inf: WGSL has no infinity literal, and exp(MASKED - real) is 0.
-const MASKED: f32 = -3.0e38;
-const INVALID: u32 = 0xffffffffu;
+// The tiled attention core prefill uses: one workgroup streams the keys of one sequence and
+// one KV head through workgroup memory, tile by tile, for up to ROWS query rows ((query token,
+// head of the GQA group) pairs), keeping an online softmax per row. Every K/V row is read once
+// per workgroup however many query heads share it. Follows attention_bindings.wgsl.
 
 var<workgroup> q_tile: array<vec4<f32>, ROWS * HD4>;
 var<workgroup> kv_tile: array<vec4<f32>, TILE_KEYS * HD4>;
@@ -53,18 +14,6 @@ var<workgroup> row_alpha: array<f32, ROWS>;
 var<workgroup> row_limit: array<u32, ROWS>;
 
 var<private> acc: array<vec4<f32>, ACC_SLOTS>;
-
-// Where key `tok` of `seq` lives in this shard, in KvVec units, or INVALID when its block is in
-// another shard (that shard's dispatch covers it).
-fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
-    let block = block_tables[seq * params.table_stride + tok / params.block_size];
-    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
-        return INVALID;
-    }
-    let kv_heads = params.q_heads / params.group;
-    let local_block = block - params.shard_first_block;
-    return ((local_block * kv_heads + kv_head) * params.block_size + tok % params.block_size) * HD4;
-}
 
 // Streams keys [key_begin, key_end) against q_tile rows [0, rows). Callers fill q_tile (already
 // scaled) and row_limit first. Leaves the result in acc, row_m and row_l.

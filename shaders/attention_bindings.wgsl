@@ -1,0 +1,55 @@
+// Paged attention bindings shared by decode and prefill: the parameter block, the buffers
+// every attention dispatch binds (in this order, so one host batch serves both), and the
+// block-table lookup of a key's row.
+//
+// The composer prepends the KvVec prelude (kv_*.wgsl) and the constants HEAD_DIM, HD4, WG,
+// ROWS and TILE_KEYS (and ACC_SLOTS).
+//
+// Output is a partial softmax state per (row, partition): unnormalised accumulator, running
+// max m and running sum l. combine.wgsl merges partitions (context splits and pool shards).
+
+struct AttnParams {
+    num_seqs: u32,
+    q_heads: u32,
+    group: u32,
+    group_chunks: u32,
+    block_size: u32,
+    table_stride: u32,
+    partition_tokens: u32,
+    splits: u32,
+    num_partitions: u32,
+    partition_base: u32,
+    shard_first_block: u32,
+    shard_blocks: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: AttnParams;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
+@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
+@group(0) @binding(4) var<storage, read> block_tables: array<u32>;
+// Per sequence: (context length including this step's tokens, first query row, query count, 0).
+@group(0) @binding(5) var<storage, read> seq_info: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read_write> partial_acc: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>;
+
+// A finite stand-in for -inf: WGSL has no infinity literal, and exp(MASKED - real) is 0.
+const MASKED: f32 = -3.0e38;
+const INVALID: u32 = 0xffffffffu;
+
+// Where key `tok` of `seq` lives in this shard, in KvVec units, or INVALID when its block is in
+// another shard (that shard's dispatch covers it).
+fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
+    let block = block_tables[seq * params.table_stride + tok / params.block_size];
+    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+        return INVALID;
+    }
+    let kv_heads = params.q_heads / params.group;
+    let local_block = block - params.shard_first_block;
+    return ((local_block * kv_heads + kv_head) * params.block_size + tok % params.block_size) * HD4;
+}
+

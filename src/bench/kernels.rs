@@ -1,0 +1,248 @@
+//! GPU bench cases: the copy and matmul rooflines, decode attention bandwidth, prefill
+//! FLOP/s and append bandwidth, each built from the library's own kernels on a paged pool
+//! whose blocks are shuffled as a serving engine's would be.
+
+use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng};
+
+use super::stopwatch::Stopwatch;
+use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
+use crate::gpu::{GpuContext, GpuError, KvStorage, human_bytes};
+use crate::kernels::batch::GrowBuffer;
+use crate::kernels::copy::CopyKernel;
+use crate::kernels::matmul::MatmulKernel;
+use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
+
+/// A scratch buffer of `bytes` (contents zero, as wgpu initialises them).
+fn scratch(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
+    let mut buffer = GrowBuffer::default();
+    buffer.reserve(ctx, label, STORAGE, bytes);
+    buffer.get().clone()
+}
+
+/// Copy roofline: (bytes read + written per second, buffer bytes).
+pub fn copy_roofline(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cap_bytes: u64,
+) -> Result<(f64, u64), GpuError> {
+    let caps = &ctx.capabilities;
+    let bytes = caps.max_storage_binding.min(caps.max_buffer).min(cap_bytes) / 16 * 16;
+    let kernel = CopyKernel::new(ctx)?;
+    let (src, dst) = (
+        scratch(ctx, "bench copy src", bytes),
+        scratch(ctx, "bench copy dst", bytes),
+    );
+    let seconds = watch.time(ctx, repeats, |encoder, ts| {
+        kernel.record(ctx, encoder, &src, &dst, ts);
+        Ok(())
+    })?;
+    Ok((2.0 * bytes as f64 / seconds, bytes))
+}
+
+/// Matmul roofline at `size`^3: FLOP/s.
+pub fn matmul_roofline(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    size: u32,
+) -> Result<f64, GpuError> {
+    let kernel = MatmulKernel::new(ctx)?;
+    let bytes = size as u64 * size as u64 * 4;
+    let (a, b, c) = (
+        scratch(ctx, "bench a", bytes),
+        scratch(ctx, "bench b", bytes),
+        scratch(ctx, "bench c", bytes),
+    );
+    let seconds = watch.time(ctx, repeats, |encoder, ts| {
+        kernel.record(ctx, encoder, (size, size, size), &a, &b, &c, ts)
+    })?;
+    Ok(2.0 * (size as f64).powi(3) / seconds)
+}
+
+/// One attention shape to bench: geometry (one layer), dtype, batch, context.
+#[derive(Clone, Debug)]
+pub struct AttentionCase {
+    /// Geometry; only one layer is allocated.
+    pub geometry: ModelGeometry,
+    /// KV dtype.
+    pub dtype: KvDtype,
+    /// Sequences.
+    pub batch: u32,
+    /// Tokens per sequence.
+    pub context: u32,
+}
+
+impl AttentionCase {
+    fn layout(&self) -> CacheLayout {
+        CacheLayout {
+            geometry: ModelGeometry::new(
+                &self.geometry.name,
+                1,
+                self.geometry.q_heads,
+                self.geometry.kv_heads,
+                self.geometry.head_dim,
+            ),
+            block_size: 16,
+            dtype: self.dtype,
+        }
+    }
+
+    /// K plus V bytes the case holds (and decode reads once).
+    pub fn kv_bytes(&self) -> u64 {
+        let g = &self.geometry;
+        self.batch as u64
+            * self.context as u64
+            * g.kv_heads as u64
+            * g.head_dim as u64
+            * self.dtype.bytes()
+            * 2
+    }
+
+    /// A pool holding the case, each sequence's blocks shuffled over the pool, and the kernels.
+    fn setup(
+        &self,
+        ctx: &GpuContext,
+        max_pool_bytes: u64,
+    ) -> Result<(KvStorage, PagedAttention, Vec<Vec<u32>>), BenchSkip> {
+        if self.kv_bytes() > max_pool_bytes {
+            return Err(BenchSkip::Skipped(format!(
+                "its {} pool exceeds the bench cap of {} (--max-pool-gib)",
+                human_bytes(self.kv_bytes()),
+                human_bytes(max_pool_bytes)
+            )));
+        }
+        let layout = self.layout();
+        let per_seq = self.context.div_ceil(layout.block_size);
+        let blocks = per_seq * self.batch;
+        let storage = KvStorage::new(ctx, &layout, blocks, 1, None).map_err(BenchSkip::from)?;
+        let kernels = PagedAttention::new(ctx, &storage)?;
+        let mut ids: Vec<u32> = (0..blocks).collect();
+        ids.shuffle(&mut StdRng::seed_from_u64(11));
+        let tables = ids.chunks(per_seq as usize).map(<[u32]>::to_vec).collect();
+        Ok((storage, kernels, tables))
+    }
+}
+
+/// Why a case produced no figure.
+#[derive(Debug)]
+pub enum BenchSkip {
+    /// The case is too big for this device or the cap; the reason is printed.
+    Skipped(String),
+    /// The device failed.
+    Failed(GpuError),
+}
+
+impl From<GpuError> for BenchSkip {
+    fn from(e: GpuError) -> Self {
+        match e {
+            GpuError::Limit(reason) => BenchSkip::Skipped(reason),
+            other => BenchSkip::Failed(other),
+        }
+    }
+}
+
+/// Decode attention: seconds per step for the case.
+pub fn decode(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    case: &AttentionCase,
+    max_pool_bytes: u64,
+) -> Result<f64, BenchSkip> {
+    let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
+    let views: Vec<SeqView<'_>> = tables
+        .iter()
+        .map(|t| SeqView {
+            block_table: t,
+            context_len: case.context,
+            query_len: 1,
+        })
+        .collect();
+    let mut batch = AttentionBatch::default();
+    kernels.prepare_decode(&storage, &mut batch, &views)?;
+    let g = &case.geometry;
+    let row_bytes = (g.q_heads * g.head_dim) as u64 * 4;
+    let q = scratch(ctx, "bench q", case.batch as u64 * row_bytes);
+    let out = scratch(ctx, "bench out", case.batch as u64 * row_bytes);
+    Ok(watch.time(ctx, repeats, |encoder, ts| {
+        kernels.record_decode(encoder, &storage, 0, &batch, &q, &out, ts);
+        Ok(())
+    })?)
+}
+
+/// Prefill of one sequence's whole `context` as one chunk: seconds.
+pub fn prefill(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    case: &AttentionCase,
+    max_pool_bytes: u64,
+) -> Result<f64, BenchSkip> {
+    let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
+    let views: Vec<SeqView<'_>> = tables
+        .iter()
+        .map(|t| SeqView {
+            block_table: t,
+            context_len: case.context,
+            query_len: case.context,
+        })
+        .collect();
+    let mut batch = AttentionBatch::default();
+    kernels.prepare_prefill(&storage, &mut batch, &views)?;
+    let g = &case.geometry;
+    let bytes = case.batch as u64 * case.context as u64 * (g.q_heads * g.head_dim) as u64 * 4;
+    let (q, out) = (
+        scratch(ctx, "bench q", bytes),
+        scratch(ctx, "bench out", bytes),
+    );
+    Ok(watch.time(ctx, repeats, |encoder, ts| {
+        kernels.record_prefill(encoder, &storage, 0, &batch, &q, &out, ts);
+        Ok(())
+    })?)
+}
+
+/// Causal attention FLOPs of a prefill case: QK and PV, 2 FLOPs per multiply-add each.
+pub fn prefill_flops(case: &AttentionCase) -> f64 {
+    let n = case.context as f64;
+    let g = &case.geometry;
+    case.batch as f64 * 4.0 * g.q_heads as f64 * g.head_dim as f64 * n * (n + 1.0) / 2.0
+}
+
+/// Append of `case.batch * case.context` tokens into shuffled slots: seconds.
+pub fn append(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    case: &AttentionCase,
+    max_pool_bytes: u64,
+) -> Result<f64, BenchSkip> {
+    let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
+    let bs = storage.layout.block_size;
+    let slots: Vec<u32> = tables
+        .iter()
+        .flat_map(|t| (0..case.context).map(move |p| t[(p / bs) as usize] * bs + p % bs))
+        .collect();
+    let mut batch = AppendBatch::default();
+    kernels.prepare_append(&storage, &mut batch, &slots)?;
+    let g = &case.geometry;
+    let bytes = slots.len() as u64 * (g.kv_heads * g.head_dim) as u64 * 4;
+    let (k, v) = (
+        scratch(ctx, "bench k", bytes),
+        scratch(ctx, "bench v", bytes),
+    );
+    Ok(watch.time(ctx, repeats, |encoder, ts| {
+        kernels.record_append(encoder, &storage, 0, &batch, &k, &v, ts);
+        Ok(())
+    })?)
+}
+
+/// Bytes an append moves: f32 K and V read, then stored in the pool's dtype.
+pub fn append_bytes(case: &AttentionCase) -> u64 {
+    let g = &case.geometry;
+    let tokens = case.batch as u64 * case.context as u64;
+    tokens * (g.kv_heads * g.head_dim) as u64 * 2 * (4 + case.dtype.bytes())
+}

@@ -1,0 +1,134 @@
+//! Kernel timing for benches: GPU timestamps written at the start and end of the timed pass
+//! where the adapter has them, otherwise wall clock from submit to fence. Every figure says
+//! which.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::{GpuContext, GpuError};
+
+/// How a bench figure was timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Clock {
+    /// Timestamp queries around the pass: kernel time only.
+    GpuTimestamps,
+    /// Wall clock around submit and fence wait: includes submission overhead.
+    WallClock,
+}
+
+/// Times one pass per submission, median over repeats.
+pub struct Stopwatch {
+    timestamps: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer, f64)>,
+}
+
+impl Stopwatch {
+    /// Uses timestamp queries when the device has them.
+    pub fn new(ctx: &GpuContext) -> Self {
+        let timestamps = ctx.capabilities.timestamps.then(|| {
+            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pagekv bench timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let buffer = |label, usage| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: 2 * wgpu::QUERY_SIZE as u64,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            let resolve = buffer(
+                "pagekv bench resolve",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            );
+            let readback = buffer(
+                "pagekv bench readback",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            );
+            let period = ctx.queue.get_timestamp_period() as f64;
+            (set, resolve, readback, period)
+        });
+        Self { timestamps }
+    }
+
+    /// Which clock the figures come from.
+    pub fn clock(&self) -> Clock {
+        if self.timestamps.is_some() {
+            Clock::GpuTimestamps
+        } else {
+            Clock::WallClock
+        }
+    }
+
+    /// Runs `record` once to warm up, then `repeats` times, each in its own submission, and
+    /// returns the median seconds. `record` must put the timed work in one compute pass that
+    /// uses the timestamp writes it is given.
+    pub fn time(
+        &self,
+        ctx: &GpuContext,
+        repeats: u32,
+        mut record: impl FnMut(
+            &mut wgpu::CommandEncoder,
+            Option<wgpu::ComputePassTimestampWrites<'_>>,
+        ) -> Result<(), GpuError>,
+    ) -> Result<f64, GpuError> {
+        let mut samples = Vec::new();
+        for run in 0..=repeats {
+            let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            let writes =
+                self.timestamps
+                    .as_ref()
+                    .map(|(set, ..)| wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    });
+            record(&mut encoder, writes)?;
+            if let Some((set, resolve, readback, _)) = &self.timestamps {
+                encoder.resolve_query_set(set, 0..2, resolve, 0);
+                encoder.copy_buffer_to_buffer(resolve, 0, readback, 0, 2 * wgpu::QUERY_SIZE as u64);
+            }
+            let start = Instant::now();
+            ctx.queue.submit([encoder.finish()]);
+            ctx.wait_idle()?;
+            let wall = start.elapsed().as_secs_f64();
+            if let Some(err) = pollster::block_on(scope.pop()) {
+                return Err(GpuError::Device(format!("a bench pass failed: {err}")));
+            }
+            let seconds = match &self.timestamps {
+                Some((_, _, readback, period)) => read_ticks(ctx, readback, *period)?,
+                None => wall,
+            };
+            if run > 0 {
+                samples.push(seconds);
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        Ok(samples[samples.len() / 2])
+    }
+}
+
+fn read_ticks(ctx: &GpuContext, readback: &wgpu::Buffer, period_ns: f64) -> Result<f64, GpuError> {
+    let slice = readback.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.wait_idle()?;
+    rx.recv()
+        .map_err(|e| GpuError::Device(format!("timestamp channel closed: {e}")))?
+        .map_err(|e| GpuError::Device(format!("timestamp map failed: {e}")))?;
+    let seconds = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Device(format!("timestamp range unavailable: {e}")))?;
+        let ticks: &[u64] = bytemuck::cast_slice(&view);
+        ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9
+    };
+    readback.unmap();
+    Ok(seconds)
+}

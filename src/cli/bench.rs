@@ -1,0 +1,115 @@
+//! `pagekv bench`: kernel speeds as ratios to the same adapter's copy and matmul rooflines.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, CellAlignment, Table};
+use pagekv::bench::{BenchOptions, BenchReport, Clock, run_bench};
+use pagekv::report::file::write_atomic;
+use pagekv::scenario::BYTES_PER_GB;
+
+use super::{CliError, GlobalArgs};
+
+/// Flags of `pagekv bench`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BenchArgs {
+    /// The small grid (under a minute on lavapipe): batch 1 and 8, contexts 512 and 4K, f16.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Skip cases whose KV pool is larger than this (default 4 GiB, 1 GiB with --quick).
+    #[arg(long, value_name = "GIB")]
+    pub max_pool_gib: Option<f64>,
+}
+
+/// Runs the bench and prints its table and targets.
+pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
+    let gib = args
+        .max_pool_gib
+        .unwrap_or(if args.quick { 1.0 } else { 4.0 });
+    if !(gib.is_finite() && gib > 0.0) {
+        return Err(CliError::input(format!(
+            "--max-pool-gib {gib} is not a size; give a positive number of GiB"
+        )));
+    }
+    let ctx = global.open()?;
+    eprintln!("pagekv bench on {}", ctx.describe());
+    let options = BenchOptions {
+        quick: args.quick,
+        max_pool_bytes: (gib * BYTES_PER_GB as f64) as u64,
+    };
+    let report = run_bench(&ctx, &options, &mut |case| eprintln!("  {case}"))?;
+    print!("{}", render(&report));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::failed(format!("cannot encode the bench report: {e}")))?;
+        write_atomic(path, text.as_bytes())
+            .map_err(|e| CliError::input(format!("{}: {e}", path.display())))?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The table and the target lines.
+pub fn render(report: &BenchReport) -> String {
+    let clock = match report.clock {
+        Clock::GpuTimestamps => "GPU timestamp queries around each kernel pass (median of runs)",
+        Clock::WallClock => {
+            "wall clock from submit to fence (no timestamp queries; includes submission)"
+        }
+    };
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "section",
+        "case",
+        "ms",
+        "figure",
+        "of roofline",
+    ]);
+    for f in &report.figures {
+        let (ms, value, ratio) = match &f.skipped {
+            Some(why) => ("-".to_string(), format!("skipped: {why}"), "-".to_string()),
+            None => (
+                f.seconds.map_or("-".into(), |s| format!("{:.2}", s * 1e3)),
+                f.value.map_or("-".into(), |v| format!("{v:.2} {}", f.unit)),
+                f.ratio.map_or("-".into(), |r| format!("{:.0}%", 100.0 * r)),
+            ),
+        };
+        table.add_row(vec![
+            Cell::new(&f.section),
+            Cell::new(&f.case),
+            Cell::new(ms),
+            Cell::new(value),
+            Cell::new(ratio),
+        ]);
+    }
+    for i in [2, 3, 4] {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = format!(
+        "adapter: {} ({}, {} {})\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written), matmul {:.2} GFLOP/s{}\n",
+        report.adapter.name,
+        report.adapter.backend,
+        report.adapter.driver,
+        report.adapter.driver_info,
+        report.copy_bytes_per_s / 1e9,
+        report.matmul_flops / 1e9,
+        if report.quick { "; quick grid" } else { "" },
+    );
+    out += &table.to_string();
+    out += "\ntargets:\n";
+    for t in &report.targets {
+        let mark = match t.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "n/a",
+        };
+        out += &format!("  [{mark}] {}: {}\n", t.target, t.measured);
+    }
+    out
+}

@@ -1,0 +1,76 @@
+//! The matmul family: a tiled f32 matmul (64x64 tiles, 4x4 per thread) that gives the
+//! adapter's practical arithmetic rate. `pagekv bench` sets prefill's FLOP/s beside it.
+
+use wgpu::util::DeviceExt;
+
+use super::params::MatmulParams;
+use super::pipeline;
+use super::variant::{Family, Variant};
+use crate::gpu::{GpuContext, GpuError, KvStorageMode};
+
+/// Rows and columns of C per workgroup; every dimension must be a multiple of it.
+pub const MATMUL_TILE: u32 = 64;
+
+/// Compiled matmul pipeline.
+pub struct MatmulKernel {
+    pipeline: wgpu::ComputePipeline,
+    /// The variant built.
+    pub variant: Variant,
+}
+
+impl MatmulKernel {
+    /// Builds the matmul kernel.
+    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+        let variant = Variant::for_device(Family::Matmul, KvStorageMode::F32, 0, u32::MAX)
+            .expect("matmul has no tile constraints");
+        let pipeline = pipeline::build(ctx, &variant, &["matmul"])?.remove(0);
+        Ok(Self { pipeline, variant })
+    }
+
+    /// Records `c = a x b` for row-major f32 `a` (`m x k`), `b` (`k x n`) and `c` (`m x n`).
+    /// Every dimension must be a positive multiple of [`MATMUL_TILE`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        (m, n, k): (u32, u32, u32),
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<(), GpuError> {
+        if [m, n, k].iter().any(|&d| d == 0 || d % MATMUL_TILE != 0) {
+            return Err(GpuError::Limit(format!(
+                "matmul dimensions {m}x{n}x{k} must be positive multiples of {MATMUL_TILE}"
+            )));
+        }
+        let params = MatmulParams { m, n, k, _pad: 0 };
+        let uniform = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("pagekv matmul params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let group = pipeline::bind(
+            ctx,
+            &self.pipeline,
+            "pagekv matmul",
+            &[
+                (0, uniform.as_entire_binding()),
+                (1, a.as_entire_binding()),
+                (2, b.as_entire_binding()),
+                (3, c.as_entire_binding()),
+            ],
+        );
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("pagekv matmul"),
+            timestamp_writes: timestamps,
+        });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(n / MATMUL_TILE, m / MATMUL_TILE, 1);
+        Ok(())
+    }
+}
