@@ -7,6 +7,7 @@ mod common;
 
 use pagekv::cache::{KvDtype, ModelGeometry, SUPPORTED_HEAD_DIMS};
 use pagekv::gpu::{GpuContext, GpuError, KvStorage, enumerate_adapters};
+use pagekv::kernels::decode::DecodeAlgorithm;
 use pagekv::kernels::{DecodeKernel, PagedAttention};
 use pagekv::verify::{VerifyCase, VerifyOutcome, run_case};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -217,12 +218,20 @@ fn small_device_limits_are_reported_or_worked_around() {
             dtype: KvDtype::F32,
         };
         let storage = KvStorage::new(&ctx, &layout, 16, 1, None).expect("small pool");
-        match DecodeKernel::new(&ctx, &storage) {
+        match DecodeKernel::with_algorithm(&ctx, &storage, DecodeAlgorithm::Tiled) {
             Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
             Err(e) => panic!("wrong error kind: {e}"),
             Ok(_) => panic!("head dim 256 should not fit 8 KiB of workgroup memory"),
         }
-        assert!(PagedAttention::new(&ctx, &storage).is_err());
+        // The barrier-free decode needs no workgroup memory, so it still builds.
+        DecodeKernel::with_algorithm(&ctx, &storage, DecodeAlgorithm::Flat)
+            .expect("flat decode uses no workgroup memory");
+        // Prefill is tiled everywhere, so the whole kernel set is refused with the reason.
+        match PagedAttention::new(&ctx, &storage) {
+            Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
+            Err(e) => panic!("wrong error kind: {e}"),
+            Ok(_) => panic!("prefill head dim 256 should not fit 8 KiB of workgroup memory"),
+        }
         // head dim 64 still fits 8 KiB with smaller tiles, and stays correct.
         let case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F32, 16, vec![40, 20]);
         check(&ctx, &case);
@@ -236,7 +245,6 @@ fn small_device_limits_are_reported_or_worked_around() {
 /// compiling each on llvmpipe GL costs minutes, so they do not all run here.
 #[test]
 fn tiled_and_flat_decode_both_match_the_reference() {
-    use pagekv::kernels::decode::DecodeAlgorithm;
     for ctx in common::contexts() {
         for algorithm in [DecodeAlgorithm::Tiled, DecodeAlgorithm::Flat] {
             for (q, kv, hd) in [(14, 2, 64), (28, 4, 128), (16, 1, 64)] {
