@@ -145,6 +145,58 @@ impl From<GpuError> for BenchSkip {
     }
 }
 
+/// Which attention kernel a case times.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attention {
+    Decode,
+    Prefill,
+}
+
+/// Times `kind` on the case's pool: one query per sequence for decode, the whole context as
+/// one chunk for prefill. Seconds per dispatch.
+fn attention(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    case: &AttentionCase,
+    max_pool_bytes: u64,
+    kind: Attention,
+) -> Result<f64, BenchSkip> {
+    let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
+    let query_len = match kind {
+        Attention::Decode => 1,
+        Attention::Prefill => case.context,
+    };
+    let views: Vec<SeqView<'_>> = tables
+        .iter()
+        .map(|t| SeqView {
+            block_table: t,
+            context_len: case.context,
+            query_len,
+        })
+        .collect();
+    let mut batch = AttentionBatch::default();
+    match kind {
+        Attention::Decode => kernels.prepare_decode(&storage, &mut batch, &views)?,
+        Attention::Prefill => kernels.prepare_prefill(&storage, &mut batch, &views)?,
+    }
+    let g = &case.geometry;
+    let bytes = case.batch as u64 * query_len as u64 * (g.q_heads * g.head_dim) as u64 * 4;
+    let (q, out) = (
+        scratch(ctx, "bench q", bytes),
+        scratch(ctx, "bench out", bytes),
+    );
+    Ok(watch.time(ctx, repeats, |encoder, ts| {
+        match kind {
+            Attention::Decode => kernels.record_decode(encoder, &storage, 0, &batch, &q, &out, ts),
+            Attention::Prefill => {
+                kernels.record_prefill(encoder, &storage, 0, &batch, &q, &out, ts)
+            }
+        }
+        Ok(())
+    })?)
+}
+
 /// Decode attention: seconds per step for the case.
 pub fn decode(
     ctx: &GpuContext,
@@ -153,28 +205,10 @@ pub fn decode(
     case: &AttentionCase,
     max_pool_bytes: u64,
 ) -> Result<f64, BenchSkip> {
-    let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
-    let views: Vec<SeqView<'_>> = tables
-        .iter()
-        .map(|t| SeqView {
-            block_table: t,
-            context_len: case.context,
-            query_len: 1,
-        })
-        .collect();
-    let mut batch = AttentionBatch::default();
-    kernels.prepare_decode(&storage, &mut batch, &views)?;
-    let g = &case.geometry;
-    let row_bytes = (g.q_heads * g.head_dim) as u64 * 4;
-    let q = scratch(ctx, "bench q", case.batch as u64 * row_bytes);
-    let out = scratch(ctx, "bench out", case.batch as u64 * row_bytes);
-    Ok(watch.time(ctx, repeats, |encoder, ts| {
-        kernels.record_decode(encoder, &storage, 0, &batch, &q, &out, ts);
-        Ok(())
-    })?)
+    attention(ctx, watch, repeats, case, max_pool_bytes, Attention::Decode)
 }
 
-/// Prefill of one sequence's whole `context` as one chunk: seconds.
+/// Prefill of each sequence's whole `context` as one chunk: seconds.
 pub fn prefill(
     ctx: &GpuContext,
     watch: &Stopwatch,
@@ -182,27 +216,14 @@ pub fn prefill(
     case: &AttentionCase,
     max_pool_bytes: u64,
 ) -> Result<f64, BenchSkip> {
-    let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
-    let views: Vec<SeqView<'_>> = tables
-        .iter()
-        .map(|t| SeqView {
-            block_table: t,
-            context_len: case.context,
-            query_len: case.context,
-        })
-        .collect();
-    let mut batch = AttentionBatch::default();
-    kernels.prepare_prefill(&storage, &mut batch, &views)?;
-    let g = &case.geometry;
-    let bytes = case.batch as u64 * case.context as u64 * (g.q_heads * g.head_dim) as u64 * 4;
-    let (q, out) = (
-        scratch(ctx, "bench q", bytes),
-        scratch(ctx, "bench out", bytes),
-    );
-    Ok(watch.time(ctx, repeats, |encoder, ts| {
-        kernels.record_prefill(encoder, &storage, 0, &batch, &q, &out, ts);
-        Ok(())
-    })?)
+    attention(
+        ctx,
+        watch,
+        repeats,
+        case,
+        max_pool_bytes,
+        Attention::Prefill,
+    )
 }
 
 /// Causal attention FLOPs of a prefill case: QK and PV, 2 FLOPs per multiply-add each.
