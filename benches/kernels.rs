@@ -14,7 +14,7 @@ fn gpu(c: &mut Criterion) {
         eprintln!("no GPU adapter: skipping kernel benches");
         return;
     };
-    let watch = Stopwatch::new(&ctx);
+    let watch = Stopwatch::new(&ctx, 0.0);
     let mut group = c.benchmark_group("kernels");
     group.sample_size(10);
     group.bench_function("copy roofline 16 MiB", |b| {

@@ -1,59 +1,47 @@
-// Decode attention without workgroup memory or barriers: one invocation per (sequence, query
-// head, context split) streams its keys straight from the paged pool, with the query and the
-// accumulator in registers and an online softmax per key. Follows attention_bindings.wgsl.
+// Decode attention without workgroup memory or barriers, for CPU adapters (lavapipe,
+// SwiftShader). Follows attention_bindings.wgsl, with KvVec a whole load chunk (kv_chunk_*.wgsl).
 //
-// This is the decode pagekv builds for CPU adapters (lavapipe, SwiftShader): there a barrier
-// turns the whole shader into coroutines and every workgroup-memory access into a scalarised
-// gather, which made the tiled kernel (decode.wgsl) several times slower than this one.
-// Neighbouring invocations are neighbouring query heads of one sequence and split, so the
-// heads of a GQA group read the same K/V row at the same time. Output is the same partial
-// softmax state the tiled kernel writes; combine.wgsl merges it.
+// One invocation per (sequence, KV head, group chunk, context split) serves GROUP query heads
+// of one GQA group: it streams each K/V row of its split from the paged pool once and uses it
+// for all GROUP heads, with their queries, accumulators and online-softmax state in registers.
+// Output is the same partial softmax state the tiled kernel (decode.wgsl) writes; combine.wgsl
+// merges it.
+//
+// Why this shape on CPU adapters: there a workgroup barrier turns the whole shader into
+// coroutines, and every buffer load inside a loop is a per-lane scalar access costing about
+// the same whatever its width. So the kernel loads 16-byte chunks, loads each chunk once per
+// GQA group, keeps everything else in registers, and spends as little arithmetic per key as
+// the online softmax allows. Lines marked `{{...}}` are generated per
+// head and per chunk as straight-line code (variant.rs), because llvmpipe moves a private
+// array indexed inside a loop to per-lane scratch memory, as slow as a buffer load.
+// When GROUP does not divide the group, the last chunk repeats the group's last head: its
+// duplicate writes carry the same values.
 
 @compute @workgroup_size(WG)
-fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let flat = wg.x * WG + lid;
-    let split = flat / params.q_heads;
-    let head = flat % params.q_heads;
+fn decode(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let kv_heads = params.q_heads / params.group;
+    let per_split = kv_heads * params.group_chunks;
+    let split = gid.x / per_split;
     if (split >= params.splits) {
         return;
     }
-    let seq = wg.z;
-    let kv_head = head / params.group;
+    let kv_head = (gid.x % per_split) / params.group_chunks;
+    let chunk = gid.x % params.group_chunks;
+    let seq = gid.z;
     let context = seq_info[seq].x;
     let key_begin = min(split * params.partition_tokens, context);
     let key_end = min(key_begin + params.partition_tokens, context);
-    let row = seq * params.q_heads + head;
-
-    var qv: array<vec4<f32>, HD4>;
-    var acc: array<vec4<f32>, HD4>;
-    for (var i = 0u; i < HD4; i++) {
-        qv[i] = q[row * HD4 + i] * params.scale;
-        acc[i] = vec4<f32>(0.0);
-    }
-    var m = MASKED;
-    var l = 0.0;
-    for (var tok = key_begin; tok < key_end; tok++) {
-        let base = key_base(seq, kv_head, tok);
-        if (base == INVALID) {
-            continue;
-        }
-        var d = vec4<f32>(0.0);
-        for (var i = 0u; i < HD4; i++) {
-            d += qv[i] * kv_load(k_cache[base + i]);
-        }
-        let score = d.x + d.y + d.z + d.w;
-        let m_new = max(m, score);
-        let alpha = exp(m - m_new);
-        let p = exp(score - m_new);
-        l = l * alpha + p;
-        for (var i = 0u; i < HD4; i++) {
-            acc[i] = acc[i] * alpha + p * kv_load(v_cache[base + i]);
-        }
-        m = m_new;
-    }
+    let group_first = kv_head * params.group;
+    let group_last = group_first + params.group - 1u;
+    let first = group_first + chunk * GROUP;
     let part = params.partition_base + split;
-    for (var i = 0u; i < HD4; i++) {
-        partial_acc[(row * params.num_partitions + part) * HD4 + i] = acc[i];
+
+{{setup}}
+    // KEY_TILE keys per iteration: one max update and accumulator rescale per tile rather than
+    // per key. Keys past the split's end or in another shard are masked (p = 0) and read a
+    // harmless in-bounds row instead.
+    for (var tile = key_begin; tile < key_end; tile += KEY_TILE) {
+{{per_tile}}
     }
-    partial_ml[row * params.num_partitions + part] = vec2<f32>(m, l);
+{{store}}
 }

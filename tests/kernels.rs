@@ -83,9 +83,11 @@ fn every_head_dim_and_dtype() {
 }
 
 #[test]
-fn gqa_ratios_including_more_heads_than_one_workgroup() {
+fn gqa_ratios_including_more_heads_than_one_workgroup_or_invocation() {
     for ctx in common::contexts() {
-        for (q_heads, kv_heads) in [(2, 2), (4, 2), (14, 2), (16, 2), (16, 1)] {
+        // Groups of 1, 2, 3, 7, 8, 16 and 11 heads: the flat decode serves 11 as chunks of 6
+        // and 5 (its last chunk repeats a head), 16 as two chunks of 8.
+        for (q_heads, kv_heads) in [(2, 2), (4, 2), (9, 3), (14, 2), (16, 2), (16, 1), (22, 2)] {
             let case = VerifyCase::new(
                 geometry(q_heads, kv_heads, 64),
                 KvDtype::F16,

@@ -28,6 +28,18 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Cases whose KV pool exceeds this many bytes are skipped with the reason.
     pub max_pool_bytes: u64,
+    /// Sections to measure besides the two rooflines (always measured, since every ratio
+    /// needs them); empty means all of [`SECTIONS`].
+    pub sections: Vec<String>,
+}
+
+/// The sections `--only` can pick.
+pub const SECTIONS: [&str; 4] = ["decode", "prefill", "append", "host"];
+
+impl BenchOptions {
+    fn wants(&self, section: &str) -> bool {
+        self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+    }
 }
 
 /// One measured (or skipped) figure.
@@ -142,7 +154,7 @@ pub fn run_bench(
     options: &BenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport, GpuError> {
-    let watch = Stopwatch::new(ctx);
+    let watch = Stopwatch::new(ctx, if options.quick { 0.2 } else { 0.5 });
     let repeats = if options.quick { 2 } else { 3 };
     let cap = options.max_pool_bytes;
     progress("copy roofline");
@@ -178,7 +190,7 @@ pub fn run_bench(
     } else {
         &[KvDtype::F32, KvDtype::F16]
     };
-    for geometry in geometries() {
+    for geometry in geometries().into_iter().filter(|_| options.wants("decode")) {
         for &dtype in dtypes {
             for &batch in batches {
                 for &context in contexts {
@@ -204,7 +216,7 @@ pub fn run_bench(
             }
         }
     }
-    for gqa in [1, 4] {
+    for gqa in [1, 4].into_iter().filter(|_| options.wants("decode")) {
         let case = AttentionCase {
             geometry: ModelGeometry::new(&format!("ggml-shape-gqa{gqa}"), 1, 8 * gqa, 8, 128),
             dtype: KvDtype::F16,
@@ -225,7 +237,10 @@ pub fn run_bench(
         )?);
     }
     let prefill_lengths: &[u32] = if options.quick { &[256] } else { &[512, 2048] };
-    for geometry in geometries() {
+    for geometry in geometries()
+        .into_iter()
+        .filter(|_| options.wants("prefill"))
+    {
         for &context in prefill_lengths {
             let case = AttentionCase {
                 geometry: geometry.clone(),
@@ -247,7 +262,7 @@ pub fn run_bench(
             )?);
         }
     }
-    for geometry in geometries() {
+    for geometry in geometries().into_iter().filter(|_| options.wants("append")) {
         let case = AttentionCase {
             geometry,
             dtype: KvDtype::F16,
@@ -267,22 +282,29 @@ pub fn run_bench(
             result,
         )?);
     }
-    progress("host bookkeeping");
     let scale = if options.quick { 1 } else { 4 };
-    for (case, rate) in [
-        (
-            "block pool allocate+free pairs",
-            host::pool_pairs_per_s(2_000_000 * scale),
-        ),
-        (
-            "fork + free of a 64-block sequence",
-            host::forks_per_s(20_000 * scale),
-        ),
-        (
-            "prefix lookup of a 1024-token prompt",
-            host::prefix_lookups_per_s(20_000 * scale),
-        ),
-    ] {
+    if options.wants("host") {
+        progress("host bookkeeping");
+    }
+    let host_figures = if options.wants("host") {
+        vec![
+            (
+                "block pool allocate+free pairs",
+                host::pool_pairs_per_s(2_000_000 * scale),
+            ),
+            (
+                "fork + free of a 64-block sequence",
+                host::forks_per_s(20_000 * scale),
+            ),
+            (
+                "prefix lookup of a 1024-token prompt",
+                host::prefix_lookups_per_s(20_000 * scale),
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
+    for (case, rate) in host_figures {
         figures.push(Figure {
             section: "host".into(),
             case: case.into(),

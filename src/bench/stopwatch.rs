@@ -21,11 +21,18 @@ pub enum Clock {
 /// Times one pass per submission, median over repeats.
 pub struct Stopwatch {
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer, f64)>,
+    /// Short kernels are repeated until their samples add up to this many seconds (at most
+    /// [`MAX_SAMPLES`] runs), so a millisecond kernel's median is not one noisy sample.
+    min_total_seconds: f64,
 }
 
+/// The most samples a short kernel gets.
+pub const MAX_SAMPLES: usize = 64;
+
 impl Stopwatch {
-    /// Uses timestamp queries when the device has them.
-    pub fn new(ctx: &GpuContext) -> Self {
+    /// Uses timestamp queries when the device has them; short kernels are sampled until
+    /// `min_total_seconds` of kernel time has been measured.
+    pub fn new(ctx: &GpuContext, min_total_seconds: f64) -> Self {
         let timestamps = ctx.capabilities.timestamps.then(|| {
             let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("pagekv bench timestamps"),
@@ -51,7 +58,10 @@ impl Stopwatch {
             let period = ctx.queue.get_timestamp_period() as f64;
             (set, resolve, readback, period)
         });
-        Self { timestamps }
+        Self {
+            timestamps,
+            min_total_seconds,
+        }
     }
 
     /// Which clock the figures come from.
@@ -63,8 +73,9 @@ impl Stopwatch {
         }
     }
 
-    /// Runs `record` once to warm up, then `repeats` times, each in its own submission, and
-    /// returns the median seconds. `record` must put the timed work in one compute pass that
+    /// Runs `record` once to warm up, then at least `repeats` times (more for short kernels,
+    /// see [`Stopwatch::new`]), each in its own submission, and returns the median seconds.
+    /// `record` must put the timed work in one compute pass that
     /// uses the timestamp writes it is given.
     pub fn time(
         &self,
@@ -75,8 +86,11 @@ impl Stopwatch {
             Option<wgpu::ComputePassTimestampWrites<'_>>,
         ) -> Result<(), GpuError>,
     ) -> Result<f64, GpuError> {
-        let mut samples = Vec::new();
-        for run in 0..=repeats {
+        let mut samples: Vec<f64> = Vec::new();
+        let mut run = 0u32;
+        while run <= repeats
+            || (samples.iter().sum::<f64>() < self.min_total_seconds && samples.len() < MAX_SAMPLES)
+        {
             let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             let writes =
@@ -106,6 +120,7 @@ impl Stopwatch {
             if run > 0 {
                 samples.push(seconds);
             }
+            run += 1;
         }
         samples.sort_by(f64::total_cmp);
         Ok(samples[samples.len() / 2])

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
-use pagekv::bench::{BenchOptions, BenchReport, Clock, run_bench};
+use pagekv::bench::{BenchOptions, BenchReport, Clock, SECTIONS, run_bench};
 use pagekv::report::file::write_atomic;
 use pagekv::scenario::BYTES_PER_GB;
 
@@ -23,6 +23,10 @@ pub struct BenchArgs {
     /// Skip cases whose KV pool is larger than this (default 4 GiB, 1 GiB with --quick).
     #[arg(long, value_name = "GIB")]
     pub max_pool_gib: Option<f64>,
+    /// Measure only these sections (decode, prefill, append, host), comma-separated; the copy
+    /// and matmul rooflines are always measured.
+    #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// Runs the bench and prints its table and targets.
@@ -35,11 +39,18 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
             "--max-pool-gib {gib} is not a size; give a positive number of GiB"
         )));
     }
+    if let Some(bad) = args.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        return Err(CliError::input(format!(
+            "--only {bad} is not a bench section; choose from {}",
+            SECTIONS.join(", ")
+        )));
+    }
     let ctx = global.open()?;
     eprintln!("pagekv bench on {}", ctx.describe());
     let options = BenchOptions {
         quick: args.quick,
         max_pool_bytes: (gib * BYTES_PER_GB as f64) as u64,
+        sections: args.only.clone(),
     };
     let report = run_bench(&ctx, &options, &mut |case| eprintln!("  {case}"))?;
     print!("{}", render(&report));

@@ -1,19 +1,20 @@
 //! The decode family: one query token per sequence against its paged context, split over the
-//! context (flash-decoding) so a small batch with long contexts still fills the device. Each
-//! workgroup serves up to 8 query heads of one GQA group, so every K/V row is read once per
-//! group, not once per query head.
+//! context (flash-decoding) so a small batch with long contexts still fills the device. Both
+//! algorithms serve up to 8 query heads of one GQA group per workgroup (tiled) or invocation
+//! (flat), so every K/V row is read once per group, not once per query head.
 
 use super::batch::{AttentionBatch, SeqView};
 use super::combine::CombineKernel;
 use super::params::AttnParams;
 use super::pipeline;
-use super::variant::{Family, Variant};
+use super::variant::{Family, MAX_FLAT_GROUP, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 
 /// How the context is split across workgroups.
 #[derive(Clone, Copy, Debug)]
 pub struct SplitPolicy {
-    /// Aim for at least this many workgroups per dispatch.
+    /// Aim for at least this many work items per dispatch (workgroups for the tiled kernel,
+    /// invocations for the flat one).
     pub target_workgroups: u32,
     /// Never split below this many keys per split (the combine pass would dominate).
     pub min_partition_tokens: u32,
@@ -23,15 +24,29 @@ pub struct SplitPolicy {
 
 impl Default for SplitPolicy {
     fn default() -> Self {
-        Self {
-            target_workgroups: 512,
-            min_partition_tokens: 256,
-            forced_partition_tokens: None,
-        }
+        Self::for_algorithm(DecodeAlgorithm::Tiled)
     }
 }
 
 impl SplitPolicy {
+    /// The tiled kernel counts workgroups of 64 threads; the flat kernel counts invocations,
+    /// and on a CPU adapter a few hundred keep every core busy while longer splits keep the
+    /// combine pass small.
+    pub fn for_algorithm(algorithm: DecodeAlgorithm) -> Self {
+        match algorithm {
+            DecodeAlgorithm::Tiled => Self {
+                target_workgroups: 512,
+                min_partition_tokens: 256,
+                forced_partition_tokens: None,
+            },
+            DecodeAlgorithm::Flat => Self {
+                target_workgroups: 64,
+                min_partition_tokens: 256,
+                forced_partition_tokens: None,
+            },
+        }
+    }
+
     /// Keys per split for a step, bounded so one workgroup's loop stays far below the ~65K
     /// barriers per workgroup that lavapipe handles correctly (5 barriers per key tile).
     pub fn partition_tokens(&self, base_workgroups: u32, max_context: u32, tile_keys: u32) -> u32 {
@@ -101,19 +116,22 @@ impl DecodeKernel {
             DecodeAlgorithm::Tiled => Family::Decode,
             DecodeAlgorithm::Flat => Family::DecodeFlat,
         };
-        let variant = Variant::for_device(
+        let mut variant = Variant::for_device(
             family,
             storage.mode,
             head_dim,
             ctx.capabilities.max_workgroup_storage,
         )
         .ok_or_else(|| tile_error(ctx, head_dim))?;
+        if algorithm == DecodeAlgorithm::Flat {
+            variant = variant.with_group(flat_group_chunk(storage.layout.geometry.group_size()));
+        }
         let pipeline = pipeline::build(ctx, &variant, &["decode"])?.remove(0);
         Ok(Self {
             pipeline,
             variant,
             algorithm,
-            splits: SplitPolicy::default(),
+            splits: SplitPolicy::for_algorithm(algorithm),
         })
     }
 
@@ -128,17 +146,16 @@ impl DecodeKernel {
         let g = &storage.layout.geometry;
         let group = g.group_size();
         let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
-        // Work items before splitting, and the key granularity of a split.
-        // Work items before splitting (workgroups, or invocations packed into workgroups), and
-        // the key granularity of a split.
+        // Work items before splitting (workgroups of the tiled kernel, invocations of the flat
+        // one), and the key granularity of a split.
         let (group_chunks, base, granule) = match (self.algorithm, self.variant.tiles) {
             (DecodeAlgorithm::Tiled, Some(tiles)) => {
                 let chunks = group.div_ceil(tiles.rows);
                 (chunks, seqs.len() as u32 * g.kv_heads * chunks, tiles.keys)
             }
             _ => {
-                let invocations = seqs.len() as u32 * g.q_heads;
-                (1, invocations.div_ceil(super::variant::WORKGROUP_SIZE), 1)
+                let chunks = group.div_ceil(self.variant.group);
+                (chunks, seqs.len() as u32 * g.kv_heads * chunks, 1)
             }
         };
         let partition_tokens = self.splits.partition_tokens(base, max_context, granule);
@@ -170,7 +187,7 @@ impl DecodeKernel {
         let grid = match self.algorithm {
             DecodeAlgorithm::Tiled => [splits, g.kv_heads * group_chunks, seqs.len() as u32],
             DecodeAlgorithm::Flat => [
-                (splits * g.q_heads).div_ceil(super::variant::WORKGROUP_SIZE),
+                (splits * g.kv_heads * group_chunks).div_ceil(self.variant.workgroup_size()),
                 1,
                 seqs.len() as u32,
             ],
@@ -203,6 +220,13 @@ impl DecodeKernel {
     ) {
         batch.record(ctx, pass, &self.pipeline, combine, storage, layer, q, out);
     }
+}
+
+/// Query heads per flat-decode invocation for a GQA group of `group` heads: as many as fit
+/// [`MAX_FLAT_GROUP`], spread evenly over the fewest chunks (12 heads: two chunks of 6).
+pub fn flat_group_chunk(group: u32) -> u32 {
+    let chunks = group.max(1).div_ceil(MAX_FLAT_GROUP);
+    group.max(1).div_ceil(chunks)
 }
 
 pub(crate) fn tile_error(ctx: &GpuContext, head_dim: u32) -> GpuError {

@@ -11,6 +11,7 @@ pub(crate) mod batch;
 pub mod combine;
 pub mod copy;
 pub mod decode;
+mod flat_decode_source;
 pub mod generate;
 pub mod matmul;
 pub mod params;

@@ -19,6 +19,8 @@ const ATTENTION_BINDINGS: &str = include_str!("../../shaders/attention_bindings.
 const ATTENTION_TILES: &str = include_str!("../../shaders/attention_tiles.wgsl");
 const DECODE: &str = include_str!("../../shaders/decode.wgsl");
 const DECODE_FLAT: &str = include_str!("../../shaders/decode_flat.wgsl");
+const KV_CHUNK_F32: &str = include_str!("../../shaders/kv_chunk_f32.wgsl");
+const KV_CHUNK_F16: &str = include_str!("../../shaders/kv_chunk_f16.wgsl");
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
 const COMBINE: &str = include_str!("../../shaders/combine.wgsl");
 const APPEND: &str = include_str!("../../shaders/append.wgsl");
@@ -29,6 +31,15 @@ const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 /// Threads per attention workgroup. 64 is a multiple of every vendor's SIMD width (NVIDIA 32,
 /// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
 pub const WORKGROUP_SIZE: u32 = 64;
+
+/// Threads per flat-decode workgroup. CPU adapters run a workgroup on one thread in SIMD
+/// chunks (8 lanes on lavapipe with AVX2), so a small workgroup spreads a small decode over
+/// every core.
+pub const FLAT_WORKGROUP_SIZE: u32 = 8;
+
+/// Most query heads one flat-decode invocation serves; larger GQA groups are split into
+/// chunks of at most this many heads (registers per invocation grow with it).
+pub const MAX_FLAT_GROUP: u32 = 8;
 
 /// Workgroup memory pagekv plans tiles for at most; more rarely helps and costs occupancy.
 pub const MAX_TILE_BYTES: u32 = 32 * 1024;
@@ -154,6 +165,8 @@ pub struct Variant {
     pub head_dim: u32,
     /// Tile shape (attention families only).
     pub tiles: Option<TileShape>,
+    /// Query heads per invocation (flat decode only; 0 otherwise).
+    pub group: u32,
 }
 
 impl Variant {
@@ -169,10 +182,11 @@ impl Variant {
         } else {
             None
         };
-        let mode = if family.uses_kv() {
-            mode
-        } else {
-            KvStorageMode::F32
+        let mode = match (family, mode) {
+            // The flat decode reads f16 as u32 words, so native pools use the packed code.
+            (Family::DecodeFlat, KvStorageMode::F16Native) => KvStorageMode::F16Packed,
+            _ if family.uses_kv() => mode,
+            _ => KvStorageMode::F32,
         };
         let head_dim = if family.uses_head_dim() { head_dim } else { 0 };
         Some(Self {
@@ -180,7 +194,29 @@ impl Variant {
             mode,
             head_dim,
             tiles,
+            group: if family == Family::DecodeFlat { 1 } else { 0 },
         })
+    }
+
+    /// The flat decode variant serving `group` query heads per invocation (1..=MAX_FLAT_GROUP).
+    pub fn with_group(self, group: u32) -> Self {
+        debug_assert!(self.family == Family::DecodeFlat && (1..=MAX_FLAT_GROUP).contains(&group));
+        Self { group, ..self }
+    }
+
+    /// Keys the flat decode scores per softmax update: 4 amortises the update well, and 2 for
+    /// the largest head dim keeps the generated code (and its compile time) in bounds.
+    pub fn flat_key_tile(&self) -> u32 {
+        if self.head_dim > 128 { 2 } else { 4 }
+    }
+
+    /// Threads per workgroup of this variant.
+    pub fn workgroup_size(&self) -> u32 {
+        if self.family == Family::DecodeFlat {
+            FLAT_WORKGROUP_SIZE
+        } else {
+            WORKGROUP_SIZE
+        }
     }
 
     /// Systematic file name stem, e.g. `decode_f16packed_hd128_r8_k16`.
@@ -194,6 +230,9 @@ impl Variant {
         }
         if let Some(t) = self.tiles {
             name += &format!("_r{}_k{}", t.rows, t.keys);
+        }
+        if self.group > 0 {
+            name += &format!("_g{}", self.group);
         }
         name
     }
@@ -211,10 +250,12 @@ impl Variant {
         }
         src += "\n";
         if self.family.uses_kv() {
-            src += match self.mode {
-                KvStorageMode::F32 => KV_F32,
-                KvStorageMode::F16Native => KV_F16,
-                KvStorageMode::F16Packed => KV_F16_PACKED,
+            src += match (self.family, self.mode) {
+                (Family::DecodeFlat, KvStorageMode::F32) => KV_CHUNK_F32,
+                (Family::DecodeFlat, _) => KV_CHUNK_F16,
+                (_, KvStorageMode::F32) => KV_F32,
+                (_, KvStorageMode::F16Native) => KV_F16,
+                (_, KvStorageMode::F16Packed) => KV_F16_PACKED,
             };
             src += "\n";
         }
@@ -222,8 +263,15 @@ impl Variant {
             "const HEAD_DIM: u32 = {}u;\nconst HD4: u32 = {}u;\nconst WG: u32 = {}u;\n",
             self.head_dim,
             self.head_dim / 4,
-            WORKGROUP_SIZE
+            self.workgroup_size()
         );
+        if self.family == Family::DecodeFlat {
+            src += &format!(
+                "const GROUP: u32 = {}u;\nconst KEY_TILE: u32 = {}u;\n",
+                self.group,
+                self.flat_key_tile()
+            );
+        }
         if let Some(t) = self.tiles {
             let acc_slots = (t.rows * self.head_dim / 4).div_ceil(WORKGROUP_SIZE);
             src += &format!(
@@ -248,7 +296,18 @@ impl Variant {
             Family::DecodeFlat => {
                 src += ATTENTION_BINDINGS;
                 src += "\n";
-                src += DECODE_FLAT;
+                let vec4_per_chunk = if self.mode == KvStorageMode::F32 {
+                    1
+                } else {
+                    2
+                };
+                src += &super::flat_decode_source::fill(
+                    DECODE_FLAT,
+                    self.group,
+                    self.head_dim,
+                    vec4_per_chunk,
+                    self.flat_key_tile(),
+                );
             }
             Family::Prefill => {
                 src += ATTENTION_BINDINGS;
@@ -274,10 +333,19 @@ impl Variant {
                 };
                 for &mode in modes {
                     for head_dim in SUPPORTED_HEAD_DIMS {
-                        if let Some(v) = Variant::for_device(family, mode, head_dim, limit)
-                            && !out.contains(&v)
-                        {
-                            out.push(v);
+                        let Some(v) = Variant::for_device(family, mode, head_dim, limit) else {
+                            continue;
+                        };
+                        let groups = if family == Family::DecodeFlat {
+                            1..=MAX_FLAT_GROUP
+                        } else {
+                            v.group..=v.group
+                        };
+                        for group in groups {
+                            let v = Variant { group, ..v };
+                            if !out.contains(&v) {
+                                out.push(v);
+                            }
                         }
                     }
                 }

@@ -1,0 +1,9 @@
+// Load chunks of f32 KV for the flat decode: one vec4<f32>, four elements.
+alias KvVec = vec4<f32>;
+
+// Chunks per four-element row slice: key_base counts in four-element units.
+const VEC4_PER_CHUNK: u32 = 1u;
+
+fn chunk_lo(x: KvVec) -> vec4<f32> {
+    return x;
+}

@@ -1,0 +1,216 @@
+//! The straight-line parts of shaders/decode_flat.wgsl, generated for one (GQA chunk, head dim,
+//! load chunk) combination.
+//!
+//! Why generated text rather than WGSL loops over private arrays: llvmpipe (the adapter this
+//! kernel exists for) moves a private array indexed by a loop counter to per-lane scratch
+//! memory unless the loop is unrolled, and a scratch access costs as much as the buffer load
+//! the kernel is trying to amortise. Named `let`/`var` values per head and per four-element
+//! slice stay in SSA registers on every compiler.
+
+use std::fmt::Write;
+
+/// Fills the `{{setup}}`, `{{per_tile}}` and `{{store}}` markers of `template`.
+///
+/// `group` query heads share each load; `vec4_per_chunk` is how many four-element slices one
+/// KV load carries (1 for f32, 2 for f16 as eight halves); `key_tile` keys are scored before
+/// one softmax update.
+pub(crate) fn fill(
+    template: &str,
+    group: u32,
+    head_dim: u32,
+    vec4_per_chunk: u32,
+    key_tile: u32,
+) -> String {
+    let hd4 = head_dim / 4;
+    let chunks = hd4 / vec4_per_chunk;
+    let halves = ["lo", "hi"];
+    let heads = 0..group;
+
+    let mut setup = String::new();
+    for g in heads.clone() {
+        line(
+            &mut setup,
+            1,
+            format_args!("let row{g} = seq * params.q_heads + min(first + {g}u, group_last);"),
+        );
+        for i in 0..hd4 {
+            line(
+                &mut setup,
+                1,
+                format_args!("let q{g}_{i} = q[row{g} * HD4 + {i}u] * params.scale;"),
+            );
+            line(
+                &mut setup,
+                1,
+                format_args!("var acc{g}_{i} = vec4<f32>(0.0);"),
+            );
+        }
+        line(&mut setup, 1, format_args!("var m{g} = MASKED;"));
+        line(&mut setup, 1, format_args!("var l{g} = 0.0;"));
+    }
+
+    let mut per_tile = String::new();
+    let tile = 0..key_tile;
+    for t in tile.clone() {
+        for text in [
+            format!("let tok{t} = tile + {t}u;"),
+            format!("let base{t} = key_base(seq, kv_head, min(tok{t}, key_end - 1u));"),
+            format!("let live{t} = tok{t} < key_end && base{t} != INVALID;"),
+            format!("let rc{t} = select(0u, base{t} / VEC4_PER_CHUNK, live{t});"),
+        ] {
+            line(&mut per_tile, 2, format_args!("{text}"));
+        }
+        for g in heads.clone() {
+            line(
+                &mut per_tile,
+                2,
+                format_args!("var d{g}_{t} = vec4<f32>(0.0);"),
+            );
+        }
+        for j in 0..chunks {
+            line(
+                &mut per_tile,
+                2,
+                format_args!("let k{t}_{j} = k_cache[rc{t} + {j}u];"),
+            );
+            for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
+                let i = j * vec4_per_chunk + h as u32;
+                line(
+                    &mut per_tile,
+                    2,
+                    format_args!("let k{t}_{j}_{half} = chunk_{half}(k{t}_{j});"),
+                );
+                for g in heads.clone() {
+                    line(
+                        &mut per_tile,
+                        2,
+                        format_args!("d{g}_{t} += q{g}_{i} * k{t}_{j}_{half};"),
+                    );
+                }
+            }
+        }
+    }
+    for g in heads.clone() {
+        let mut tile_max = format!("s{g}_0");
+        for t in tile.clone() {
+            line(
+                &mut per_tile,
+                2,
+                format_args!(
+                    "let s{g}_{t} = select(MASKED, d{g}_{t}.x + d{g}_{t}.y + d{g}_{t}.z + d{g}_{t}.w, live{t});"
+                ),
+            );
+            if t > 0 {
+                tile_max = format!("max({tile_max}, s{g}_{t})");
+            }
+        }
+        line(
+            &mut per_tile,
+            2,
+            format_args!("let m_new{g} = max(m{g}, {tile_max});"),
+        );
+        line(
+            &mut per_tile,
+            2,
+            format_args!("let alpha{g} = exp(m{g} - m_new{g});"),
+        );
+        let mut sum = format!("l{g} * alpha{g}");
+        for t in tile.clone() {
+            line(
+                &mut per_tile,
+                2,
+                format_args!("let p{g}_{t} = select(0.0, exp(s{g}_{t} - m_new{g}), live{t});"),
+            );
+            sum += &format!(" + p{g}_{t}");
+        }
+        line(&mut per_tile, 2, format_args!("l{g} = {sum};"));
+        line(&mut per_tile, 2, format_args!("m{g} = m_new{g};"));
+        for i in 0..hd4 {
+            line(&mut per_tile, 2, format_args!("acc{g}_{i} *= alpha{g};"));
+        }
+    }
+    for t in tile {
+        for j in 0..chunks {
+            line(
+                &mut per_tile,
+                2,
+                format_args!("let v{t}_{j} = v_cache[rc{t} + {j}u];"),
+            );
+            for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
+                let i = j * vec4_per_chunk + h as u32;
+                line(
+                    &mut per_tile,
+                    2,
+                    format_args!("let v{t}_{j}_{half} = chunk_{half}(v{t}_{j});"),
+                );
+                for g in heads.clone() {
+                    line(
+                        &mut per_tile,
+                        2,
+                        format_args!("acc{g}_{i} += p{g}_{t} * v{t}_{j}_{half};"),
+                    );
+                }
+            }
+        }
+    }
+
+    let mut store = String::new();
+    for g in heads {
+        line(
+            &mut store,
+            1,
+            format_args!("let out{g} = row{g} * params.num_partitions + part;"),
+        );
+        for i in 0..hd4 {
+            line(
+                &mut store,
+                1,
+                format_args!("partial_acc[out{g} * HD4 + {i}u] = acc{g}_{i};"),
+            );
+        }
+        line(
+            &mut store,
+            1,
+            format_args!("partial_ml[out{g}] = vec2<f32>(m{g}, l{g});"),
+        );
+    }
+
+    template
+        .replace("{{setup}}\n", &setup)
+        .replace("{{per_tile}}\n", &per_tile)
+        .replace("{{store}}\n", &store)
+}
+
+fn line(out: &mut String, indent: usize, text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(out, "{:width$}{text}", "", width = indent * 4);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_marker_is_filled_and_every_slice_is_used() {
+        let template = include_str!("../../shaders/decode_flat.wgsl");
+        let source = fill(template, 3, 64, 2, 2);
+        for marker in ["{{setup}}", "{{per_tile}}", "{{store}}"] {
+            assert!(template.contains(marker), "the template has {marker}");
+            assert!(!source.contains(marker), "{marker} was left unfilled");
+        }
+        // 16 slices per head: for every key of the tile and every head, each query slice is
+        // multiplied into the score and each accumulator slice takes the value.
+        for g in 0..3 {
+            for t in 0..2 {
+                for i in 0..16 {
+                    let half = ["lo", "hi"][i % 2];
+                    let j = i / 2;
+                    assert!(source.contains(&format!("d{g}_{t} += q{g}_{i} * k{t}_{j}_{half};")));
+                    assert!(source.contains(&format!("acc{g}_{i} += p{g}_{t} * v{t}_{j}_{half};")));
+                }
+            }
+        }
+        // Each key's row is loaded once for the whole group: 8 chunks of K and V per key.
+        assert_eq!(source.matches("k_cache[").count(), 2 * 8);
+        assert_eq!(source.matches("v_cache[").count(), 2 * 8);
+    }
+}
