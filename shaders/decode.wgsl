@@ -2,7 +2,7 @@
 // (context split, kv_head x group chunk, sequence). Each split covers `partition_tokens` keys
 // so a small batch with a long context still fills the device; combine.wgsl reduces splits.
 // Follows attention_bindings.wgsl and attention_tiles.wgsl. Built for GPUs; CPU adapters
-// (lavapipe) use decode_flat.wgsl, which has no barriers.
+// (lavapipe) use attention_flat.wgsl, which has no barriers.
 
 var<private> out_base: u32;
 

@@ -8,8 +8,8 @@ use crate::cache::{CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED
 use crate::gpu::{
     GpuContext, GpuError, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
 };
-use crate::kernels::decode::{DecodeAlgorithm, DecodeKernel};
 use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
+use crate::kernels::{AttentionAlgorithm, DecodeKernel, PrefillKernel};
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -45,8 +45,9 @@ pub struct VerifyCase {
     pub seed: u64,
     /// Store f16 packed in u32 even where SHADER_F16 exists (tests both encodings).
     pub force_packed_f16: bool,
-    /// Force a decode algorithm instead of the device class's default (tests run both).
-    pub decode_algorithm: Option<DecodeAlgorithm>,
+    /// Force an attention algorithm (decode and prefill) instead of the device class's default
+    /// (tests run both).
+    pub algorithm: Option<AttentionAlgorithm>,
 }
 
 impl VerifyCase {
@@ -70,7 +71,7 @@ impl VerifyCase {
             sample_rows: 0,
             seed: 7,
             force_packed_f16: false,
-            decode_algorithm: None,
+            algorithm: None,
         }
     }
 }
@@ -262,8 +263,9 @@ pub fn run_case(
     let storage =
         KvStorage::with_mode(ctx, &layout, num_blocks, layers, case.max_shard_bytes, mode)?;
     let mut kernels = PagedAttention::new(ctx, &storage)?;
-    if let Some(algorithm) = case.decode_algorithm {
+    if let Some(algorithm) = case.algorithm {
         kernels.decode = DecodeKernel::with_algorithm(ctx, &storage, algorithm)?;
+        kernels.prefill = PrefillKernel::with_algorithm(ctx, &storage, algorithm)?;
     }
     kernels.decode.splits.forced_partition_tokens = case.partition_tokens;
 

@@ -7,8 +7,8 @@ mod common;
 
 use pagekv::cache::{KvDtype, ModelGeometry, SUPPORTED_HEAD_DIMS};
 use pagekv::gpu::{GpuContext, GpuError, KvStorage, enumerate_adapters};
-use pagekv::kernels::decode::DecodeAlgorithm;
-use pagekv::kernels::{DecodeKernel, PagedAttention};
+use pagekv::kernels::AttentionAlgorithm;
+use pagekv::kernels::{DecodeKernel, PagedAttention, PrefillKernel};
 use pagekv::verify::{VerifyCase, VerifyOutcome, run_case};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -220,46 +220,62 @@ fn small_device_limits_are_reported_or_worked_around() {
             dtype: KvDtype::F32,
         };
         let storage = KvStorage::new(&ctx, &layout, 16, 1, None).expect("small pool");
-        match DecodeKernel::with_algorithm(&ctx, &storage, DecodeAlgorithm::Tiled) {
+        match DecodeKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Tiled) {
             Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
             Err(e) => panic!("wrong error kind: {e}"),
             Ok(_) => panic!("head dim 256 should not fit 8 KiB of workgroup memory"),
         }
-        // The barrier-free decode needs no workgroup memory, so it still builds.
-        DecodeKernel::with_algorithm(&ctx, &storage, DecodeAlgorithm::Flat)
-            .expect("flat decode uses no workgroup memory");
-        // Prefill is tiled everywhere, so the whole kernel set is refused with the reason.
-        match PagedAttention::new(&ctx, &storage) {
+        match PrefillKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Tiled) {
             Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
             Err(e) => panic!("wrong error kind: {e}"),
             Ok(_) => panic!("prefill head dim 256 should not fit 8 KiB of workgroup memory"),
         }
+        // The barrier-free kernels need no workgroup memory, so they still build.
+        DecodeKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Flat)
+            .expect("flat decode uses no workgroup memory");
+        PrefillKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Flat)
+            .expect("flat prefill uses no workgroup memory");
+        // The default kernel set is refused with the reason where it is tiled (GPUs) and
+        // builds where it is flat (CPU adapters).
+        match (
+            PagedAttention::new(&ctx, &storage),
+            AttentionAlgorithm::for_device(&ctx),
+        ) {
+            (Err(GpuError::Limit(msg)), AttentionAlgorithm::Tiled) => {
+                assert!(msg.contains("workgroup memory"), "{msg}")
+            }
+            (Ok(_), AttentionAlgorithm::Flat) => {}
+            (Err(e), algorithm) => panic!("{algorithm:?}: unexpected error {e}"),
+            (Ok(_), _) => panic!("tiled head dim 256 should not fit 8 KiB of workgroup memory"),
+        }
         // head dim 64 still fits 8 KiB with smaller tiles, and stays correct.
-        let case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F32, 16, vec![40, 20]);
+        let mut case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F32, 16, vec![40, 20]);
+        case.algorithm = Some(AttentionAlgorithm::Tiled);
         check(&ctx, &case);
     }
 }
 
-/// CPU adapters default to the flat decode (no barriers); the tiled decode GPUs get is checked
-/// here as well, on every adapter, over context splits, pool shards and both presets' head
-/// dims and GQA groups (8 and 16 query heads per KV head cover one and two group chunks).
+/// CPU adapters default to the flat decode and prefill (no barriers); the tiled kernels GPUs
+/// get are checked here as well, on every adapter, over context splits, pool shards and both
+/// presets' head dims and GQA groups (8 and 16 query heads per KV head cover one and two group
+/// chunks of either algorithm).
 /// Other head dims of the tiled kernel are validated and translated by the portability test;
 /// compiling each on llvmpipe GL costs minutes, so they do not all run here.
 #[test]
 fn tiled_and_flat_decode_both_match_the_reference() {
     for ctx in common::contexts() {
-        for algorithm in [DecodeAlgorithm::Tiled, DecodeAlgorithm::Flat] {
+        for algorithm in [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat] {
             for (q, kv, hd) in [(14, 2, 64), (28, 4, 128), (16, 1, 64)] {
                 let mut case =
                     VerifyCase::new(geometry(q, kv, hd), KvDtype::F16, 16, vec![1, 17, 130]);
-                case.decode_algorithm = Some(algorithm);
+                case.algorithm = Some(algorithm);
                 case.partition_tokens = Some(64);
                 let outcome = check(&ctx, &case);
                 assert!(outcome.decode_partitions > 1, "splits exercised");
             }
             let mut case = VerifyCase::new(geometry(8, 2, 64), KvDtype::F32, 16, vec![200, 33]);
             case.max_shard_bytes = Some(16 * 1024);
-            case.decode_algorithm = Some(algorithm);
+            case.algorithm = Some(algorithm);
             let outcome = check(&ctx, &case);
             assert!(outcome.shards > 1, "shards exercised");
         }

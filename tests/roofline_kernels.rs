@@ -4,6 +4,7 @@
 mod common;
 
 use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
+use pagekv::kernels::AttentionAlgorithm;
 use pagekv::kernels::copy::CopyKernel;
 use pagekv::kernels::matmul::MatmulKernel;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -42,8 +43,10 @@ fn matmul_matches_the_f64_reference() {
                     .sum();
             }
         }
-        for ctx in common::contexts() {
-            let kernel = MatmulKernel::new(&ctx).unwrap();
+        for (ctx, algorithm) in common::contexts().into_iter().flat_map(|ctx| {
+            [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat].map(|a| (ctx.clone(), a))
+        }) {
+            let kernel = MatmulKernel::with_algorithm(&ctx, algorithm).unwrap();
             let (ab, bb) = (
                 storage_buffer_init(&ctx, "a", bytemuck::cast_slice(&a)),
                 storage_buffer_init(&ctx, "b", bytemuck::cast_slice(&b)),
@@ -59,7 +62,7 @@ fn matmul_matches_the_f64_reference() {
                 let tol = 1e-5 * k as f64 + 1e-5 * w.abs();
                 assert!(
                     (g as f64 - w).abs() <= tol,
-                    "{m}x{n}x{k} element {i}: {g} vs {w} on {}",
+                    "{algorithm:?} {m}x{n}x{k} element {i}: {g} vs {w} on {}",
                     ctx.describe()
                 );
             }

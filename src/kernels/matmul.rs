@@ -1,8 +1,12 @@
-//! The matmul family: a tiled f32 matmul (64x64 tiles, 4x4 per thread) that gives the
-//! adapter's practical arithmetic rate. `pagekv bench` sets prefill's FLOP/s beside it.
+//! The matmul family: an f32 matmul that gives the adapter's practical arithmetic rate.
+//! `pagekv bench` sets prefill's FLOP/s beside it. GPUs get the tiled kernel (64x64 tiles
+//! through workgroup memory, 4x4 per thread); CPU adapters get the barrier-free one (16x16 per
+//! invocation), for the same reason and by the same rule as attention
+//! ([`AttentionAlgorithm::for_device`]), so the yardstick is as tuned as what it measures.
 
 use wgpu::util::DeviceExt;
 
+use super::flat::AttentionAlgorithm;
 use super::params::MatmulParams;
 use super::pipeline;
 use super::variant::{Family, Variant};
@@ -19,9 +23,21 @@ pub struct MatmulKernel {
 }
 
 impl MatmulKernel {
-    /// Builds the matmul kernel.
+    /// Builds the matmul the device's class runs best.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        let variant = Variant::for_device(Family::Matmul, KvStorageMode::F32, 0, u32::MAX)
+        Self::with_algorithm(ctx, AttentionAlgorithm::for_device(ctx))
+    }
+
+    /// Builds a chosen algorithm (tests run both on every adapter).
+    pub fn with_algorithm(
+        ctx: &GpuContext,
+        algorithm: AttentionAlgorithm,
+    ) -> Result<Self, GpuError> {
+        let family = match algorithm {
+            AttentionAlgorithm::Tiled => Family::Matmul,
+            AttentionAlgorithm::Flat => Family::MatmulFlat,
+        };
+        let variant = Variant::for_device(family, KvStorageMode::F32, 0, u32::MAX)
             .expect("matmul has no tile constraints");
         let pipeline = pipeline::build(ctx, &variant, &["matmul"])?.remove(0);
         Ok(Self { pipeline, variant })
@@ -43,6 +59,13 @@ impl MatmulKernel {
         if [m, n, k].iter().any(|&d| d == 0 || d % MATMUL_TILE != 0) {
             return Err(GpuError::Limit(format!(
                 "matmul dimensions {m}x{n}x{k} must be positive multiples of {MATMUL_TILE}"
+            )));
+        }
+        let flat_workgroups = (m / 16) * (n / 16) / 8;
+        if flat_workgroups > ctx.capabilities.max_workgroups_per_dimension {
+            return Err(GpuError::Limit(format!(
+                "matmul {m}x{n}x{k} needs {flat_workgroups} workgroups but the device allows {} per dimension",
+                ctx.capabilities.max_workgroups_per_dimension
             )));
         }
         let params = MatmulParams { m, n, k, _pad: 0 };
@@ -70,7 +93,11 @@ impl MatmulKernel {
         });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(n / MATMUL_TILE, m / MATMUL_TILE, 1);
+        match self.variant.family {
+            // One invocation per 16x16 block of C, 8 per workgroup.
+            Family::MatmulFlat => pass.dispatch_workgroups(flat_workgroups, 1, 1),
+            _ => pass.dispatch_workgroups(n / MATMUL_TILE, m / MATMUL_TILE, 1),
+        }
         Ok(())
     }
 }

@@ -1,11 +1,12 @@
 //! The prefill family: causal attention for a chunk of new query tokens per sequence, whose
 //! earlier tokens may already sit in the cache (a prefix hit or an earlier chunk). Rows of a
 //! workgroup are (token, GQA head) pairs, so a K/V tile streamed through workgroup memory
-//! serves every head of the group.
+//! serves every head of the group. CPU adapters get the flat kernel instead (flat.rs).
 
 use super::batch::{AttentionBatch, SeqView};
 use super::combine::CombineKernel;
 use super::decode::tile_error;
+use super::flat::{self, AttentionAlgorithm, SplitPolicy};
 use super::params::AttnParams;
 use super::pipeline;
 use super::variant::{Family, Variant};
@@ -16,21 +17,40 @@ pub struct PrefillKernel {
     pipeline: wgpu::ComputePipeline,
     /// The variant built.
     pub variant: Variant,
+    /// Context splits of the flat kernel (the tiled prefill does not split).
+    pub splits: SplitPolicy,
 }
 
 impl PrefillKernel {
-    /// Builds the prefill variant that fits the device's workgroup memory.
+    /// Builds the prefill the device's class runs best (see [`AttentionAlgorithm::for_device`]).
     pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
+        Self::with_algorithm(ctx, storage, AttentionAlgorithm::for_device(ctx))
+    }
+
+    /// Builds a chosen algorithm (tests run both on every adapter).
+    pub fn with_algorithm(
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        algorithm: AttentionAlgorithm,
+    ) -> Result<Self, GpuError> {
         let head_dim = storage.layout.geometry.head_dim;
-        let variant = Variant::for_device(
-            Family::Prefill,
-            storage.mode,
-            head_dim,
-            ctx.capabilities.max_workgroup_storage,
-        )
-        .ok_or_else(|| tile_error(ctx, head_dim))?;
-        let pipeline = pipeline::build(ctx, &variant, &["prefill"])?.remove(0);
-        Ok(Self { pipeline, variant })
+        let variant = match algorithm {
+            AttentionAlgorithm::Tiled => Variant::for_device(
+                Family::Prefill,
+                storage.mode,
+                head_dim,
+                ctx.capabilities.max_workgroup_storage,
+            )
+            .ok_or_else(|| tile_error(ctx, head_dim))?,
+            AttentionAlgorithm::Flat => flat::variant(storage),
+        };
+        let entry = variant.family.entry_points()[0];
+        let pipeline = pipeline::build(ctx, &variant, &[entry])?.remove(0);
+        Ok(Self {
+            pipeline,
+            variant,
+            splits: SplitPolicy::for_algorithm(algorithm),
+        })
     }
 
     /// Uploads a prefill step. Each sequence's `query_len` newest tokens are the queries; their
@@ -48,8 +68,10 @@ impl PrefillKernel {
                 bad.query_len, bad.context_len
             )));
         }
+        let Some(tiles) = self.variant.tiles else {
+            return flat::prepare(&self.variant, &self.splits, ctx, storage, batch, seqs);
+        };
         let g = &storage.layout.geometry;
-        let tiles = self.variant.tiles.expect("attention variants have tiles");
         let group = g.group_size();
         let shards = storage.plan.num_shards();
         let (_, stride, _) = super::batch::flatten(seqs);

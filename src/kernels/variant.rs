@@ -18,7 +18,7 @@ const KV_F16_PACKED: &str = include_str!("../../shaders/kv_f16_packed.wgsl");
 const ATTENTION_BINDINGS: &str = include_str!("../../shaders/attention_bindings.wgsl");
 const ATTENTION_TILES: &str = include_str!("../../shaders/attention_tiles.wgsl");
 const DECODE: &str = include_str!("../../shaders/decode.wgsl");
-const DECODE_FLAT: &str = include_str!("../../shaders/decode_flat.wgsl");
+const DECODE_FLAT: &str = include_str!("../../shaders/attention_flat.wgsl");
 const KV_CHUNK_F32: &str = include_str!("../../shaders/kv_chunk_f32.wgsl");
 const KV_CHUNK_F16: &str = include_str!("../../shaders/kv_chunk_f16.wgsl");
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
@@ -27,6 +27,7 @@ const APPEND: &str = include_str!("../../shaders/append.wgsl");
 const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_FLAT: &str = include_str!("../../shaders/matmul_flat.wgsl");
 
 /// Threads per attention workgroup. 64 is a multiple of every vendor's SIMD width (NVIDIA 32,
 /// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
@@ -51,8 +52,8 @@ pub enum Family {
     Append,
     /// One query per sequence, split over the context, tiled through workgroup memory (GPUs).
     Decode,
-    /// The same decode without workgroup memory or barriers (CPU adapters).
-    DecodeFlat,
+    /// Decode and prefill without workgroup memory or barriers (CPU adapters).
+    Flat,
     /// Causal attention over a chunk of queries.
     Prefill,
     /// Merge of partial softmax states.
@@ -63,19 +64,22 @@ pub enum Family {
     Copy,
     /// The arithmetic roofline (a tiled f32 matmul) prefill is measured against.
     Matmul,
+    /// The same roofline without workgroup memory or barriers (CPU adapters).
+    MatmulFlat,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Append,
         Family::Decode,
-        Family::DecodeFlat,
+        Family::Flat,
         Family::Prefill,
         Family::Combine,
         Family::Generate,
         Family::Copy,
         Family::Matmul,
+        Family::MatmulFlat,
     ];
 
     /// Lowercase name, also the entry point name (append's module also has `copy_blocks`).
@@ -83,12 +87,13 @@ impl Family {
         match self {
             Family::Append => "append",
             Family::Decode => "decode",
-            Family::DecodeFlat => "decodeflat",
+            Family::Flat => "flat",
             Family::Prefill => "prefill",
             Family::Combine => "combine",
             Family::Generate => "generate",
             Family::Copy => "copy",
             Family::Matmul => "matmul",
+            Family::MatmulFlat => "matmulflat",
         }
     }
 
@@ -96,25 +101,26 @@ impl Family {
     pub fn entry_points(self) -> &'static [&'static str] {
         match self {
             Family::Append => &["append", "copy_blocks"],
-            Family::Decode | Family::DecodeFlat => &["decode"],
+            Family::Decode => &["decode"],
+            Family::Flat => &["attend"],
             Family::Prefill => &["prefill"],
             Family::Combine => &["combine"],
             Family::Generate => &["generate"],
             Family::Copy => &["copy"],
-            Family::Matmul => &["matmul"],
+            Family::Matmul | Family::MatmulFlat => &["matmul"],
         }
     }
 
     fn uses_kv(self) -> bool {
         matches!(
             self,
-            Family::Append | Family::Decode | Family::DecodeFlat | Family::Prefill
+            Family::Append | Family::Decode | Family::Flat | Family::Prefill
         )
     }
 
     /// The roofline kernels do not depend on the head dim: one variant each.
     fn uses_head_dim(self) -> bool {
-        !matches!(self, Family::Copy | Family::Matmul)
+        !matches!(self, Family::Copy | Family::Matmul | Family::MatmulFlat)
     }
 
     fn uses_tiles(self) -> bool {
@@ -184,7 +190,7 @@ impl Variant {
         };
         let mode = match (family, mode) {
             // The flat decode reads f16 as u32 words, so native pools use the packed code.
-            (Family::DecodeFlat, KvStorageMode::F16Native) => KvStorageMode::F16Packed,
+            (Family::Flat, KvStorageMode::F16Native) => KvStorageMode::F16Packed,
             _ if family.uses_kv() => mode,
             _ => KvStorageMode::F32,
         };
@@ -194,13 +200,13 @@ impl Variant {
             mode,
             head_dim,
             tiles,
-            group: if family == Family::DecodeFlat { 1 } else { 0 },
+            group: if family == Family::Flat { 1 } else { 0 },
         })
     }
 
     /// The flat decode variant serving `group` query heads per invocation (1..=MAX_FLAT_GROUP).
     pub fn with_group(self, group: u32) -> Self {
-        debug_assert!(self.family == Family::DecodeFlat && (1..=MAX_FLAT_GROUP).contains(&group));
+        debug_assert!(self.family == Family::Flat && (1..=MAX_FLAT_GROUP).contains(&group));
         Self { group, ..self }
     }
 
@@ -212,7 +218,7 @@ impl Variant {
 
     /// Threads per workgroup of this variant.
     pub fn workgroup_size(&self) -> u32 {
-        if self.family == Family::DecodeFlat {
+        if self.family == Family::Flat {
             FLAT_WORKGROUP_SIZE
         } else {
             WORKGROUP_SIZE
@@ -251,8 +257,8 @@ impl Variant {
         src += "\n";
         if self.family.uses_kv() {
             src += match (self.family, self.mode) {
-                (Family::DecodeFlat, KvStorageMode::F32) => KV_CHUNK_F32,
-                (Family::DecodeFlat, _) => KV_CHUNK_F16,
+                (Family::Flat, KvStorageMode::F32) => KV_CHUNK_F32,
+                (Family::Flat, _) => KV_CHUNK_F16,
                 (_, KvStorageMode::F32) => KV_F32,
                 (_, KvStorageMode::F16Native) => KV_F16,
                 (_, KvStorageMode::F16Packed) => KV_F16_PACKED,
@@ -265,7 +271,7 @@ impl Variant {
             self.head_dim / 4,
             self.workgroup_size()
         );
-        if self.family == Family::DecodeFlat {
+        if self.family == Family::Flat {
             src += &format!(
                 "const GROUP: u32 = {}u;\nconst KEY_TILE: u32 = {}u;\n",
                 self.group,
@@ -286,6 +292,7 @@ impl Variant {
             Family::Generate => src += GENERATE,
             Family::Copy => src += COPY,
             Family::Matmul => src += MATMUL,
+            Family::MatmulFlat => src += MATMUL_FLAT,
             Family::Decode => {
                 src += ATTENTION_BINDINGS;
                 src += "\n";
@@ -293,7 +300,7 @@ impl Variant {
                 src += "\n";
                 src += DECODE;
             }
-            Family::DecodeFlat => {
+            Family::Flat => {
                 src += ATTENTION_BINDINGS;
                 src += "\n";
                 let vec4_per_chunk = if self.mode == KvStorageMode::F32 {
@@ -301,7 +308,7 @@ impl Variant {
                 } else {
                     2
                 };
-                src += &super::flat_decode_source::fill(
+                src += &super::flat_source::fill(
                     DECODE_FLAT,
                     self.group,
                     self.head_dim,
@@ -336,7 +343,7 @@ impl Variant {
                         let Some(v) = Variant::for_device(family, mode, head_dim, limit) else {
                             continue;
                         };
-                        let groups = if family == Family::DecodeFlat {
+                        let groups = if family == Family::Flat {
                             1..=MAX_FLAT_GROUP
                         } else {
                             v.group..=v.group

@@ -1,4 +1,4 @@
-//! The straight-line parts of shaders/decode_flat.wgsl, generated for one (GQA chunk, head dim,
+//! The straight-line parts of shaders/attention_flat.wgsl, generated for one (GQA chunk, head dim,
 //! load chunk) combination.
 //!
 //! Why generated text rather than WGSL loops over private arrays: llvmpipe (the adapter this
@@ -31,7 +31,9 @@ pub(crate) fn fill(
         line(
             &mut setup,
             1,
-            format_args!("let row{g} = seq * params.q_heads + min(first + {g}u, group_last);"),
+            format_args!(
+                "let row{g} = token_row * params.q_heads + min(first + {g}u, group_last);"
+            ),
         );
         for i in 0..hd4 {
             line(
@@ -191,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_marker_is_filled_and_every_slice_is_used() {
-        let template = include_str!("../../shaders/decode_flat.wgsl");
+        let template = include_str!("../../shaders/attention_flat.wgsl");
         let source = fill(template, 3, 64, 2, 2);
         for marker in ["{{setup}}", "{{per_tile}}", "{{store}}"] {
             assert!(template.contains(marker), "the template has {marker}");

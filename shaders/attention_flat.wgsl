@@ -1,0 +1,52 @@
+// Decode and prefill attention without workgroup memory or barriers, for CPU adapters
+// (lavapipe, SwiftShader). Follows attention_bindings.wgsl, with KvVec a whole load chunk
+// (kv_chunk_*.wgsl).
+//
+// One invocation per (sequence, query token, KV head, group chunk, context split) serves GROUP
+// query heads of one GQA group: it streams each K/V row of its split from the paged pool once
+// and uses it for all GROUP heads, with their queries, accumulators and online-softmax state
+// in registers. Query token i of a chunk of n sees the keys up to its own position
+// (context - n + i), so a decode step is the case n = 1. Output is the same partial softmax
+// state the tiled kernels write; combine.wgsl merges it.
+//
+// Why this shape on CPU adapters: there a workgroup barrier turns the whole shader into
+// coroutines, and every buffer load inside a loop is a per-lane scalar access costing about
+// the same whatever its width. So the kernel loads 16-byte chunks, loads each chunk once per
+// GQA group, keeps everything else in registers, and spends as little arithmetic per key as
+// the online softmax allows. Lines marked `{{...}}` are generated per head and per chunk as
+// straight-line code (flat_source.rs), because llvmpipe moves a private array indexed inside
+// a loop to per-lane scratch memory, as slow as a buffer load.
+// When GROUP does not divide the group, the last chunk repeats the group's last head: its
+// duplicate writes carry the same values.
+
+@compute @workgroup_size(WG)
+fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let kv_heads = params.q_heads / params.group;
+    let per_split = kv_heads * params.group_chunks;
+    let split = gid.x / per_split;
+    let seq = gid.z;
+    let info = seq_info[seq];
+    let query = gid.y;
+    if (split >= params.splits || query >= info.z) {
+        return;
+    }
+    let kv_head = (gid.x % per_split) / params.group_chunks;
+    let chunk = gid.x % params.group_chunks;
+    let visible = info.x - info.z + query + 1u;
+    let token_row = info.y + query;
+    let key_begin = min(split * params.partition_tokens, visible);
+    let key_end = min(key_begin + params.partition_tokens, visible);
+    let group_first = kv_head * params.group;
+    let group_last = group_first + params.group - 1u;
+    let first = group_first + chunk * GROUP;
+    let part = params.partition_base + split;
+
+{{setup}}
+    // KEY_TILE keys per iteration: one max update and accumulator rescale per tile rather than
+    // per key. Keys past the split's end or in another shard are masked (p = 0) and read a
+    // harmless in-bounds row instead.
+    for (var tile = key_begin; tile < key_end; tile += KEY_TILE) {
+{{per_tile}}
+    }
+{{store}}
+}

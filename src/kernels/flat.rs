@@ -1,0 +1,192 @@
+//! The flat attention family (shaders/attention_flat.wgsl): decode and prefill without
+//! workgroup memory or barriers, which CPU adapters such as lavapipe run many times faster than
+//! the tiled kernels GPUs get. One invocation serves one query token and up to
+//! [`MAX_FLAT_GROUP`] heads of a GQA group, so each K/V row it streams is read once per group.
+//! Decode and prefill share it: a decode step is a chunk of one query per sequence.
+//!
+//! This module also holds what both families share: which algorithm a device gets and how a
+//! step's context is split.
+
+use super::batch::{AttentionBatch, SeqView};
+use super::params::AttnParams;
+use super::variant::{Family, MAX_FLAT_GROUP, Variant};
+use crate::gpu::{GpuContext, GpuError, KvStorage};
+
+/// Which attention shaders a device gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionAlgorithm {
+    /// decode.wgsl and prefill.wgsl: K/V tiles staged in workgroup memory and shared by the
+    /// rows of a workgroup (GPUs).
+    Tiled,
+    /// attention_flat.wgsl: no workgroup memory or barriers (CPU adapters, where a barrier
+    /// makes the whole shader run as coroutines).
+    Flat,
+}
+
+impl AttentionAlgorithm {
+    /// Flat on CPU adapters, tiled everywhere else.
+    pub fn for_device(ctx: &GpuContext) -> Self {
+        if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            AttentionAlgorithm::Flat
+        } else {
+            AttentionAlgorithm::Tiled
+        }
+    }
+}
+
+/// How a step's context is split across work items (flash-decoding).
+#[derive(Clone, Copy, Debug)]
+pub struct SplitPolicy {
+    /// Aim for at least this many work items per dispatch (workgroups for the tiled kernel,
+    /// invocations for the flat one).
+    pub target_workgroups: u32,
+    /// Never split below this many keys per split (the combine pass would dominate).
+    pub min_partition_tokens: u32,
+    /// Force a split length (tests use it to exercise many splits on short contexts).
+    pub forced_partition_tokens: Option<u32>,
+    /// Longest split: the tiled kernel keeps one workgroup's loop far below the ~65K barriers
+    /// per workgroup that lavapipe handles correctly (5 barriers per key tile, 2048 tiles);
+    /// the flat kernel has no barriers and no bound.
+    pub max_partition_tiles: Option<u32>,
+}
+
+impl Default for SplitPolicy {
+    fn default() -> Self {
+        Self::for_algorithm(AttentionAlgorithm::Tiled)
+    }
+}
+
+impl SplitPolicy {
+    /// The tiled kernel counts workgroups of 64 threads; the flat kernel counts invocations,
+    /// and on a CPU adapter a few dozen per core keep every core busy while long splits keep
+    /// the combine pass small (measured on lavapipe: 64 beat 32, 256 and 1024).
+    pub fn for_algorithm(algorithm: AttentionAlgorithm) -> Self {
+        match algorithm {
+            AttentionAlgorithm::Tiled => Self {
+                target_workgroups: 512,
+                min_partition_tokens: 256,
+                forced_partition_tokens: None,
+                max_partition_tiles: Some(2048),
+            },
+            AttentionAlgorithm::Flat => Self {
+                target_workgroups: 64,
+                min_partition_tokens: 256,
+                forced_partition_tokens: None,
+                max_partition_tiles: None,
+            },
+        }
+    }
+
+    /// Keys per split for a step with `base_items` work items before splitting.
+    pub fn partition_tokens(&self, base_items: u32, max_context: u32, tile_keys: u32) -> u32 {
+        let max_tokens = self
+            .max_partition_tiles
+            .map_or(u32::MAX, |tiles| tiles.saturating_mul(tile_keys));
+        let chosen = self.forced_partition_tokens.unwrap_or_else(|| {
+            let wanted_splits = self.target_workgroups.div_ceil(base_items.max(1)).max(1);
+            max_context
+                .div_ceil(wanted_splits)
+                .max(self.min_partition_tokens)
+        });
+        chosen
+            .next_multiple_of(tile_keys)
+            .clamp(tile_keys, max_tokens)
+    }
+}
+
+/// Query heads per flat invocation for a GQA group of `group` heads: as many as fit
+/// [`MAX_FLAT_GROUP`], spread evenly over the fewest chunks (12 heads: two chunks of 6).
+pub fn group_chunk(group: u32) -> u32 {
+    let chunks = group.max(1).div_ceil(MAX_FLAT_GROUP);
+    group.max(1).div_ceil(chunks)
+}
+
+/// The flat variant for `storage`'s dtype, head dim and GQA group.
+pub(crate) fn variant(storage: &KvStorage) -> Variant {
+    let geometry = &storage.layout.geometry;
+    Variant::for_device(Family::Flat, storage.mode, geometry.head_dim, u32::MAX)
+        .expect("the flat family uses no workgroup memory")
+        .with_group(group_chunk(geometry.group_size()))
+}
+
+/// Uploads a step for the flat kernel: every sequence's `query_len` newest tokens attend
+/// causally to its cache (one query per sequence for decode).
+pub(crate) fn prepare(
+    variant: &Variant,
+    splits: &SplitPolicy,
+    ctx: &GpuContext,
+    storage: &KvStorage,
+    batch: &mut AttentionBatch,
+    seqs: &[SeqView<'_>],
+) -> Result<(), GpuError> {
+    let g = &storage.layout.geometry;
+    let group_chunks = g.group_size().div_ceil(variant.group);
+    let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
+    let max_queries = seqs.iter().map(|s| s.query_len).max().unwrap_or(0).max(1);
+    let total_queries: u32 = seqs.iter().map(|s| s.query_len).sum();
+    let base = total_queries * g.kv_heads * group_chunks;
+    let partition_tokens = splits.partition_tokens(base, max_context, 1);
+    let split_count = max_context.div_ceil(partition_tokens);
+    let shards = storage.plan.num_shards();
+    let (_, stride, _) = super::batch::flatten(seqs);
+    let params: Vec<AttnParams> = (0..shards)
+        .map(|s| {
+            let (first, blocks) = storage.plan.shard_range(s);
+            AttnParams {
+                num_seqs: seqs.len() as u32,
+                q_heads: g.q_heads,
+                group: g.group_size(),
+                group_chunks,
+                block_size: storage.layout.block_size,
+                table_stride: stride,
+                partition_tokens,
+                splits: split_count,
+                num_partitions: split_count * shards,
+                partition_base: s * split_count,
+                shard_first_block: first,
+                shard_blocks: blocks,
+                scale: 1.0 / (g.head_dim as f32).sqrt(),
+                _pad: [0; 3],
+            }
+        })
+        .collect();
+    let grid = [
+        (split_count * g.kv_heads * group_chunks).div_ceil(variant.workgroup_size()),
+        max_queries,
+        seqs.len() as u32,
+    ];
+    batch.upload(
+        ctx,
+        seqs,
+        &params,
+        total_queries * g.q_heads,
+        g.head_dim,
+        grid,
+    )?;
+    batch.partition_tokens = partition_tokens;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_chunks_are_even_and_bounded() {
+        for (group, chunk) in [(1, 1), (7, 7), (8, 8), (11, 6), (12, 6), (16, 8), (20, 7)] {
+            assert_eq!(group_chunk(group), chunk, "group {group}");
+        }
+    }
+
+    #[test]
+    fn only_the_tiled_split_is_bounded() {
+        let tiled = SplitPolicy::for_algorithm(AttentionAlgorithm::Tiled);
+        assert_eq!(tiled.partition_tokens(10_000, 1 << 20, 16), 2048 * 16);
+        let flat = SplitPolicy::for_algorithm(AttentionAlgorithm::Flat);
+        // 8 work items want 8 splits of a 32K context.
+        assert_eq!(flat.partition_tokens(8, 32768, 1), 4096);
+        // Enough work items already: one split of the whole context.
+        assert_eq!(flat.partition_tokens(4096, 1 << 20, 1), 1 << 20);
+    }
+}
