@@ -7,41 +7,11 @@
 use pagekv::npy;
 use pagekv::reference::{self, AttentionShape, Tolerance};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn pagekv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pagekv"))
-        .args(args)
-        .output()
-        .expect("spawn pagekv")
-}
+mod common;
 
-/// stderr without Mesa's harmless "XDG_RUNTIME_DIR is invalid" noise.
-fn stderr_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR") && !l.trim().is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether GPU tests should run; panics when a GPU is required but absent.
-fn have_gpu(test: &str) -> bool {
-    if !pagekv::gpu::enumerate_adapters().is_empty() {
-        return true;
-    }
-    if std::env::var("PAGEKV_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-        panic!(
-            "PAGEKV_REQUIRE_GPU=1 but no GPU adapter is available (install mesa-vulkan-drivers)"
-        );
-    }
-    eprintln!("{test}: no GPU adapter, skipping (set PAGEKV_REQUIRE_GPU=1 to fail instead)");
-    false
-}
+use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
 
 /// A fresh directory removed on drop.
 struct TempDir(PathBuf);

@@ -2,38 +2,11 @@
 //! bad flags and files (before any work), the table, the results file and comparisons.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn pagekv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pagekv"))
-        .args(args)
-        .output()
-        .expect("spawn pagekv")
-}
+mod common;
 
-/// stderr without Mesa's "XDG_RUNTIME_DIR is invalid" noise and progress lines.
-fn stderr_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR") && !l.trim().is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn have_gpu() -> bool {
-    if !pagekv::gpu::enumerate_adapters().is_empty() {
-        return true;
-    }
-    if std::env::var("PAGEKV_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-        panic!("PAGEKV_REQUIRE_GPU=1 but no GPU adapter is available");
-    }
-    eprintln!("no GPU adapter, skipping (set PAGEKV_REQUIRE_GPU=1 to fail instead)");
-    false
-}
+use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pagekv-cli-run-{tag}-{}", std::process::id()));
@@ -154,7 +127,7 @@ fn compare_refuses_unreadable_files() {
 /// different presets are refused unless `--force`.
 #[test]
 fn run_writes_results_and_compare_reads_them() {
-    if !have_gpu() {
+    if !have_gpu(module_path!()) {
         return;
     }
     let dir = temp_dir("run-compare");
@@ -216,7 +189,7 @@ fn run_writes_results_and_compare_reads_them() {
 /// crash (on a CPU adapter the host-memory guard refuses it; a GPU reports out-of-memory).
 #[test]
 fn run_refuses_a_pool_the_device_cannot_hold() {
-    if !have_gpu() {
+    if !have_gpu(module_path!()) {
         return;
     }
     let out = pagekv(&["run", "--scale", "ci", "--only", "1", "--budget", "900000"]);

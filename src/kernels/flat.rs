@@ -126,7 +126,15 @@ pub(crate) fn prepare(
     let max_queries = seqs.iter().map(|s| s.query_len).max().unwrap_or(0).max(1);
     let total_queries: u32 = seqs.iter().map(|s| s.query_len).sum();
     let base = total_queries * g.kv_heads * group_chunks;
-    let partition_tokens = splits.partition_tokens(base, max_context, 1);
+    // Splits start at multiples of the key tile, so no tile crosses a block.
+    let key_tile = variant.flat_key_tile();
+    if !storage.layout.block_size.is_multiple_of(key_tile) {
+        return Err(GpuError::Limit(format!(
+            "block size {} is not a multiple of the flat attention's {key_tile}-key tile",
+            storage.layout.block_size
+        )));
+    }
+    let partition_tokens = splits.partition_tokens(base, max_context, key_tile);
     let split_count = max_context.div_ceil(partition_tokens);
     let shards = storage.plan.num_shards();
     let (_, stride, _) = super::batch::flatten(seqs);

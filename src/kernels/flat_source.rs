@@ -53,12 +53,19 @@ pub(crate) fn fill(
 
     let mut per_tile = String::new();
     let tile = 0..key_tile;
+    // A tile never crosses a block (splits start at multiples of the tile, and block sizes
+    // are multiples of it), so one block-table lookup serves the whole tile.
+    for text in [
+        "let base = key_base(seq, kv_head, tile);",
+        "let block_live = base != INVALID;",
+        "let rc = select(0u, base / VEC4_PER_CHUNK, block_live);",
+    ] {
+        line(&mut per_tile, 2, format_args!("{text}"));
+    }
     for t in tile.clone() {
         for text in [
-            format!("let tok{t} = tile + {t}u;"),
-            format!("let base{t} = key_base(seq, kv_head, min(tok{t}, key_end - 1u));"),
-            format!("let live{t} = tok{t} < key_end && base{t} != INVALID;"),
-            format!("let rc{t} = select(0u, base{t} / VEC4_PER_CHUNK, live{t});"),
+            format!("let live{t} = block_live && tile + {t}u < key_end;"),
+            format!("let rc{t} = rc + {}u;", t * chunks),
         ] {
             line(&mut per_tile, 2, format_args!("{text}"));
         }

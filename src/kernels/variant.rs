@@ -210,10 +210,16 @@ impl Variant {
         Self { group, ..self }
     }
 
-    /// Keys the flat decode scores per softmax update: 4 amortises the update well, and 2 for
-    /// the largest head dim keeps the generated code (and its compile time) in bounds.
+    /// Keys the flat kernel scores per softmax update and block-table lookup, about 512
+    /// elements of a row per tile: on lavapipe 8 keys beat 4 at head dim 64 and 4 beat 8 at
+    /// 128, and 2 at 256 keeps the generated code (and its compile time) in bounds. Every
+    /// supported block size is a multiple of it, so a tile never crosses a block.
     pub fn flat_key_tile(&self) -> u32 {
-        if self.head_dim > 128 { 2 } else { 4 }
+        match self.head_dim {
+            0..=64 => 8,
+            65..=128 => 4,
+            _ => 2,
+        }
     }
 
     /// Threads per workgroup of this variant.
@@ -375,6 +381,17 @@ mod tests {
             }
         }
         assert!(TileShape::choose(Family::Decode, 256, 2048).is_none());
+    }
+
+    #[test]
+    fn flat_key_tiles_divide_every_block_size() {
+        for hd in SUPPORTED_HEAD_DIMS {
+            let v = Variant::for_device(Family::Flat, KvStorageMode::F16Native, hd, 0).unwrap();
+            assert_eq!(v.mode, KvStorageMode::F16Packed, "read as u32 words");
+            for bs in crate::cache::SUPPORTED_BLOCK_SIZES {
+                assert_eq!(bs % v.flat_key_tile(), 0, "hd{hd} block size {bs}");
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
+
 use pagekv::gpu::{GpuContext, enumerate_adapters};
 
 /// One context per adapter wgpu can see (Vulkan via lavapipe and GL via llvmpipe here).
