@@ -44,8 +44,8 @@ fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
 {{setup}}
     // KEY_TILE keys per iteration: one block-table lookup, max update and accumulator rescale
     // per tile rather than per key. Splits start at multiples of KEY_TILE and block sizes are
-    // multiples of it, so a tile lies within one block. Keys past the split's end, or in a
-    // block of another shard, are masked (p = 0) and read a harmless in-bounds row instead.
+    // multiples of it, so a tile lies within one block. A block in another shard is skipped
+    // whole; keys past the split's end are masked (p = 0) and read rows of the same block.
     for (var tile = key_begin; tile < key_end; tile += KEY_TILE) {
 {{per_tile}}
     }

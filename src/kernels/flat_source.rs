@@ -55,16 +55,20 @@ pub(crate) fn fill(
     let tile = 0..key_tile;
     // A tile never crosses a block (splits start at multiples of the tile, and block sizes
     // are multiples of it), so one block-table lookup serves the whole tile.
+    // A block held by another shard is skipped whole: that shard's dispatch reads it.
     for text in [
         "let base = key_base(seq, kv_head, tile);",
-        "let block_live = base != INVALID;",
-        "let rc = select(0u, base / VEC4_PER_CHUNK, block_live);",
+        "if (base == INVALID) {",
+        "    tile = (tile / params.block_size + 1u) * params.block_size - KEY_TILE;",
+        "    continue;",
+        "}",
+        "let rc = base / VEC4_PER_CHUNK;",
     ] {
         line(&mut per_tile, 2, format_args!("{text}"));
     }
     for t in tile.clone() {
         for text in [
-            format!("let live{t} = block_live && tile + {t}u < key_end;"),
+            format!("let live{t} = tile + {t}u < key_end;"),
             format!("let rc{t} = rc + {}u;", t * chunks),
         ] {
             line(&mut per_tile, 2, format_args!("{text}"));
