@@ -22,9 +22,11 @@ struct AttnParams {
     shard_first_block: u32,
     shard_blocks: u32,
     scale: f32,
+    // Flat kernel, multi-shard pools: offset of this shard's block lists in block_tables
+    // (per sequence: a count, then up to table_stride logical block indices); 0 for none.
+    shard_lists: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AttnParams;

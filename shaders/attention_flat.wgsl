@@ -42,12 +42,31 @@ fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
     let part = params.partition_base + split;
 
 {{setup}}
-    // KEY_TILE keys per iteration: one block-table lookup, max update and accumulator rescale
-    // per tile rather than per key. Splits start at multiples of KEY_TILE and block sizes are
-    // multiples of it, so a tile lies within one block. A block in another shard is skipped
-    // whole; keys past the split's end are masked (p = 0) and read rows of the same block.
-    for (var tile = key_begin; tile < key_end; tile += KEY_TILE) {
+    // The blocks to walk: with shard lists (a multi-shard pool), the blocks of this sequence
+    // that the bound shard holds; otherwise every block overlapping the split.
+    let bs = params.block_size;
+    var list = 0u;
+    var first_entry = key_begin / bs;
+    var entries = (key_end + bs - 1u) / bs;
+    if (params.shard_lists != 0u) {
+        list = params.shard_lists + seq * (params.table_stride + 1u);
+        first_entry = 0u;
+        entries = block_tables[list];
+    }
+    for (var entry = first_entry; entry < entries; entry++) {
+        var block = entry;
+        if (list != 0u) {
+            block = block_tables[list + 1u + entry];
+        }
+        let block_end = min(block * bs + bs, key_end);
+        // KEY_TILE keys per iteration: one block-table lookup, max update and accumulator
+        // rescale per tile rather than per key. Splits start at multiples of KEY_TILE and
+        // block sizes are multiples of it, so a tile lies within one block. A block in
+        // another shard is skipped whole; keys past the split's end are masked (p = 0) and
+        // read rows of the same block.
+        for (var tile = max(block * bs, key_begin); tile < block_end; tile += KEY_TILE) {
 {{per_tile}}
+        }
     }
 {{store}}
 }

@@ -137,13 +137,16 @@ pub(crate) fn flatten(seqs: &[SeqView<'_>]) -> (Vec<u32>, u32, Vec<[u32; 4]>) {
 }
 
 impl AttentionBatch {
-    /// Uploads one step's metadata. `params` holds one entry per pool shard.
+    /// Uploads one step's metadata. `params` holds one entry per pool shard; `extra_tables`
+    /// goes into the block-table buffer after the flattened tables (the flat kernel's
+    /// per-shard block lists).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn upload(
         &mut self,
         ctx: &GpuContext,
         seqs: &[SeqView<'_>],
         params: &[crate::kernels::params::AttnParams],
+        extra_tables: &[u32],
         rows: u32,
         head_dim: u32,
         grid: [u32; 3],
@@ -165,7 +168,8 @@ impl AttentionBatch {
             )));
         }
         let storage = wgpu::BufferUsages::STORAGE;
-        let (tables, _, info) = flatten(seqs);
+        let (mut tables, _, info) = flatten(seqs);
+        tables.extend_from_slice(extra_tables);
         self.tables.write(
             ctx,
             "pagekv block tables",

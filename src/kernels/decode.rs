@@ -99,7 +99,8 @@ impl DecodeKernel {
                     shard_first_block: first,
                     shard_blocks: blocks,
                     scale: 1.0 / (g.head_dim as f32).sqrt(),
-                    _pad: [0; 3],
+                    shard_lists: 0,
+                    _pad: [0; 2],
                 }
             })
             .collect();
@@ -108,6 +109,7 @@ impl DecodeKernel {
             ctx,
             seqs,
             &params,
+            &[],
             seqs.len() as u32 * g.q_heads,
             g.head_dim,
             grid,

@@ -137,10 +137,12 @@ pub(crate) fn prepare(
     let partition_tokens = splits.partition_tokens(base, max_context, key_tile);
     let split_count = max_context.div_ceil(partition_tokens);
     let shards = storage.plan.num_shards();
-    let (_, stride, _) = super::batch::flatten(seqs);
+    let (tables, stride, _) = super::batch::flatten(seqs);
+    let lists = shard_block_lists(storage, seqs, stride);
     let params: Vec<AttnParams> = (0..shards)
         .map(|s| {
             let (first, blocks) = storage.plan.shard_range(s);
+            let list_len = seqs.len() as u32 * (stride + 1);
             AttnParams {
                 num_seqs: seqs.len() as u32,
                 q_heads: g.q_heads,
@@ -155,7 +157,12 @@ pub(crate) fn prepare(
                 shard_first_block: first,
                 shard_blocks: blocks,
                 scale: 1.0 / (g.head_dim as f32).sqrt(),
-                _pad: [0; 3],
+                shard_lists: if lists.is_empty() {
+                    0
+                } else {
+                    tables.len() as u32 + s * list_len
+                },
+                _pad: [0; 2],
             }
         })
         .collect();
@@ -168,12 +175,42 @@ pub(crate) fn prepare(
         ctx,
         seqs,
         &params,
+        &lists,
         total_queries * g.q_heads,
         g.head_dim,
         grid,
     )?;
     batch.partition_tokens = partition_tokens;
     Ok(())
+}
+
+/// For a pool of several shards, per shard and sequence: the count of the sequence's blocks
+/// that shard holds, then their logical indices in order, padded to `stride`. Each shard's
+/// pass then walks only its own blocks; walking every block and skipping the others' costs
+/// nearly a full pass per shard on SIMD lanes whose blocks are scattered over the pool.
+/// Empty for a single shard.
+fn shard_block_lists(storage: &KvStorage, seqs: &[SeqView<'_>], stride: u32) -> Vec<u32> {
+    let shards = storage.plan.num_shards();
+    if shards < 2 {
+        return Vec::new();
+    }
+    let mut lists = Vec::with_capacity((shards * seqs.len() as u32 * (stride + 1)) as usize);
+    for s in 0..shards {
+        let (first, blocks) = storage.plan.shard_range(s);
+        for seq in seqs {
+            let start = lists.len();
+            lists.push(0);
+            lists.extend(
+                (0u32..)
+                    .zip(seq.block_table)
+                    .filter(|&(_, &b)| b >= first && b < first + blocks)
+                    .map(|(logical, _)| logical),
+            );
+            lists[start] = (lists.len() - start - 1) as u32;
+            lists.resize(start + 1 + stride as usize, 0);
+        }
+    }
+    lists
 }
 
 #[cfg(test)]

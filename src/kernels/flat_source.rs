@@ -64,39 +64,39 @@ pub(crate) fn fill(
         "}",
         "let rc = base / VEC4_PER_CHUNK;",
     ] {
-        line(&mut per_tile, 2, format_args!("{text}"));
+        line(&mut per_tile, 3, format_args!("{text}"));
     }
     for t in tile.clone() {
         for text in [
             format!("let live{t} = tile + {t}u < key_end;"),
             format!("let rc{t} = rc + {}u;", t * chunks),
         ] {
-            line(&mut per_tile, 2, format_args!("{text}"));
+            line(&mut per_tile, 3, format_args!("{text}"));
         }
         for g in heads.clone() {
             line(
                 &mut per_tile,
-                2,
+                3,
                 format_args!("var d{g}_{t} = vec4<f32>(0.0);"),
             );
         }
         for j in 0..chunks {
             line(
                 &mut per_tile,
-                2,
+                3,
                 format_args!("let k{t}_{j} = k_cache[rc{t} + {j}u];"),
             );
             for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
                 let i = j * vec4_per_chunk + h as u32;
                 line(
                     &mut per_tile,
-                    2,
+                    3,
                     format_args!("let k{t}_{j}_{half} = chunk_{half}(k{t}_{j});"),
                 );
                 for g in heads.clone() {
                     line(
                         &mut per_tile,
-                        2,
+                        3,
                         format_args!("d{g}_{t} += q{g}_{i} * k{t}_{j}_{half};"),
                     );
                 }
@@ -108,7 +108,7 @@ pub(crate) fn fill(
         for t in tile.clone() {
             line(
                 &mut per_tile,
-                2,
+                3,
                 format_args!(
                     "let s{g}_{t} = select(MASKED, d{g}_{t}.x + d{g}_{t}.y + d{g}_{t}.z + d{g}_{t}.w, live{t});"
                 ),
@@ -119,47 +119,47 @@ pub(crate) fn fill(
         }
         line(
             &mut per_tile,
-            2,
+            3,
             format_args!("let m_new{g} = max(m{g}, {tile_max});"),
         );
         line(
             &mut per_tile,
-            2,
+            3,
             format_args!("let alpha{g} = exp(m{g} - m_new{g});"),
         );
         let mut sum = format!("l{g} * alpha{g}");
         for t in tile.clone() {
             line(
                 &mut per_tile,
-                2,
+                3,
                 format_args!("let p{g}_{t} = select(0.0, exp(s{g}_{t} - m_new{g}), live{t});"),
             );
             sum += &format!(" + p{g}_{t}");
         }
-        line(&mut per_tile, 2, format_args!("l{g} = {sum};"));
-        line(&mut per_tile, 2, format_args!("m{g} = m_new{g};"));
+        line(&mut per_tile, 3, format_args!("l{g} = {sum};"));
+        line(&mut per_tile, 3, format_args!("m{g} = m_new{g};"));
         for i in 0..hd4 {
-            line(&mut per_tile, 2, format_args!("acc{g}_{i} *= alpha{g};"));
+            line(&mut per_tile, 3, format_args!("acc{g}_{i} *= alpha{g};"));
         }
     }
     for t in tile {
         for j in 0..chunks {
             line(
                 &mut per_tile,
-                2,
+                3,
                 format_args!("let v{t}_{j} = v_cache[rc{t} + {j}u];"),
             );
             for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
                 let i = j * vec4_per_chunk + h as u32;
                 line(
                     &mut per_tile,
-                    2,
+                    3,
                     format_args!("let v{t}_{j}_{half} = chunk_{half}(v{t}_{j});"),
                 );
                 for g in heads.clone() {
                     line(
                         &mut per_tile,
-                        2,
+                        3,
                         format_args!("acc{g}_{i} += p{g}_{t} * v{t}_{j}_{half};"),
                     );
                 }

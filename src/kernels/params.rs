@@ -34,8 +34,11 @@ pub struct AttnParams {
     pub shard_blocks: u32,
     /// Softmax scale, 1/sqrt(head_dim).
     pub scale: f32,
+    /// Flat kernel, multi-shard pools: where this shard's per-sequence block lists start in
+    /// the block-table buffer (0: no lists, walk the context's blocks in order).
+    pub shard_lists: u32,
     /// Padding to 16-byte multiple.
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 2],
 }
 
 /// Mirror of `AppendParams` in shaders/append.wgsl.

@@ -92,7 +92,8 @@ impl PrefillKernel {
                     shard_first_block: first,
                     shard_blocks: blocks,
                     scale: 1.0 / (g.head_dim as f32).sqrt(),
-                    _pad: [0; 3],
+                    shard_lists: 0,
+                    _pad: [0; 2],
                 }
             })
             .collect();
@@ -107,6 +108,7 @@ impl PrefillKernel {
             ctx,
             seqs,
             &params,
+            &[],
             total_queries * g.q_heads,
             g.head_dim,
             grid,
