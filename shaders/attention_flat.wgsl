@@ -2,7 +2,7 @@
 // (lavapipe, SwiftShader). Follows attention_bindings.wgsl, with KvVec a whole load chunk
 // (kv_chunk_*.wgsl).
 //
-// One invocation per (sequence, query token, KV head, group chunk, context split) serves GROUP
+// One invocation per (sequence, query token, context split, KV head, group chunk) serves GROUP
 // query heads of one GQA group: it streams each K/V row of its split from the paged pool once
 // and uses it for all GROUP heads, with their queries, accumulators and online-softmax state
 // in registers. Query token i of a chunk of n sees the keys up to its own position
@@ -21,13 +21,16 @@
 
 @compute @workgroup_size(WG)
 fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
+    // x enumerates (query, split, KV head, group chunk) of sequence z, so the SIMD lanes of a
+    // workgroup are busy even when a sequence has few heads and splits.
     let kv_heads = params.q_heads / params.group;
     let per_split = kv_heads * params.group_chunks;
-    let split = gid.x / per_split;
+    let per_query = params.splits * per_split;
+    let query = gid.x / per_query;
+    let split = (gid.x % per_query) / per_split;
     let seq = gid.z;
     let info = seq_info[seq];
-    let query = gid.y;
-    if (split >= params.splits || query >= info.z) {
+    if (query >= info.z) {
         return;
     }
     let kv_head = (gid.x % per_split) / params.group_chunks;

@@ -134,7 +134,17 @@ pub(crate) fn prepare(
             storage.layout.block_size
         )));
     }
-    let partition_tokens = splits.partition_tokens(base, max_context, key_tile);
+    let mut partition_tokens = splits.partition_tokens(base, max_context, key_tile);
+    // A single query per sequence (decode) fills a workgroup's SIMD lanes only with enough
+    // splits: lanes never span sequences.
+    let lanes = variant.workgroup_size();
+    let per_split = g.kv_heads * group_chunks;
+    if max_queries == 1 && splits.forced_partition_tokens.is_none() && per_split < lanes {
+        let wanted = lanes.div_ceil(per_split);
+        partition_tokens = partition_tokens
+            .min(max_context.div_ceil(wanted).next_multiple_of(key_tile))
+            .max(key_tile);
+    }
     let split_count = max_context.div_ceil(partition_tokens);
     let shards = storage.plan.num_shards();
     let (tables, stride, _) = super::batch::flatten(seqs);
@@ -167,8 +177,8 @@ pub(crate) fn prepare(
         })
         .collect();
     let grid = [
-        (split_count * g.kv_heads * group_chunks).div_ceil(variant.workgroup_size()),
-        max_queries,
+        (max_queries * split_count * per_split).div_ceil(lanes),
+        1,
         seqs.len() as u32,
     ];
     batch.upload(
