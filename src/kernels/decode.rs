@@ -7,7 +7,6 @@ use super::batch::{AttentionBatch, SeqView};
 use super::combine::CombineKernel;
 use super::flat::{self, AttentionAlgorithm, SplitPolicy};
 use super::params::AttnParams;
-use super::pipeline;
 use super::variant::{Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 
@@ -34,19 +33,7 @@ impl DecodeKernel {
         storage: &KvStorage,
         algorithm: AttentionAlgorithm,
     ) -> Result<Self, GpuError> {
-        let head_dim = storage.layout.geometry.head_dim;
-        let variant = match algorithm {
-            AttentionAlgorithm::Tiled => Variant::for_device(
-                Family::Decode,
-                storage.mode,
-                head_dim,
-                ctx.capabilities.max_workgroup_storage,
-            )
-            .ok_or_else(|| tile_error(ctx, head_dim))?,
-            AttentionAlgorithm::Flat => flat::variant(storage),
-        };
-        let entry = variant.family.entry_points()[0];
-        let pipeline = pipeline::build(ctx, &variant, &[entry])?.remove(0);
+        let (variant, pipeline) = flat::build(ctx, storage, algorithm, Family::Decode)?;
         Ok(Self {
             pipeline,
             variant,
@@ -134,11 +121,4 @@ impl DecodeKernel {
     ) {
         batch.record(ctx, pass, &self.pipeline, combine, storage, layer, q, out);
     }
-}
-
-pub(crate) fn tile_error(ctx: &GpuContext, head_dim: u32) -> GpuError {
-    GpuError::Limit(format!(
-        "head dim {head_dim} needs more workgroup memory than the device's {} bytes",
-        ctx.capabilities.max_workgroup_storage
-    ))
 }

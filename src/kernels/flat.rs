@@ -102,12 +102,39 @@ pub fn group_chunk(group: u32) -> u32 {
     group.max(1).div_ceil(chunks)
 }
 
-/// The flat variant for `storage`'s dtype, head dim and GQA group.
-pub(crate) fn variant(storage: &KvStorage) -> Variant {
+/// The variant and pipeline of an attention family under `algorithm`: the `tiled` family
+/// (decode or prefill) sized to the device's workgroup memory, or the flat kernel for
+/// `storage`'s dtype, head dim and GQA group.
+pub(crate) fn build(
+    ctx: &GpuContext,
+    storage: &KvStorage,
+    algorithm: AttentionAlgorithm,
+    tiled: Family,
+) -> Result<(Variant, wgpu::ComputePipeline), GpuError> {
     let geometry = &storage.layout.geometry;
-    Variant::for_device(Family::Flat, storage.mode, geometry.head_dim, u32::MAX)
-        .expect("the flat family uses no workgroup memory")
-        .with_group(group_chunk(geometry.group_size()))
+    let head_dim = geometry.head_dim;
+    let variant = match algorithm {
+        AttentionAlgorithm::Tiled => Variant::for_device(
+            tiled,
+            storage.mode,
+            head_dim,
+            ctx.capabilities.max_workgroup_storage,
+        )
+        .ok_or_else(|| {
+            GpuError::Limit(format!(
+                "head dim {head_dim} needs more workgroup memory than the device's {} bytes",
+                ctx.capabilities.max_workgroup_storage
+            ))
+        })?,
+        AttentionAlgorithm::Flat => {
+            Variant::for_device(Family::Flat, storage.mode, head_dim, u32::MAX)
+                .expect("the flat family uses no workgroup memory")
+                .with_group(group_chunk(geometry.group_size()))
+        }
+    };
+    let entry = variant.family.entry_points()[0];
+    let pipeline = super::pipeline::build(ctx, &variant, &[entry])?.remove(0);
+    Ok((variant, pipeline))
 }
 
 /// Uploads a step for the flat kernel: every sequence's `query_len` newest tokens attend

@@ -5,10 +5,8 @@
 
 use super::batch::{AttentionBatch, SeqView};
 use super::combine::CombineKernel;
-use super::decode::tile_error;
 use super::flat::{self, AttentionAlgorithm, SplitPolicy};
 use super::params::AttnParams;
-use super::pipeline;
 use super::variant::{Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 
@@ -33,19 +31,7 @@ impl PrefillKernel {
         storage: &KvStorage,
         algorithm: AttentionAlgorithm,
     ) -> Result<Self, GpuError> {
-        let head_dim = storage.layout.geometry.head_dim;
-        let variant = match algorithm {
-            AttentionAlgorithm::Tiled => Variant::for_device(
-                Family::Prefill,
-                storage.mode,
-                head_dim,
-                ctx.capabilities.max_workgroup_storage,
-            )
-            .ok_or_else(|| tile_error(ctx, head_dim))?,
-            AttentionAlgorithm::Flat => flat::variant(storage),
-        };
-        let entry = variant.family.entry_points()[0];
-        let pipeline = pipeline::build(ctx, &variant, &[entry])?.remove(0);
+        let (variant, pipeline) = flat::build(ctx, storage, algorithm, Family::Prefill)?;
         Ok(Self {
             pipeline,
             variant,
