@@ -1,5 +1,6 @@
 //! The `pagekv` binary end to end: exit statuses, one-sentence errors, `devices`, `verify`
-//! (including `--dump` files re-checked against the CPU reference) and `shaders`.
+//! (including `--dump` files re-checked against the CPU reference), `shaders`, and a smoke
+//! run of `bench` writing its JSON.
 //!
 //! Tests that need a GPU skip with a message when no adapter exists, unless
 //! PAGEKV_REQUIRE_GPU=1 turns that into a failure (as CI does).
@@ -102,6 +103,13 @@ fn bad_input_is_one_sentence_with_status_2() {
         (&["--backend", "cuda", "devices"], "--backend"),
         (&["--backend", "cuda"], "--backend"),
         (&["shaders", "--frobnicate"], "--frobnicate"),
+        (&["bench", "--only", "decode,frob"], "--only frob"),
+        (&["bench", "--max-pool-gib", "0"], "--max-pool-gib"),
+        (
+            &["bench", "--json", "/nonexistent-pagekv-dir/b.json"],
+            "--json",
+        ),
+        (&["bench", "--json", "/tmp"], "--json"),
     ];
     for (args, flag) in cases {
         let out = pagekv(args);
@@ -112,6 +120,50 @@ fn bad_input_is_one_sentence_with_status_2() {
         let lower = err[0].to_lowercase();
         assert!(!lower.contains("panicked") && !lower.contains("backtrace"));
     }
+}
+
+/// A smoke run of the bench (the rooflines and the host section, a few seconds on lavapipe):
+/// the JSON file holds every figure with a ratio, a finished run says it is complete, and the
+/// copy roofline is measured at both ends. No speed is asserted.
+#[test]
+fn bench_writes_complete_json_with_rooflines_at_both_ends() {
+    if !have_gpu("bench_writes_complete_json_with_rooflines_at_both_ends") {
+        return;
+    }
+    let dir = TempDir::new("bench");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let path = dir.0.join("bench.json");
+    let out = pagekv(&[
+        "bench",
+        "--quick",
+        "--only",
+        "host",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = stdout(&out);
+    assert!(text.contains("copy roofline again at the end"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(report["format"], "pagekv-bench");
+    assert_eq!(report["complete"], true);
+    assert!(report["copy_bytes_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["copy_end_bytes_per_s"].as_f64().unwrap() > 0.0);
+    let sections: Vec<&str> = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["section"].as_str().unwrap())
+        .collect();
+    assert_eq!(sections, ["copy", "matmul", "host", "host", "host"]);
+    let pool = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"].as_str().unwrap().starts_with("block pool"))
+        .expect("the block pool target is judged");
+    assert!(pool["met"].is_boolean(), "{pool}");
 }
 
 #[test]

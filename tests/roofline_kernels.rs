@@ -1,8 +1,10 @@
 //! The roofline kernels `pagekv bench` measures against, checked like every other kernel:
 //! the copy must copy exactly, the matmul must match an f64 CPU matmul, on every adapter.
+//! Also how a bench run hands out its figures (no speed is asserted anywhere).
 
 mod common;
 
+use pagekv::bench::{BenchEvent, BenchOptions, run_bench};
 use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::kernels::copy::CopyKernel;
@@ -75,5 +77,34 @@ fn matmul_matches_the_f64_reference() {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let err = kernel.record(&ctx, &mut encoder, (65, 64, 64), &buf, &buf, &buf, None);
         assert!(err.is_err());
+    }
+}
+
+/// Every figure reaches the observer as soon as it is measured, in a report marked
+/// incomplete, so a run that fails part-way can save what it had; the returned report is
+/// complete and holds the same figures.
+#[test]
+fn bench_reports_each_figure_as_it_is_measured() {
+    let options = BenchOptions {
+        quick: true,
+        max_pool_bytes: 1 << 30,
+        sections: vec!["host".into()],
+    };
+    for ctx in common::contexts() {
+        let mut seen = Vec::new();
+        let mut started = Vec::new();
+        let report = run_bench(&ctx, &options, &mut |event| match event {
+            BenchEvent::Starting(case) => started.push(case.to_string()),
+            BenchEvent::Measured(partial) => {
+                assert!(!partial.complete);
+                seen.push(partial.figures.len());
+            }
+        })
+        .unwrap();
+        assert_eq!(seen, [1, 2, 3, 4, 5], "{}", ctx.describe());
+        assert!(report.complete);
+        assert_eq!(report.figures.len(), 5);
+        assert!(report.copy_end_bytes_per_s.is_some_and(|c| c > 0.0));
+        assert_eq!(started.first().map(String::as_str), Some("copy roofline"));
     }
 }

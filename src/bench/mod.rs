@@ -13,6 +13,7 @@
 pub mod host;
 pub mod kernels;
 pub mod stopwatch;
+mod targets;
 
 use serde::{Deserialize, Serialize};
 
@@ -85,14 +86,28 @@ pub struct BenchReport {
     pub clock: Clock,
     /// Quick grid or full.
     pub quick: bool,
-    /// Copy roofline, bytes read + written per second.
+    /// Copy roofline, bytes read + written per second, measured first; every bandwidth ratio
+    /// is to this.
     pub copy_bytes_per_s: f64,
+    /// The copy roofline measured again after the GPU sections. On a shared or thermally
+    /// throttled machine the adapter's speed drifts during a run; the two copy figures bound
+    /// how much of a ratio is noise. `None` in files from runs that stopped before the end.
+    #[serde(default)]
+    pub copy_end_bytes_per_s: Option<f64>,
+    /// False in a file written part-way through a run (it is rewritten after every figure),
+    /// so a run that stops early keeps what it measured and says it is incomplete.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
     /// Matmul roofline, FLOP/s.
     pub matmul_flops: f64,
     /// Every figure.
     pub figures: Vec<Figure>,
     /// The targets, judged on this run.
     pub targets: Vec<TargetCheck>,
+}
+
+fn complete_by_default() -> bool {
+    true
 }
 
 fn geometries() -> [ModelGeometry; 2] {
@@ -148,18 +163,75 @@ fn figure(
     }
 }
 
-/// Runs the bench on `ctx`. `progress` hears the name of each case before it runs.
+/// What a bench run reports while it runs.
+pub enum BenchEvent<'a> {
+    /// A case is about to run (for progress display).
+    Starting(&'a str),
+    /// A figure was added. The report holds every figure so far, with the targets judged on
+    /// them and `complete` false until the run ends: saving it keeps a failed run's figures.
+    Measured(&'a BenchReport),
+}
+
+/// The report under construction and who hears about it.
+struct Recorder<'o> {
+    report: BenchReport,
+    observer: &'o mut dyn FnMut(BenchEvent<'_>),
+}
+
+impl Recorder<'_> {
+    fn starting(&mut self, case: &str) {
+        (self.observer)(BenchEvent::Starting(case));
+    }
+
+    fn add(&mut self, figure: Figure) {
+        self.report.figures.push(figure);
+        self.report.targets = targets::judge(&self.report.figures);
+        (self.observer)(BenchEvent::Measured(&self.report));
+    }
+}
+
+/// The shared settings of the GPU sections.
+struct Grid<'a> {
+    ctx: &'a GpuContext,
+    watch: Stopwatch,
+    repeats: u32,
+    options: &'a BenchOptions,
+}
+
+/// Runs the bench on `ctx`, telling `observer` about each case and each figure as it goes.
 pub fn run_bench(
     ctx: &GpuContext,
     options: &BenchOptions,
-    progress: &mut dyn FnMut(&str),
+    observer: &mut dyn FnMut(BenchEvent<'_>),
 ) -> Result<BenchReport, GpuError> {
-    let watch = Stopwatch::new(ctx, if options.quick { 0.2 } else { 0.5 });
-    let repeats = if options.quick { 2 } else { 3 };
-    let cap = options.max_pool_bytes;
-    progress("copy roofline");
-    let (copy, copy_bytes) = kernels::copy_roofline(ctx, &watch, repeats, 1 << 30)?;
-    let mut figures = vec![Figure {
+    let grid = Grid {
+        ctx,
+        watch: Stopwatch::new(ctx, if options.quick { 0.2 } else { 0.5 }),
+        repeats: if options.quick { 2 } else { 3 },
+        options,
+    };
+    observer(BenchEvent::Starting("copy roofline"));
+    let (copy, copy_bytes) = grid.copy()?;
+    let size = if options.quick { 512 } else { 1024 };
+    observer(BenchEvent::Starting("matmul roofline"));
+    let matmul = kernels::matmul_roofline(ctx, &grid.watch, grid.repeats, size)?;
+    let mut rec = Recorder {
+        report: BenchReport {
+            format: "pagekv-bench".into(),
+            version: 1,
+            adapter: ctx.report(),
+            clock: grid.watch.clock(),
+            quick: options.quick,
+            copy_bytes_per_s: copy,
+            copy_end_bytes_per_s: None,
+            complete: false,
+            matmul_flops: matmul,
+            figures: Vec::new(),
+            targets: Vec::new(),
+        },
+        observer,
+    };
+    rec.add(Figure {
         section: "copy".into(),
         case: format!("vec4 copy of {}", crate::gpu::human_bytes(copy_bytes)),
         seconds: Some(2.0 * copy_bytes as f64 / copy),
@@ -167,11 +239,8 @@ pub fn run_bench(
         unit: "GB/s".into(),
         ratio: Some(1.0),
         skipped: None,
-    }];
-    let size = if options.quick { 512 } else { 1024 };
-    progress("matmul roofline");
-    let matmul = kernels::matmul_roofline(ctx, &watch, repeats, size)?;
-    figures.push(Figure {
+    });
+    rec.add(Figure {
         section: "matmul".into(),
         case: format!("f32 {size}x{size}x{size}"),
         seconds: Some(2.0 * (size as f64).powi(3) / matmul),
@@ -180,132 +249,166 @@ pub fn run_bench(
         ratio: Some(1.0),
         skipped: None,
     });
-    let (batches, contexts): (&[u32], &[u32]) = if options.quick {
-        (&[1, 8], &[512, 4096])
-    } else {
-        (&[1, 8, 32, 128], &[512, 4096, 16384, 32768])
-    };
-    let dtypes: &[KvDtype] = if options.quick {
-        &[KvDtype::F16]
-    } else {
-        &[KvDtype::F32, KvDtype::F16]
-    };
-    for geometry in geometries().into_iter().filter(|_| options.wants("decode")) {
-        for &dtype in dtypes {
-            for &batch in batches {
-                for &context in contexts {
-                    let case = AttentionCase {
-                        geometry: geometry.clone(),
-                        dtype,
-                        batch,
-                        context,
-                    };
-                    progress(&format!("decode {}", label(&case)));
-                    let result = kernels::decode(ctx, &watch, repeats, &case, cap);
-                    let bytes = case.kv_bytes() as f64;
-                    figures.push(figure(
-                        "decode",
-                        label(&case),
-                        "GB/s",
-                        1e9,
-                        bytes,
-                        copy,
-                        result,
-                    )?);
+    if options.wants("decode") {
+        grid.decode(&mut rec, copy)?;
+    }
+    if options.wants("prefill") {
+        grid.prefill(&mut rec, matmul)?;
+    }
+    if options.wants("append") {
+        grid.append(&mut rec, copy)?;
+    }
+    rec.starting("copy roofline again (drift over the run)");
+    rec.report.copy_end_bytes_per_s = Some(grid.copy()?.0);
+    if options.wants("host") {
+        rec.starting("host bookkeeping");
+        host_section(&mut rec, options.quick);
+    }
+    rec.report.complete = true;
+    rec.report.targets = targets::judge(&rec.report.figures);
+    Ok(rec.report)
+}
+
+impl Grid<'_> {
+    fn copy(&self) -> Result<(f64, u64), GpuError> {
+        kernels::copy_roofline(self.ctx, &self.watch, self.repeats, 1 << 30)
+    }
+
+    fn cap(&self) -> u64 {
+        self.options.max_pool_bytes
+    }
+
+    /// Decode bandwidth over the grid, then the ggml comparison shape at GQA 1 and 4.
+    fn decode(&self, rec: &mut Recorder<'_>, copy: f64) -> Result<(), GpuError> {
+        let quick = self.options.quick;
+        let (batches, contexts): (&[u32], &[u32]) = if quick {
+            (&[1, 8], &[512, 4096])
+        } else {
+            (&[1, 8, 32, 128], &[512, 4096, 16384, 32768])
+        };
+        let dtypes: &[KvDtype] = if quick {
+            &[KvDtype::F16]
+        } else {
+            &[KvDtype::F32, KvDtype::F16]
+        };
+        let mut cases = Vec::new();
+        for geometry in geometries() {
+            for &dtype in dtypes {
+                for &batch in batches {
+                    for &context in contexts {
+                        cases.push(AttentionCase {
+                            geometry: geometry.clone(),
+                            dtype,
+                            batch,
+                            context,
+                        });
+                    }
                 }
             }
         }
-    }
-    for gqa in [1, 4].into_iter().filter(|_| options.wants("decode")) {
-        let case = AttentionCase {
-            geometry: ModelGeometry::new(&format!("ggml-shape-gqa{gqa}"), 1, 8 * gqa, 8, 128),
-            dtype: KvDtype::F16,
-            batch: 1,
-            context: 8192,
-        };
-        progress(&format!("decode {}", label(&case)));
-        let result = kernels::decode(ctx, &watch, repeats, &case, cap);
-        let bytes = case.kv_bytes() as f64;
-        figures.push(figure(
-            "decode",
-            label(&case),
-            "GB/s",
-            1e9,
-            bytes,
-            copy,
-            result,
-        )?);
-    }
-    let prefill_lengths: &[u32] = if options.quick { &[256] } else { &[512, 2048] };
-    for geometry in geometries()
-        .into_iter()
-        .filter(|_| options.wants("prefill"))
-    {
-        for &context in prefill_lengths {
-            let case = AttentionCase {
-                geometry: geometry.clone(),
+        for gqa in [1, 4] {
+            cases.push(AttentionCase {
+                geometry: ModelGeometry::new(&format!("ggml-shape-gqa{gqa}"), 1, 8 * gqa, 8, 128),
                 dtype: KvDtype::F16,
                 batch: 1,
-                context,
-            };
-            progress(&format!("prefill {}", label(&case)));
-            let result = kernels::prefill(ctx, &watch, repeats, &case, cap);
-            let flops = kernels::prefill_flops(&case);
-            figures.push(figure(
-                "prefill",
+                context: 8192,
+            });
+        }
+        for case in cases {
+            rec.starting(&format!("decode {}", label(&case)));
+            let result = kernels::decode(self.ctx, &self.watch, self.repeats, &case, self.cap());
+            let bytes = case.kv_bytes() as f64;
+            rec.add(figure(
+                "decode",
                 label(&case),
-                "GFLOP/s",
+                "GB/s",
                 1e9,
-                flops,
-                matmul,
+                bytes,
+                copy,
                 result,
             )?);
         }
+        Ok(())
     }
-    for geometry in geometries().into_iter().filter(|_| options.wants("append")) {
-        let case = AttentionCase {
-            geometry,
-            dtype: KvDtype::F16,
-            batch: 1,
-            context: if options.quick { 1024 } else { 8192 },
+
+    /// Prefill FLOP/s of whole prompts, against the matmul roofline.
+    fn prefill(&self, rec: &mut Recorder<'_>, matmul: f64) -> Result<(), GpuError> {
+        let lengths: &[u32] = if self.options.quick {
+            &[256]
+        } else {
+            &[512, 2048]
         };
-        progress(&format!("append {}", label(&case)));
-        let result = kernels::append(ctx, &watch, repeats, &case, cap);
-        let bytes = kernels::append_bytes(&case) as f64;
-        figures.push(figure(
-            "append",
-            format!("{} tokens, {}", case.context, label(&case)),
-            "GB/s",
-            1e9,
-            bytes,
-            copy,
-            result,
-        )?);
+        for geometry in geometries() {
+            for &context in lengths {
+                let case = AttentionCase {
+                    geometry: geometry.clone(),
+                    dtype: KvDtype::F16,
+                    batch: 1,
+                    context,
+                };
+                rec.starting(&format!("prefill {}", label(&case)));
+                let result =
+                    kernels::prefill(self.ctx, &self.watch, self.repeats, &case, self.cap());
+                let flops = kernels::prefill_flops(&case);
+                rec.add(figure(
+                    "prefill",
+                    label(&case),
+                    "GFLOP/s",
+                    1e9,
+                    flops,
+                    matmul,
+                    result,
+                )?);
+            }
+        }
+        Ok(())
     }
-    let scale = if options.quick { 1 } else { 4 };
-    if options.wants("host") {
-        progress("host bookkeeping");
+
+    /// Append bandwidth of one long prompt's K and V into shuffled slots.
+    fn append(&self, rec: &mut Recorder<'_>, copy: f64) -> Result<(), GpuError> {
+        for geometry in geometries() {
+            let case = AttentionCase {
+                geometry,
+                dtype: KvDtype::F16,
+                batch: 1,
+                context: if self.options.quick { 1024 } else { 8192 },
+            };
+            rec.starting(&format!("append {}", label(&case)));
+            let result = kernels::append(self.ctx, &self.watch, self.repeats, &case, self.cap());
+            let bytes = kernels::append_bytes(&case) as f64;
+            rec.add(figure(
+                "append",
+                format!("{} tokens, {}", case.context, label(&case)),
+                "GB/s",
+                1e9,
+                bytes,
+                copy,
+                result,
+            )?);
+        }
+        Ok(())
     }
-    let host_figures = if options.wants("host") {
-        vec![
-            (
-                "block pool allocate+free pairs",
-                host::pool_pairs_per_s(2_000_000 * scale),
-            ),
-            (
-                "fork + free of a 64-block sequence",
-                host::forks_per_s(20_000 * scale),
-            ),
-            (
-                "prefix lookup of a 1024-token prompt",
-                host::prefix_lookups_per_s(20_000 * scale),
-            ),
-        ]
-    } else {
-        Vec::new()
-    };
-    for (case, rate) in host_figures {
-        figures.push(Figure {
+}
+
+/// Host bookkeeping rates: no GPU involved.
+fn host_section(rec: &mut Recorder<'_>, quick: bool) {
+    let scale = if quick { 1 } else { 4 };
+    let rates = [
+        (
+            "block pool allocate+free pairs",
+            host::pool_pairs_per_s(2_000_000 * scale),
+        ),
+        (
+            "fork + free of a 64-block sequence",
+            host::forks_per_s(20_000 * scale),
+        ),
+        (
+            "prefix lookup of a 1024-token prompt",
+            host::prefix_lookups_per_s(20_000 * scale),
+        ),
+    ];
+    for (case, rate) in rates {
+        rec.add(Figure {
             section: "host".into(),
             case: case.into(),
             seconds: None,
@@ -315,114 +418,4 @@ pub fn run_bench(
             skipped: None,
         });
     }
-    let targets = targets(&figures);
-    Ok(BenchReport {
-        format: "pagekv-bench".into(),
-        version: 1,
-        adapter: ctx.report(),
-        clock: watch.clock(),
-        quick: options.quick,
-        copy_bytes_per_s: copy,
-        matmul_flops: matmul,
-        figures,
-        targets,
-    })
-}
-
-/// The targets judged on the figures present.
-fn targets(figures: &[Figure]) -> Vec<TargetCheck> {
-    let decode = |pred: &dyn Fn(&str) -> bool| -> Vec<&Figure> {
-        figures
-            .iter()
-            .filter(|f| f.section == "decode" && f.ratio.is_some() && pred(&f.case))
-            .collect()
-    };
-    let ctx_of = |case: &str| -> u32 {
-        case.rsplit(' ')
-            .next()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
-    };
-    let batch_of = |case: &str| -> u32 {
-        let words: Vec<&str> = case.split(' ').collect();
-        words
-            .iter()
-            .position(|w| *w == "batch")
-            .and_then(|i| words.get(i + 1))
-            .and_then(|b| b.parse().ok())
-            .unwrap_or(0)
-    };
-    let worst = |set: Vec<&Figure>| {
-        set.iter()
-            .filter_map(|f| f.ratio)
-            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))
-    };
-    let judge = |target: &str, worst: Option<f64>, need: f64| TargetCheck {
-        target: target.into(),
-        measured: worst.map_or("not measured".into(), |w| {
-            format!("worst {:.0}% of copy", 100.0 * w)
-        }),
-        met: worst.map(|w| w >= need),
-    };
-    let model = |c: &str| c.starts_with("qwen");
-    let mut out = vec![
-        judge(
-            "decode f16, batch >= 8, context >= 4K: >= 85% of the copy roofline",
-            worst(decode(&|c| {
-                model(c) && c.contains(" f16 ") && batch_of(c) >= 8 && ctx_of(c) >= 4096
-            })),
-            0.85,
-        ),
-        judge(
-            "decode f16, batch 1, context >= 4K: >= 60% of the copy roofline",
-            worst(decode(&|c| {
-                model(c) && c.contains(" f16 ") && batch_of(c) == 1 && ctx_of(c) >= 4096
-            })),
-            0.60,
-        ),
-    ];
-    let prefill = figures
-        .iter()
-        .filter(|f| f.section == "prefill" && f.case.ends_with("ctx 2048"))
-        .filter_map(|f| f.ratio)
-        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))));
-    out.push(TargetCheck {
-        target: "prefill at 2K tokens: >= 60% of the matmul's FLOP/s".into(),
-        measured: prefill.map_or("not measured (full bench only)".into(), |p| {
-            format!("worst {:.0}% of matmul", 100.0 * p)
-        }),
-        met: prefill.map(|p| p >= 0.6),
-    });
-    let ggml: Vec<Option<f64>> = (1..=4)
-        .step_by(3)
-        .map(|g| {
-            figures
-                .iter()
-                .find(|f| f.case.starts_with(&format!("ggml-shape-gqa{g} ")))
-                .and_then(|f| f.seconds)
-        })
-        .collect();
-    if let [Some(g1), Some(g4)] = ggml[..] {
-        out.push(TargetCheck {
-            target: "ggml shape (ctx 8192, hd 128, 8 KV heads, f16) GQA 1: <= 30 ms per step"
-                .into(),
-            measured: format!("{:.1} ms", g1 * 1e3),
-            met: Some(g1 <= 0.030),
-        });
-        out.push(TargetCheck {
-            target: "ggml shape GQA 4: <= 1.5x its GQA 1 time".into(),
-            measured: format!("{:.2}x", g4 / g1),
-            met: Some(g4 <= 1.5 * g1),
-        });
-    }
-    let pool = figures
-        .iter()
-        .find(|f| f.case.starts_with("block pool"))
-        .and_then(|f| f.value);
-    out.push(TargetCheck {
-        target: "block pool: >= 10 M allocate+free pairs per second".into(),
-        measured: pool.map_or("not measured".into(), |p| format!("{p:.1} M/s")),
-        met: pool.map(|p| p >= 10.0),
-    });
-    out
 }

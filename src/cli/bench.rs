@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
-use pagekv::bench::{BenchOptions, BenchReport, Clock, SECTIONS, run_bench};
-use pagekv::report::file::write_atomic;
+use pagekv::bench::{BenchEvent, BenchOptions, BenchReport, Clock, SECTIONS, run_bench};
+use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
 
 use super::{CliError, GlobalArgs};
@@ -45,6 +45,9 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
             SECTIONS.join(", ")
         )));
     }
+    if let Some(path) = &args.json {
+        check_destination(path).map_err(|e| CliError::input(format!("--json {e}")))?;
+    }
     let ctx = global.open()?;
     eprintln!("pagekv bench on {}", ctx.describe());
     let options = BenchOptions {
@@ -52,16 +55,52 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
         max_pool_bytes: (gib * BYTES_PER_GB as f64) as u64,
         sections: args.only.clone(),
     };
-    let report = run_bench(&ctx, &options, &mut |case| eprintln!("  {case}"))?;
+    // The JSON file is rewritten after every figure, so a run that fails part-way keeps
+    // what it measured (marked incomplete).
+    let mut latest: Option<BenchReport> = None;
+    let mut write_error: Option<String> = None;
+    let mut observer = |event: BenchEvent<'_>| match event {
+        BenchEvent::Starting(case) => eprintln!("  {case}"),
+        BenchEvent::Measured(report) => {
+            if let (Some(path), None) = (&args.json, &write_error)
+                && let Err(e) = save(path, report)
+            {
+                write_error = Some(e);
+            }
+            latest = Some(report.clone());
+        }
+    };
+    let outcome = run_bench(&ctx, &options, &mut observer);
+    let report = match outcome {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(partial) = &latest {
+                print!("{}", render(partial));
+            }
+            let kept = match (&args.json, &write_error, &latest) {
+                (Some(path), None, Some(_)) => {
+                    format!("; the figures above are in {}", path.display())
+                }
+                _ => String::new(),
+            };
+            return Err(CliError::failed(format!("the bench stopped: {e}{kept}")));
+        }
+    };
     print!("{}", render(&report));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| CliError::failed(format!("cannot encode the bench report: {e}")))?;
-        write_atomic(path, text.as_bytes())
-            .map_err(|e| CliError::input(format!("{}: {e}", path.display())))?;
+        if let Some(e) = write_error {
+            return Err(CliError::input(e));
+        }
+        save(path, &report).map_err(CliError::input)?;
         println!("figures written to {}", path.display());
     }
     Ok(())
+}
+
+fn save(path: &std::path::Path, report: &BenchReport) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| format!("cannot encode the bench report: {e}"))?;
+    write_atomic(path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The table and the target lines.
@@ -112,6 +151,16 @@ pub fn render(report: &BenchReport) -> String {
         report.matmul_flops / 1e9,
         if report.quick { "; quick grid" } else { "" },
     );
+    if let Some(end) = report.copy_end_bytes_per_s {
+        out += &format!(
+            "copy roofline again at the end: {:.2} GB/s ({:+.0}% drift over the run; ratios use the first)\n",
+            end / 1e9,
+            100.0 * (end / report.copy_bytes_per_s - 1.0)
+        );
+    }
+    if !report.complete {
+        out += "incomplete: the run stopped before its last case\n";
+    }
     out += &table.to_string();
     out += "\ntargets:\n";
     for t in &report.targets {

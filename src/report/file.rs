@@ -77,6 +77,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Checks before a long run that `path` can take a file: its folder exists and the path is
+/// not itself a folder. The error is one sentence naming the path, for the user.
+pub fn check_destination(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{} is a folder; give a file name", path.display()));
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(format!(
+            "{}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a results file, refusing other formats and newer versions with a clear message.
 pub fn read(path: &Path) -> Result<ResultsFile, ResultsFileError> {
     let text = fs::read_to_string(path).map_err(|source| ResultsFileError::Io {
