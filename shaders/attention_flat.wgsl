@@ -37,24 +37,32 @@ fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
     let chunk = gid.x % params.group_chunks;
     let visible = info.x - info.z + query + 1u;
     let token_row = info.y + query;
-    let key_begin = min(split * params.partition_tokens, visible);
-    let key_end = min(key_begin + params.partition_tokens, visible);
+    var key_begin = min(split * params.partition_tokens, visible);
+    var key_end = min(key_begin + params.partition_tokens, visible);
     let group_first = kv_head * params.group;
     let group_last = group_first + params.group - 1u;
     let first = group_first + chunk * GROUP;
     let part = params.partition_base + split;
 
 {{setup}}
-    // The blocks to walk: with shard lists (a multi-shard pool), the blocks of this sequence
-    // that the bound shard holds; otherwise every block overlapping the split.
+    // The blocks to walk: without shard lists, every block overlapping the split's keys.
+    // With them (a multi-shard pool), the blocks of this sequence that the bound shard holds,
+    // in logical order, and a split is an equal share of that list rather than a range of
+    // keys: the shard's blocks are scattered over the context, and splitting by key range
+    // would leave each list entry to the one lane whose range holds it while the workgroup's
+    // other lanes wait.
     let bs = params.block_size;
     var list = 0u;
     var first_entry = key_begin / bs;
     var entries = (key_end + bs - 1u) / bs;
     if (params.shard_lists != 0u) {
         list = params.shard_lists + seq * (params.table_stride + 1u);
-        first_entry = 0u;
-        entries = block_tables[list];
+        let count = block_tables[list];
+        let share = (count + params.splits - 1u) / params.splits;
+        first_entry = min(split * share, count);
+        entries = min(first_entry + share, count);
+        key_begin = 0u;
+        key_end = visible;
     }
     for (var entry = first_entry; entry < entries; entry++) {
         var block = entry;

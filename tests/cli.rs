@@ -110,6 +110,10 @@ fn bad_input_is_one_sentence_with_status_2() {
             "--json",
         ),
         (&["bench", "--json", "/tmp"], "--json"),
+        (
+            &["bench", "--quick", "--case", "batch 999"],
+            "--case batch 999",
+        ),
     ];
     for (args, flag) in cases {
         let out = pagekv(args);

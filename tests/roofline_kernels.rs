@@ -89,6 +89,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
         quick: true,
         max_pool_bytes: 1 << 30,
         sections: vec!["host".into()],
+        cases: Vec::new(),
     };
     for ctx in common::contexts() {
         let mut seen = Vec::new();

@@ -32,6 +32,10 @@ pub struct BenchOptions {
     /// Sections to measure besides the two rooflines (always measured, since every ratio
     /// needs them); empty means all of [`SECTIONS`].
     pub sections: Vec<String>,
+    /// Only cases whose label contains one of these substrings (e.g. `batch 128`,
+    /// `7b f16 batch 8 ctx 4096`); empty means every case. Rerunning one row of the grid
+    /// several times is how a noisy figure is told apart from a slow kernel.
+    pub cases: Vec<String>,
 }
 
 /// The sections `--only` can pick.
@@ -40,6 +44,10 @@ pub const SECTIONS: [&str; 4] = ["decode", "prefill", "append", "host"];
 impl BenchOptions {
     fn wants(&self, section: &str) -> bool {
         self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+    }
+
+    fn wants_case(&self, label: &str) -> bool {
+        self.cases.is_empty() || self.cases.iter().any(|c| label.contains(c.as_str()))
     }
 }
 
@@ -124,41 +132,34 @@ fn label(case: &AttentionCase) -> String {
     )
 }
 
-fn skipped(section: &str, case: String, unit: &str, reason: String) -> Figure {
-    Figure {
-        section: section.into(),
-        case,
-        seconds: None,
-        value: None,
-        unit: unit.into(),
-        ratio: None,
-        skipped: Some(reason),
-    }
-}
-
-/// Turns a case result into a figure: `amount / seconds` scaled to `unit_scale`, with its
-/// ratio to `roofline` (same units per second before scaling).
-#[allow(clippy::too_many_arguments)]
+/// Turns a case result into a figure: `amount / seconds` in units of 1e9 (`GB/s`,
+/// `GFLOP/s`), with its ratio to `roofline` (same units per second, unscaled).
 fn figure(
-    section: &str,
-    case: String,
+    planned: PlannedCase,
     unit: &str,
-    unit_scale: f64,
     amount: f64,
     roofline: f64,
     result: Result<f64, BenchSkip>,
 ) -> Result<Figure, GpuError> {
     match result {
         Ok(seconds) => Ok(Figure {
-            section: section.into(),
-            case,
+            section: planned.section.into(),
+            case: planned.label,
             seconds: Some(seconds),
-            value: Some(amount / seconds / unit_scale),
+            value: Some(amount / seconds / 1e9),
             unit: unit.into(),
             ratio: Some(amount / seconds / roofline),
             skipped: None,
         }),
-        Err(BenchSkip::Skipped(reason)) => Ok(skipped(section, case, unit, reason)),
+        Err(BenchSkip::Skipped(reason)) => Ok(Figure {
+            section: planned.section.into(),
+            case: planned.label,
+            seconds: None,
+            value: None,
+            unit: unit.into(),
+            ratio: None,
+            skipped: Some(reason),
+        }),
         Err(BenchSkip::Failed(e)) => Err(e),
     }
 }
@@ -190,12 +191,107 @@ impl Recorder<'_> {
     }
 }
 
-/// The shared settings of the GPU sections.
-struct Grid<'a> {
-    ctx: &'a GpuContext,
-    watch: Stopwatch,
-    repeats: u32,
-    options: &'a BenchOptions,
+/// One case of the grid, before it runs.
+#[derive(Clone, Debug)]
+pub struct PlannedCase {
+    /// `decode`, `prefill`, `append` or `host`.
+    pub section: &'static str,
+    /// The label the figure will carry.
+    pub label: String,
+    /// The attention shape (GPU sections).
+    attention: Option<AttentionCase>,
+}
+
+impl PlannedCase {
+    fn gpu(section: &'static str, case: AttentionCase) -> Self {
+        let label = match section {
+            "append" => format!("{} tokens, {}", case.context, label(&case)),
+            _ => label(&case),
+        };
+        Self {
+            section,
+            label,
+            attention: Some(case),
+        }
+    }
+}
+
+/// The host bookkeeping cases, in order.
+const HOST_CASES: [&str; 3] = [
+    "block pool allocate+free pairs",
+    "fork + free of a 64-block sequence",
+    "prefix lookup of a 1024-token prompt",
+];
+
+/// Every case `options` selects, in the order they run (the rooflines come first and are not
+/// listed). Callers check a `--case` filter against this before any work.
+pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
+    let quick = options.quick;
+    let mut out = Vec::new();
+    let (batches, contexts): (&[u32], &[u32]) = if quick {
+        (&[1, 8], &[512, 4096])
+    } else {
+        (&[1, 8, 32, 128], &[512, 4096, 16384, 32768])
+    };
+    let dtypes: &[KvDtype] = if quick {
+        &[KvDtype::F16]
+    } else {
+        &[KvDtype::F32, KvDtype::F16]
+    };
+    for geometry in geometries() {
+        for &dtype in dtypes {
+            for &batch in batches {
+                for &context in contexts {
+                    let case = AttentionCase {
+                        geometry: geometry.clone(),
+                        dtype,
+                        batch,
+                        context,
+                    };
+                    out.push(PlannedCase::gpu("decode", case));
+                }
+            }
+        }
+    }
+    for gqa in [1, 4] {
+        let case = AttentionCase {
+            geometry: ModelGeometry::new(&format!("ggml-shape-gqa{gqa}"), 1, 8 * gqa, 8, 128),
+            dtype: KvDtype::F16,
+            batch: 1,
+            context: 8192,
+        };
+        out.push(PlannedCase::gpu("decode", case));
+    }
+    let prefill_lengths: &[u32] = if quick { &[256] } else { &[512, 2048] };
+    for geometry in geometries() {
+        for &context in prefill_lengths {
+            let case = AttentionCase {
+                geometry: geometry.clone(),
+                dtype: KvDtype::F16,
+                batch: 1,
+                context,
+            };
+            out.push(PlannedCase::gpu("prefill", case));
+        }
+    }
+    for geometry in geometries() {
+        let case = AttentionCase {
+            geometry,
+            dtype: KvDtype::F16,
+            batch: 1,
+            context: if quick { 1024 } else { 8192 },
+        };
+        out.push(PlannedCase::gpu("append", case));
+    }
+    for label in HOST_CASES {
+        out.push(PlannedCase {
+            section: "host",
+            label: label.into(),
+            attention: None,
+        });
+    }
+    out.retain(|c| options.wants(c.section) && options.wants_case(&c.label));
+    out
 }
 
 /// Runs the bench on `ctx`, telling `observer` about each case and each figure as it goes.
@@ -204,23 +300,20 @@ pub fn run_bench(
     options: &BenchOptions,
     observer: &mut dyn FnMut(BenchEvent<'_>),
 ) -> Result<BenchReport, GpuError> {
-    let grid = Grid {
-        ctx,
-        watch: Stopwatch::new(ctx, if options.quick { 0.2 } else { 0.5 }),
-        repeats: if options.quick { 2 } else { 3 },
-        options,
-    };
+    let watch = Stopwatch::new(ctx, if options.quick { 0.2 } else { 0.5 });
+    let repeats = if options.quick { 2 } else { 3 };
+    let copy_roofline = || kernels::copy_roofline(ctx, &watch, repeats, 1 << 30);
     observer(BenchEvent::Starting("copy roofline"));
-    let (copy, copy_bytes) = grid.copy()?;
+    let (copy, copy_bytes) = copy_roofline()?;
     let size = if options.quick { 512 } else { 1024 };
     observer(BenchEvent::Starting("matmul roofline"));
-    let matmul = kernels::matmul_roofline(ctx, &grid.watch, grid.repeats, size)?;
+    let matmul = kernels::matmul_roofline(ctx, &watch, repeats, size)?;
     let mut rec = Recorder {
         report: BenchReport {
             format: "pagekv-bench".into(),
             version: 1,
             adapter: ctx.report(),
-            clock: grid.watch.clock(),
+            clock: watch.clock(),
             quick: options.quick,
             copy_bytes_per_s: copy,
             copy_end_bytes_per_s: None,
@@ -249,168 +342,53 @@ pub fn run_bench(
         ratio: Some(1.0),
         skipped: None,
     });
-    if options.wants("decode") {
-        grid.decode(&mut rec, copy)?;
-    }
-    if options.wants("prefill") {
-        grid.prefill(&mut rec, matmul)?;
-    }
-    if options.wants("append") {
-        grid.append(&mut rec, copy)?;
+    let cap = options.max_pool_bytes;
+    let (gpu_cases, host_cases): (Vec<_>, Vec<_>) = plan(options)
+        .into_iter()
+        .partition(|c| c.attention.is_some());
+    for mut planned in gpu_cases {
+        let Some(case) = planned.attention.take() else {
+            continue;
+        };
+        let case = &case;
+        rec.starting(&format!("{} {}", planned.section, planned.label));
+        let (result, amount, unit, roofline) = match planned.section {
+            "decode" => (
+                kernels::decode(ctx, &watch, repeats, case, cap),
+                case.kv_bytes() as f64,
+                "GB/s",
+                copy,
+            ),
+            "prefill" => (
+                kernels::prefill(ctx, &watch, repeats, case, cap),
+                kernels::prefill_flops(case),
+                "GFLOP/s",
+                matmul,
+            ),
+            _ => (
+                kernels::append(ctx, &watch, repeats, case, cap),
+                kernels::append_bytes(case) as f64,
+                "GB/s",
+                copy,
+            ),
+        };
+        rec.add(figure(planned, unit, amount, roofline, result)?);
     }
     rec.starting("copy roofline again (drift over the run)");
-    rec.report.copy_end_bytes_per_s = Some(grid.copy()?.0);
-    if options.wants("host") {
+    rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
+    if !host_cases.is_empty() {
         rec.starting("host bookkeeping");
-        host_section(&mut rec, options.quick);
     }
-    rec.report.complete = true;
-    rec.report.targets = targets::judge(&rec.report.figures);
-    Ok(rec.report)
-}
-
-impl Grid<'_> {
-    fn copy(&self) -> Result<(f64, u64), GpuError> {
-        kernels::copy_roofline(self.ctx, &self.watch, self.repeats, 1 << 30)
-    }
-
-    fn cap(&self) -> u64 {
-        self.options.max_pool_bytes
-    }
-
-    /// Decode bandwidth over the grid, then the ggml comparison shape at GQA 1 and 4.
-    fn decode(&self, rec: &mut Recorder<'_>, copy: f64) -> Result<(), GpuError> {
-        let quick = self.options.quick;
-        let (batches, contexts): (&[u32], &[u32]) = if quick {
-            (&[1, 8], &[512, 4096])
-        } else {
-            (&[1, 8, 32, 128], &[512, 4096, 16384, 32768])
+    let scale = if options.quick { 1 } else { 4 };
+    for planned in host_cases {
+        let rate = match planned.label.as_str() {
+            l if l == HOST_CASES[0] => host::pool_pairs_per_s(2_000_000 * scale),
+            l if l == HOST_CASES[1] => host::forks_per_s(20_000 * scale),
+            _ => host::prefix_lookups_per_s(20_000 * scale),
         };
-        let dtypes: &[KvDtype] = if quick {
-            &[KvDtype::F16]
-        } else {
-            &[KvDtype::F32, KvDtype::F16]
-        };
-        let mut cases = Vec::new();
-        for geometry in geometries() {
-            for &dtype in dtypes {
-                for &batch in batches {
-                    for &context in contexts {
-                        cases.push(AttentionCase {
-                            geometry: geometry.clone(),
-                            dtype,
-                            batch,
-                            context,
-                        });
-                    }
-                }
-            }
-        }
-        for gqa in [1, 4] {
-            cases.push(AttentionCase {
-                geometry: ModelGeometry::new(&format!("ggml-shape-gqa{gqa}"), 1, 8 * gqa, 8, 128),
-                dtype: KvDtype::F16,
-                batch: 1,
-                context: 8192,
-            });
-        }
-        for case in cases {
-            rec.starting(&format!("decode {}", label(&case)));
-            let result = kernels::decode(self.ctx, &self.watch, self.repeats, &case, self.cap());
-            let bytes = case.kv_bytes() as f64;
-            rec.add(figure(
-                "decode",
-                label(&case),
-                "GB/s",
-                1e9,
-                bytes,
-                copy,
-                result,
-            )?);
-        }
-        Ok(())
-    }
-
-    /// Prefill FLOP/s of whole prompts, against the matmul roofline.
-    fn prefill(&self, rec: &mut Recorder<'_>, matmul: f64) -> Result<(), GpuError> {
-        let lengths: &[u32] = if self.options.quick {
-            &[256]
-        } else {
-            &[512, 2048]
-        };
-        for geometry in geometries() {
-            for &context in lengths {
-                let case = AttentionCase {
-                    geometry: geometry.clone(),
-                    dtype: KvDtype::F16,
-                    batch: 1,
-                    context,
-                };
-                rec.starting(&format!("prefill {}", label(&case)));
-                let result =
-                    kernels::prefill(self.ctx, &self.watch, self.repeats, &case, self.cap());
-                let flops = kernels::prefill_flops(&case);
-                rec.add(figure(
-                    "prefill",
-                    label(&case),
-                    "GFLOP/s",
-                    1e9,
-                    flops,
-                    matmul,
-                    result,
-                )?);
-            }
-        }
-        Ok(())
-    }
-
-    /// Append bandwidth of one long prompt's K and V into shuffled slots.
-    fn append(&self, rec: &mut Recorder<'_>, copy: f64) -> Result<(), GpuError> {
-        for geometry in geometries() {
-            let case = AttentionCase {
-                geometry,
-                dtype: KvDtype::F16,
-                batch: 1,
-                context: if self.options.quick { 1024 } else { 8192 },
-            };
-            rec.starting(&format!("append {}", label(&case)));
-            let result = kernels::append(self.ctx, &self.watch, self.repeats, &case, self.cap());
-            let bytes = kernels::append_bytes(&case) as f64;
-            rec.add(figure(
-                "append",
-                format!("{} tokens, {}", case.context, label(&case)),
-                "GB/s",
-                1e9,
-                bytes,
-                copy,
-                result,
-            )?);
-        }
-        Ok(())
-    }
-}
-
-/// Host bookkeeping rates: no GPU involved.
-fn host_section(rec: &mut Recorder<'_>, quick: bool) {
-    let scale = if quick { 1 } else { 4 };
-    let rates = [
-        (
-            "block pool allocate+free pairs",
-            host::pool_pairs_per_s(2_000_000 * scale),
-        ),
-        (
-            "fork + free of a 64-block sequence",
-            host::forks_per_s(20_000 * scale),
-        ),
-        (
-            "prefix lookup of a 1024-token prompt",
-            host::prefix_lookups_per_s(20_000 * scale),
-        ),
-    ];
-    for (case, rate) in rates {
         rec.add(Figure {
             section: "host".into(),
-            case: case.into(),
+            case: planned.label,
             seconds: None,
             value: Some(rate / 1e6),
             unit: "M/s".into(),
@@ -418,4 +396,7 @@ fn host_section(rec: &mut Recorder<'_>, quick: bool) {
             skipped: None,
         });
     }
+    rec.report.complete = true;
+    rec.report.targets = targets::judge(&rec.report.figures);
+    Ok(rec.report)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
-use pagekv::bench::{BenchEvent, BenchOptions, BenchReport, Clock, SECTIONS, run_bench};
+use pagekv::bench::{BenchEvent, BenchOptions, BenchReport, Clock, SECTIONS, plan, run_bench};
 use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
 
@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// and matmul rooflines are always measured.
     #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Measure only the cases whose label contains this text (repeatable), e.g.
+    /// `--case "batch 128"` or `--case "7b f16 batch 8 ctx 4096"`; rooflines always run.
+    #[arg(long = "case", value_name = "TEXT")]
+    pub cases: Vec<String>,
 }
 
 /// Runs the bench and prints its table and targets.
@@ -48,13 +52,26 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
     if let Some(path) = &args.json {
         check_destination(path).map_err(|e| CliError::input(format!("--json {e}")))?;
     }
-    let ctx = global.open()?;
-    eprintln!("pagekv bench on {}", ctx.describe());
     let options = BenchOptions {
         quick: args.quick,
         max_pool_bytes: (gib * BYTES_PER_GB as f64) as u64,
         sections: args.only.clone(),
+        cases: args.cases.clone(),
     };
+    if !args.cases.is_empty() && plan(&options).is_empty() {
+        return Err(CliError::input(format!(
+            "--case {} matches no case of the {} grid{}; labels look like \"qwen2.5-7b f16 batch 8 ctx 4096\"",
+            args.cases.join(", "),
+            if args.quick { "quick" } else { "full" },
+            if args.only.is_empty() {
+                ""
+            } else {
+                " in the --only sections"
+            },
+        )));
+    }
+    let ctx = global.open()?;
+    eprintln!("pagekv bench on {}", ctx.describe());
     // The JSON file is rewritten after every figure, so a run that fails part-way keeps
     // what it measured (marked incomplete).
     let mut latest: Option<BenchReport> = None;
