@@ -1,13 +1,19 @@
 // Merges partial softmax states (from context splits and pool shards) into the final output:
 // out = sum_p exp(m_p - M) acc_p / sum_p exp(m_p - M) l_p, with M the largest m_p.
-// One workgroup per output row; the composer prepends HEAD_DIM, HD4 and WG.
+// COMBINE_ROWS output rows per workgroup, WG / COMBINE_ROWS threads per row splitting its head
+// dim: GPUs give a row a whole workgroup; CPU adapters (combineflat) give each SIMD lane its
+// own row, since there every thread's scan of the partitions is a per-lane loop of scalar
+// loads. The composer prepends HEAD_DIM, HD4, WG and COMBINE_ROWS.
 
 struct CombineParams {
     rows: u32,
     num_partitions: u32,
-    grid_x: u32,
+    // Rows covered by one row of the 2-D grid (a multiple of every COMBINE_ROWS).
+    row_span: u32,
     _pad: u32,
 }
+
+const ROW_THREADS: u32 = WG / COMBINE_ROWS;
 
 @group(0) @binding(0) var<uniform> params: CombineParams;
 @group(0) @binding(1) var<storage, read> partial_acc: array<vec4<f32>>;
@@ -18,7 +24,8 @@ const MASKED: f32 = -3.0e38;
 
 @compute @workgroup_size(WG)
 fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-    let row = wg.x + wg.y * params.grid_x;
+    let row = wg.y * params.row_span + wg.x * COMBINE_ROWS + tid / ROW_THREADS;
+    let lane = tid % ROW_THREADS;
     if (row >= params.rows) {
         return;
     }
@@ -33,7 +40,7 @@ fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         l += exp(ml.x - m) * ml.y;
     }
     let inv_l = select(0.0, 1.0 / l, l > 0.0);
-    for (var i = tid; i < HD4; i += WG) {
+    for (var i = lane; i < HD4; i += ROW_THREADS) {
         var o = vec4<f32>(0.0);
         for (var p = 0u; p < params.num_partitions; p++) {
             o += exp(partial_ml[first + p].x - m) * partial_acc[(first + p) * HD4 + i];

@@ -9,7 +9,7 @@ use crate::gpu::{
     GpuContext, GpuError, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
 };
 use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
-use crate::kernels::{AttentionAlgorithm, DecodeKernel, PrefillKernel};
+use crate::kernels::{AttentionAlgorithm, CombineKernel, DecodeKernel, PrefillKernel};
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -266,6 +266,8 @@ pub fn run_case(
     if let Some(algorithm) = case.algorithm {
         kernels.decode = DecodeKernel::with_algorithm(ctx, &storage, algorithm)?;
         kernels.prefill = PrefillKernel::with_algorithm(ctx, &storage, algorithm)?;
+        kernels.combine =
+            CombineKernel::with_algorithm(ctx, storage.layout.geometry.head_dim, algorithm)?;
     }
     kernels.decode.splits.forced_partition_tokens = case.partition_tokens;
 

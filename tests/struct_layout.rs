@@ -67,7 +67,7 @@ fn host_structs_match_wgsl() {
         Family::Combine,
         "CombineParams",
         size_of::<CombineParams>(),
-        fields!(CombineParams: rows, num_partitions, grid_x),
+        fields!(CombineParams: rows, num_partitions, row_span),
     );
     assert_layout(
         Family::Generate,

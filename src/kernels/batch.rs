@@ -110,7 +110,7 @@ pub struct AttentionBatch {
     pub num_partitions: u32,
     /// Workgroup grid of the attention dispatch.
     pub(crate) grid: [u32; 3],
-    /// Workgroup grid of the combine dispatch.
+    /// Grid of the combine dispatch in rows: (rows per grid row, grid rows).
     pub(crate) combine_grid: [u32; 2],
     /// Context split length in keys (decode), for reporting.
     pub partition_tokens: u32,

@@ -1,10 +1,13 @@
 //! The combine family: merges partial softmax states from context splits and pool shards
-//! into normalised outputs (the reduce pass of flash-decoding).
+//! into normalised outputs (the reduce pass of flash-decoding). GPUs merge a row per
+//! workgroup; CPU adapters a row per invocation (`combineflat`), chosen by the same rule as
+//! the attention kernels ([`AttentionAlgorithm::for_device`]).
 
 use super::batch::{AttentionBatch, uniform_at};
+use super::flat::AttentionAlgorithm;
 use super::params::CombineParams;
 use super::pipeline;
-use super::variant::{Family, Variant};
+use super::variant::{FLAT_WORKGROUP_SIZE, Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorageMode};
 
 /// Compiled combine pipeline for one head dim.
@@ -15,29 +18,45 @@ pub struct CombineKernel {
 }
 
 impl CombineKernel {
-    /// Builds the combine variant for `head_dim`.
+    /// Builds the combine the device's class runs best, for `head_dim`.
     pub fn new(ctx: &GpuContext, head_dim: u32) -> Result<Self, GpuError> {
-        let variant = Variant::for_device(Family::Combine, KvStorageMode::F32, head_dim, u32::MAX)
+        Self::with_algorithm(ctx, head_dim, AttentionAlgorithm::for_device(ctx))
+    }
+
+    /// Builds the combine shape that goes with `algorithm` (tests run both on every adapter).
+    pub fn with_algorithm(
+        ctx: &GpuContext,
+        head_dim: u32,
+        algorithm: AttentionAlgorithm,
+    ) -> Result<Self, GpuError> {
+        let family = match algorithm {
+            AttentionAlgorithm::Tiled => Family::Combine,
+            AttentionAlgorithm::Flat => Family::CombineFlat,
+        };
+        let variant = Variant::for_device(family, KvStorageMode::F32, head_dim, u32::MAX)
             .expect("combine has no tile constraints");
         let pipeline = pipeline::build(ctx, &variant, &["combine"])?.remove(0);
         Ok(Self { pipeline, variant })
     }
 
-    /// Params for the batch's current step.
+    /// Params for the batch's current step, and the grid in rows (x a multiple of every
+    /// variant's rows per workgroup, so either shape can dispatch it).
     pub(crate) fn params(
         ctx: &GpuContext,
         rows: u32,
         num_partitions: u32,
     ) -> (CombineParams, [u32; 2]) {
-        let (x, y) = pipeline::grid_2d(rows, ctx.capabilities.max_workgroups_per_dimension);
+        let unit = FLAT_WORKGROUP_SIZE;
+        let max_span = ctx.capabilities.max_workgroups_per_dimension / unit * unit;
+        let row_span = rows.max(1).next_multiple_of(unit).min(max_span);
         (
             CombineParams {
                 rows,
                 num_partitions,
-                grid_x: x,
+                row_span,
                 _pad: 0,
             },
-            [x, y],
+            [row_span, rows.div_ceil(row_span)],
         )
     }
 
@@ -65,6 +84,7 @@ impl CombineKernel {
         );
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(batch.combine_grid[0], batch.combine_grid[1], 1);
+        let [row_span, y] = batch.combine_grid;
+        pass.dispatch_workgroups(row_span / self.variant.combine_rows(), y, 1);
     }
 }

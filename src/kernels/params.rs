@@ -69,8 +69,9 @@ pub struct CombineParams {
     pub rows: u32,
     /// Partitions per row.
     pub num_partitions: u32,
-    /// Workgroups along x of the 2-D grid.
-    pub grid_x: u32,
+    /// Rows covered by one row of the 2-D grid: a multiple of every variant's rows per
+    /// workgroup, so the same params serve both combine shapes.
+    pub row_span: u32,
     /// Padding to 16 bytes.
     pub _pad: u32,
 }

@@ -56,8 +56,10 @@ pub enum Family {
     Flat,
     /// Causal attention over a chunk of queries.
     Prefill,
-    /// Merge of partial softmax states.
+    /// Merge of partial softmax states, a workgroup per output row (GPUs).
     Combine,
+    /// The same merge with an invocation per output row (CPU adapters).
+    CombineFlat,
     /// Deterministic synthetic Q/K/V for the stress engine.
     Generate,
     /// The bandwidth roofline `pagekv bench` measures kernels against.
@@ -70,12 +72,13 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Append,
         Family::Decode,
         Family::Flat,
         Family::Prefill,
         Family::Combine,
+        Family::CombineFlat,
         Family::Generate,
         Family::Copy,
         Family::Matmul,
@@ -90,6 +93,7 @@ impl Family {
             Family::Flat => "flat",
             Family::Prefill => "prefill",
             Family::Combine => "combine",
+            Family::CombineFlat => "combineflat",
             Family::Generate => "generate",
             Family::Copy => "copy",
             Family::Matmul => "matmul",
@@ -104,7 +108,7 @@ impl Family {
             Family::Decode => &["decode"],
             Family::Flat => &["attend"],
             Family::Prefill => &["prefill"],
-            Family::Combine => &["combine"],
+            Family::Combine | Family::CombineFlat => &["combine"],
             Family::Generate => &["generate"],
             Family::Copy => &["copy"],
             Family::Matmul | Family::MatmulFlat => &["matmul"],
@@ -222,9 +226,19 @@ impl Variant {
         }
     }
 
+    /// Output rows one combine workgroup merges: a GPU gives a row the whole workgroup (its
+    /// threads split the head dim); a CPU adapter gives each SIMD lane its own row, so the
+    /// scan over a row's partitions runs once per row instead of once per thread.
+    pub fn combine_rows(&self) -> u32 {
+        match self.family {
+            Family::CombineFlat => FLAT_WORKGROUP_SIZE,
+            _ => 1,
+        }
+    }
+
     /// Threads per workgroup of this variant.
     pub fn workgroup_size(&self) -> u32 {
-        if self.family == Family::Flat {
+        if matches!(self.family, Family::Flat | Family::CombineFlat) {
             FLAT_WORKGROUP_SIZE
         } else {
             WORKGROUP_SIZE
@@ -294,7 +308,10 @@ impl Variant {
         src += "\n";
         match self.family {
             Family::Append => src += APPEND,
-            Family::Combine => src += COMBINE,
+            Family::Combine | Family::CombineFlat => {
+                src += &format!("const COMBINE_ROWS: u32 = {}u;\n\n", self.combine_rows());
+                src += COMBINE;
+            }
             Family::Generate => src += GENERATE,
             Family::Copy => src += COPY,
             Family::Matmul => src += MATMUL,
