@@ -135,7 +135,7 @@ fn label(case: &AttentionCase) -> String {
 /// Turns a case result into a figure: `amount / seconds` in units of 1e9 (`GB/s`,
 /// `GFLOP/s`), with its ratio to `roofline` (same units per second, unscaled).
 fn figure(
-    planned: PlannedCase,
+    planned: &PlannedCase,
     unit: &str,
     amount: f64,
     roofline: f64,
@@ -143,8 +143,8 @@ fn figure(
 ) -> Result<Figure, GpuError> {
     match result {
         Ok(seconds) => Ok(Figure {
-            section: planned.section.into(),
-            case: planned.label,
+            section: planned.section().into(),
+            case: planned.label.clone(),
             seconds: Some(seconds),
             value: Some(amount / seconds / 1e9),
             unit: unit.into(),
@@ -152,8 +152,8 @@ fn figure(
             skipped: None,
         }),
         Err(BenchSkip::Skipped(reason)) => Ok(Figure {
-            section: planned.section.into(),
-            case: planned.label,
+            section: planned.section().into(),
+            case: planned.label.clone(),
             seconds: None,
             value: None,
             unit: unit.into(),
@@ -191,37 +191,78 @@ impl Recorder<'_> {
     }
 }
 
-/// One case of the grid, before it runs.
+/// What one planned case measures.
 #[derive(Clone, Debug)]
-pub struct PlannedCase {
-    /// `decode`, `prefill`, `append` or `host`.
-    pub section: &'static str,
-    /// The label the figure will carry.
-    pub label: String,
-    /// The attention shape (GPU sections).
-    attention: Option<AttentionCase>,
+pub enum Work {
+    /// Decode attention bandwidth (KV bytes read / time), a ratio of the copy roofline.
+    Decode(AttentionCase),
+    /// Prefill FLOP/s, a ratio of the matmul roofline.
+    Prefill(AttentionCase),
+    /// Append bandwidth (bytes moved / time), a ratio of the copy roofline.
+    Append(AttentionCase),
+    /// Host bookkeeping operations per second (no GPU).
+    Host(HostOp),
 }
 
-impl PlannedCase {
-    fn gpu(section: &'static str, case: AttentionCase) -> Self {
-        let label = match section {
-            "append" => format!("{} tokens, {}", case.context, label(&case)),
-            _ => label(&case),
-        };
-        Self {
-            section,
-            label,
-            attention: Some(case),
+/// The host bookkeeping operations the bench rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostOp {
+    /// Block-pool allocate + free pairs.
+    PoolPairs,
+    /// Fork and free of a 64-block sequence.
+    Forks,
+    /// Prefix-cache lookups of a 1024-token prompt.
+    PrefixLookups,
+}
+
+impl HostOp {
+    fn label(self) -> &'static str {
+        match self {
+            HostOp::PoolPairs => "block pool allocate+free pairs",
+            HostOp::Forks => "fork + free of a 64-block sequence",
+            HostOp::PrefixLookups => "prefix lookup of a 1024-token prompt",
+        }
+    }
+
+    /// Operations per second; `scale` multiplies the repetitions (the full grid takes more).
+    fn rate(self, scale: u64) -> f64 {
+        match self {
+            HostOp::PoolPairs => host::pool_pairs_per_s(2_000_000 * scale),
+            HostOp::Forks => host::forks_per_s(20_000 * scale),
+            HostOp::PrefixLookups => host::prefix_lookups_per_s(20_000 * scale),
         }
     }
 }
 
-/// The host bookkeeping cases, in order.
-const HOST_CASES: [&str; 3] = [
-    "block pool allocate+free pairs",
-    "fork + free of a 64-block sequence",
-    "prefix lookup of a 1024-token prompt",
-];
+/// One case of the grid, before it runs.
+#[derive(Clone, Debug)]
+pub struct PlannedCase {
+    /// What it measures.
+    pub work: Work,
+    /// The label its figure will carry.
+    pub label: String,
+}
+
+impl PlannedCase {
+    fn new(work: Work) -> Self {
+        let label = match &work {
+            Work::Decode(case) | Work::Prefill(case) => label(case),
+            Work::Append(case) => format!("{} tokens, {}", case.context, label(case)),
+            Work::Host(op) => op.label().into(),
+        };
+        Self { work, label }
+    }
+
+    /// The section name `--only` selects it by.
+    pub fn section(&self) -> &'static str {
+        match self.work {
+            Work::Decode(_) => "decode",
+            Work::Prefill(_) => "prefill",
+            Work::Append(_) => "append",
+            Work::Host(_) => "host",
+        }
+    }
+}
 
 /// Every case `options` selects, in the order they run (the rooflines come first and are not
 /// listed). Callers check a `--case` filter against this before any work.
@@ -248,7 +289,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                         batch,
                         context,
                     };
-                    out.push(PlannedCase::gpu("decode", case));
+                    out.push(PlannedCase::new(Work::Decode(case)));
                 }
             }
         }
@@ -260,7 +301,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
             batch: 1,
             context: 8192,
         };
-        out.push(PlannedCase::gpu("decode", case));
+        out.push(PlannedCase::new(Work::Decode(case)));
     }
     let prefill_lengths: &[u32] = if quick { &[256] } else { &[512, 2048] };
     for geometry in geometries() {
@@ -271,7 +312,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                 batch: 1,
                 context,
             };
-            out.push(PlannedCase::gpu("prefill", case));
+            out.push(PlannedCase::new(Work::Prefill(case)));
         }
     }
     for geometry in geometries() {
@@ -281,16 +322,12 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
             batch: 1,
             context: if quick { 1024 } else { 8192 },
         };
-        out.push(PlannedCase::gpu("append", case));
+        out.push(PlannedCase::new(Work::Append(case)));
     }
-    for label in HOST_CASES {
-        out.push(PlannedCase {
-            section: "host",
-            label: label.into(),
-            attention: None,
-        });
+    for op in [HostOp::PoolPairs, HostOp::Forks, HostOp::PrefixLookups] {
+        out.push(PlannedCase::new(Work::Host(op)));
     }
-    out.retain(|c| options.wants(c.section) && options.wants_case(&c.label));
+    out.retain(|c| options.wants(c.section()) && options.wants_case(&c.label));
     out
 }
 
@@ -343,60 +380,102 @@ pub fn run_bench(
         skipped: None,
     });
     let cap = options.max_pool_bytes;
-    let (gpu_cases, host_cases): (Vec<_>, Vec<_>) = plan(options)
-        .into_iter()
-        .partition(|c| c.attention.is_some());
-    for mut planned in gpu_cases {
-        let Some(case) = planned.attention.take() else {
-            continue;
-        };
-        let case = &case;
-        rec.starting(&format!("{} {}", planned.section, planned.label));
-        let (result, amount, unit, roofline) = match planned.section {
-            "decode" => (
+    let host_scale = if options.quick { 1 } else { 4 };
+    for planned in plan(options) {
+        rec.starting(&format!("{} {}", planned.section(), planned.label));
+        let (result, amount, unit, roofline) = match &planned.work {
+            Work::Decode(case) => (
                 kernels::decode(ctx, &watch, repeats, case, cap),
                 case.kv_bytes() as f64,
                 "GB/s",
                 copy,
             ),
-            "prefill" => (
+            Work::Prefill(case) => (
                 kernels::prefill(ctx, &watch, repeats, case, cap),
                 kernels::prefill_flops(case),
                 "GFLOP/s",
                 matmul,
             ),
-            _ => (
+            Work::Append(case) => (
                 kernels::append(ctx, &watch, repeats, case, cap),
                 kernels::append_bytes(case) as f64,
                 "GB/s",
                 copy,
             ),
+            Work::Host(op) => {
+                rec.add(Figure {
+                    section: "host".into(),
+                    case: planned.label.clone(),
+                    seconds: None,
+                    value: Some(op.rate(host_scale) / 1e6),
+                    unit: "M/s".into(),
+                    ratio: None,
+                    skipped: None,
+                });
+                continue;
+            }
         };
-        rec.add(figure(planned, unit, amount, roofline, result)?);
+        rec.add(figure(&planned, unit, amount, roofline, result)?);
     }
     rec.starting("copy roofline again (drift over the run)");
     rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
-    if !host_cases.is_empty() {
-        rec.starting("host bookkeeping");
-    }
-    let scale = if options.quick { 1 } else { 4 };
-    for planned in host_cases {
-        let rate = match planned.label.as_str() {
-            l if l == HOST_CASES[0] => host::pool_pairs_per_s(2_000_000 * scale),
-            l if l == HOST_CASES[1] => host::forks_per_s(20_000 * scale),
-            _ => host::prefix_lookups_per_s(20_000 * scale),
-        };
-        rec.add(Figure {
-            section: "host".into(),
-            case: planned.label,
-            seconds: None,
-            value: Some(rate / 1e6),
-            unit: "M/s".into(),
-            ratio: None,
-            skipped: None,
-        });
-    }
     rec.report.complete = true;
     rec.report.targets = targets::judge(&rec.report.figures);
     Ok(rec.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(quick: bool, sections: &[&str], cases: &[&str]) -> BenchOptions {
+        BenchOptions {
+            quick,
+            max_pool_bytes: 1 << 30,
+            sections: sections.iter().map(|s| s.to_string()).collect(),
+            cases: cases.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_grids_cover_every_section_and_the_issue_grid() {
+        for quick in [true, false] {
+            let plan = plan(&options(quick, &[], &[]));
+            let mut sections: Vec<_> = plan.iter().map(PlannedCase::section).collect();
+            sections.dedup();
+            assert_eq!(sections, SECTIONS, "sections in plan order");
+        }
+        // batch {1, 8, 32, 128} x context {512, 4K, 16K, 32K} x 2 models x 2 dtypes, plus
+        // the two ggml shapes.
+        let full = plan(&options(false, &["decode"], &[]));
+        assert_eq!(full.len(), 4 * 4 * 2 * 2 + 2);
+        assert!(
+            full.iter()
+                .any(|c| c.label == "qwen2.5-7b f16 batch 128 ctx 32768")
+        );
+    }
+
+    #[test]
+    fn case_filters_match_label_substrings_within_the_chosen_sections() {
+        let picked = plan(&options(
+            false,
+            &[],
+            &["batch 8 ctx 4096", "ggml-shape-gqa4"],
+        ));
+        let labels: Vec<_> = picked.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "qwen2.5-0.5b f32 batch 8 ctx 4096",
+                "qwen2.5-0.5b f16 batch 8 ctx 4096",
+                "qwen2.5-7b f32 batch 8 ctx 4096",
+                "qwen2.5-7b f16 batch 8 ctx 4096",
+                "ggml-shape-gqa4 f16 batch 1 ctx 8192",
+            ]
+        );
+        assert!(plan(&options(true, &["prefill"], &["batch 8"])).is_empty());
+        let host = plan(&options(true, &["host"], &["block pool"]));
+        assert_eq!(host.len(), 1);
+        assert!(matches!(host[0].work, Work::Host(HostOp::PoolPairs)));
+    }
 }
