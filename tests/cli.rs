@@ -168,6 +168,19 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
         .find(|t| t["target"].as_str().unwrap().starts_with("block pool"))
         .expect("the block pool target is judged");
     assert!(pool["met"].is_boolean(), "{pool}");
+
+    // Two bench reports compare row by row, each figure beside its own roofline ratio.
+    let out = pagekv(&["compare", path.to_str().unwrap(), path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = stdout(&out);
+    for needle in [
+        "A of roofline",
+        "B / A",
+        "block pool allocate+free pairs",
+        "x1.00",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
 }
 
 #[test]

@@ -7,6 +7,8 @@ use std::process::Output;
 mod common;
 
 use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
+use pagekv::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchReport, Clock};
+use pagekv::gpu::AdapterReport;
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pagekv-cli-run-{tag}-{}", std::process::id()));
@@ -182,6 +184,25 @@ fn run_writes_results_and_compare_reads_them() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
     assert!(stdout(&out).contains("warning (--force)"));
+
+    // A bench report is another kind of file: refused beside a results file, in one sentence.
+    let bench = dir.join("bench.json");
+    let report = BenchReport {
+        format: BENCH_FORMAT.into(),
+        version: BENCH_FORMAT_VERSION,
+        adapter: AdapterReport::default(),
+        clock: Clock::WallClock,
+        quick: true,
+        copy_bytes_per_s: 1e9,
+        copy_end_bytes_per_s: None,
+        complete: true,
+        matmul_flops: 1e9,
+        figures: Vec::new(),
+        targets: Vec::new(),
+    };
+    std::fs::write(&bench, serde_json::to_string(&report).unwrap()).unwrap();
+    let out = pagekv(&["compare", a.to_str().unwrap(), bench.to_str().unwrap()]);
+    assert_input_error(&out, &["bench report", "same kind"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -22,6 +22,12 @@ use crate::gpu::{AdapterReport, GpuContext, GpuError};
 use kernels::{AttentionCase, BenchSkip};
 pub use stopwatch::{Clock, Stopwatch};
 
+/// The `format` field of a bench JSON file.
+pub const BENCH_FORMAT: &str = "pagekv-bench";
+
+/// The bench JSON version this build writes and the newest it reads.
+pub const BENCH_FORMAT_VERSION: u32 = 1;
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -84,9 +90,9 @@ pub struct TargetCheck {
 /// Everything one bench run measured; `--json` writes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
-    /// Always `pagekv-bench`.
+    /// Always [`BENCH_FORMAT`].
     pub format: String,
-    /// 1.
+    /// [`BENCH_FORMAT_VERSION`] at writing.
     pub version: u32,
     /// The adapter measured.
     pub adapter: AdapterReport,
@@ -347,8 +353,8 @@ pub fn run_bench(
     let matmul = kernels::matmul_roofline(ctx, &watch, repeats, size)?;
     let mut rec = Recorder {
         report: BenchReport {
-            format: "pagekv-bench".into(),
-            version: 1,
+            format: BENCH_FORMAT.into(),
+            version: BENCH_FORMAT_VERSION,
             adapter: ctx.report(),
             clock: watch.clock(),
             quick: options.quick,

@@ -18,6 +18,16 @@ pub enum Clock {
     WallClock,
 }
 
+impl Clock {
+    /// Two words for tables and comparison headers.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Clock::GpuTimestamps => "GPU timestamps",
+            Clock::WallClock => "wall clock",
+        }
+    }
+}
+
 /// Times one pass per submission, median over repeats.
 pub struct Stopwatch {
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer, f64)>,

@@ -1,30 +1,59 @@
-//! `pagekv compare A.json B.json`: two results files side by side with B / A ratios.
+//! `pagekv compare A.json B.json`: two results files, or two bench reports, side by side with
+//! B / A ratios.
 
 use std::path::PathBuf;
 
 use clap::Args;
+use pagekv::report::bench_compare::{bench_compare_table, describe_bench};
 use pagekv::report::compare::{compare_table, describe, incompatibility};
-use pagekv::report::file;
+use pagekv::report::file::{self, AnyFile};
 
 use super::CliError;
 
 /// Flags of `pagekv compare`.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// The baseline results file (A).
+    /// The baseline file (A): a results file (`run --out`) or a bench report
+    /// (`bench --json`).
     pub a: PathBuf,
-    /// The results file compared with it (B).
+    /// The file compared with it (B), of the same kind.
     pub b: PathBuf,
-    /// Compare even when the files were made at different presets or budgets.
+    /// Compare results files even when they were made at different presets or budgets.
     #[arg(long)]
     pub force: bool,
 }
 
-/// Loads both files, refuses mismatched presets unless `--force`, prints the table.
+/// Loads both files, refuses mismatched kinds, and mismatched settings unless `--force`,
+/// then prints the table.
 pub fn run(args: &CompareArgs) -> Result<(), CliError> {
-    let read = |p: &PathBuf| file::read(p).map_err(|e| CliError::input(e.to_string()));
+    let read = |p: &PathBuf| file::read_any(p).map_err(|e| CliError::input(e.to_string()));
     let (a, b) = (read(&args.a)?, read(&args.b)?);
-    if let Some(why) = incompatibility(&a, &b) {
+    let (why, lines, table) = match (&a, &b) {
+        (AnyFile::Results(a), AnyFile::Results(b)) => (
+            incompatibility(a, b),
+            [describe("A", a), describe("B", b)],
+            compare_table(a, b),
+        ),
+        (AnyFile::Bench(a), AnyFile::Bench(b)) => (
+            None,
+            [describe_bench("A", a), describe_bench("B", b)],
+            bench_compare_table(a, b),
+        ),
+        _ => {
+            let kind = |f: &AnyFile| match f {
+                AnyFile::Results(_) => "a run's results",
+                AnyFile::Bench(_) => "a bench report",
+            };
+            return Err(CliError::input(format!(
+                "{} is {} and {} is {}; compare two files of the same kind",
+                args.a.display(),
+                kind(&a),
+                args.b.display(),
+                kind(&b)
+            )));
+        }
+    };
+    if let Some(why) = why {
         if !args.force {
             return Err(CliError::input(format!(
                 "{} and {} were made with {why}; pass --force to compare anyway",
@@ -34,8 +63,9 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
         }
         println!("warning (--force): {why}");
     }
-    println!("{}", describe("A", &a));
-    println!("{}", describe("B", &b));
-    println!("{}", compare_table(&a, &b));
+    for line in lines {
+        println!("{line}");
+    }
+    println!("{table}");
     Ok(())
 }

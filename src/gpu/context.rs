@@ -40,7 +40,7 @@ impl AdapterFilter {
 }
 
 /// The limits and features pagekv sizes its buffers and picks kernel variants from.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Capabilities {
     /// Largest storage buffer binding in bytes: a KV shard never exceeds this.
     pub max_storage_binding: u64,
@@ -86,7 +86,7 @@ impl Capabilities {
 }
 
 /// One adapter as `pagekv devices` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdapterReport {
     /// Adapter name as the driver reports it.
     pub name: String,

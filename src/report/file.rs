@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::{FORMAT, FORMAT_VERSION, ResultsFile};
+use crate::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchReport};
 
 /// Why a results file could not be read or written; every message names the file.
 #[derive(Debug, Error)]
@@ -93,8 +94,29 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
     }
 }
 
+/// A file `pagekv compare` reads: a run's results or a bench report.
+#[derive(Debug)]
+pub enum AnyFile {
+    /// `pagekv run --out`.
+    Results(Box<ResultsFile>),
+    /// `pagekv bench --json`.
+    Bench(Box<BenchReport>),
+}
+
 /// Reads a results file, refusing other formats and newer versions with a clear message.
 pub fn read(path: &Path) -> Result<ResultsFile, ResultsFileError> {
+    match read_any(path)? {
+        AnyFile::Results(results) => Ok(*results),
+        AnyFile::Bench(_) => Err(ResultsFileError::Version {
+            path: path.to_path_buf(),
+            message: format!("a bench report (`format` \"{BENCH_FORMAT}\"), not a run's results"),
+        }),
+    }
+}
+
+/// Reads a results file or a bench report, whichever `format` says, refusing other formats
+/// and versions newer than this build reads.
+pub fn read_any(path: &Path) -> Result<AnyFile, ResultsFileError> {
     let text = fs::read_to_string(path).map_err(|source| ResultsFileError::Io {
         path: path.to_path_buf(),
         source,
@@ -105,24 +127,34 @@ pub fn read(path: &Path) -> Result<ResultsFile, ResultsFileError> {
             message: e.to_string(),
         })?;
     let format = value.get("format").and_then(|f| f.as_str());
-    if format != Some(FORMAT) {
-        return Err(ResultsFileError::Version {
-            path: path.to_path_buf(),
-            message: format!("`format` is {format:?}, expected \"{FORMAT}\""),
-        });
-    }
+    let (kind, newest) = match format {
+        Some(FORMAT) => ("results", FORMAT_VERSION),
+        Some(BENCH_FORMAT) => ("bench", BENCH_FORMAT_VERSION),
+        _ => {
+            return Err(ResultsFileError::Version {
+                path: path.to_path_buf(),
+                message: format!(
+                    "`format` is {format:?}, expected \"{FORMAT}\" or \"{BENCH_FORMAT}\""
+                ),
+            });
+        }
+    };
     let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-    if version == 0 || version > FORMAT_VERSION as u64 {
+    if version == 0 || version > newest as u64 {
         return Err(ResultsFileError::Version {
             path: path.to_path_buf(),
             message: format!(
-                "results format version {version}; this pagekv reads versions 1 to \
-                 {FORMAT_VERSION}"
+                "{kind} format version {version}; this pagekv reads versions 1 to {newest}"
             ),
         });
     }
-    serde_json::from_value(value).map_err(|e| ResultsFileError::Parse {
+    let parse = |e: serde_json::Error| ResultsFileError::Parse {
         path: path.to_path_buf(),
         message: e.to_string(),
+    };
+    Ok(if kind == "bench" {
+        AnyFile::Bench(Box::new(serde_json::from_value(value).map_err(parse)?))
+    } else {
+        AnyFile::Results(Box::new(serde_json::from_value(value).map_err(parse)?))
     })
 }

@@ -22,6 +22,7 @@
 //! Times are seconds, percentages 0-100, sizes bytes. Fields are only ever added within a
 //! version; a change of meaning bumps the version.
 
+pub mod bench_compare;
 pub mod compare;
 pub mod file;
 pub mod status;

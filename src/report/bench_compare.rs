@@ -1,0 +1,177 @@
+//! Two bench reports side by side (two vendors, two drivers, two machines). Each figure is
+//! shown with its ratio to its own adapter's roofline, which is what compares across
+//! vendors: a kernel at 90% of a Radeon's copy speed and at 60% of an Arc's is better tuned
+//! for the Radeon whatever the two cards' raw bandwidths. B / A is the raw speed-up.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+
+use crate::bench::{BenchReport, Figure};
+
+/// The lines above the table: what A and B are.
+pub fn describe_bench(label: &str, r: &BenchReport) -> String {
+    let drift = r.copy_end_bytes_per_s.map_or(String::new(), |end| {
+        format!(
+            " ({:+.0}% by the end)",
+            100.0 * (end / r.copy_bytes_per_s - 1.0)
+        )
+    });
+    format!(
+        "{label}: {} ({}, {} {}), {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s{}",
+        r.adapter.name,
+        r.adapter.backend,
+        r.adapter.driver,
+        r.adapter.driver_info,
+        if r.quick { "quick" } else { "full" },
+        r.clock.short_name(),
+        r.copy_bytes_per_s / 1e9,
+        r.matmul_flops / 1e9,
+        if r.complete { "" } else { ", INCOMPLETE" }
+    )
+}
+
+fn value(f: Option<&Figure>) -> String {
+    match f {
+        None => "-".into(),
+        Some(f) if f.skipped.is_some() => "skipped".into(),
+        Some(f) => f.value.map_or("-".into(), |v| format!("{v:.2} {}", f.unit)),
+    }
+}
+
+fn of_roofline(f: Option<&Figure>) -> String {
+    f.and_then(|f| f.ratio)
+        .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r))
+}
+
+/// B / A speed: higher is faster in B (rates compare directly, times inversely).
+fn speedup(a: Option<&Figure>, b: Option<&Figure>) -> String {
+    match (a.and_then(|f| f.value), b.and_then(|f| f.value)) {
+        (Some(a), Some(b)) if a > 0.0 => format!("x{:.2}", b / a),
+        _ => "-".into(),
+    }
+}
+
+/// Every case in either report, in A's order then B's extras: A and B figures, each as a
+/// ratio of its own roofline, and B / A. A quick and a full grid pair on the cases they share
+/// (the full grid holds every quick decode case); the others show `-` on one side.
+pub fn bench_compare_table(a: &BenchReport, b: &BenchReport) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec![
+            "section",
+            "case",
+            "A",
+            "A of roofline",
+            "B",
+            "B of roofline",
+            "B / A",
+        ]);
+    let key = |f: &Figure| (f.section.clone(), f.case.clone());
+    let mut keys: Vec<(String, String)> = a.figures.iter().map(key).collect();
+    for k in b.figures.iter().map(key) {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let find = |r: &'_ BenchReport, (section, case): &(String, String)| -> Option<Figure> {
+        r.figures
+            .iter()
+            .find(|f| &f.section == section && &f.case == case)
+            .cloned()
+    };
+    for k in &keys {
+        let (fa, fb) = (find(a, k), find(b, k));
+        table.add_row(vec![
+            Cell::new(&k.0),
+            Cell::new(&k.1),
+            Cell::new(value(fa.as_ref())),
+            Cell::new(of_roofline(fa.as_ref())),
+            Cell::new(value(fb.as_ref())),
+            Cell::new(of_roofline(fb.as_ref())),
+            Cell::new(speedup(fa.as_ref(), fb.as_ref())),
+        ]);
+    }
+    for i in 2..=6 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{BENCH_FORMAT, Clock};
+    use crate::gpu::AdapterReport;
+
+    fn figure(section: &str, case: &str, value: f64, ratio: f64) -> Figure {
+        Figure {
+            section: section.into(),
+            case: case.into(),
+            seconds: Some(1.0 / value),
+            value: Some(value),
+            unit: "GB/s".into(),
+            ratio: Some(ratio),
+            skipped: None,
+        }
+    }
+
+    fn report(name: &str, figures: Vec<Figure>) -> BenchReport {
+        BenchReport {
+            format: BENCH_FORMAT.into(),
+            version: 1,
+            adapter: AdapterReport {
+                name: name.into(),
+                ..AdapterReport::default()
+            },
+            clock: Clock::GpuTimestamps,
+            quick: true,
+            copy_bytes_per_s: 1e9,
+            copy_end_bytes_per_s: Some(1.1e9),
+            complete: true,
+            matmul_flops: 1e9,
+            figures,
+            targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rows_pair_cases_and_show_each_roofline_ratio_and_the_speedup() {
+        let a = report(
+            "lavapipe",
+            vec![
+                figure("decode", "x batch 1", 0.5, 0.5),
+                figure("decode", "only in a", 1.0, 0.9),
+            ],
+        );
+        let b = report(
+            "radeon",
+            vec![
+                figure("decode", "x batch 1", 400.0, 0.8),
+                figure("decode", "only in b", 2.0, 0.1),
+            ],
+        );
+        let text = bench_compare_table(&a, &b).to_string();
+        let row = |case: &str| {
+            text.lines()
+                .find(|l| l.contains(case))
+                .unwrap_or_else(|| panic!("no row for {case}: {text}"))
+                .to_string()
+        };
+        let both = row("x batch 1");
+        for cell in ["0.50 GB/s", "50%", "400.00 GB/s", "80%", "x800.00"] {
+            assert!(both.contains(cell), "{cell} missing: {both}");
+        }
+        assert!(row("only in a").contains("90%"));
+        assert!(row("only in b").contains("10%"));
+        let described = describe_bench("A", &a);
+        assert!(described.contains("(+10% by the end)"), "{described}");
+        assert!(
+            described.contains("quick grid, GPU timestamps"),
+            "{described}"
+        );
+    }
+}
