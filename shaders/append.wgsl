@@ -1,6 +1,8 @@
 // Cache writes, like vLLM's reshape_and_cache: `append` scatters the K/V rows of many new
 // tokens of many sequences into their slots in one dispatch; `copy_blocks` performs the block
-// copies copy-on-write asks for. One dispatch per pool shard; each ignores other shards' blocks.
+// copies copy-on-write asks for; `append_texels` is `append` for texture-backed pools
+// (src/gpu/shard.rs), whose block copies are the driver's texture copies. One dispatch per pool
+// shard; each ignores other shards' blocks.
 // The composer prepends the KvVec prelude and HEAD_DIM, HD4.
 
 struct AppendParams {
@@ -22,6 +24,9 @@ struct AppendParams {
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> k_cache: array<KvVec>;
 @group(0) @binding(5) var<storage, read_write> v_cache: array<KvVec>;
+// Texture-backed pools: rgba32uint, one block per row.
+@group(0) @binding(6) var k_texels: texture_storage_2d<rgba32uint, write>;
+@group(0) @binding(7) var v_texels: texture_storage_2d<rgba32uint, write>;
 
 const SKIP: u32 = 0xffffffffu;
 
@@ -61,4 +66,37 @@ fn copy_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
     let dst = indices[2u * pair + 1u] * per_block + offset;
     k_cache[dst] = k_cache[src];
     v_cache[dst] = v_cache[src];
+}
+
+// One invocation per 16-byte texel (VEC4_PER_TEXEL four-element slices of a row). A block's
+// row of texels holds the same bytes as its range of a buffer-backed shard.
+@compute @workgroup_size(64)
+fn append_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let idx = gid.x + gid.y * params.grid_x_threads;
+    let per_head = HD4 / VEC4_PER_TEXEL;
+    let per_token = params.kv_heads * per_head;
+    if (idx >= params.count * per_token) {
+        return;
+    }
+    let token = idx / per_token;
+    let slot = indices[token];
+    if (slot == SKIP) {
+        return;
+    }
+    let block = slot / params.block_size;
+    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+        return;
+    }
+    let head = (idx % per_token) / per_head;
+    let texel = idx % per_head;
+    let at = vec2<u32>(
+        (head * params.block_size + slot % params.block_size) * per_head + texel,
+        block - params.shard_first_block,
+    );
+    // For one slice per texel the second operand is ignored; reading the same slice keeps
+    // the index in bounds.
+    let src = (token * params.kv_heads + head) * HD4 + texel * VEC4_PER_TEXEL;
+    let last = src + VEC4_PER_TEXEL - 1u;
+    textureStore(k_texels, at, kv_texel(new_k[src], new_k[last]));
+    textureStore(v_texels, at, kv_texel(new_v[src], new_v[last]));
 }

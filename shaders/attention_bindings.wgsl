@@ -1,6 +1,8 @@
 // Paged attention bindings shared by decode and prefill: the parameter block, the buffers
 // every attention dispatch binds (in this order, so one host batch serves both), and the
-// block-table lookup of a key's row.
+// block-table lookup of a key's row. Bindings 2 and 3, the K and V pools, are declared by
+// attention_tiles.wgsl (buffers) or by the flat kernel's pool file (flat_pool_*.wgsl), since
+// the flat kernel may read them as textures.
 //
 // The composer prepends the KvVec prelude (kv_*.wgsl) and the constants HEAD_DIM, HD4, WG,
 // ROWS and TILE_KEYS (and ACC_SLOTS).
@@ -31,8 +33,6 @@ struct AttnParams {
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
-@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
 @group(0) @binding(4) var<storage, read> block_tables: array<u32>;
 // Per sequence: (context length including this step's tokens, first query row, query count, 0).
 @group(0) @binding(5) var<storage, read> seq_info: array<vec4<u32>>;
@@ -43,15 +43,25 @@ struct AttnParams {
 const MASKED: f32 = -3.0e38;
 const INVALID: u32 = 0xffffffffu;
 
-// Where key `tok` of `seq` lives in this shard, in KvVec units, or INVALID when its block is in
-// another shard (that shard's dispatch covers it).
-fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
+// Where key `tok` of `seq` lives in this shard: (its row's offset within the block in KvVec
+// units, the block's index within the shard), or y = INVALID when its block is in another
+// shard (that shard's dispatch covers it).
+fn key_place(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
     let block = block_tables[seq * params.table_stride + tok / params.block_size];
     if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+        return vec2<u32>(0u, INVALID);
+    }
+    let row = (kv_head * params.block_size + tok % params.block_size) * HD4;
+    return vec2<u32>(row, block - params.shard_first_block);
+}
+
+// The same place as one index into a shard buffer, in KvVec units, or INVALID.
+fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
+    let place = key_place(seq, kv_head, tok);
+    if (place.y == INVALID) {
         return INVALID;
     }
     let kv_heads = params.q_heads / params.group;
-    let local_block = block - params.shard_first_block;
-    return ((local_block * kv_heads + kv_head) * params.block_size + tok % params.block_size) * HD4;
+    return place.y * kv_heads * params.block_size * HD4 + place.x;
 }
 

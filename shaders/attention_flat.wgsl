@@ -1,6 +1,7 @@
 // Decode and prefill attention without workgroup memory or barriers, for CPU adapters
 // (lavapipe, SwiftShader). Follows attention_bindings.wgsl, with KvVec a whole load chunk
-// (kv_chunk_*.wgsl).
+// (kv_chunk_*.wgsl) and the pool read through key_at/load_k/load_v of flat_pool_buffers.wgsl
+// or flat_pool_textures.wgsl (CPU adapters keep their pools in textures).
 //
 // One invocation per (sequence, query token, context split, KV head, group chunk) serves GROUP
 // query heads of one GQA group: it streams each K/V row of its split from the paged pool once
@@ -10,10 +11,10 @@
 // state the tiled kernels write; combine.wgsl merges it.
 //
 // Why this shape on CPU adapters: there a workgroup barrier turns the whole shader into
-// coroutines, and every buffer load inside a loop is a per-lane scalar access costing about
-// the same whatever its width. So the kernel loads 16-byte chunks, loads each chunk once per
-// GQA group, keeps everything else in registers, and spends as little arithmetic per key as
-// the online softmax allows. Lines marked `{{...}}` are generated per head and per chunk as
+// coroutines, and every buffer load is a per-lane scalar loop (a texel fetch is cheaper, but
+// still per chunk). So the kernel loads 16-byte chunks, loads each chunk once per GQA group,
+// keeps everything else in registers, and spends as little arithmetic per key as the online
+// softmax allows. Lines marked `{{...}}` are generated per head and per chunk as
 // straight-line code (flat_source.rs), because llvmpipe moves a private array indexed inside
 // a loop to per-lane scratch memory, as slow as a buffer load.
 // When GROUP does not divide the group, the last chunk repeats the group's last head: its

@@ -3,6 +3,10 @@
 // head of the GQA group) pairs), keeping an online softmax per row. Every K/V row is read once
 // per workgroup however many query heads share it. Follows attention_bindings.wgsl.
 
+// The tiled kernels read buffer-backed pools only (GPUs, where buffers stream at full speed).
+@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
+@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
+
 var<workgroup> q_tile: array<vec4<f32>, ROWS * HD4>;
 var<workgroup> kv_tile: array<vec4<f32>, TILE_KEYS * HD4>;
 var<workgroup> p_tile: array<f32, ROWS * TILE_KEYS>;

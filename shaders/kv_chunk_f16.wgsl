@@ -12,3 +12,8 @@ fn chunk_lo(x: KvVec) -> vec4<f32> {
 fn chunk_hi(x: KvVec) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(x.z), unpack2x16float(x.w));
 }
+
+// A texture-backed pool's texel (rgba32uint) as a chunk: the same eight halves.
+fn chunk_of_texel(t: vec4<u32>) -> KvVec {
+    return t;
+}

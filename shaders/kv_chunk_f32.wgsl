@@ -7,3 +7,8 @@ const VEC4_PER_CHUNK: u32 = 1u;
 fn chunk_lo(x: KvVec) -> vec4<f32> {
     return x;
 }
+
+// A texture-backed pool's texel (rgba32uint) as a chunk.
+fn chunk_of_texel(t: vec4<u32>) -> KvVec {
+    return bitcast<vec4<f32>>(t);
+}

@@ -8,3 +8,10 @@ fn kv_load(x: KvVec) -> vec4<f32> {
 fn kv_store(x: vec4<f32>) -> KvVec {
     return vec4<f16>(x);
 }
+
+// Texture-backed pools (append_texels): one 16-byte texel holds two four-element slices.
+const VEC4_PER_TEXEL: u32 = 2u;
+
+fn kv_texel(a: vec4<f32>, b: vec4<f32>) -> vec4<u32> {
+    return vec4<u32>(pack2x16float(a.xy), pack2x16float(a.zw), pack2x16float(b.xy), pack2x16float(b.zw));
+}

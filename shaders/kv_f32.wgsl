@@ -8,3 +8,10 @@ fn kv_load(x: KvVec) -> vec4<f32> {
 fn kv_store(x: vec4<f32>) -> KvVec {
     return x;
 }
+
+// Texture-backed pools (append_texels): one 16-byte texel holds one four-element slice.
+const VEC4_PER_TEXEL: u32 = 1u;
+
+fn kv_texel(a: vec4<f32>, b: vec4<f32>) -> vec4<u32> {
+    return bitcast<vec4<u32>>(a);
+}

@@ -6,7 +6,7 @@
 
 use crate::cache::{CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED_BLOCK_SIZES};
 use crate::gpu::{
-    GpuContext, GpuError, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
+    GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
 };
 use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
 use crate::kernels::{AttentionAlgorithm, CombineKernel, DecodeKernel, PrefillKernel};
@@ -48,6 +48,9 @@ pub struct VerifyCase {
     /// Force an attention algorithm (decode and prefill) instead of the device class's default
     /// (tests run both).
     pub algorithm: Option<AttentionAlgorithm>,
+    /// Force the pool's backing instead of the device's default (tests run the flat kernel on
+    /// both); a forced tiled algorithm implies buffers, the only pools it reads.
+    pub backing: Option<KvBacking>,
 }
 
 impl VerifyCase {
@@ -72,6 +75,7 @@ impl VerifyCase {
             seed: 7,
             force_packed_f16: false,
             algorithm: None,
+            backing: None,
         }
     }
 }
@@ -260,8 +264,20 @@ pub fn run_case(
     } else {
         KvStorageMode::choose(case.dtype, ctx.capabilities.shader_f16)
     };
-    let storage =
-        KvStorage::with_mode(ctx, &layout, num_blocks, layers, case.max_shard_bytes, mode)?;
+    let backing = match (case.backing, case.algorithm) {
+        (Some(backing), _) => backing,
+        (None, Some(AttentionAlgorithm::Tiled)) => KvBacking::Buffers,
+        (None, _) => KvBacking::for_device(ctx, &layout),
+    };
+    let storage = KvStorage::with_backing(
+        ctx,
+        &layout,
+        num_blocks,
+        layers,
+        case.max_shard_bytes,
+        mode,
+        backing,
+    )?;
     let mut kernels = PagedAttention::new(ctx, &storage)?;
     if let Some(algorithm) = case.algorithm {
         kernels.decode = DecodeKernel::with_algorithm(ctx, &storage, algorithm)?;

@@ -160,7 +160,18 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
         .iter()
         .map(|f| f["section"].as_str().unwrap())
         .collect();
-    assert_eq!(sections, ["copy", "matmul", "host", "host", "host"]);
+    assert_eq!(
+        sections,
+        ["copy", "copy", "copy", "matmul", "host", "host", "host"]
+    );
+    let cases: Vec<&str> = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["case"].as_str().unwrap())
+        .collect();
+    assert!(cases[1].starts_with("buffer read of"), "{cases:?}");
+    assert!(cases[2].starts_with("texture read of"), "{cases:?}");
     let pool = report["targets"]
         .as_array()
         .unwrap()

@@ -6,7 +6,7 @@
 mod common;
 
 use pagekv::cache::{KvDtype, ModelGeometry, SUPPORTED_HEAD_DIMS};
-use pagekv::gpu::{GpuContext, GpuError, KvStorage, enumerate_adapters};
+use pagekv::gpu::{GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, enumerate_adapters};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::kernels::{DecodeKernel, PagedAttention, PrefillKernel};
 use pagekv::verify::{VerifyCase, VerifyOutcome, run_case};
@@ -219,7 +219,32 @@ fn small_device_limits_are_reported_or_worked_around() {
             block_size: 8,
             dtype: KvDtype::F32,
         };
-        let storage = KvStorage::new(&ctx, &layout, 16, 1, None).expect("small pool");
+        // The tiled kernels read buffer-backed pools only, and say so for a texture-backed one.
+        let textures = KvStorage::with_backing(
+            &ctx,
+            &layout,
+            16,
+            1,
+            None,
+            KvStorageMode::F32,
+            KvBacking::Textures,
+        )
+        .expect("small texture pool");
+        match DecodeKernel::with_algorithm(&ctx, &textures, AttentionAlgorithm::Tiled) {
+            Err(GpuError::Limit(msg)) => assert!(msg.contains("buffer-backed"), "{msg}"),
+            Err(e) => panic!("wrong error kind: {e}"),
+            Ok(_) => panic!("the tiled decode cannot read a texture-backed pool"),
+        }
+        let storage = KvStorage::with_backing(
+            &ctx,
+            &layout,
+            16,
+            1,
+            None,
+            KvStorageMode::F32,
+            KvBacking::Buffers,
+        )
+        .expect("small pool");
         match DecodeKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Tiled) {
             Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
             Err(e) => panic!("wrong error kind: {e}"),
@@ -255,29 +280,38 @@ fn small_device_limits_are_reported_or_worked_around() {
     }
 }
 
-/// CPU adapters default to the flat decode and prefill (no barriers); the tiled kernels GPUs
-/// get are checked here as well, on every adapter, over context splits, pool shards and both
-/// presets' head dims and GQA groups (8 and 16 query heads per KV head cover one and two group
-/// chunks of either algorithm).
+/// CPU adapters default to the flat decode and prefill (no barriers) reading texture-backed
+/// pools; the tiled kernels GPUs get, and the flat kernel reading buffers, are checked here as
+/// well, on every adapter, over context splits, pool shards and both presets' head dims and
+/// GQA groups (8 and 16 query heads per KV head cover one and two group chunks of either
+/// algorithm).
 /// Other head dims of the tiled kernel are validated and translated by the portability test;
 /// compiling each on llvmpipe GL costs minutes, so they do not all run here.
 #[test]
 fn tiled_and_flat_decode_both_match_the_reference() {
     for ctx in common::contexts() {
-        for algorithm in [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat] {
+        for (algorithm, backing) in [
+            (AttentionAlgorithm::Tiled, KvBacking::Buffers),
+            (AttentionAlgorithm::Flat, KvBacking::Buffers),
+            (AttentionAlgorithm::Flat, KvBacking::Textures),
+        ] {
             for (q, kv, hd) in [(14, 2, 64), (28, 4, 128), (16, 1, 64)] {
                 let mut case =
                     VerifyCase::new(geometry(q, kv, hd), KvDtype::F16, 16, vec![1, 17, 130]);
                 case.algorithm = Some(algorithm);
+                case.backing = Some(backing);
                 case.partition_tokens = Some(64);
                 let outcome = check(&ctx, &case);
                 assert!(outcome.decode_partitions > 1, "splits exercised");
             }
-            let mut case = VerifyCase::new(geometry(8, 2, 64), KvDtype::F32, 16, vec![200, 33]);
+            let mut case = VerifyCase::new(geometry(8, 2, 64), KvDtype::F32, 16, vec![200, 45, 90]);
             case.max_shard_bytes = Some(16 * 1024);
             case.algorithm = Some(algorithm);
+            case.backing = Some(backing);
+            case.shared_prefix_tokens = 40;
             let outcome = check(&ctx, &case);
             assert!(outcome.shards > 1, "shards exercised");
+            assert!(outcome.cow_copies > 0, "copy-on-write exercised");
         }
     }
 }

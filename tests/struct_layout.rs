@@ -3,7 +3,9 @@
 
 use pagekv::gpu::KvStorageMode;
 use pagekv::kernels::generate::GenerateParams;
-use pagekv::kernels::params::{AppendParams, AttnParams, CombineParams, CopyParams, MatmulParams};
+use pagekv::kernels::params::{
+    AppendParams, AttnParams, CombineParams, CopyParams, MatmulParams, ReadParams,
+};
 use pagekv::kernels::{Family, Variant};
 use std::mem::{offset_of, size_of};
 
@@ -80,6 +82,12 @@ fn host_structs_match_wgsl() {
         "CopyParams",
         size_of::<CopyParams>(),
         fields!(CopyParams: count, grid_x_threads),
+    );
+    assert_layout(
+        Family::Read,
+        "ReadParams",
+        size_of::<ReadParams>(),
+        fields!(ReadParams: count, per_thread, width, grid_x_threads),
     );
     assert_layout(
         Family::Matmul,

@@ -11,6 +11,7 @@ use crate::gpu::{GpuContext, GpuError, KvStorage, human_bytes};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::copy::CopyKernel;
 use crate::kernels::matmul::MatmulKernel;
+use crate::kernels::read::{ReadKernel, ReadPath, ReadSource};
 use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
@@ -41,6 +42,27 @@ pub fn copy_roofline(
         Ok(())
     })?;
     Ok((2.0 * bytes as f64 / seconds, bytes))
+}
+
+/// Read rooflines: bytes read per second through a storage buffer and through a texture
+/// (the same bytes, the same per-thread runs), and the bytes each read.
+pub fn read_rooflines(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cap_bytes: u64,
+) -> Result<(f64, f64, u64), GpuError> {
+    let kernel = ReadKernel::new(ctx)?;
+    let source = ReadSource::new(ctx, cap_bytes)?;
+    let mut rates = [0.0; 2];
+    for (rate, path) in rates.iter_mut().zip([ReadPath::Buffer, ReadPath::Texture]) {
+        let seconds = watch.time(ctx, repeats, |encoder, ts| {
+            kernel.record(ctx, encoder, &source, path, ts);
+            Ok(())
+        })?;
+        *rate = source.bytes() as f64 / seconds;
+    }
+    Ok((rates[0], rates[1], source.bytes()))
 }
 
 /// Matmul roofline at `size`^3: FLOP/s.

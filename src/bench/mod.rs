@@ -3,6 +3,9 @@
 //!
 //! - Copy roofline: a vec4 copy over the largest buffer a binding allows; bytes read plus
 //!   written per second. Decode and append are stated as ratios to it.
+//! - Read rooflines, beside it: the same bytes read once through a storage buffer and once
+//!   through a texture. Where the texture path is faster (CPU adapters), pagekv keeps KV in
+//!   textures and decode can beat the copy roofline; these rows say by how much it could.
 //! - Decode: KV bytes read / kernel time over batch x context, for both model geometries and
 //!   every KV dtype; plus the ggml comparison shape (8 KV heads, head dim 128, 8K context) at
 //!   GQA 1 and GQA 4.
@@ -376,6 +379,23 @@ pub fn run_bench(
         ratio: Some(1.0),
         skipped: None,
     });
+    rec.starting("read rooflines (buffer and texture)");
+    let (buffer_read, texture_read, read_bytes) =
+        kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
+    for (path, rate) in [("buffer", buffer_read), ("texture", texture_read)] {
+        rec.add(Figure {
+            section: "copy".into(),
+            case: format!(
+                "{path} read of {} (no writes)",
+                crate::gpu::human_bytes(read_bytes)
+            ),
+            seconds: Some(read_bytes as f64 / rate),
+            value: Some(rate / 1e9),
+            unit: "GB/s".into(),
+            ratio: Some(rate / copy),
+            skipped: None,
+        });
+    }
     rec.add(Figure {
         section: "matmul".into(),
         case: format!("f32 {size}x{size}x{size}"),

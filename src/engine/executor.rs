@@ -201,13 +201,9 @@ impl StepExecutor {
         let mut offset = 0;
         for swap in &plan.swap_out {
             for &block in &swap.blocks {
-                let (shard, start, size) = self.storage.block_range(block);
-                for layer in 0..self.storage.layers {
-                    for buffer in [self.storage.k(layer, shard), self.storage.v(layer, shard)] {
-                        encoder.copy_buffer_to_buffer(buffer, start, &staging, offset, size);
-                        offset += size;
-                    }
-                }
+                offset = self
+                    .storage
+                    .record_block_save(&mut encoder, block, &staging, offset);
             }
         }
         self.ctx.queue.submit([encoder.finish()]);
@@ -255,15 +251,8 @@ impl StepExecutor {
                     swap.blocks.len()
                 )));
             }
-            let mut chunks = saved.chunks(block_bytes);
-            for &block in &swap.blocks {
-                let (shard, start, _) = self.storage.block_range(block);
-                for layer in 0..self.storage.layers {
-                    for buffer in [self.storage.k(layer, shard), self.storage.v(layer, shard)] {
-                        let chunk = chunks.next().expect("length checked above");
-                        self.ctx.queue.write_buffer(buffer, start, chunk);
-                    }
-                }
+            for (&block, bytes) in swap.blocks.iter().zip(saved.chunks(per_block)) {
+                self.storage.write_block(&self.ctx.queue, block, bytes);
             }
         }
         Ok(())

@@ -1,14 +1,16 @@
-//! GPU plumbing: adapters, devices, KV storage buffers and readback. No policy lives here;
+//! GPU plumbing: adapters, devices, KV pools (buffers or textures) and readback. No policy lives here;
 //! these modules only own buffers and do what the bookkeeping tells them.
 
 mod context;
 mod readback;
+mod shard;
 mod storage;
 
 pub use context::{
     AdapterFilter, AdapterReport, Capabilities, GpuContext, enumerate_adapters, list_adapters,
 };
 pub use readback::{read_buffer_f32, read_buffer_u32, storage_buffer_init, upload_or_grow};
+pub use shard::{KvBacking, KvShard, TEXEL_BYTES};
 pub use storage::{KvStorage, KvStorageMode, ShardPlan, human_bytes};
 
 use thiserror::Error;

@@ -47,7 +47,12 @@ pub fn upload_or_grow(ctx: &GpuContext, slot: &mut Option<wgpu::Buffer>, label: 
     }
 }
 
-fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+/// Reads the first `bytes` bytes of `buffer` (blocking).
+pub(crate) fn read_bytes(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<Vec<u8>, GpuError> {
     let size = bytes.next_multiple_of(4).max(4);
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("pagekv readback"),

@@ -1,4 +1,4 @@
-//! Per-layer K and V pools on the device, sharded across buffers.
+//! Per-layer K and V pools on the device, sharded across buffers or textures (shard.rs).
 //!
 //! A real GPU holds many GB of KV, but one storage binding may be capped (128 MiB on
 //! lavapipe, 2-4 GiB on most discrete GPUs). Each layer's K and V pools are therefore split
@@ -10,6 +10,7 @@
 //! Element layout inside a shard: `[block][kv_head][token_in_block][head_dim]`, so one head's
 //! rows of one block are contiguous (what attention reads) and a block copy is one range.
 
+use super::shard::{KvBacking, KvShard, TEXEL_BYTES};
 use super::{GpuContext, GpuError};
 use crate::cache::{CacheLayout, KvDtype};
 
@@ -101,18 +102,20 @@ impl ShardPlan {
     }
 }
 
-/// The device-side KV pool: for each layer run, sharded K and V buffers.
+/// The device-side KV pool: for each layer run, sharded K and V buffers or textures.
 pub struct KvStorage {
     /// Geometry, block size and dtype the pool was built for.
     pub layout: CacheLayout,
     /// Element encoding the kernels must be built for.
     pub mode: KvStorageMode,
+    /// Buffers or textures: the attention kernel must be built for it.
+    pub backing: KvBacking,
     /// Block-to-shard mapping.
     pub plan: ShardPlan,
     /// Layers that have pools (the stress engine may run fewer than the model has).
     pub layers: u32,
-    k: Vec<Vec<wgpu::Buffer>>,
-    v: Vec<Vec<wgpu::Buffer>>,
+    k: Vec<Vec<KvShard>>,
+    v: Vec<Vec<KvShard>>,
 }
 
 impl KvStorage {
@@ -138,6 +141,29 @@ impl KvStorage {
         layers: u32,
         max_shard_bytes: Option<u64>,
         mode: KvStorageMode,
+    ) -> Result<Self, GpuError> {
+        let backing = KvBacking::for_device(ctx, layout);
+        Self::with_backing(
+            ctx,
+            layout,
+            num_blocks,
+            layers,
+            max_shard_bytes,
+            mode,
+            backing,
+        )
+    }
+
+    /// Like [`KvStorage::with_mode`] with an explicit backing, so tests and `verify` can run
+    /// the buffer-reading kernels on an adapter whose default is textures.
+    pub fn with_backing(
+        ctx: &GpuContext,
+        layout: &CacheLayout,
+        num_blocks: u32,
+        layers: u32,
+        max_shard_bytes: Option<u64>,
+        mode: KvStorageMode,
+        backing: KvBacking,
     ) -> Result<Self, GpuError> {
         let expected_dtype = if mode == KvStorageMode::F32 {
             KvDtype::F32
@@ -168,21 +194,30 @@ impl KvStorage {
             * layers as u64;
         check_host_memory(ctx, pool_bytes)?;
         let caps = &ctx.capabilities;
-        let device_max = caps.max_storage_binding.min(caps.max_buffer);
+        let block_bytes = layout.block_elements_per_layer() * layout.dtype.bytes();
+        let device_max = match backing {
+            KvBacking::Buffers => caps.max_storage_binding.min(caps.max_buffer),
+            KvBacking::Textures => {
+                let max_side = ctx.device.limits().max_texture_dimension_2d as u64;
+                if !block_bytes.is_multiple_of(TEXEL_BYTES) || block_bytes / TEXEL_BYTES > max_side
+                {
+                    return Err(GpuError::Limit(format!(
+                        "a texture-backed pool needs a block of whole 16-byte texels in one \
+                         texture row (at most {max_side} texels), but one block is {block_bytes} \
+                         bytes; use buffers or a smaller block size"
+                    )));
+                }
+                max_side * block_bytes
+            }
+        };
         let max_shard = max_shard_bytes.map_or(device_max, |m| m.min(device_max));
         let plan = ShardPlan::new(layout, num_blocks, max_shard)?;
-        let make = |kind: &str, layer: u32| -> Vec<wgpu::Buffer> {
+        let make = |kind: &str, layer: u32| -> Vec<KvShard> {
             (0..plan.num_shards())
                 .map(|s| {
+                    let label = format!("pagekv {kind} layer {layer} shard {s}");
                     let (_, blocks) = plan.shard_range(s);
-                    ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(&format!("pagekv {kind} layer {layer} shard {s}")),
-                        size: blocks as u64 * plan.block_bytes_per_layer,
-                        usage: wgpu::BufferUsages::STORAGE
-                            | wgpu::BufferUsages::COPY_SRC
-                            | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    })
+                    KvShard::new(ctx, &label, backing, blocks, plan.block_bytes_per_layer)
                 })
                 .collect()
         };
@@ -198,6 +233,7 @@ impl KvStorage {
         Ok(Self {
             layout: layout.clone(),
             mode,
+            backing,
             plan,
             layers,
             k,
@@ -205,13 +241,13 @@ impl KvStorage {
         })
     }
 
-    /// K buffer of `layer`, shard `shard`.
-    pub fn k(&self, layer: u32, shard: u32) -> &wgpu::Buffer {
+    /// K blocks of `layer`, shard `shard`.
+    pub fn k(&self, layer: u32, shard: u32) -> &KvShard {
         &self.k[layer as usize][shard as usize]
     }
 
-    /// V buffer of `layer`, shard `shard`.
-    pub fn v(&self, layer: u32, shard: u32) -> &wgpu::Buffer {
+    /// V blocks of `layer`, shard `shard`.
+    pub fn v(&self, layer: u32, shard: u32) -> &KvShard {
         &self.v[layer as usize][shard as usize]
     }
 
@@ -220,11 +256,75 @@ impl KvStorage {
         self.plan.num_blocks as u64 * self.plan.block_bytes_per_layer * 2 * self.layers as u64
     }
 
-    /// Byte range of `block` within its shard buffer.
-    pub fn block_range(&self, block: u32) -> (u32, u64, u64) {
+    /// Records copies of `block`'s K then V bytes for every layer into `dst` from
+    /// `dst_offset` on (layer-major, each `plan.block_bytes_per_layer` long); returns the
+    /// offset after them. Swap-out saves a preempted sequence's blocks this way.
+    pub fn record_block_save(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        block: u32,
+        dst: &wgpu::Buffer,
+        mut dst_offset: u64,
+    ) -> u64 {
         let (shard, local) = self.plan.locate(block);
         let size = self.plan.block_bytes_per_layer;
-        (shard, local as u64 * size, size)
+        for layer in 0..self.layers {
+            for pool in [self.k(layer, shard), self.v(layer, shard)] {
+                pool.record_block_to_buffer(encoder, local, size, dst, dst_offset);
+                dst_offset += size;
+            }
+        }
+        dst_offset
+    }
+
+    /// Writes `saved` (what [`KvStorage::record_block_save`] wrote for one block) into
+    /// `block` through the queue: swap-in restores a sequence this way.
+    pub fn write_block(&self, queue: &wgpu::Queue, block: u32, saved: &[u8]) {
+        let (shard, local) = self.plan.locate(block);
+        let mut chunks = saved.chunks(self.plan.block_bytes_per_layer as usize);
+        for layer in 0..self.layers {
+            for pool in [self.k(layer, shard), self.v(layer, shard)] {
+                let chunk = chunks.next().expect("saved holds K and V of every layer");
+                pool.write_block(queue, local, chunk);
+            }
+        }
+    }
+
+    /// Records copies of blocks `(src, dst)` (K and V, every layer) with the driver's copy
+    /// commands, which work across shards and on either backing. They go through one scratch
+    /// buffer, because a texture cannot be copied into itself and a texture shard holds many
+    /// blocks. Copy-on-write is rare, so the scratch buffer is made per call.
+    pub fn record_block_copies(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        pairs: &[(u32, u32)],
+    ) {
+        if pairs.is_empty() {
+            return;
+        }
+        let per_block = self.plan.block_bytes_per_layer * 2 * self.layers as u64;
+        let scratch = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("pagekv block copy scratch"),
+            size: per_block * pairs.len() as u64,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut offset = 0;
+        for &(src, _) in pairs {
+            offset = self.record_block_save(encoder, src, &scratch, offset);
+        }
+        let size = self.plan.block_bytes_per_layer;
+        let mut offset = 0;
+        for &(_, dst) in pairs {
+            let (shard, local) = self.plan.locate(dst);
+            for layer in 0..self.layers {
+                for pool in [self.k(layer, shard), self.v(layer, shard)] {
+                    pool.record_block_from_buffer(encoder, &scratch, offset, local, size);
+                    offset += size;
+                }
+            }
+        }
     }
 }
 
@@ -248,8 +348,8 @@ impl KvStorage {
         let mut shards_k = Vec::new();
         let mut shards_v = Vec::new();
         for s in 0..self.plan.num_shards() {
-            shards_k.push(self.decode_shard(ctx, self.k(layer, s))?);
-            shards_v.push(self.decode_shard(ctx, self.v(layer, s))?);
+            shards_k.push(self.decode_shard(ctx, s, self.k(layer, s))?);
+            shards_v.push(self.decode_shard(ctx, s, self.v(layer, s))?);
         }
         let row = kv_heads * hd;
         let mut k = vec![0f32; tokens as usize * row];
@@ -266,16 +366,24 @@ impl KvStorage {
         Ok((k, v))
     }
 
-    fn decode_shard(&self, ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<f32>, GpuError> {
-        let elements = (buffer.size() / self.layout.dtype.bytes()) as usize;
-        match self.layout.dtype {
-            KvDtype::F32 => super::read_buffer_f32(ctx, buffer, elements),
-            KvDtype::F16 => {
-                let words = super::read_buffer_u32(ctx, buffer, elements / 2)?;
-                let halves: &[half::f16] = bytemuck::cast_slice(&words);
-                Ok(halves.iter().map(|h| h.to_f32()).collect())
-            }
-        }
+    fn decode_shard(
+        &self,
+        ctx: &GpuContext,
+        s: u32,
+        shard: &KvShard,
+    ) -> Result<Vec<f32>, GpuError> {
+        let (_, blocks) = self.plan.shard_range(s);
+        let bytes = shard.read_all(ctx, blocks, self.plan.block_bytes_per_layer)?;
+        Ok(match self.layout.dtype {
+            KvDtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            KvDtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        })
     }
 }
 

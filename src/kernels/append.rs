@@ -1,19 +1,22 @@
 //! The append family: scatters many new tokens' K/V rows into their cache slots in one
 //! dispatch per shard (like vLLM's reshape_and_cache), and copies blocks for copy-on-write.
+//! Texture-backed pools take the `append_texels` entry point and the driver's texture copies.
 
 use super::batch::{GrowBuffer, pack_uniforms, uniform_at};
 use super::params::AppendParams;
 use super::pipeline;
 use super::variant::{Family, Variant};
-use crate::gpu::{GpuContext, GpuError, KvStorage};
+use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
 
 /// Marks a token whose K/V should not be written (padding in a fixed-size batch).
 pub const SKIP_SLOT: u32 = u32::MAX;
 
-/// Compiled append and block-copy pipelines for one storage mode and head dim.
+/// Compiled append and block-copy pipelines for one storage mode, backing and head dim.
 pub struct AppendKernel {
     append: wgpu::ComputePipeline,
-    copy: wgpu::ComputePipeline,
+    /// The in-shard block copy kernel (buffer-backed pools only).
+    copy: Option<wgpu::ComputePipeline>,
+    backing: KvBacking,
     /// The variant built.
     pub variant: Variant,
 }
@@ -30,7 +33,7 @@ pub struct AppendBatch {
 }
 
 impl AppendKernel {
-    /// Builds the append variant for the pool's storage mode.
+    /// Builds the append variant for the pool's storage mode and backing.
     pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
         let variant = Variant::for_device(
             Family::Append,
@@ -39,12 +42,21 @@ impl AppendKernel {
             u32::MAX,
         )
         .expect("append has no tile constraints");
-        let mut pipelines = pipeline::build(ctx, &variant, &["append", "copy_blocks"])?;
-        let copy = pipelines.remove(1);
-        let append = pipelines.remove(0);
+        let (append, copy) = match storage.backing {
+            KvBacking::Buffers => {
+                let mut pipelines = pipeline::build(ctx, &variant, &["append", "copy_blocks"])?;
+                let copy = pipelines.remove(1);
+                (pipelines.remove(0), Some(copy))
+            }
+            KvBacking::Textures => (
+                pipeline::build(ctx, &variant, &["append_texels"])?.remove(0),
+                None,
+            ),
+        };
         Ok(Self {
             append,
             copy,
+            backing: storage.backing,
             variant,
         })
     }
@@ -108,7 +120,12 @@ impl AppendKernel {
         slots: &[u32],
     ) -> Result<(), GpuError> {
         let g = &storage.layout.geometry;
-        let threads = slots.len() as u64 * g.kv_heads as u64 * (g.head_dim / 4) as u64;
+        // One thread per four-element slice, or per 16-byte texel of a texture-backed pool.
+        let per_thread = match storage.backing {
+            KvBacking::Buffers => 4,
+            KvBacking::Textures => crate::gpu::TEXEL_BYTES / storage.layout.dtype.bytes(),
+        };
+        let threads = slots.len() as u64 * g.kv_heads as u64 * g.head_dim as u64 / per_thread;
         Self::upload(ctx, storage, batch, slots, slots.len() as u32, threads)
     }
 
@@ -129,6 +146,10 @@ impl AppendKernel {
             return;
         }
         pass.set_pipeline(&self.append);
+        let pool_binding = match self.backing {
+            KvBacking::Buffers => 4,
+            KvBacking::Textures => 6,
+        };
         for shard in 0..storage.plan.num_shards() {
             let group = pipeline::bind(
                 ctx,
@@ -142,8 +163,8 @@ impl AppendKernel {
                     (1, new_k.as_entire_binding()),
                     (2, new_v.as_entire_binding()),
                     (3, batch.slots.get().as_entire_binding()),
-                    (4, storage.k(layer, shard).as_entire_binding()),
-                    (5, storage.v(layer, shard).as_entire_binding()),
+                    (pool_binding, storage.k(layer, shard).binding()),
+                    (pool_binding + 1, storage.v(layer, shard).binding()),
                 ],
             );
             pass.set_bind_group(0, &group, &[]);
@@ -151,9 +172,10 @@ impl AppendKernel {
         }
     }
 
-    /// Records copy-on-write block copies `(src, dst)` for every layer. Pairs within one shard
-    /// run in the copy kernel; pairs that cross shards use the driver's buffer copy, which needs
-    /// no shared binding. Copy-on-write is rare, so its metadata is uploaded per call.
+    /// Records copy-on-write block copies `(src, dst)` for every layer. In a buffer-backed
+    /// pool, pairs within one shard run in the copy kernel; pairs that cross shards, and every
+    /// pair of a texture-backed pool, use the driver's copies, which need no shared binding.
+    /// Copy-on-write is rare, so its metadata is uploaded per call.
     pub fn record_copies(
         &self,
         ctx: &GpuContext,
@@ -162,30 +184,22 @@ impl AppendKernel {
         copies: &[(u32, u32)],
     ) -> Result<(), GpuError> {
         let plan = storage.plan;
+        let Some(copy) = &self.copy else {
+            storage.record_block_copies(ctx, encoder, copies);
+            return Ok(());
+        };
         let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); plan.num_shards() as usize];
+        let mut across = Vec::new();
         for &(src, dst) in copies {
             let (src_shard, src_local) = plan.locate(src);
             let (dst_shard, dst_local) = plan.locate(dst);
             if src_shard == dst_shard {
                 by_shard[src_shard as usize].extend([src_local, dst_local]);
             } else {
-                let size = plan.block_bytes_per_layer;
-                for layer in 0..storage.layers {
-                    for (from, to) in [
-                        (storage.k(layer, src_shard), storage.k(layer, dst_shard)),
-                        (storage.v(layer, src_shard), storage.v(layer, dst_shard)),
-                    ] {
-                        encoder.copy_buffer_to_buffer(
-                            from,
-                            src_local as u64 * size,
-                            to,
-                            dst_local as u64 * size,
-                            size,
-                        );
-                    }
-                }
+                across.push((src, dst));
             }
         }
+        storage.record_block_copies(ctx, encoder, &across);
         let per_block = storage.layout.block_elements_per_layer() / 4;
         for (shard, pairs) in by_shard.iter().enumerate() {
             if pairs.is_empty() {
@@ -207,11 +221,11 @@ impl AppendKernel {
                 label: Some("pagekv copy blocks"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&self.copy);
+            pass.set_pipeline(copy);
             for layer in 0..storage.layers {
                 let group = pipeline::bind(
                     ctx,
-                    &self.copy,
+                    copy,
                     "pagekv copy blocks",
                     &[
                         (
@@ -223,8 +237,8 @@ impl AppendKernel {
                             ),
                         ),
                         (3, shard_batch.slots.get().as_entire_binding()),
-                        (4, storage.k(layer, shard as u32).as_entire_binding()),
-                        (5, storage.v(layer, shard as u32).as_entire_binding()),
+                        (4, storage.k(layer, shard as u32).binding()),
+                        (5, storage.v(layer, shard as u32).binding()),
                     ],
                 );
                 pass.set_bind_group(0, &group, &[]);

@@ -10,7 +10,7 @@
 use super::batch::{AttentionBatch, SeqView};
 use super::params::AttnParams;
 use super::variant::{Family, MAX_FLAT_GROUP, Variant};
-use crate::gpu::{GpuContext, GpuError, KvStorage};
+use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
 
 /// Which attention shaders a device gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -114,6 +114,12 @@ pub(crate) fn build(
     let geometry = &storage.layout.geometry;
     let head_dim = geometry.head_dim;
     let variant = match algorithm {
+        AttentionAlgorithm::Tiled if storage.backing != KvBacking::Buffers => {
+            return Err(GpuError::Limit(format!(
+                "the tiled attention kernels read buffer-backed pools, but this pool is held in {}; build it with KvBacking::Buffers",
+                storage.backing.name()
+            )));
+        }
         AttentionAlgorithm::Tiled => Variant::for_device(
             tiled,
             storage.mode,
@@ -130,6 +136,7 @@ pub(crate) fn build(
             Variant::for_device(Family::Flat, storage.mode, head_dim, u32::MAX)
                 .expect("the flat family uses no workgroup memory")
                 .with_group(group_chunk(geometry.group_size()))
+                .with_backing(storage.backing)
         }
     };
     let entry = variant.family.entry_points()[0];

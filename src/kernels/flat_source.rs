@@ -57,22 +57,20 @@ pub(crate) fn fill(
     // are multiples of it), so one block-table lookup serves the whole tile.
     // A block held by another shard is skipped whole: that shard's dispatch reads it.
     for text in [
-        "let base = key_base(seq, kv_head, tile);",
-        "if (base == INVALID) {",
+        "let at = key_at(seq, kv_head, tile);",
+        "if (elsewhere(at)) {",
         "    tile = (tile / params.block_size + 1u) * params.block_size - KEY_TILE;",
         "    continue;",
         "}",
-        "let rc = base / VEC4_PER_CHUNK;",
     ] {
         line(&mut per_tile, 3, format_args!("{text}"));
     }
     for t in tile.clone() {
-        for text in [
-            format!("let live{t} = tile + {t}u < key_end;"),
-            format!("let rc{t} = rc + {}u;", t * chunks),
-        ] {
-            line(&mut per_tile, 3, format_args!("{text}"));
-        }
+        line(
+            &mut per_tile,
+            3,
+            format_args!("let live{t} = tile + {t}u < key_end;"),
+        );
         for g in heads.clone() {
             line(
                 &mut per_tile,
@@ -84,7 +82,7 @@ pub(crate) fn fill(
             line(
                 &mut per_tile,
                 3,
-                format_args!("let k{t}_{j} = k_cache[rc{t} + {j}u];"),
+                format_args!("let k{t}_{j} = load_k(at, {}u);", t * chunks + j),
             );
             for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
                 let i = j * vec4_per_chunk + h as u32;
@@ -147,7 +145,7 @@ pub(crate) fn fill(
             line(
                 &mut per_tile,
                 3,
-                format_args!("let v{t}_{j} = v_cache[rc{t} + {j}u];"),
+                format_args!("let v{t}_{j} = load_v(at, {}u);", t * chunks + j),
             );
             for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
                 let i = j * vec4_per_chunk + h as u32;
@@ -223,7 +221,7 @@ mod tests {
             }
         }
         // Each key's row is loaded once for the whole group: 8 chunks of K and V per key.
-        assert_eq!(source.matches("k_cache[").count(), 2 * 8);
-        assert_eq!(source.matches("v_cache[").count(), 2 * 8);
+        assert_eq!(source.matches("load_k(at, ").count(), 2 * 8);
+        assert_eq!(source.matches("load_v(at, ").count(), 2 * 8);
     }
 }

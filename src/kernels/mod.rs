@@ -19,6 +19,7 @@ pub mod params;
 pub(crate) mod pipeline;
 pub mod portability;
 pub mod prefill;
+pub mod read;
 pub mod variant;
 
 pub use append::{AppendBatch, AppendKernel, SKIP_SLOT};

@@ -88,6 +88,20 @@ pub struct CopyParams {
     pub _pad: [u32; 2],
 }
 
+/// Mirror of `ReadParams` in shaders/read.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct ReadParams {
+    /// Texels (16-byte elements) in the source.
+    pub count: u32,
+    /// Texels each invocation reads; divides `width`.
+    pub per_thread: u32,
+    /// Texture width in texels.
+    pub width: u32,
+    /// Threads along x of the 2-D grid.
+    pub grid_x_threads: u32,
+}
+
 /// Mirror of `MatmulParams` in shaders/matmul.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]

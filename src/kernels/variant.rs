@@ -10,7 +10,7 @@
 //! The KV dtype is a generated choice too, because it changes the binding's element type.
 
 use crate::cache::SUPPORTED_HEAD_DIMS;
-use crate::gpu::KvStorageMode;
+use crate::gpu::{KvBacking, KvStorageMode};
 
 const KV_F32: &str = include_str!("../../shaders/kv_f32.wgsl");
 const KV_F16: &str = include_str!("../../shaders/kv_f16.wgsl");
@@ -21,11 +21,14 @@ const DECODE: &str = include_str!("../../shaders/decode.wgsl");
 const DECODE_FLAT: &str = include_str!("../../shaders/attention_flat.wgsl");
 const KV_CHUNK_F32: &str = include_str!("../../shaders/kv_chunk_f32.wgsl");
 const KV_CHUNK_F16: &str = include_str!("../../shaders/kv_chunk_f16.wgsl");
+const FLAT_POOL_BUFFERS: &str = include_str!("../../shaders/flat_pool_buffers.wgsl");
+const FLAT_POOL_TEXTURES: &str = include_str!("../../shaders/flat_pool_textures.wgsl");
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
 const COMBINE: &str = include_str!("../../shaders/combine.wgsl");
 const APPEND: &str = include_str!("../../shaders/append.wgsl");
 const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
+const READ: &str = include_str!("../../shaders/read.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_FLAT: &str = include_str!("../../shaders/matmul_flat.wgsl");
 
@@ -64,6 +67,8 @@ pub enum Family {
     Generate,
     /// The bandwidth roofline `pagekv bench` measures kernels against.
     Copy,
+    /// Read-only rooflines through a storage buffer and through a texture.
+    Read,
     /// The arithmetic roofline (a tiled f32 matmul) prefill is measured against.
     Matmul,
     /// The same roofline without workgroup memory or barriers (CPU adapters).
@@ -72,7 +77,7 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Append,
         Family::Decode,
         Family::Flat,
@@ -81,6 +86,7 @@ impl Family {
         Family::CombineFlat,
         Family::Generate,
         Family::Copy,
+        Family::Read,
         Family::Matmul,
         Family::MatmulFlat,
     ];
@@ -96,6 +102,7 @@ impl Family {
             Family::CombineFlat => "combineflat",
             Family::Generate => "generate",
             Family::Copy => "copy",
+            Family::Read => "read",
             Family::Matmul => "matmul",
             Family::MatmulFlat => "matmulflat",
         }
@@ -111,6 +118,7 @@ impl Family {
             Family::Combine | Family::CombineFlat => &["combine"],
             Family::Generate => &["generate"],
             Family::Copy => &["copy"],
+            Family::Read => &["read_buffer", "read_texture"],
             Family::Matmul | Family::MatmulFlat => &["matmul"],
         }
     }
@@ -124,7 +132,10 @@ impl Family {
 
     /// The roofline kernels do not depend on the head dim: one variant each.
     fn uses_head_dim(self) -> bool {
-        !matches!(self, Family::Copy | Family::Matmul | Family::MatmulFlat)
+        !matches!(
+            self,
+            Family::Copy | Family::Read | Family::Matmul | Family::MatmulFlat
+        )
     }
 
     fn uses_tiles(self) -> bool {
@@ -177,6 +188,9 @@ pub struct Variant {
     pub tiles: Option<TileShape>,
     /// Query heads per invocation (flat decode only; 0 otherwise).
     pub group: u32,
+    /// What the pool is read from: the flat kernel reads buffers or textures, every other
+    /// family buffers (append picks its entry point instead).
+    pub backing: KvBacking,
 }
 
 impl Variant {
@@ -205,7 +219,14 @@ impl Variant {
             head_dim,
             tiles,
             group: if family == Family::Flat { 1 } else { 0 },
+            backing: KvBacking::Buffers,
         })
+    }
+
+    /// The flat variant reading a pool held in `backing`.
+    pub fn with_backing(self, backing: KvBacking) -> Self {
+        debug_assert!(self.family == Family::Flat || backing == KvBacking::Buffers);
+        Self { backing, ..self }
     }
 
     /// The flat decode variant serving `group` query heads per invocation (1..=MAX_FLAT_GROUP).
@@ -259,6 +280,9 @@ impl Variant {
         }
         if self.group > 0 {
             name += &format!("_g{}", self.group);
+        }
+        if self.backing == KvBacking::Textures {
+            name += "_tex";
         }
         name
     }
@@ -314,6 +338,7 @@ impl Variant {
             }
             Family::Generate => src += GENERATE,
             Family::Copy => src += COPY,
+            Family::Read => src += READ,
             Family::Matmul => src += MATMUL,
             Family::MatmulFlat => src += MATMUL_FLAT,
             Family::Decode => {
@@ -325,6 +350,11 @@ impl Variant {
             }
             Family::Flat => {
                 src += ATTENTION_BINDINGS;
+                src += "\n";
+                src += match self.backing {
+                    KvBacking::Buffers => FLAT_POOL_BUFFERS,
+                    KvBacking::Textures => FLAT_POOL_TEXTURES,
+                };
                 src += "\n";
                 let vec4_per_chunk = if self.mode == KvStorageMode::F32 {
                     1
@@ -366,15 +396,24 @@ impl Variant {
                         let Some(v) = Variant::for_device(family, mode, head_dim, limit) else {
                             continue;
                         };
-                        let groups = if family == Family::Flat {
-                            1..=MAX_FLAT_GROUP
+                        let (groups, backings): (_, &[KvBacking]) = if family == Family::Flat {
+                            (
+                                1..=MAX_FLAT_GROUP,
+                                &[KvBacking::Buffers, KvBacking::Textures],
+                            )
                         } else {
-                            v.group..=v.group
+                            (v.group..=v.group, &[KvBacking::Buffers])
                         };
                         for group in groups {
-                            let v = Variant { group, ..v };
-                            if !out.contains(&v) {
-                                out.push(v);
+                            for &backing in backings {
+                                let v = Variant {
+                                    group,
+                                    backing,
+                                    ..v
+                                };
+                                if !out.contains(&v) {
+                                    out.push(v);
+                                }
                             }
                         }
                     }

@@ -1,0 +1,27 @@
+// The flat attention's K and V pools as storage buffers of load chunks (KvVec, from
+// kv_chunk_*.wgsl): a key's row is addressed by the index of its first chunk in the shard.
+
+@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
+@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
+
+// Where key `tok` of `seq` starts, in chunks, or INVALID when another shard holds it.
+fn key_at(seq: u32, kv_head: u32, tok: u32) -> u32 {
+    let base = key_base(seq, kv_head, tok);
+    if (base == INVALID) {
+        return INVALID;
+    }
+    return base / VEC4_PER_CHUNK;
+}
+
+fn elsewhere(at: u32) -> bool {
+    return at == INVALID;
+}
+
+// Chunk `i` counted from `at`: the keys of a tile are consecutive rows of one block.
+fn load_k(at: u32, i: u32) -> KvVec {
+    return k_cache[at + i];
+}
+
+fn load_v(at: u32, i: u32) -> KvVec {
+    return v_cache[at + i];
+}

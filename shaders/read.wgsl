@@ -1,0 +1,53 @@
+// The read rooflines: one streaming read of 16-byte elements, once from a storage buffer and
+// once from an rgba32uint texture, each invocation summing its own contiguous run (the access
+// pattern of the flat attention's context splits). Their bytes/s says how fast this adapter
+// can feed a read-only kernel through each path: GPUs read both at memory speed, while CPU
+// adapters compile a buffer load to a per-lane scalar loop and a texel fetch to their
+// vectorised sampler code, which is why pagekv keeps KV in textures there.
+
+struct ReadParams {
+    // Elements (texels) in the source.
+    count: u32,
+    // Elements each invocation reads; divides the texture's width, so a run stays in one row.
+    per_thread: u32,
+    // Texture width in texels.
+    width: u32,
+    // Threads along x of the 2-D grid.
+    grid_x_threads: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ReadParams;
+@group(0) @binding(1) var<storage, read> src_buffer: array<vec4<u32>>;
+@group(0) @binding(2) var src_texture: texture_2d<u32>;
+// One sum per invocation, so the reads are not optimised away.
+@group(0) @binding(3) var<storage, read_write> sums: array<vec4<u32>>;
+
+@compute @workgroup_size(WG)
+fn read_buffer(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let thread = gid.y * params.grid_x_threads + gid.x;
+    let first = thread * params.per_thread;
+    if (first >= params.count) {
+        return;
+    }
+    var sum = vec4<u32>(0u);
+    for (var i = first; i < first + params.per_thread; i++) {
+        sum += src_buffer[i];
+    }
+    sums[thread] = sum;
+}
+
+@compute @workgroup_size(WG)
+fn read_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let thread = gid.y * params.grid_x_threads + gid.x;
+    let first = thread * params.per_thread;
+    if (first >= params.count) {
+        return;
+    }
+    let row = first / params.width;
+    let column = first % params.width;
+    var sum = vec4<u32>(0u);
+    for (var i = 0u; i < params.per_thread; i++) {
+        sum += textureLoad(src_texture, vec2<u32>(column + i, row), 0);
+    }
+    sums[thread] = sum;
+}
