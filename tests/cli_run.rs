@@ -197,6 +197,7 @@ fn run_writes_results_and_compare_reads_them() {
         copy_end_bytes_per_s: None,
         complete: true,
         matmul_flops: 1e9,
+        kv_backing: None,
         figures: Vec::new(),
         targets: Vec::new(),
     };

@@ -102,9 +102,14 @@ fn bench_reports_each_figure_as_it_is_measured() {
             }
         })
         .unwrap();
-        assert_eq!(seen, [1, 2, 3, 4, 5], "{}", ctx.describe());
+        // copy, buffer read, texture read, matmul, then the three host figures.
+        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7], "{}", ctx.describe());
         assert!(report.complete);
-        assert_eq!(report.figures.len(), 5);
+        assert_eq!(report.figures.len(), 7);
+        for read in &report.figures[1..3] {
+            assert!(read.value.is_some_and(|v| v > 0.0), "{read:?}");
+            assert!(read.ratio.is_some_and(|r| r > 0.0), "{read:?}");
+        }
         assert!(report.copy_end_bytes_per_s.is_some_and(|c| c > 0.0));
         assert_eq!(started.first().map(String::as_str), Some("copy roofline"));
     }

@@ -16,6 +16,9 @@ use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
 
+/// Tokens per block in every attention case (vLLM's default).
+pub const BENCH_BLOCK_SIZE: u32 = 16;
+
 /// A scratch buffer of `bytes` (contents zero, as wgpu initialises them).
 fn scratch(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
     let mut buffer = GrowBuffer::default();
@@ -108,7 +111,7 @@ impl AttentionCase {
                 self.geometry.kv_heads,
                 self.geometry.head_dim,
             ),
-            block_size: 16,
+            block_size: BENCH_BLOCK_SIZE,
             dtype: self.dtype,
         }
     }

@@ -20,8 +20,8 @@ mod targets;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{KvDtype, ModelGeometry};
-use crate::gpu::{AdapterReport, GpuContext, GpuError};
+use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
+use crate::gpu::{AdapterReport, GpuContext, GpuError, KvBacking};
 use kernels::{AttentionCase, BenchSkip};
 pub use stopwatch::{Clock, Stopwatch};
 
@@ -117,6 +117,11 @@ pub struct BenchReport {
     pub complete: bool,
     /// Matmul roofline, FLOP/s.
     pub matmul_flops: f64,
+    /// Where the attention cases' KV pools lived (textures on CPU adapters, buffers on
+    /// GPUs): decode reading textures can beat the buffer copy roofline. `None` in files
+    /// from builds before texture-backed pools (buffers).
+    #[serde(default)]
+    pub kv_backing: Option<KvBacking>,
     /// Every figure.
     pub figures: Vec<Figure>,
     /// The targets, judged on this run.
@@ -365,6 +370,14 @@ pub fn run_bench(
             copy_end_bytes_per_s: None,
             complete: false,
             matmul_flops: matmul,
+            kv_backing: Some(KvBacking::for_device(
+                ctx,
+                &CacheLayout {
+                    geometry: ModelGeometry::qwen2_5_0_5b(),
+                    block_size: kernels::BENCH_BLOCK_SIZE,
+                    dtype: KvDtype::F16,
+                },
+            )),
             figures: Vec::new(),
             targets: Vec::new(),
         },

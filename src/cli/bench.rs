@@ -168,6 +168,13 @@ pub fn render(report: &BenchReport) -> String {
         report.matmul_flops / 1e9,
         if report.quick { "; quick grid" } else { "" },
     );
+    if let Some(backing) = report.kv_backing {
+        out += &format!("kv pools: {}", backing.name());
+        if backing == pagekv::gpu::KvBacking::Textures {
+            out += " (decode reads texels, and can beat the buffer copy; see the texture read row)";
+        }
+        out += "\n";
+    }
     if let Some(end) = report.copy_end_bytes_per_s {
         out += &format!(
             "copy roofline again at the end: {:.2} GB/s ({:+.0}% drift over the run; ratios use the first)\n",

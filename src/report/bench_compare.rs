@@ -7,6 +7,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
 use crate::bench::{BenchReport, Figure};
+use crate::gpu::KvBacking;
 
 /// The lines above the table: what A and B are.
 pub fn describe_bench(label: &str, r: &BenchReport) -> String {
@@ -17,7 +18,7 @@ pub fn describe_bench(label: &str, r: &BenchReport) -> String {
         )
     });
     format!(
-        "{label}: {} ({}, {} {}), {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s{}",
+        "{label}: {} ({}, {} {}), {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s, kv pools in {}{}",
         r.adapter.name,
         r.adapter.backend,
         r.adapter.driver,
@@ -26,6 +27,7 @@ pub fn describe_bench(label: &str, r: &BenchReport) -> String {
         r.clock.short_name(),
         r.copy_bytes_per_s / 1e9,
         r.matmul_flops / 1e9,
+        r.kv_backing.unwrap_or(KvBacking::Buffers).name(),
         if r.complete { "" } else { ", INCOMPLETE" }
     )
 }
@@ -133,6 +135,7 @@ mod tests {
             copy_end_bytes_per_s: Some(1.1e9),
             complete: true,
             matmul_flops: 1e9,
+            kv_backing: Some(KvBacking::Textures),
             figures,
             targets: Vec::new(),
         }
@@ -173,5 +176,6 @@ mod tests {
             described.contains("quick grid, GPU timestamps"),
             "{described}"
         );
+        assert!(described.contains("kv pools in textures"), "{described}");
     }
 }
