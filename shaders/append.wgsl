@@ -30,6 +30,20 @@ struct AppendParams {
 
 const SKIP: u32 = 0xffffffffu;
 
+// Where new token `token` goes in this dispatch's shard: (block within the shard, row within
+// the block), or x = SKIP when the token is padding or another shard holds its block.
+fn token_place(token: u32) -> vec2<u32> {
+    let slot = indices[token];
+    if (slot == SKIP) {
+        return vec2<u32>(SKIP, 0u);
+    }
+    let block = slot / params.block_size;
+    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+        return vec2<u32>(SKIP, 0u);
+    }
+    return vec2<u32>(block - params.shard_first_block, slot % params.block_size);
+}
+
 @compute @workgroup_size(64)
 fn append(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = gid.x + gid.y * params.grid_x_threads;
@@ -37,18 +51,12 @@ fn append(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (idx >= params.count * per_token) {
         return;
     }
-    let token = idx / per_token;
-    let slot = indices[token];
-    if (slot == SKIP) {
-        return;
-    }
-    let block = slot / params.block_size;
-    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+    let place = token_place(idx / per_token);
+    if (place.x == SKIP) {
         return;
     }
     let head = (idx % per_token) / HD4;
-    let dst = (((block - params.shard_first_block) * params.kv_heads + head) * params.block_size
-        + slot % params.block_size) * HD4 + idx % HD4;
+    let dst = ((place.x * params.kv_heads + head) * params.block_size + place.y) * HD4 + idx % HD4;
     k_cache[dst] = kv_store(new_k[idx]);
     v_cache[dst] = kv_store(new_v[idx]);
 }
@@ -79,20 +87,13 @@ fn append_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let token = idx / per_token;
-    let slot = indices[token];
-    if (slot == SKIP) {
-        return;
-    }
-    let block = slot / params.block_size;
-    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+    let place = token_place(token);
+    if (place.x == SKIP) {
         return;
     }
     let head = (idx % per_token) / per_head;
     let texel = idx % per_head;
-    let at = vec2<u32>(
-        (head * params.block_size + slot % params.block_size) * per_head + texel,
-        block - params.shard_first_block,
-    );
+    let at = vec2<u32>((head * params.block_size + place.y) * per_head + texel, place.x);
     // For one slice per texel the second operand is ignored; reading the same slice keeps
     // the index in bounds.
     let src = (token * params.kv_heads + head) * HD4 + texel * VEC4_PER_TEXEL;
