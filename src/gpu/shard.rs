@@ -38,21 +38,34 @@ impl KvBacking {
         }
     }
 
-    /// Textures on CPU adapters when one layer's block of `layout` fills whole texels of one
-    /// texture row and every head's row fills whole texels; buffers elsewhere.
+    /// Textures on CPU adapters when `layout` fits them ([`KvBacking::texture_misfit`]);
+    /// buffers elsewhere.
     pub fn for_device(ctx: &GpuContext, layout: &CacheLayout) -> Self {
-        let block_bytes = layout.block_elements_per_layer() * layout.dtype.bytes();
-        let row_bytes = layout.geometry.head_dim as u64 * layout.dtype.bytes();
-        let max_row = ctx.device.limits().max_texture_dimension_2d as u64;
         if ctx.info.device_type == wgpu::DeviceType::Cpu
-            && block_bytes.is_multiple_of(TEXEL_BYTES)
-            && row_bytes.is_multiple_of(TEXEL_BYTES)
-            && block_bytes / TEXEL_BYTES <= max_row
+            && Self::texture_misfit(ctx, layout).is_none()
         {
             KvBacking::Textures
         } else {
             KvBacking::Buffers
         }
+    }
+
+    /// Why `layout` cannot live in textures on this device, if it cannot: each head's row and
+    /// each layer's block must fill whole 16-byte texels, and a block must fit one texture row.
+    pub fn texture_misfit(ctx: &GpuContext, layout: &CacheLayout) -> Option<String> {
+        let block_bytes = layout.block_elements_per_layer() * layout.dtype.bytes();
+        let row_bytes = layout.geometry.head_dim as u64 * layout.dtype.bytes();
+        let max_row = ctx.device.limits().max_texture_dimension_2d as u64;
+        let fits = block_bytes.is_multiple_of(TEXEL_BYTES)
+            && row_bytes.is_multiple_of(TEXEL_BYTES)
+            && block_bytes / TEXEL_BYTES <= max_row;
+        (!fits).then(|| {
+            format!(
+                "a texture-backed pool needs head rows and blocks of whole 16-byte texels, a \
+                 block in one texture row (at most {max_row} texels), but a head row is \
+                 {row_bytes} bytes and a block {block_bytes}; use buffers or a smaller block size"
+            )
+        })
     }
 }
 

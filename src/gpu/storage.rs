@@ -10,7 +10,7 @@
 //! Element layout inside a shard: `[block][kv_head][token_in_block][head_dim]`, so one head's
 //! rows of one block are contiguous (what attention reads) and a block copy is one range.
 
-use super::shard::{KvBacking, KvShard, TEXEL_BYTES};
+use super::shard::{KvBacking, KvShard};
 use super::{GpuContext, GpuError};
 use crate::cache::{CacheLayout, KvDtype};
 
@@ -198,16 +198,10 @@ impl KvStorage {
         let device_max = match backing {
             KvBacking::Buffers => caps.max_storage_binding.min(caps.max_buffer),
             KvBacking::Textures => {
-                let max_side = ctx.device.limits().max_texture_dimension_2d as u64;
-                if !block_bytes.is_multiple_of(TEXEL_BYTES) || block_bytes / TEXEL_BYTES > max_side
-                {
-                    return Err(GpuError::Limit(format!(
-                        "a texture-backed pool needs a block of whole 16-byte texels in one \
-                         texture row (at most {max_side} texels), but one block is {block_bytes} \
-                         bytes; use buffers or a smaller block size"
-                    )));
+                if let Some(reason) = KvBacking::texture_misfit(ctx, layout) {
+                    return Err(GpuError::Limit(reason));
                 }
-                max_side * block_bytes
+                ctx.device.limits().max_texture_dimension_2d as u64 * block_bytes
             }
         };
         let max_shard = max_shard_bytes.map_or(device_max, |m| m.min(device_max));
