@@ -43,16 +43,21 @@ struct AttnParams {
 const MASKED: f32 = -3.0e38;
 const INVALID: u32 = 0xffffffffu;
 
-// Where key `tok` of `seq` lives in this shard: (its row's offset within the block in KvVec
-// units, the block's index within the shard), or y = INVALID when its block is in another
-// shard (that shard's dispatch covers it).
-fn key_place(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
-    let block = block_tables[seq * params.table_stride + tok / params.block_size];
-    if (block < params.shard_first_block || block >= params.shard_first_block + params.shard_blocks) {
+// Where `kv_head`'s rows of logical block `block` of `seq` start in this shard: (their first
+// row's offset within the block in KvVec units, the block's index within the shard), or
+// y = INVALID when the block is in another shard (that shard's dispatch covers it).
+fn block_place(seq: u32, kv_head: u32, block: u32) -> vec2<u32> {
+    let physical = block_tables[seq * params.table_stride + block];
+    if (physical < params.shard_first_block || physical >= params.shard_first_block + params.shard_blocks) {
         return vec2<u32>(0u, INVALID);
     }
-    let row = (kv_head * params.block_size + tok % params.block_size) * HD4;
-    return vec2<u32>(row, block - params.shard_first_block);
+    return vec2<u32>(kv_head * params.block_size * HD4, physical - params.shard_first_block);
+}
+
+// The same for key `tok` of `seq`: its own row's offset within the block.
+fn key_place(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
+    let place = block_place(seq, kv_head, tok / params.block_size);
+    return vec2<u32>(place.x + (tok % params.block_size) * HD4, place.y);
 }
 
 // The same place as one index into a shard buffer, in KvVec units, or INVALID.

@@ -1,6 +1,6 @@
 // Decode and prefill attention without workgroup memory or barriers, for CPU adapters
 // (lavapipe, SwiftShader). Follows attention_bindings.wgsl, with KvVec a whole load chunk
-// (kv_chunk_*.wgsl) and the pool read through key_at/load_k/load_v of flat_pool_buffers.wgsl
+// (kv_chunk_*.wgsl) and the pool read through block_at/row_at/load_k/load_v of flat_pool_buffers.wgsl
 // or flat_pool_textures.wgsl (CPU adapters keep their pools in textures).
 //
 // One invocation per (sequence, query token, context split, KV head, group chunk) serves GROUP
@@ -70,13 +70,21 @@ fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (list != 0u) {
             block = block_tables[list + 1u + entry];
         }
-        let block_end = min(block * bs + bs, key_end);
-        // KEY_TILE keys per iteration: one block-table lookup, max update and accumulator
-        // rescale per tile rather than per key. Splits start at multiples of KEY_TILE and
-        // block sizes are multiples of it, so a tile lies within one block. A block in
-        // another shard is skipped whole; keys past the split's end are masked (p = 0) and
-        // read rows of the same block.
-        for (var tile = max(block * bs, key_begin); tile < block_end; tile += KEY_TILE) {
+        // One block-table lookup per block, outside the tile loop: a lookup is a per-lane
+        // scalar load plus a division on CPU adapters. A block held by another shard is
+        // skipped whole; that shard's dispatch reads it.
+        let block_rows = block_at(seq, kv_head, block);
+        if (elsewhere(block_rows)) {
+            continue;
+        }
+        let block_first = block * bs;
+        let block_end = min(block_first + bs, key_end);
+        // KEY_TILE keys per iteration share one max update and accumulator rescale. Splits
+        // start at multiples of KEY_TILE and block sizes are multiples of it, so a tile lies
+        // within one block; keys past the split's end are masked (p = 0) and read rows of the
+        // same block.
+        for (var tile = max(block_first, key_begin); tile < block_end; tile += KEY_TILE) {
+            let at = row_at(block_rows, tile - block_first);
 {{per_tile}}
         }
     }

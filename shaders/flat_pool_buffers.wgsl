@@ -4,13 +4,20 @@
 @group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
 @group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
 
-// Where key `tok` of `seq` starts, in chunks, or INVALID when another shard holds it.
-fn key_at(seq: u32, kv_head: u32, tok: u32) -> u32 {
-    let base = key_base(seq, kv_head, tok);
-    if (base == INVALID) {
+// Where `kv_head`'s rows of logical block `block` of `seq` start, in chunks, or INVALID when
+// another shard holds the block.
+fn block_at(seq: u32, kv_head: u32, block: u32) -> u32 {
+    let place = block_place(seq, kv_head, block);
+    if (place.y == INVALID) {
         return INVALID;
     }
-    return base / VEC4_PER_CHUNK;
+    let kv_heads = params.q_heads / params.group;
+    return (place.y * kv_heads * params.block_size * HD4 + place.x) / VEC4_PER_CHUNK;
+}
+
+// Row `row` of the block whose rows start at `at`.
+fn row_at(at: u32, row: u32) -> u32 {
+    return at + row * (HD4 / VEC4_PER_CHUNK);
 }
 
 fn elsewhere(at: u32) -> bool {

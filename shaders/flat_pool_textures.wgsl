@@ -6,10 +6,16 @@
 @group(0) @binding(2) var k_texels: texture_2d<u32>;
 @group(0) @binding(3) var v_texels: texture_2d<u32>;
 
-// Where key `tok` of `seq` starts, or y = INVALID when another shard holds it.
-fn key_at(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
-    let place = key_place(seq, kv_head, tok);
+// Where `kv_head`'s rows of logical block `block` of `seq` start: (their first texel in the
+// block's texture row, that row), or y = INVALID when another shard holds the block.
+fn block_at(seq: u32, kv_head: u32, block: u32) -> vec2<u32> {
+    let place = block_place(seq, kv_head, block);
     return vec2<u32>(place.x / VEC4_PER_CHUNK, place.y);
+}
+
+// Row `row` of the block whose rows start at `at`: the same texture row, further along.
+fn row_at(at: vec2<u32>, row: u32) -> vec2<u32> {
+    return vec2<u32>(at.x + row * (HD4 / VEC4_PER_CHUNK), at.y);
 }
 
 fn elsewhere(at: vec2<u32>) -> bool {

@@ -53,18 +53,7 @@ pub(crate) fn fill(
 
     let mut per_tile = String::new();
     let tile = 0..key_tile;
-    // A tile never crosses a block (splits start at multiples of the tile, and block sizes
-    // are multiples of it), so one block-table lookup serves the whole tile.
-    // A block held by another shard is skipped whole: that shard's dispatch reads it.
-    for text in [
-        "let at = key_at(seq, kv_head, tile);",
-        "if (elsewhere(at)) {",
-        "    tile = (tile / params.block_size + 1u) * params.block_size - KEY_TILE;",
-        "    continue;",
-        "}",
-    ] {
-        line(&mut per_tile, 3, format_args!("{text}"));
-    }
+    // Scores: each K chunk of the tile is loaded once and used for every head of the group.
     for t in tile.clone() {
         line(
             &mut per_tile,
@@ -72,11 +61,7 @@ pub(crate) fn fill(
             format_args!("let live{t} = tile + {t}u < key_end;"),
         );
         for g in heads.clone() {
-            line(
-                &mut per_tile,
-                3,
-                format_args!("var d{g}_{t} = vec4<f32>(0.0);"),
-            );
+            line(&mut per_tile, 3, format_args!("var d{g}_{t} = 0.0;"));
         }
         for j in 0..chunks {
             line(
@@ -95,21 +80,20 @@ pub(crate) fn fill(
                     line(
                         &mut per_tile,
                         3,
-                        format_args!("d{g}_{t} += q{g}_{i} * k{t}_{j}_{half};"),
+                        format_args!("d{g}_{t} += dot(q{g}_{i}, k{t}_{j}_{half});"),
                     );
                 }
             }
         }
     }
+    // Online softmax, per head: one max update per tile.
     for g in heads.clone() {
         let mut tile_max = format!("s{g}_0");
         for t in tile.clone() {
             line(
                 &mut per_tile,
                 3,
-                format_args!(
-                    "let s{g}_{t} = select(MASKED, d{g}_{t}.x + d{g}_{t}.y + d{g}_{t}.z + d{g}_{t}.w, live{t});"
-                ),
+                format_args!("let s{g}_{t} = select(MASKED, d{g}_{t}, live{t});"),
             );
             if t > 0 {
                 tile_max = format!("max({tile_max}, s{g}_{t})");
@@ -136,31 +120,34 @@ pub(crate) fn fill(
         }
         line(&mut per_tile, 3, format_args!("l{g} = {sum};"));
         line(&mut per_tile, 3, format_args!("m{g} = m_new{g};"));
-        for i in 0..hd4 {
-            line(&mut per_tile, 3, format_args!("acc{g}_{i} *= alpha{g};"));
-        }
     }
-    for t in tile {
-        for j in 0..chunks {
+    // Values: every accumulator slice is rescaled and takes the whole tile in one assignment.
+    // On llvmpipe each assignment to a loop-carried value inside the loop is a masked store
+    // to the stack (load, blend, store), so one per slice per tile rather than one per key
+    // and one more for the rescale.
+    for j in 0..chunks {
+        for t in tile.clone() {
             line(
                 &mut per_tile,
                 3,
                 format_args!("let v{t}_{j} = load_v(at, {}u);", t * chunks + j),
             );
-            for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
-                let i = j * vec4_per_chunk + h as u32;
+        }
+        for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
+            let i = j * vec4_per_chunk + h as u32;
+            for t in tile.clone() {
                 line(
                     &mut per_tile,
                     3,
                     format_args!("let v{t}_{j}_{half} = chunk_{half}(v{t}_{j});"),
                 );
-                for g in heads.clone() {
-                    line(
-                        &mut per_tile,
-                        3,
-                        format_args!("acc{g}_{i} += p{g}_{t} * v{t}_{j}_{half};"),
-                    );
+            }
+            for g in heads.clone() {
+                let mut sum = format!("acc{g}_{i} * alpha{g}");
+                for t in tile.clone() {
+                    sum += &format!(" + p{g}_{t} * v{t}_{j}_{half}");
                 }
+                line(&mut per_tile, 3, format_args!("acc{g}_{i} = {sum};"));
             }
         }
     }
@@ -209,15 +196,20 @@ mod tests {
             assert!(!source.contains(marker), "{marker} was left unfilled");
         }
         // 16 slices per head: for every key of the tile and every head, each query slice is
-        // multiplied into the score and each accumulator slice takes the value.
+        // multiplied into the score, and each accumulator slice is rescaled and takes both
+        // keys' values in one assignment.
         for g in 0..3 {
-            for t in 0..2 {
-                for i in 0..16 {
-                    let half = ["lo", "hi"][i % 2];
-                    let j = i / 2;
-                    assert!(source.contains(&format!("d{g}_{t} += q{g}_{i} * k{t}_{j}_{half};")));
-                    assert!(source.contains(&format!("acc{g}_{i} += p{g}_{t} * v{t}_{j}_{half};")));
+            for i in 0..16 {
+                let half = ["lo", "hi"][i % 2];
+                let j = i / 2;
+                for t in 0..2 {
+                    assert!(
+                        source.contains(&format!("d{g}_{t} += dot(q{g}_{i}, k{t}_{j}_{half});"))
+                    );
                 }
+                assert!(source.contains(&format!(
+                    "acc{g}_{i} = acc{g}_{i} * alpha{g} + p{g}_0 * v0_{j}_{half} + p{g}_1 * v1_{j}_{half};"
+                )));
             }
         }
         // Each key's row is loaded once for the whole group: 8 chunks of K and V per key.

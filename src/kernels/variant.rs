@@ -235,16 +235,13 @@ impl Variant {
         Self { group, ..self }
     }
 
-    /// Keys the flat kernel scores per softmax update and block-table lookup, about 512
-    /// elements of a row per tile: on lavapipe 8 keys beat 4 at head dim 64 and 4 beat 8 at
-    /// 128, and 2 at 256 keeps the generated code (and its compile time) in bounds. Every
-    /// supported block size is a multiple of it, so a tile never crosses a block.
+    /// Keys the flat kernel scores per softmax update. Two at every head dim: on lavapipe,
+    /// once the block lookup left the tile loop and each accumulator slice took a whole tile
+    /// in one assignment, 2-key tiles beat 4 and 8 at head dims 64 and 128 (their scores and
+    /// values spill less), and 1 pays the rescale per key. Every supported block size is a
+    /// multiple of it, so a tile never crosses a block.
     pub fn flat_key_tile(&self) -> u32 {
-        match self.head_dim {
-            0..=64 => 8,
-            65..=128 => 4,
-            _ => 2,
-        }
+        2
     }
 
     /// Output rows one combine workgroup merges: a GPU gives a row the whole workgroup (its
