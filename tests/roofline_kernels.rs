@@ -4,11 +4,13 @@
 
 mod common;
 
-use pagekv::bench::{BenchEvent, BenchOptions, run_bench};
+use pagekv::bench::kernels::{AttentionCase, BenchSkip, decode_interleaved};
+use pagekv::bench::{BenchEvent, BenchOptions, Stopwatch, run_bench};
 use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::kernels::copy::CopyKernel;
 use pagekv::kernels::matmul::MatmulKernel;
+use pagekv::{KvDtype, ModelGeometry};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
@@ -112,5 +114,36 @@ fn bench_reports_each_figure_as_it_is_measured() {
         }
         assert!(report.copy_end_bytes_per_s.is_some_and(|c| c > 0.0));
         assert_eq!(started.first().map(String::as_str), Some("copy roofline"));
+    }
+}
+
+/// Cases timed in alternation come back in order, one median each, and a case the pool cap
+/// refuses is skipped with its reason while the others are still timed.
+#[test]
+fn interleaved_decode_times_each_case_and_skips_only_the_refused_one() {
+    let case = |batch, context| AttentionCase {
+        geometry: ModelGeometry::new("small", 1, 4, 2, 64),
+        dtype: KvDtype::F16,
+        batch,
+        context,
+    };
+    let cases = [case(1, 256), case(64, 4096), case(2, 512)];
+    let cap = cases[2].kv_bytes();
+    for ctx in common::contexts() {
+        let watch = Stopwatch::new(&ctx, 0.0);
+        let results = decode_interleaved(&ctx, &watch, 2, &cases, cap);
+        assert_eq!(results.len(), 3);
+        for i in [0, 2] {
+            assert!(
+                matches!(results[i], Ok(s) if s > 0.0),
+                "case {i} on {}",
+                ctx.describe()
+            );
+        }
+        assert!(
+            matches!(&results[1], Err(BenchSkip::Skipped(reason)) if reason.contains("--max-pool-gib")),
+            "{}",
+            ctx.describe()
+        );
     }
 }

@@ -5,7 +5,7 @@
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 
-use super::stopwatch::Stopwatch;
+use super::stopwatch::{Record, Stopwatch};
 use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvStorage, human_bytes};
 use crate::kernels::batch::GrowBuffer;
@@ -177,8 +177,73 @@ enum Attention {
     Prefill,
 }
 
-/// Times `kind` on the case's pool: one query per sequence for decode, the whole context as
-/// one chunk for prefill. Seconds per dispatch.
+/// A case's pool, kernels, step and scratch buffers, ready to record `kind` again and again.
+struct PreparedAttention {
+    storage: KvStorage,
+    kernels: PagedAttention,
+    batch: AttentionBatch,
+    q: wgpu::Buffer,
+    out: wgpu::Buffer,
+    kind: Attention,
+}
+
+impl PreparedAttention {
+    /// One query per sequence for decode, the whole context as one chunk for prefill.
+    fn new(
+        ctx: &GpuContext,
+        case: &AttentionCase,
+        max_pool_bytes: u64,
+        kind: Attention,
+    ) -> Result<Self, BenchSkip> {
+        let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
+        let query_len = match kind {
+            Attention::Decode => 1,
+            Attention::Prefill => case.context,
+        };
+        let views: Vec<SeqView<'_>> = tables
+            .iter()
+            .map(|t| SeqView {
+                block_table: t,
+                context_len: case.context,
+                query_len,
+            })
+            .collect();
+        let mut batch = AttentionBatch::default();
+        match kind {
+            Attention::Decode => kernels.prepare_decode(&storage, &mut batch, &views)?,
+            Attention::Prefill => kernels.prepare_prefill(&storage, &mut batch, &views)?,
+        }
+        let g = &case.geometry;
+        let bytes = case.batch as u64 * query_len as u64 * (g.q_heads * g.head_dim) as u64 * 4;
+        Ok(Self {
+            q: scratch(ctx, "bench q", bytes),
+            out: scratch(ctx, "bench out", bytes),
+            storage,
+            kernels,
+            batch,
+            kind,
+        })
+    }
+
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        ts: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<(), GpuError> {
+        let (storage, batch, q, out) = (&self.storage, &self.batch, &self.q, &self.out);
+        match self.kind {
+            Attention::Decode => self
+                .kernels
+                .record_decode(encoder, storage, 0, batch, q, out, ts),
+            Attention::Prefill => self
+                .kernels
+                .record_prefill(encoder, storage, 0, batch, q, out, ts),
+        }
+        Ok(())
+    }
+}
+
+/// Times `kind` on the case's pool: seconds per dispatch.
 fn attention(
     ctx: &GpuContext,
     watch: &Stopwatch,
@@ -187,39 +252,49 @@ fn attention(
     max_pool_bytes: u64,
     kind: Attention,
 ) -> Result<f64, BenchSkip> {
-    let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
-    let query_len = match kind {
-        Attention::Decode => 1,
-        Attention::Prefill => case.context,
-    };
-    let views: Vec<SeqView<'_>> = tables
+    let prepared = PreparedAttention::new(ctx, case, max_pool_bytes, kind)?;
+    Ok(watch.time(ctx, repeats, |encoder, ts| prepared.record(encoder, ts))?)
+}
+
+/// Decode steps of `cases` timed in alternation (see [`Stopwatch::time_interleaved`]), for
+/// figures whose ratio to each other is the point: seconds per step, in order. A case that
+/// cannot be set up carries its reason; the others are still timed.
+pub fn decode_interleaved(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cases: &[AttentionCase],
+    max_pool_bytes: u64,
+) -> Vec<Result<f64, BenchSkip>> {
+    let prepared: Vec<Result<PreparedAttention, BenchSkip>> = cases
         .iter()
-        .map(|t| SeqView {
-            block_table: t,
-            context_len: case.context,
-            query_len,
-        })
+        .map(|case| PreparedAttention::new(ctx, case, max_pool_bytes, Attention::Decode))
         .collect();
-    let mut batch = AttentionBatch::default();
-    match kind {
-        Attention::Decode => kernels.prepare_decode(&storage, &mut batch, &views)?,
-        Attention::Prefill => kernels.prepare_prefill(&storage, &mut batch, &views)?,
-    }
-    let g = &case.geometry;
-    let bytes = case.batch as u64 * query_len as u64 * (g.q_heads * g.head_dim) as u64 * 4;
-    let (q, out) = (
-        scratch(ctx, "bench q", bytes),
-        scratch(ctx, "bench out", bytes),
-    );
-    Ok(watch.time(ctx, repeats, |encoder, ts| {
-        match kind {
-            Attention::Decode => kernels.record_decode(encoder, &storage, 0, &batch, &q, &out, ts),
-            Attention::Prefill => {
-                kernels.record_prefill(encoder, &storage, 0, &batch, &q, &out, ts)
-            }
+    let timed = {
+        let mut records: Vec<Box<Record<'_>>> = prepared
+            .iter()
+            .flatten()
+            .map(|p| -> Box<Record<'_>> { Box::new(move |encoder, ts| p.record(encoder, ts)) })
+            .collect();
+        let mut refs: Vec<&mut Record<'_>> = records.iter_mut().map(|r| &mut **r).collect();
+        watch.time_interleaved(ctx, repeats, &mut refs)
+    };
+    match timed {
+        Ok(seconds) => {
+            let mut seconds = seconds.into_iter();
+            prepared
+                .into_iter()
+                .map(|p| p.map(|_| seconds.next().expect("one median per prepared case")))
+                .collect()
         }
-        Ok(())
-    })?)
+        Err(e) => {
+            let reason = e.to_string();
+            prepared
+                .into_iter()
+                .map(|p| p.and_then(|_| Err(GpuError::Device(reason.clone()).into())))
+                .collect()
+        }
+    }
 }
 
 /// Decode attention: seconds per step for the case.

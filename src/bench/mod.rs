@@ -255,6 +255,9 @@ pub struct PlannedCase {
     pub work: Work,
     /// The label its figure will carry.
     pub label: String,
+    /// Timed in alternation with the other interleaved cases, because their ratio to each
+    /// other is a target (the ggml shape at GQA 1 and GQA 4).
+    pub interleaved: bool,
 }
 
 impl PlannedCase {
@@ -264,7 +267,11 @@ impl PlannedCase {
             Work::Append(case) => format!("{} tokens, {}", case.context, label(case)),
             Work::Host(op) => op.label().into(),
         };
-        Self { work, label }
+        Self {
+            work,
+            label,
+            interleaved: false,
+        }
     }
 
     /// The section name `--only` selects it by.
@@ -315,7 +322,10 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
             batch: 1,
             context: 8192,
         };
-        out.push(PlannedCase::new(Work::Decode(case)));
+        out.push(PlannedCase {
+            interleaved: true,
+            ..PlannedCase::new(Work::Decode(case))
+        });
     }
     let prefill_lengths: &[u32] = if quick { &[256] } else { &[512, 2048] };
     for geometry in geometries() {
@@ -420,9 +430,40 @@ pub fn run_bench(
     });
     let cap = options.max_pool_bytes;
     let host_scale = if options.quick { 1 } else { 4 };
-    for planned in plan(options) {
-        rec.starting(&format!("{} {}", planned.section(), planned.label));
+    let planned_cases = plan(options);
+    let interleaved_cases: Vec<AttentionCase> = planned_cases
+        .iter()
+        .filter(|p| p.interleaved)
+        .filter_map(|p| match &p.work {
+            Work::Decode(case) => Some(case.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut interleaved_results: Option<std::vec::IntoIter<_>> = None;
+    for planned in &planned_cases {
+        let alternation = if planned.interleaved && interleaved_cases.len() > 1 {
+            " (timed in alternation with the other ggml shape)"
+        } else {
+            ""
+        };
+        rec.starting(&format!(
+            "{} {}{alternation}",
+            planned.section(),
+            planned.label
+        ));
         let (result, amount, unit, roofline) = match &planned.work {
+            Work::Decode(case) if planned.interleaved => (
+                interleaved_results
+                    .get_or_insert_with(|| {
+                        kernels::decode_interleaved(ctx, &watch, repeats, &interleaved_cases, cap)
+                            .into_iter()
+                    })
+                    .next()
+                    .expect("one result per interleaved case"),
+                case.kv_bytes() as f64,
+                "GB/s",
+                copy,
+            ),
             Work::Decode(case) => (
                 kernels::decode(ctx, &watch, repeats, case, cap),
                 case.kv_bytes() as f64,
@@ -454,7 +495,7 @@ pub fn run_bench(
                 continue;
             }
         };
-        rec.add(figure(&planned, unit, amount, roofline, result)?);
+        rec.add(figure(planned, unit, amount, roofline, result)?);
     }
     rec.starting("copy roofline again (drift over the run)");
     rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
@@ -492,6 +533,24 @@ mod tests {
             full.iter()
                 .any(|c| c.label == "qwen2.5-7b f16 batch 128 ctx 32768")
         );
+    }
+
+    #[test]
+    fn only_the_ggml_pair_is_timed_in_alternation() {
+        for quick in [true, false] {
+            let interleaved: Vec<_> = plan(&options(quick, &[], &[]))
+                .into_iter()
+                .filter(|c| c.interleaved)
+                .map(|c| c.label)
+                .collect();
+            assert_eq!(
+                interleaved,
+                [
+                    "ggml-shape-gqa1 f16 batch 1 ctx 8192",
+                    "ggml-shape-gqa4 f16 batch 1 ctx 8192"
+                ]
+            );
+        }
     }
 
     #[test]

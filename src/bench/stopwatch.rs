@@ -96,46 +96,79 @@ impl Stopwatch {
             Option<wgpu::ComputePassTimestampWrites<'_>>,
         ) -> Result<(), GpuError>,
     ) -> Result<f64, GpuError> {
-        let mut samples: Vec<f64> = Vec::new();
-        let mut run = 0u32;
-        while run <= repeats
-            || (samples.iter().sum::<f64>() < self.min_total_seconds && samples.len() < MAX_SAMPLES)
-        {
-            let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            let writes =
-                self.timestamps
-                    .as_ref()
-                    .map(|(set, ..)| wgpu::ComputePassTimestampWrites {
-                        query_set: set,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    });
-            record(&mut encoder, writes)?;
-            if let Some((set, resolve, readback, _)) = &self.timestamps {
-                encoder.resolve_query_set(set, 0..2, resolve, 0);
-                encoder.copy_buffer_to_buffer(resolve, 0, readback, 0, 2 * wgpu::QUERY_SIZE as u64);
+        let record: &mut Record<'_> = &mut record;
+        Ok(self.time_interleaved(ctx, repeats, &mut [record])?[0])
+    }
+
+    /// [`Stopwatch::time`] for several kernels whose times are compared with each other: one
+    /// run of each in turn, round after round, so that a slow spell of a shared machine
+    /// lands on all of them rather than on whichever ran during it. Medians, in order.
+    pub fn time_interleaved(
+        &self,
+        ctx: &GpuContext,
+        repeats: u32,
+        records: &mut [&mut Record<'_>],
+    ) -> Result<Vec<f64>, GpuError> {
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); records.len()];
+        let wants_more =
+            |s: &Vec<f64>| s.iter().sum::<f64>() < self.min_total_seconds && s.len() < MAX_SAMPLES;
+        // Round 0 warms every kernel up and is not kept.
+        let mut round = 0u32;
+        while round <= repeats || samples.iter().any(wants_more) {
+            for (record, kept) in records.iter_mut().zip(&mut samples) {
+                let seconds = self.sample(ctx, record)?;
+                if round > 0 {
+                    kept.push(seconds);
+                }
             }
-            let start = Instant::now();
-            ctx.queue.submit([encoder.finish()]);
-            ctx.wait_idle()?;
-            let wall = start.elapsed().as_secs_f64();
-            if let Some(err) = pollster::block_on(scope.pop()) {
-                return Err(GpuError::Device(format!("a bench pass failed: {err}")));
-            }
-            let seconds = match &self.timestamps {
-                Some((_, _, readback, period)) => read_ticks(ctx, readback, *period)?,
-                None => wall,
-            };
-            if run > 0 {
-                samples.push(seconds);
-            }
-            run += 1;
+            round += 1;
         }
-        samples.sort_by(f64::total_cmp);
-        Ok(samples[samples.len() / 2])
+        Ok(samples
+            .into_iter()
+            .map(|mut s| {
+                s.sort_by(f64::total_cmp);
+                s[s.len() / 2]
+            })
+            .collect())
+    }
+
+    /// One submission of `record`'s pass: its seconds.
+    fn sample(&self, ctx: &GpuContext, record: &mut Record<'_>) -> Result<f64, GpuError> {
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let writes = self
+            .timestamps
+            .as_ref()
+            .map(|(set, ..)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            });
+        record(&mut encoder, writes)?;
+        if let Some((set, resolve, readback, _)) = &self.timestamps {
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, readback, 0, 2 * wgpu::QUERY_SIZE as u64);
+        }
+        let start = Instant::now();
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait_idle()?;
+        let wall = start.elapsed().as_secs_f64();
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Device(format!("a bench pass failed: {err}")));
+        }
+        match &self.timestamps {
+            Some((_, _, readback, period)) => read_ticks(ctx, readback, *period),
+            None => Ok(wall),
+        }
     }
 }
+
+/// What a timed kernel records: its one compute pass, with the timestamp writes it is given.
+pub type Record<'a> = dyn FnMut(
+        &mut wgpu::CommandEncoder,
+        Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<(), GpuError>
+    + 'a;
 
 fn read_ticks(ctx: &GpuContext, readback: &wgpu::Buffer, period_ns: f64) -> Result<f64, GpuError> {
     let slice = readback.slice(..);
