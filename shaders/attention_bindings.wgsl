@@ -60,9 +60,9 @@ fn key_place(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
     return vec2<u32>(place.x + (tok % params.block_size) * HD4, place.y);
 }
 
-// The same place as one index into a shard buffer, in KvVec units, or INVALID.
-fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
-    let place = key_place(seq, kv_head, tok);
+// A place (block_place, key_place) as one index into a shard buffer, in KvVec units, or
+// INVALID.
+fn place_index(place: vec2<u32>) -> u32 {
     if (place.y == INVALID) {
         return INVALID;
     }
@@ -70,3 +70,7 @@ fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
     return place.y * kv_heads * params.block_size * HD4 + place.x;
 }
 
+// Where key `tok` of `seq` starts in a shard buffer, in KvVec units, or INVALID.
+fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
+    return place_index(key_place(seq, kv_head, tok));
+}

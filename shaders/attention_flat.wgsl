@@ -1,7 +1,8 @@
 // Decode and prefill attention without workgroup memory or barriers, for CPU adapters
 // (lavapipe, SwiftShader). Follows attention_bindings.wgsl, with KvVec a whole load chunk
-// (kv_chunk_*.wgsl) and the pool read through block_at/row_at/load_k/load_v of flat_pool_buffers.wgsl
-// or flat_pool_textures.wgsl (CPU adapters keep their pools in textures).
+// (kv_chunk_*.wgsl) and the pool read through block_at/row_at/load_k/load_v of
+// flat_pool_buffers.wgsl or flat_pool_textures.wgsl (CPU adapters keep their pools in
+// textures).
 //
 // One invocation per (sequence, query token, context split, KV head, group chunk) serves GROUP
 // query heads of one GQA group: it streams each K/V row of its split from the paged pool once

@@ -7,12 +7,11 @@
 // Where `kv_head`'s rows of logical block `block` of `seq` start, in chunks, or INVALID when
 // another shard holds the block.
 fn block_at(seq: u32, kv_head: u32, block: u32) -> u32 {
-    let place = block_place(seq, kv_head, block);
-    if (place.y == INVALID) {
+    let base = place_index(block_place(seq, kv_head, block));
+    if (base == INVALID) {
         return INVALID;
     }
-    let kv_heads = params.q_heads / params.group;
-    return (place.y * kv_heads * params.block_size * HD4 + place.x) / VEC4_PER_CHUNK;
+    return base / VEC4_PER_CHUNK;
 }
 
 // Row `row` of the block whose rows start at `at`.
