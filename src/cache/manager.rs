@@ -4,10 +4,15 @@
 //! It decides *which* block holds each token and tells the GPU side what to copy and where to
 //! write; it never waits for the GPU. Every operation either fully succeeds or leaves the
 //! cache unchanged, so a scheduler can simply try, and preempt or queue on `OutOfBlocks`.
+//!
+//! How that is kept: each mutating operation first checks what it can cheaply (ids, block
+//! counts), then makes all its pool changes inside one pool transaction, which undoes them
+//! if any step fails, and only after that commits does it touch its own tables and counters,
+//! with steps that cannot fail.
 
 use std::collections::BTreeMap;
 
-use super::error::CacheError;
+use super::error::{CacheError, InvariantViolation};
 use super::geometry::CacheLayout;
 use super::pool::{BlockId, BlockPool};
 use super::prefix::{PrefixHash, block_hash};
@@ -147,7 +152,8 @@ impl KvCacheManager {
     /// copy-on-write block when the partial last block is shared.
     pub fn blocks_needed_to_append(&self, id: SeqId, n: u32) -> Result<u32, CacheError> {
         let seq = self.seqs.get(&id).ok_or(CacheError::UnknownSequence(id))?;
-        Ok(self.needed_for(seq, n as u64))
+        let growth = Growth::of(&self.pool, self.block_size(), seq, n as u64);
+        Ok(saturate(growth.blocks_needed()))
     }
 
     /// Whether appending `n` tokens to `id` would succeed now (false for an unknown id).
@@ -156,67 +162,60 @@ impl KvCacheManager {
             .is_ok_and(|needed| needed <= self.pool.num_free())
     }
 
-    fn needed_for(&self, seq: &Sequence, n: u64) -> u32 {
-        let bs = self.block_size() as u64;
-        let len = seq.tokens.len() as u64;
-        let new_blocks = (len + n).div_ceil(bs) - seq.blocks.len() as u64;
-        let cow = n > 0
-            && !len.is_multiple_of(bs)
-            && seq
-                .blocks
-                .last()
-                .is_some_and(|&b| self.pool.refcount(b) > 1);
-        (new_blocks + cow as u64).min(u32::MAX as u64) as u32
-    }
-
     /// Appends `tokens` to `id`, all or nothing. Returns where each token's K/V goes and the
     /// copy-on-write copies to run first. Full blocks are registered for prefix reuse.
     pub fn append_tokens(&mut self, id: SeqId, tokens: &[u32]) -> Result<AppendPlan, CacheError> {
-        let seq = self.seqs.get(&id).ok_or(CacheError::UnknownSequence(id))?;
-        let needed = self.needed_for(seq, tokens.len() as u64);
+        let bs = self.layout.block_size;
+        // Field borrows, not `&mut self`, so the pool stays usable while `seq` is held.
+        let seq = self
+            .seqs
+            .get_mut(&id)
+            .ok_or(CacheError::UnknownSequence(id))?;
+        let growth = Growth::of(&self.pool, bs, seq, tokens.len() as u64);
         let available = self.pool.num_free();
-        if needed > available {
-            return Err(CacheError::OutOfBlocks { needed, available });
+        if growth.blocks_needed() > available as u64 {
+            return Err(CacheError::OutOfBlocks {
+                needed: saturate(growth.blocks_needed()),
+                available,
+            });
         }
-        let bs = self.block_size();
-        let mut seq = self.seqs.remove(&id).expect("checked above");
-        let mut plan = AppendPlan {
-            slots: Vec::with_capacity(tokens.len()),
-            copies: Vec::new(),
+        let mut tx = self.pool.transaction();
+        let copy = match growth.copy_on_write {
+            Some(src) => {
+                let dst = tx.allocate()?;
+                tx.release(src)?;
+                Some(BlockCopy { src, dst })
+            }
+            None => None,
         };
-        // `needed <= available` makes every allocation below succeed, so no partial state.
-        let result = (|| {
-            let len = seq.tokens.len() as u32;
-            if !tokens.is_empty() && !len.is_multiple_of(bs) {
-                let last = seq.blocks.len() - 1;
-                let src = seq.blocks[last];
-                if self.pool.refcount(src) > 1 {
-                    let dst = self.pool.allocate()?;
-                    self.pool.release(src)?;
-                    seq.blocks[last] = dst;
-                    plan.copies.push(BlockCopy { src, dst });
-                    self.cow_copies += 1;
-                }
+        let fresh = (0..growth.new_blocks)
+            .map(|_| tx.allocate())
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit();
+
+        // The pool changes are made; nothing below can fail.
+        if let (Some(copy), Some(last)) = (copy, seq.blocks.last_mut()) {
+            *last = copy.dst;
+            self.cow_copies += 1;
+        }
+        seq.blocks.extend(fresh);
+        let mut slots = Vec::with_capacity(tokens.len());
+        for &token in tokens {
+            let pos = seq.tokens.len() as u32;
+            let block = seq.blocks[(pos / bs) as usize];
+            slots.push(block * bs + pos % bs);
+            seq.tokens.push(token);
+            if self.prefix_caching && (pos + 1).is_multiple_of(bs) {
+                let start = (pos + 1 - bs) as usize;
+                let h = block_hash(seq.hashes.last().copied(), &seq.tokens[start..]);
+                seq.hashes.push(h);
+                self.pool.register(block, h);
             }
-            for &token in tokens {
-                let pos = seq.tokens.len() as u32;
-                if pos.is_multiple_of(bs) {
-                    seq.blocks.push(self.pool.allocate()?);
-                }
-                let block = seq.blocks[(pos / bs) as usize];
-                plan.slots.push(block * bs + pos % bs);
-                seq.tokens.push(token);
-                if self.prefix_caching && (pos + 1).is_multiple_of(bs) {
-                    let start = (pos + 1 - bs) as usize;
-                    let h = block_hash(seq.hashes.last().copied(), &seq.tokens[start..]);
-                    seq.hashes.push(h);
-                    self.pool.register(block, h);
-                }
-            }
-            Ok::<(), CacheError>(())
-        })();
-        self.seqs.insert(id, seq);
-        result.map(|()| plan)
+        }
+        Ok(AppendPlan {
+            slots,
+            copies: copy.into_iter().collect(),
+        })
     }
 
     /// Creates `child` sharing all of `parent`'s blocks and tokens (beam search, parallel
@@ -230,9 +229,11 @@ impl KvCacheManager {
             .get(&parent)
             .ok_or(CacheError::UnknownSequence(parent))?
             .clone();
+        let mut tx = self.pool.transaction();
         for &b in &seq.blocks {
-            self.pool.retain(b)?;
+            tx.retain(b)?;
         }
+        tx.commit();
         self.seqs.insert(child, seq);
         Ok(())
     }
@@ -240,13 +241,13 @@ impl KvCacheManager {
     /// Removes `id` and releases its blocks, last block first, so that a sequence's tail
     /// (least likely to be shared) is evicted before its prefix.
     pub fn free(&mut self, id: SeqId) -> Result<(), CacheError> {
-        let seq = self
-            .seqs
-            .remove(&id)
-            .ok_or(CacheError::UnknownSequence(id))?;
+        let seq = self.seqs.get(&id).ok_or(CacheError::UnknownSequence(id))?;
+        let mut tx = self.pool.transaction();
         for &b in seq.blocks.iter().rev() {
-            self.pool.release(b)?;
+            tx.release(b)?;
         }
+        tx.commit();
+        self.seqs.remove(&id);
         Ok(())
     }
 
@@ -285,7 +286,7 @@ impl KvCacheManager {
             .iter()
             .filter(|(b, _)| self.pool.is_evictable(*b))
             .count() as u64;
-        (total - hits.len() as u64 + revived).min(u32::MAX as u64) as u32
+        saturate(total - hits.len() as u64 + revived)
     }
 
     /// Creates sequence `id` holding the longest cached prefix of `prompt` (whole blocks,
@@ -306,14 +307,18 @@ impl KvCacheManager {
         }
         let bs = self.block_size();
         let hits = self.match_prefix(prompt);
-        let mut seq = Sequence::default();
-        for &(b, h) in &hits {
-            self.pool.retain(b)?;
-            seq.blocks.push(b);
-            seq.hashes.push(h);
+        let mut tx = self.pool.transaction();
+        for &(b, _) in &hits {
+            tx.retain(b)?;
         }
+        tx.commit();
         let cached = hits.len() as u32 * bs;
-        seq.tokens.extend_from_slice(&prompt[..cached as usize]);
+        let (blocks, hashes) = hits.into_iter().unzip();
+        let seq = Sequence {
+            blocks,
+            hashes,
+            tokens: prompt[..cached as usize].to_vec(),
+        };
         self.seqs.insert(id, seq);
         self.prefix_lookup_tokens += prompt.len() as u64;
         self.prefix_hit_tokens += cached as u64;
@@ -325,35 +330,81 @@ impl KvCacheManager {
     }
 
     /// Full O(n) consistency check: the pool's own invariants, refcounts equal to the number
-    /// of table references, table lengths matching token counts. For tests and debug builds.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// of table references, table lengths matching token counts. For tests and debug builds;
+    /// an error names the block or sequence at fault.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         self.pool.check_invariants()?;
         let bs = self.block_size() as usize;
         let mut refs = vec![0u32; self.num_blocks() as usize];
-        for (id, seq) in &self.seqs {
-            if seq.blocks.len() != seq.tokens.len().div_ceil(bs) {
-                return Err(format!("sequence {id}: table length disagrees with tokens"));
+        for (&seq, s) in &self.seqs {
+            let tokens = s.tokens.len();
+            if s.blocks.len() != tokens.div_ceil(bs) {
+                return Err(InvariantViolation::TableLength {
+                    seq,
+                    blocks: s.blocks.len(),
+                    tokens,
+                });
             }
-            if self.prefix_caching && seq.hashes.len() != seq.tokens.len() / bs {
-                return Err(format!(
-                    "sequence {id}: hash chain length disagrees with tokens"
-                ));
+            if self.prefix_caching && s.hashes.len() != tokens / bs {
+                return Err(InvariantViolation::HashChainLength {
+                    seq,
+                    hashes: s.hashes.len(),
+                    tokens,
+                });
             }
-            for &b in &seq.blocks {
-                *refs
-                    .get_mut(b as usize)
-                    .ok_or(format!("block {b} out of range"))? += 1;
+            for &block in &s.blocks {
+                let count = refs
+                    .get_mut(block as usize)
+                    .ok_or(InvariantViolation::TableBlockOutOfRange { seq, block })?;
+                *count = count.saturating_add(1);
             }
         }
-        for (b, &count) in refs.iter().enumerate() {
-            if self.pool.refcount(b as BlockId) != count {
-                return Err(format!(
-                    "block {b}: refcount differs from {count} table refs"
-                ));
+        for (block, table_refs) in (0..).zip(refs) {
+            let refcount = self.pool.refcount(block);
+            if refcount != table_refs {
+                return Err(InvariantViolation::RefcountMismatch {
+                    block,
+                    refcount,
+                    table_refs,
+                });
             }
         }
         Ok(())
     }
+}
+
+/// What appending some tokens to a sequence takes from the pool.
+struct Growth {
+    /// The shared partial last block that must be copied before it is written, if any.
+    copy_on_write: Option<BlockId>,
+    /// Blocks to add to the table for the new tokens.
+    new_blocks: u64,
+}
+
+impl Growth {
+    fn of(pool: &BlockPool, block_size: u32, seq: &Sequence, n: u64) -> Self {
+        let bs = block_size as u64;
+        let len = seq.tokens.len() as u64;
+        let partial_last = n > 0 && !len.is_multiple_of(bs);
+        Self {
+            copy_on_write: seq
+                .blocks
+                .last()
+                .copied()
+                .filter(|&b| partial_last && pool.refcount(b) > 1),
+            new_blocks: (len + n).div_ceil(bs) - seq.blocks.len() as u64,
+        }
+    }
+
+    /// Blocks taken from the free count: one per new block, plus the copy's destination.
+    fn blocks_needed(&self) -> u64 {
+        self.new_blocks + self.copy_on_write.is_some() as u64
+    }
+}
+
+/// `n` as a `u32`, capped at `u32::MAX` (block counts above that can never be met anyway).
+fn saturate(n: u64) -> u32 {
+    n.min(u32::MAX as u64) as u32
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod pool;
 pub mod prefix;
 pub mod table;
 
-pub use error::CacheError;
+pub use error::{CacheError, InvariantViolation};
 pub use geometry::{
     CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS,
 };
