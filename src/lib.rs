@@ -1,6 +1,10 @@
 //! pagekv: a vendor-neutral paged KV cache and paged attention in WGSL, run through wgpu on
 //! Vulkan, Metal, DX12 and GL, plus the stress engine that drives it.
 //!
+//! An app embeds it through [`KvCache`] (see its module, [`kv_cache`]), with
+//! `default-features = false` so that none of the stress tool is compiled. The default
+//! feature `tool` adds the modules below the core.
+//!
 //! The crate splits into pure bookkeeping ([`cache`]), GPU plumbing ([`gpu`]), one module per
 //! kernel family ([`kernels`]) and the CPU reference they are checked against
 //! ([`reference`](mod@reference)). On top of those: the stress engine ([`engine`]: scheduler
@@ -8,15 +12,36 @@
 //! ([`scenario`]), result files, verdicts and tables ([`report`]) and the roofline benches
 //! ([`bench`]).
 
-pub mod bench;
+#![warn(missing_docs)]
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod cache;
-pub mod engine;
 pub mod gpu;
 pub mod kernels;
-pub mod npy;
+pub mod kv_cache;
 pub mod reference;
+
+#[cfg(feature = "tool")]
+pub mod bench;
+#[cfg(feature = "tool")]
+pub mod engine;
+#[cfg(feature = "tool")]
+pub mod npy;
+#[cfg(feature = "tool")]
 pub mod report;
+#[cfg(feature = "tool")]
 pub mod scenario;
+#[cfg(feature = "tool")]
+pub mod tool_kernels;
+#[cfg(feature = "tool")]
 pub mod verify;
 
-pub use cache::{CacheLayout, KvDtype, ModelGeometry};
+pub use cache::{CacheLayout, KvDtype, ModelGeometry, SeqId};
+pub use kernels::{AppendInput, AttentionIo};
+pub use kv_cache::{
+    AppendStep, Capacity, DecodeStep, KvCache, KvCacheConfig, KvError, PrefillStep,
+};

@@ -7,8 +7,6 @@
 //! The comparison helpers ([`compare`], [`check`], [`Tolerance`]) live here too so that unit
 //! tests, integration tests and `pagekv verify` all judge "correct" by one rule.
 
-use serde::Serialize;
-
 use crate::cache::KvDtype;
 
 /// Sizes of one attention call, enough to interpret the flat q / k / v slices.
@@ -201,7 +199,8 @@ pub fn round_through_f16(x: &[f32]) -> Vec<f32> {
 pub const REL_FLOOR: f64 = 1e-3;
 
 /// Summary of how far a kernel output is from the reference.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ErrorStats {
     /// Largest `|got - want|`; infinite when any element is NaN/infinite on one side only or
     /// the lengths differ.
@@ -228,7 +227,8 @@ impl ErrorStats {
 
 /// Absolute and relative error allowance; an element passes when
 /// `|got - want| <= abs + rel * |want|`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Tolerance {
     /// Allowed absolute error, dominant for near-zero outputs.
     pub abs: f64,
@@ -318,21 +318,26 @@ pub fn check(got: &[f32], want: &[f32], tol: Tolerance) -> (ErrorStats, bool) {
     (stats, pass)
 }
 
+/// `n` deterministic values in [-1, 1) from `seed` (xorshift): stand-in activations for
+/// examples and tests, reproducible on every platform without an RNG crate.
+pub fn sample_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Deterministic values in [-1, 1) without pulling in a RNG crate.
     fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        sample_values(n, seed)
     }
 
     fn shape(

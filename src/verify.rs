@@ -8,8 +8,10 @@ use crate::cache::{CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED
 use crate::gpu::{
     GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
 };
-use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
-use crate::kernels::{AttentionAlgorithm, CombineKernel, DecodeKernel, PrefillKernel};
+use crate::kernels::{
+    AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
+    PagedAttention, PrefillBatch, SeqView,
+};
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -278,14 +280,11 @@ pub fn run_case(
         mode,
         backing,
     )?;
-    let mut kernels = PagedAttention::new(ctx, &storage)?;
-    if let Some(algorithm) = case.algorithm {
-        kernels.decode = DecodeKernel::with_algorithm(ctx, &storage, algorithm)?;
-        kernels.prefill = PrefillKernel::with_algorithm(ctx, &storage, algorithm)?;
-        kernels.combine =
-            CombineKernel::with_algorithm(ctx, storage.layout.geometry.head_dim, algorithm)?;
-    }
-    kernels.decode.splits.forced_partition_tokens = case.partition_tokens;
+    let options = AttentionOptions {
+        algorithm: case.algorithm,
+        decode_partition_tokens: case.partition_tokens,
+    };
+    let kernels = PagedAttention::with_options(ctx, &storage, options)?;
 
     // Prefill: sequence 0 first (it owns the shared prefix), then the forks, each in chunks.
     let groups: Vec<Vec<usize>> = if shared > 0 {
@@ -293,8 +292,7 @@ pub fn run_case(
     } else {
         vec![(0..n).collect()]
     };
-    let mut append_batch = AppendBatch::default();
-    let mut attn_batch = AttentionBatch::default();
+    let mut batches = StepBatches::default();
     for (phase, members) in groups.iter().enumerate() {
         if phase == 1 && !cow.is_empty() {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -323,8 +321,7 @@ pub fn run_case(
                 ctx,
                 &kernels,
                 &storage,
-                &mut append_batch,
-                &mut attn_batch,
+                &mut batches,
                 &mut seqs,
                 &step,
                 layers,
@@ -340,15 +337,14 @@ pub fn run_case(
         ctx,
         &kernels,
         &storage,
-        &mut append_batch,
-        &mut attn_batch,
+        &mut batches,
         &mut seqs,
         &step,
         layers,
         g,
         true,
     )?;
-    let decode_partitions = attn_batch.num_partitions;
+    let decode_partitions = batches.decode.num_partitions();
 
     // Compare.
     let tolerance = Tolerance::for_dtype(case.dtype);
@@ -368,12 +364,10 @@ pub fn run_case(
         shards: storage.plan.num_shards(),
         decode_partitions,
         cow_copies: cow.len(),
-        variants: vec![
-            kernels.append.variant.name(),
-            kernels.prefill.variant.name(),
-            kernels.decode.variant.name(),
-            kernels.combine.variant.name(),
-        ],
+        variants: {
+            let names = kernels.variant_names();
+            vec![names.append, names.prefill, names.decode, names.combine]
+        },
         dumps: Vec::new(),
     };
     for (s, data) in seqs.iter().enumerate() {
@@ -459,14 +453,21 @@ fn worst(a: ErrorStats, b: ErrorStats) -> ErrorStats {
     }
 }
 
+/// The reusable metadata of verify's steps.
+#[derive(Default)]
+struct StepBatches {
+    append: AppendBatch,
+    prefill: PrefillBatch,
+    decode: DecodeBatch,
+}
+
 /// Appends and attends one step: `(sequence, first position, tokens)` per member.
 #[allow(clippy::too_many_arguments)]
 fn run_step(
     ctx: &GpuContext,
     kernels: &PagedAttention,
     storage: &KvStorage,
-    append_batch: &mut AppendBatch,
-    attn_batch: &mut AttentionBatch,
+    batches: &mut StepBatches,
     seqs: &mut [SeqData],
     step: &[(usize, u32, u32)],
     layers: u32,
@@ -481,7 +482,7 @@ fn run_step(
             slots.push(seqs[s].table[(p / bs) as usize] * bs + p % bs);
         }
     }
-    kernels.prepare_append(storage, append_batch, &slots)?;
+    kernels.prepare_append(storage, &mut batches.append, &slots)?;
     let views: Vec<SeqView<'_>> = step
         .iter()
         .map(|&(s, first, len)| SeqView {
@@ -491,9 +492,9 @@ fn run_step(
         })
         .collect();
     if decode {
-        kernels.prepare_decode(storage, attn_batch, &views)?;
+        kernels.prepare_decode(storage, &mut batches.decode, &views)?;
     } else {
-        kernels.prepare_prefill(storage, attn_batch, &views)?;
+        kernels.prepare_prefill(storage, &mut batches.prefill, &views)?;
     }
     drop(views);
     let total: usize = step.iter().map(|&(_, _, len)| len as usize).sum();
@@ -517,9 +518,8 @@ fn run_step(
             &mut encoder,
             storage,
             l as u32,
-            append_batch,
-            &k_buf,
-            &v_buf,
+            &batches.append,
+            AppendInput::whole(&k_buf, &v_buf),
             None,
         );
         if decode {
@@ -527,9 +527,8 @@ fn run_step(
                 &mut encoder,
                 storage,
                 l as u32,
-                attn_batch,
-                &q_buf,
-                &out_buf,
+                &batches.decode,
+                AttentionIo::whole(&q_buf, &out_buf),
                 None,
             );
         } else {
@@ -537,9 +536,8 @@ fn run_step(
                 &mut encoder,
                 storage,
                 l as u32,
-                attn_batch,
-                &q_buf,
-                &out_buf,
+                &batches.prefill,
+                AttentionIo::whole(&q_buf, &out_buf),
                 None,
             );
         }

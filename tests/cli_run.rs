@@ -1,6 +1,8 @@
 //! `pagekv run`, `compare` and `scenarios` end to end: one-sentence errors with status 2 for
 //! bad flags and files (before any work), the table, the results file and comparisons.
 
+#![cfg(feature = "tool")]
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -4,6 +4,8 @@
 //!
 //! These assert completion, accounting and correctness, never speed.
 
+#![cfg(feature = "tool")]
+
 mod common;
 
 use pagekv::engine::request::PreemptionMode;

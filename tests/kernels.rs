@@ -3,6 +3,8 @@
 //! prefills (chunked where stated), decodes one token, reads the pool back, and compares
 //! every checked row; see `pagekv::verify`.
 
+#![cfg(feature = "tool")]
+
 mod common;
 
 use pagekv::cache::{KvDtype, ModelGeometry, SUPPORTED_HEAD_DIMS};

@@ -2,14 +2,16 @@
 //! the copy must copy exactly, the matmul must match an f64 CPU matmul, on every adapter.
 //! Also how a bench run hands out its figures (no speed is asserted anywhere).
 
+#![cfg(feature = "tool")]
+
 mod common;
 
 use pagekv::bench::kernels::{AttentionCase, BenchSkip, decode_interleaved};
 use pagekv::bench::{BenchEvent, BenchOptions, Stopwatch, run_bench};
 use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
-use pagekv::kernels::copy::CopyKernel;
-use pagekv::kernels::matmul::MatmulKernel;
+use pagekv::tool_kernels::copy::CopyKernel;
+use pagekv::tool_kernels::matmul::MatmulKernel;
 use pagekv::{KvDtype, ModelGeometry};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 

@@ -1,6 +1,8 @@
 //! The real scenario files load with the report's numbers, bad files get one-sentence errors
 //! naming file, key and problem, and scaling keeps demand % fixed.
 
+#![cfg(feature = "tool")]
+
 use std::path::{Path, PathBuf};
 
 use pagekv::scenario::{

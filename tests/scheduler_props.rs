@@ -4,6 +4,8 @@
 //! attention reads exactly its request's tokens. Both preemption modes must then finish every
 //! request exactly once, with identical generated tokens.
 
+#![cfg(feature = "tool")]
+
 use std::collections::{BTreeMap, HashMap};
 
 use pagekv::cache::{CacheLayout, KvCacheManager, KvDtype, ModelGeometry};

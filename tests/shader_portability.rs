@@ -1,11 +1,22 @@
 //! Every generated WGSL variant must parse, validate and translate to SPIR-V, MSL, HLSL and
 //! GLSL with naga, so Metal/DX12/GL breakage shows up without their hardware.
 
-use pagekv::kernels::{Variant, portability};
+use pagekv::kernels::{WgslModule, portability};
+
+/// The core's attention variants, plus the stress tool's kernels when it is built.
+fn every_module() -> Vec<WgslModule> {
+    #[cfg(feature = "tool")]
+    return pagekv::tool_kernels::all_modules();
+    #[cfg(not(feature = "tool"))]
+    return pagekv::kernels::Variant::all()
+        .iter()
+        .map(pagekv::kernels::Variant::module)
+        .collect();
+}
 
 #[test]
 fn every_variant_validates_and_translates() {
-    let variants = Variant::all();
+    let variants = every_module();
     assert!(
         variants.len() >= 40,
         "expected the full variant set, got {}",

@@ -2,22 +2,25 @@
 //! for the WGSL struct of the same name (padding members excepted, which only fill space).
 
 use pagekv::gpu::KvStorageMode;
-use pagekv::kernels::generate::GenerateParams;
-use pagekv::kernels::params::{
-    AppendParams, AttnParams, CombineParams, CopyParams, MatmulParams, ReadParams,
-};
-use pagekv::kernels::{Family, Variant};
+use pagekv::kernels::params::{AppendParams, AttnParams, CombineParams};
+use pagekv::kernels::{Family, Variant, WgslModule};
 use std::mem::{offset_of, size_of};
 
-/// (size, [(member, offset)]) of struct `name` in `family`'s WGSL, padding members skipped.
-fn naga_layout(family: Family, name: &str) -> (u32, Vec<(String, u32)>) {
-    let variant = Variant::for_device(family, KvStorageMode::F32, 64, 32 * 1024).unwrap();
-    let module = naga::front::wgsl::parse_str(&variant.source()).unwrap();
+fn core(family: Family) -> WgslModule {
+    Variant::for_device(family, KvStorageMode::F32, 64, 32 * 1024)
+        .unwrap()
+        .module()
+}
+
+/// (size, [(member, offset)]) of struct `name` in `shader`, padding members skipped.
+fn naga_layout(shader: WgslModule, name: &str) -> (u32, Vec<(String, u32)>) {
+    let variant = shader;
+    let module = naga::front::wgsl::parse_str(&variant.source).unwrap();
     let ty = module
         .types
         .iter()
         .find(|(_, t)| t.name.as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("{name} not in {}", variant.name()))
+        .unwrap_or_else(|| panic!("{name} not in {}", variant.name))
         .1;
     let naga::TypeInner::Struct { members, span } = &ty.inner else {
         panic!("{name} is not a struct");
@@ -32,8 +35,8 @@ fn naga_layout(family: Family, name: &str) -> (u32, Vec<(String, u32)>) {
     (*span, members)
 }
 
-fn assert_layout(family: Family, name: &str, size: usize, host: &[(&str, usize)]) {
-    let (span, members) = naga_layout(family, name);
+fn assert_layout(shader: WgslModule, name: &str, size: usize, host: &[(&str, usize)]) {
+    let (span, members) = naga_layout(shader, name);
     assert_eq!(span as usize, size, "{name}: size");
     let host: Vec<(String, u32)> = host
         .iter()
@@ -51,7 +54,7 @@ macro_rules! fields {
 #[test]
 fn host_structs_match_wgsl() {
     assert_layout(
-        Family::Decode,
+        core(Family::Decode),
         "AttnParams",
         size_of::<AttnParams>(),
         fields!(AttnParams: num_seqs, q_heads, group, group_chunks, block_size, table_stride,
@@ -59,38 +62,49 @@ fn host_structs_match_wgsl() {
             shard_blocks, scale, shard_lists),
     );
     assert_layout(
-        Family::Append,
+        core(Family::Append),
         "AppendParams",
         size_of::<AppendParams>(),
         fields!(AppendParams: count, kv_heads, block_size, shard_first_block, shard_blocks,
             grid_x_threads),
     );
     assert_layout(
-        Family::Combine,
+        core(Family::Combine),
         "CombineParams",
         size_of::<CombineParams>(),
         fields!(CombineParams: rows, num_partitions, row_span),
     );
+}
+
+/// The stress tool's kernels' uniforms, likewise.
+#[cfg(feature = "tool")]
+#[test]
+fn tool_structs_match_wgsl() {
+    use pagekv::tool_kernels::ToolKernel;
+    use pagekv::tool_kernels::copy::CopyParams;
+    use pagekv::tool_kernels::generate::GenerateParams;
+    use pagekv::tool_kernels::matmul::MatmulParams;
+    use pagekv::tool_kernels::read::ReadParams;
     assert_layout(
-        Family::Generate,
+        ToolKernel::Generate.module(64),
         "GenerateParams",
         size_of::<GenerateParams>(),
         fields!(GenerateParams: num_tokens, layer, q_heads, kv_heads, grid_x_threads),
     );
     assert_layout(
-        Family::Copy,
+        ToolKernel::Copy.module(0),
         "CopyParams",
         size_of::<CopyParams>(),
         fields!(CopyParams: count, grid_x_threads),
     );
     assert_layout(
-        Family::Read,
+        ToolKernel::Read.module(0),
         "ReadParams",
         size_of::<ReadParams>(),
         fields!(ReadParams: count, per_thread, width, grid_x_threads),
     );
     assert_layout(
-        Family::Matmul,
+        ToolKernel::Matmul.module(0),
         "MatmulParams",
         size_of::<MatmulParams>(),
         fields!(MatmulParams: m, n, k),

@@ -9,10 +9,12 @@ use super::stopwatch::{Record, Stopwatch};
 use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvStorage, human_bytes};
 use crate::kernels::batch::GrowBuffer;
-use crate::kernels::copy::CopyKernel;
-use crate::kernels::matmul::MatmulKernel;
-use crate::kernels::read::{ReadKernel, ReadPath, ReadSource};
-use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
+use crate::kernels::{
+    AppendBatch, AppendInput, AttentionIo, DecodeBatch, PagedAttention, PrefillBatch, SeqView,
+};
+use crate::tool_kernels::copy::CopyKernel;
+use crate::tool_kernels::matmul::MatmulKernel;
+use crate::tool_kernels::read::{ReadKernel, ReadPath, ReadSource};
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
 
@@ -177,14 +179,19 @@ enum Attention {
     Prefill,
 }
 
+/// A prepared decode or prefill step.
+enum StepBatch {
+    Decode(DecodeBatch),
+    Prefill(PrefillBatch),
+}
+
 /// A case's pool, kernels, step and scratch buffers, ready to record `kind` again and again.
 struct PreparedAttention {
     storage: KvStorage,
     kernels: PagedAttention,
-    batch: AttentionBatch,
+    batch: StepBatch,
     q: wgpu::Buffer,
     out: wgpu::Buffer,
-    kind: Attention,
 }
 
 impl PreparedAttention {
@@ -208,11 +215,18 @@ impl PreparedAttention {
                 query_len,
             })
             .collect();
-        let mut batch = AttentionBatch::default();
-        match kind {
-            Attention::Decode => kernels.prepare_decode(&storage, &mut batch, &views)?,
-            Attention::Prefill => kernels.prepare_prefill(&storage, &mut batch, &views)?,
-        }
+        let batch = match kind {
+            Attention::Decode => {
+                let mut batch = DecodeBatch::default();
+                kernels.prepare_decode(&storage, &mut batch, &views)?;
+                StepBatch::Decode(batch)
+            }
+            Attention::Prefill => {
+                let mut batch = PrefillBatch::default();
+                kernels.prepare_prefill(&storage, &mut batch, &views)?;
+                StepBatch::Prefill(batch)
+            }
+        };
         let g = &case.geometry;
         let bytes = case.batch as u64 * query_len as u64 * (g.q_heads * g.head_dim) as u64 * 4;
         Ok(Self {
@@ -221,7 +235,6 @@ impl PreparedAttention {
             storage,
             kernels,
             batch,
-            kind,
         })
     }
 
@@ -230,14 +243,14 @@ impl PreparedAttention {
         encoder: &mut wgpu::CommandEncoder,
         ts: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<(), GpuError> {
-        let (storage, batch, q, out) = (&self.storage, &self.batch, &self.q, &self.out);
-        match self.kind {
-            Attention::Decode => self
+        let (storage, io) = (&self.storage, AttentionIo::whole(&self.q, &self.out));
+        match &self.batch {
+            StepBatch::Decode(batch) => self
                 .kernels
-                .record_decode(encoder, storage, 0, batch, q, out, ts),
-            Attention::Prefill => self
+                .record_decode(encoder, storage, 0, batch, io, ts),
+            StepBatch::Prefill(batch) => self
                 .kernels
-                .record_prefill(encoder, storage, 0, batch, q, out, ts),
+                .record_prefill(encoder, storage, 0, batch, io, ts),
         }
         Ok(())
     }
@@ -356,7 +369,7 @@ pub fn append(
         scratch(ctx, "bench v", bytes),
     );
     Ok(watch.time(ctx, repeats, |encoder, ts| {
-        kernels.record_append(encoder, &storage, 0, &batch, &k, &v, ts);
+        kernels.record_append(encoder, &storage, 0, &batch, AppendInput::whole(&k, &v), ts);
         Ok(())
     })?)
 }

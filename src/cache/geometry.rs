@@ -3,13 +3,13 @@
 //! These numbers are the whole reason a KV cache is hard: everything the pool, the kernels
 //! and the stress engine do is sized from them, so they live in one place.
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The KV-relevant shape of a transformer. No weights: layers, heads and head dim fully
 /// determine how many bytes each cached token costs and how attention reads them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ModelGeometry {
     /// Preset or user-given name, printed in results so a reader knows which model was meant.
     pub name: String,
@@ -111,8 +111,9 @@ impl ModelGeometry {
 }
 
 /// How K and V elements are stored in the pool. Inputs and outputs stay f32 either way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum KvDtype {
     /// 4 bytes per element: exact, the baseline.
     F32,
@@ -148,7 +149,8 @@ impl KvDtype {
 }
 
 /// Geometry plus paging choices: everything needed to turn a byte budget into blocks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CacheLayout {
     /// The model whose KV is cached.
     pub geometry: ModelGeometry,
@@ -159,7 +161,7 @@ pub struct CacheLayout {
 }
 
 impl CacheLayout {
-    /// Bytes one token costs across all layers, K and V (design.md's "bytes per token").
+    /// Bytes one token costs across all layers, K and V.
     pub fn bytes_per_token(&self) -> u64 {
         let g = &self.geometry;
         2 * g.layers as u64 * g.kv_heads as u64 * g.head_dim as u64 * self.dtype.bytes()

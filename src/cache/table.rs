@@ -2,13 +2,12 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use super::pool::BlockId;
 use super::prefix::PrefixHash;
 
 /// Identifies one sequence (request) in the cache; chosen by the caller, unique while live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SeqId(pub u64);
 
 impl fmt::Display for SeqId {
@@ -19,7 +18,8 @@ impl fmt::Display for SeqId {
 
 /// One copy-on-write block copy the GPU must perform *before* writing an append's slots:
 /// the appended tokens land in `dst`, which must first hold `src`'s existing tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BlockCopy {
     /// Shared block whose contents are copied (it stays owned by the other sequences).
     pub src: BlockId,
@@ -29,7 +29,8 @@ pub struct BlockCopy {
 
 /// What the GPU must do for one `append_tokens`: block copies first, then write each appended
 /// token's K and V at its slot.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AppendPlan {
     /// `block_id * block_size + offset` for each appended token, in order.
     pub slots: Vec<u32>,
@@ -39,7 +40,8 @@ pub struct AppendPlan {
 
 /// Result of admitting a sequence with prefix caching: how much of its prompt is already
 /// in the cache, so the caller only computes (appends) the rest.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PrefixHit {
     /// Leading prompt tokens served from cached blocks (a multiple of the block size).
     pub cached_tokens: u32,
@@ -51,7 +53,8 @@ pub struct PrefixHit {
 }
 
 /// Cumulative counters, for the stress report (hit rate, evictions, CoW traffic).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CacheStats {
     /// Prompt tokens looked up in the prefix cache at admission.
     pub prefix_lookup_tokens: u64,
@@ -96,6 +99,7 @@ mod tests {
         s.prefix_lookup_tokens = 4;
         s.prefix_hit_tokens = 1;
         assert_eq!(s.prefix_hit_rate(), Some(0.25));
+        #[cfg(feature = "tool")]
         assert!(
             serde_json::to_string(&s)
                 .unwrap()

@@ -8,7 +8,7 @@
 use super::CliError;
 use clap::Args;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
-use pagekv::kernels::Variant;
+use pagekv::kernels::WgslModule;
 use pagekv::kernels::portability::{self, TARGETS};
 use std::path::PathBuf;
 
@@ -30,10 +30,10 @@ pub struct ShadersArgs {
 
 /// Runs the requested actions in the order list, emit, check.
 pub fn run(args: &ShadersArgs) -> Result<(), CliError> {
-    let variants = Variant::all();
+    let variants = pagekv::tool_kernels::all_modules();
     if args.list || (args.emit.is_none() && !args.check) {
         for v in &variants {
-            println!("{}", v.name());
+            println!("{}", v.name);
         }
     }
     if let Some(dir) = &args.emit {
@@ -45,7 +45,7 @@ pub fn run(args: &ShadersArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn emit(dir: &std::path::Path, variants: &[Variant]) -> Result<(), CliError> {
+fn emit(dir: &std::path::Path, variants: &[WgslModule]) -> Result<(), CliError> {
     let fail = |e: std::io::Error| {
         CliError::input(format!(
             "cannot write --emit directory {}: {e}",
@@ -54,7 +54,7 @@ fn emit(dir: &std::path::Path, variants: &[Variant]) -> Result<(), CliError> {
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     for v in variants {
-        std::fs::write(dir.join(format!("{}.wgsl", v.name())), v.source()).map_err(fail)?;
+        std::fs::write(dir.join(format!("{}.wgsl", v.name)), &v.source).map_err(fail)?;
     }
     println!(
         "wrote {} WGSL variants to {}",
@@ -64,7 +64,7 @@ fn emit(dir: &std::path::Path, variants: &[Variant]) -> Result<(), CliError> {
     Ok(())
 }
 
-fn check(variants: &[Variant]) -> Result<(), CliError> {
+fn check(variants: &[WgslModule]) -> Result<(), CliError> {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     let mut header = vec![Cell::new("variant")];
@@ -73,7 +73,7 @@ fn check(variants: &[Variant]) -> Result<(), CliError> {
     let mut failures: Vec<String> = Vec::new();
     let mut not_applicable = 0;
     for v in variants {
-        let name = v.name();
+        let name = v.name.clone();
         let report = match portability::check(v) {
             Ok(r) => r,
             Err(e) => {

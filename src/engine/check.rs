@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::request::RequestSpec;
 use crate::cache::{CacheLayout, KvDtype};
-use crate::kernels::generate::{Tensor, TokenKey};
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
+use crate::tool_kernels::generate::{Tensor, TokenKey};
 
 /// The expected attention output of `spec`'s query at `position` (attending to positions
 /// `0..=position`), `[layers][q_heads][head_dim]`, as the kernels should produce it: K and V
@@ -28,7 +28,8 @@ pub fn expected_row(layout: &CacheLayout, spec: &RequestSpec, position: u32) -> 
     let mut out = Vec::with_capacity((g.layers * qh * hd) as usize);
     for layer in 0..g.layers {
         let rows = |tensor: Tensor, heads: u32, keys: &[TokenKey]| {
-            let values = crate::kernels::generate::synthetic_rows(tensor, layer, heads, hd, keys);
+            let values =
+                crate::tool_kernels::generate::synthetic_rows(tensor, layer, heads, hd, keys);
             match (tensor, layout.dtype) {
                 (Tensor::Q, _) | (_, KvDtype::F32) => values,
                 (_, KvDtype::F16) => reference::round_through_f16(&values),
@@ -133,7 +134,7 @@ impl SpotCheckPlan {
 mod tests {
     use super::*;
     use crate::cache::ModelGeometry;
-    use crate::kernels::generate::synthetic_value;
+    use crate::tool_kernels::generate::synthetic_value;
 
     #[test]
     fn plan_spreads_samples_and_takes_preempted_up_to_the_cap() {

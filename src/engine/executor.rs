@@ -15,8 +15,10 @@ use super::timing::{FamilyTimes, PassTimer, TimedFamily};
 use crate::cache::CacheLayout;
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 use crate::kernels::batch::GrowBuffer;
-use crate::kernels::generate::{GenerateBatch, GenerateKernel, TokenKey};
-use crate::kernels::{AppendBatch, AttentionBatch, PagedAttention, SeqView};
+use crate::kernels::{
+    AppendBatch, AppendInput, AttentionIo, DecodeBatch, PagedAttention, PrefillBatch, SeqView,
+};
+use crate::tool_kernels::generate::{GenerateBatch, GenerateKernel, TokenKey};
 
 /// Which attention group of a step a captured output row belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +44,10 @@ pub struct Capture {
 struct GroupIo {
     generate: GenerateBatch,
     append: AppendBatch,
-    attention: AttentionBatch,
+    /// The group's attention metadata: the prefill group uses `prefill`, the decode group
+    /// `decode` (an unused one stays empty and allocates nothing).
+    prefill: PrefillBatch,
+    decode: DecodeBatch,
     q: GrowBuffer,
     k: GrowBuffer,
     v: GrowBuffer,
@@ -331,10 +336,10 @@ impl StepExecutor {
         match group {
             Group::Prefill => self
                 .kernels
-                .prepare_prefill(storage, &mut io.attention, views)?,
+                .prepare_prefill(storage, &mut io.prefill, views)?,
             Group::Decode => self
                 .kernels
-                .prepare_decode(storage, &mut io.attention, views)?,
+                .prepare_decode(storage, &mut io.decode, views)?,
         }
         let n = keys.len() as u64;
         let (q_row, kv_row) = (
@@ -440,14 +445,12 @@ impl StepExecutor {
                 timestamp_writes: writes(append_slot),
             });
             for io in groups.iter().filter(|io| io.tokens > 0) {
-                self.kernels.append.record(
-                    &self.ctx,
+                self.kernels.record_append_in(
                     &mut pass,
                     &self.storage,
                     layer,
                     &io.append,
-                    io.k.get(),
-                    io.v.get(),
+                    AppendInput::whole(io.k.get(), io.v.get()),
                 );
             }
         }
@@ -457,9 +460,8 @@ impl StepExecutor {
                 encoder,
                 &self.storage,
                 layer,
-                &io.attention,
-                io.q.get(),
-                io.out.get(),
+                &io.prefill,
+                AttentionIo::whole(io.q.get(), io.out.get()),
                 writes(prefill_slot),
             );
         }
@@ -469,9 +471,8 @@ impl StepExecutor {
                 encoder,
                 &self.storage,
                 layer,
-                &io.attention,
-                io.q.get(),
-                io.out.get(),
+                &io.decode,
+                AttentionIo::whole(io.q.get(), io.out.get()),
                 writes(decode_slot),
             );
         }

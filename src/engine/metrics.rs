@@ -1,4 +1,4 @@
-//! What one measured scenario run reports: design.md's metrics, the "nothing lost" audit and
+//! What one measured scenario run reports: the metrics of docs/metrics.md, the "nothing lost" audit and
 //! the spot checks. Serialized as-is into the results JSON.
 
 use std::collections::BTreeMap;

@@ -231,7 +231,7 @@ impl StepPlan {
     }
 }
 
-/// Scheduler counters for the report (design.md's metrics that policy decides).
+/// Scheduler counters for the report (the metrics that policy decides).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchedulerStats {
     /// Steps planned.
@@ -291,7 +291,7 @@ impl SchedulerStats {
         ratio(self.shareable_tokens, self.prefix_lookup_tokens)
     }
 
-    /// Evictions as a fraction of blocks allocated (design.md's evictions %, over 100).
+    /// Evictions as a fraction of blocks allocated (the report's evictions %, over 100).
     pub fn eviction_rate(&self) -> Option<f64> {
         ratio(self.evicted_blocks, self.blocks_allocated)
     }

@@ -6,7 +6,8 @@
 //! portable fallback, so the same binary runs on lavapipe, GL and any real GPU.
 
 use super::GpuError;
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which adapter to use. Empty means "the best one" (discrete, integrated, virtual, cpu).
 #[derive(Clone, Debug, Default)]
@@ -40,7 +41,8 @@ impl AdapterFilter {
 }
 
 /// The limits and features pagekv sizes its buffers and picks kernel variants from.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Capabilities {
     /// Largest storage buffer binding in bytes: a KV shard never exceeds this.
     pub max_storage_binding: u64,
@@ -86,7 +88,8 @@ impl Capabilities {
 }
 
 /// One adapter as `pagekv devices` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AdapterReport {
     /// Adapter name as the driver reports it.
     pub name: String,
@@ -132,6 +135,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// Granted limits and features.
     pub capabilities: Capabilities,
+    /// Buffers, textures and bind groups pagekv has created on this device (shared by clones).
+    created: Arc<AtomicU64>,
 }
 
 fn wanted_features(available: wgpu::Features) -> wgpu::Features {
@@ -244,7 +249,20 @@ impl GpuContext {
             queue,
             info,
             capabilities,
+            created: Arc::default(),
         }
+    }
+
+    /// Buffers, textures and bind groups pagekv has created through this context and its
+    /// clones. A steady-state step should leave it unchanged: the tests and the examples
+    /// check that reused batches create nothing per step.
+    pub fn objects_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Counts one created GPU object (see [`GpuContext::objects_created`]).
+    pub(crate) fn count_created(&self) {
+        self.created.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A one-line description for progress output and result files.

@@ -19,8 +19,9 @@ use crate::cache::CacheLayout;
 pub const TEXEL_BYTES: u64 = 16;
 
 /// Where a pool's blocks live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum KvBacking {
     /// Storage buffers: every kernel family reads and writes them.
     Buffers,
@@ -91,6 +92,7 @@ impl KvShard {
         blocks: u32,
         block_bytes: u64,
     ) -> Self {
+        ctx.count_created();
         match backing {
             KvBacking::Buffers => {
                 KvShard::Buffer(ctx.device.create_buffer(&wgpu::BufferDescriptor {

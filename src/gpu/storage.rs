@@ -116,6 +116,8 @@ pub struct KvStorage {
     pub layers: u32,
     k: Vec<Vec<KvShard>>,
     v: Vec<Vec<KvShard>>,
+    /// The device the pool lives on; kernels bind against it.
+    ctx: GpuContext,
 }
 
 impl KvStorage {
@@ -232,7 +234,13 @@ impl KvStorage {
             layers,
             k,
             v,
+            ctx: ctx.clone(),
         })
+    }
+
+    /// The device context the pool was allocated on.
+    pub(crate) fn context(&self) -> &GpuContext {
+        &self.ctx
     }
 
     /// K blocks of `layer`, shard `shard`.
@@ -298,6 +306,7 @@ impl KvStorage {
             return;
         }
         let per_block = self.plan.block_bytes_per_layer * 2 * self.layers as u64;
+        ctx.count_created();
         let scratch = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("pagekv block copy scratch"),
             size: per_block * pairs.len() as u64,

@@ -2,20 +2,21 @@
 //! dispatch per shard (like vLLM's reshape_and_cache), and copies blocks for copy-on-write.
 //! Texture-backed pools take the `append_texels` entry point and the driver's texture copies.
 
-use super::batch::{GrowBuffer, pack_uniforms, uniform_at};
+use super::batch::{BindCache, BindKey, GrowBuffer, pack_uniforms, range_key, uniform_at};
 use super::params::AppendParams;
 use super::pipeline;
 use super::variant::{Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
+use crate::kernels::pipeline::ComputeKernel;
 
 /// Marks a token whose K/V should not be written (padding in a fixed-size batch).
 pub const SKIP_SLOT: u32 = u32::MAX;
 
 /// Compiled append and block-copy pipelines for one storage mode, backing and head dim.
 pub struct AppendKernel {
-    append: wgpu::ComputePipeline,
+    append: ComputeKernel,
     /// The in-shard block copy kernel (buffer-backed pools only).
-    copy: Option<wgpu::ComputePipeline>,
+    copy: Option<ComputeKernel>,
     backing: KvBacking,
     /// The variant built.
     pub variant: Variant,
@@ -30,6 +31,27 @@ pub struct AppendBatch {
     grid: (u32, u32),
     /// Tokens (append) or block pairs (copy) in the prepared step.
     pub count: u32,
+    groups: BindCache,
+}
+
+/// Where an append reads the step's new K and V: ranges of the caller's buffers, each
+/// `[tokens][kv_heads][head_dim]` f32 in the order of the prepared slots.
+#[derive(Clone, Debug)]
+pub struct AppendInput<'a> {
+    /// New keys.
+    pub k: wgpu::BufferBinding<'a>,
+    /// New values.
+    pub v: wgpu::BufferBinding<'a>,
+}
+
+impl<'a> AppendInput<'a> {
+    /// Whole buffers for K and V.
+    pub fn whole(k: &'a wgpu::Buffer, v: &'a wgpu::Buffer) -> Self {
+        Self {
+            k: k.as_entire_buffer_binding(),
+            v: v.as_entire_buffer_binding(),
+        }
+    }
 }
 
 impl AppendKernel {
@@ -44,12 +66,13 @@ impl AppendKernel {
         .expect("append has no tile constraints");
         let (append, copy) = match storage.backing {
             KvBacking::Buffers => {
-                let mut pipelines = pipeline::build(ctx, &variant, &["append", "copy_blocks"])?;
+                let mut pipelines =
+                    pipeline::build(ctx, &variant.module(), &["append", "copy_blocks"])?;
                 let copy = pipelines.remove(1);
                 (pipelines.remove(0), Some(copy))
             }
             KvBacking::Textures => (
-                pipeline::build(ctx, &variant, &["append_texels"])?.remove(0),
+                pipeline::build(ctx, &variant.module(), &["append_texels"])?.remove(0),
                 None,
             ),
         };
@@ -108,6 +131,9 @@ impl AppendKernel {
         batch.stride = stride;
         batch.grid = (x, y);
         batch.count = count;
+        batch
+            .groups
+            .sync(batch.slots.generation() + batch.uniforms.generation());
         Ok(())
     }
 
@@ -129,44 +155,48 @@ impl AppendKernel {
         Self::upload(ctx, storage, batch, slots, slots.len() as u32, threads)
     }
 
-    /// Records the append for `layer`. `new_k`/`new_v` are `[tokens][kv_heads][head_dim]` f32 in
-    /// the order of the prepared slots.
-    #[allow(clippy::too_many_arguments)]
+    /// Records the append for `layer`.
     pub fn record(
         &self,
-        ctx: &GpuContext,
         pass: &mut wgpu::ComputePass<'_>,
         storage: &KvStorage,
         layer: u32,
         batch: &AppendBatch,
-        new_k: &wgpu::Buffer,
-        new_v: &wgpu::Buffer,
+        input: AppendInput<'_>,
     ) {
         if batch.count == 0 {
             return;
         }
-        pass.set_pipeline(&self.append);
+        self.append.set(pass);
         let pool_binding = match self.backing {
             KvBacking::Buffers => 4,
             KvBacking::Textures => 6,
         };
         for shard in 0..storage.plan.num_shards() {
-            let group = pipeline::bind(
-                ctx,
-                &self.append,
-                "pagekv append",
-                &[
-                    (
-                        0,
-                        uniform_at::<AppendParams>(batch.uniforms.get(), batch.stride, shard),
-                    ),
-                    (1, new_k.as_entire_binding()),
-                    (2, new_v.as_entire_binding()),
-                    (3, batch.slots.get().as_entire_binding()),
-                    (pool_binding, storage.k(layer, shard).binding()),
-                    (pool_binding + 1, storage.v(layer, shard).binding()),
-                ],
-            );
+            let key = BindKey {
+                slot: 0,
+                layer,
+                shard,
+                ranges: [Some(range_key(&input.k)), Some(range_key(&input.v))],
+            };
+            let group = batch.groups.get(key, || {
+                pipeline::bind(
+                    storage.context(),
+                    &self.append,
+                    "pagekv append",
+                    &[
+                        (
+                            0,
+                            uniform_at::<AppendParams>(batch.uniforms.get(), batch.stride, shard),
+                        ),
+                        (1, wgpu::BindingResource::Buffer(input.k.clone())),
+                        (2, wgpu::BindingResource::Buffer(input.v.clone())),
+                        (3, batch.slots.get().as_entire_binding()),
+                        (pool_binding, storage.k(layer, shard).binding()),
+                        (pool_binding + 1, storage.v(layer, shard).binding()),
+                    ],
+                )
+            });
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(batch.grid.0, batch.grid.1, 1);
         }
@@ -221,7 +251,7 @@ impl AppendKernel {
                 label: Some("pagekv copy blocks"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(copy);
+            copy.set(&mut pass);
             for layer in 0..storage.layers {
                 let group = pipeline::bind(
                     ctx,

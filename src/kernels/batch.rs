@@ -4,11 +4,14 @@
 //! buffers.
 
 use crate::gpu::GpuContext;
+use crate::kernels::pipeline::ComputeKernel;
 
 /// A buffer slot that grows to fit and is rewritten in place otherwise.
 #[derive(Default, Debug)]
 pub(crate) struct GrowBuffer {
     buffer: Option<wgpu::Buffer>,
+    /// Bumped whenever the buffer is replaced, so bind groups naming the old one are dropped.
+    generation: u64,
 }
 
 impl GrowBuffer {
@@ -38,6 +41,8 @@ impl GrowBuffer {
     ) -> &wgpu::Buffer {
         let needed = bytes.max(16).next_multiple_of(16);
         if self.buffer.as_ref().is_none_or(|b| b.size() < needed) {
+            ctx.count_created();
+            self.generation += 1;
             self.buffer = Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: needed.next_power_of_two(),
@@ -48,11 +53,71 @@ impl GrowBuffer {
         self.buffer.as_ref().expect("created above")
     }
 
+    /// How many times the buffer has been (re)created.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The current buffer; callers only use it after a write or reserve.
     pub(crate) fn get(&self) -> &wgpu::Buffer {
         self.buffer
             .as_ref()
             .expect("GrowBuffer used before it was written")
+    }
+}
+
+/// One caller-supplied buffer range in a bind group's identity.
+pub(crate) type RangeKey = (wgpu::Buffer, u64, Option<std::num::NonZeroU64>);
+
+/// The identity of a cached bind group: which dispatch (`slot`: 0 attention, 1 combine, ...),
+/// which layer and shard, and the caller's buffer ranges. The batch's own buffers are not in
+/// the key: the cache is emptied whenever one of them is replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BindKey {
+    pub(crate) slot: u8,
+    pub(crate) layer: u32,
+    pub(crate) shard: u32,
+    pub(crate) ranges: [Option<RangeKey>; 2],
+}
+
+/// The identity of a caller's buffer range.
+pub(crate) fn range_key(binding: &wgpu::BufferBinding<'_>) -> RangeKey {
+    (binding.buffer.clone(), binding.offset, binding.size)
+}
+
+/// Most bind groups a batch keeps. An app that binds new ranges every step would otherwise
+/// grow the cache without bound; it then rebuilds groups, which is correct, only slower.
+const MAX_CACHED_GROUPS: usize = 4096;
+
+/// Bind groups a batch has made, reused step after step while the batch's buffers, the pool
+/// and the caller's ranges stay the same, so a steady-state step creates no GPU objects.
+#[derive(Debug, Default)]
+pub(crate) struct BindCache {
+    groups: std::cell::RefCell<std::collections::HashMap<BindKey, wgpu::BindGroup>>,
+    /// Sum of the batch's buffer generations when the cached groups were made.
+    generation: std::cell::Cell<u64>,
+}
+
+impl BindCache {
+    /// Forgets every group if the batch's buffers changed since they were made.
+    pub(crate) fn sync(&self, generation: u64) {
+        if self.generation.get() != generation {
+            self.groups.borrow_mut().clear();
+            self.generation.set(generation);
+        }
+    }
+
+    /// The cached group for `key`, made by `make` on first use.
+    pub(crate) fn get(
+        &self,
+        key: BindKey,
+        make: impl FnOnce() -> wgpu::BindGroup,
+    ) -> wgpu::BindGroup {
+        let mut groups = self.groups.borrow_mut();
+        if groups.len() >= MAX_CACHED_GROUPS && !groups.contains_key(&key) {
+            groups.clear();
+        }
+        groups.entry(key).or_insert_with(make).clone()
     }
 }
 
@@ -92,6 +157,27 @@ pub struct SeqView<'a> {
     pub query_len: u32,
 }
 
+/// Where an attention dispatch reads its queries and writes its output: ranges of the
+/// caller's buffers, so Q and the output can live inside an app's activation arena.
+/// Both are `[rows][head_dim]` f32, rows = query tokens x q_heads in step order.
+#[derive(Clone, Debug)]
+pub struct AttentionIo<'a> {
+    /// The queries.
+    pub q: wgpu::BufferBinding<'a>,
+    /// The attention output.
+    pub out: wgpu::BufferBinding<'a>,
+}
+
+impl<'a> AttentionIo<'a> {
+    /// Whole buffers for Q and the output.
+    pub fn whole(q: &'a wgpu::Buffer, out: &'a wgpu::Buffer) -> Self {
+        Self {
+            q: q.as_entire_buffer_binding(),
+            out: out.as_entire_buffer_binding(),
+        }
+    }
+}
+
 /// Reusable device-side metadata for decode or prefill steps.
 #[derive(Default, Debug)]
 pub struct AttentionBatch {
@@ -114,6 +200,8 @@ pub struct AttentionBatch {
     pub(crate) combine_grid: [u32; 2],
     /// Context split length in keys (decode), for reporting.
     pub partition_tokens: u32,
+    /// Bind groups of the attention and combine dispatches.
+    pub(crate) groups: BindCache,
 }
 
 /// Flattens block tables to `[num_seqs][stride]` and builds `(context, first row, queries, 0)`.
@@ -202,6 +290,19 @@ impl AttentionBatch {
             wgpu::BufferUsages::UNIFORM,
             bytemuck::bytes_of(&combine),
         );
+        self.groups.sync(
+            [
+                &self.tables,
+                &self.seq_info,
+                &self.uniforms,
+                &self.combine_uniform,
+                &self.partial_acc,
+                &self.partial_ml,
+            ]
+            .iter()
+            .map(|b| b.generation())
+            .sum(),
+        );
         self.num_seqs = seqs.len() as u32;
         self.rows = rows;
         self.num_partitions = num_partitions;
@@ -211,48 +312,54 @@ impl AttentionBatch {
     }
 
     /// Records the attention dispatch for every shard of `layer`, then the combine into `out`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
-        ctx: &GpuContext,
+        kernels: (&ComputeKernel, &crate::kernels::combine::CombineKernel),
         pass: &mut wgpu::ComputePass<'_>,
-        pipeline: &wgpu::ComputePipeline,
-        combine: &crate::kernels::combine::CombineKernel,
         storage: &crate::gpu::KvStorage,
         layer: u32,
-        q: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        io: AttentionIo<'_>,
     ) {
         if self.num_seqs == 0 || self.rows == 0 {
             return;
         }
-        pass.set_pipeline(pipeline);
+        let (pipeline, combine) = kernels;
+        let ctx = storage.context();
+        pipeline.set(pass);
         for shard in 0..storage.plan.num_shards() {
-            let group = crate::kernels::pipeline::bind(
-                ctx,
-                pipeline,
-                "pagekv attention",
-                &[
-                    (
-                        0,
-                        uniform_at::<crate::kernels::params::AttnParams>(
-                            self.uniforms.get(),
-                            self.uniform_stride,
-                            shard,
+            let key = BindKey {
+                slot: 0,
+                layer,
+                shard,
+                ranges: [Some(range_key(&io.q)), None],
+            };
+            let group = self.groups.get(key, || {
+                crate::kernels::pipeline::bind(
+                    ctx,
+                    pipeline,
+                    "pagekv attention",
+                    &[
+                        (
+                            0,
+                            uniform_at::<crate::kernels::params::AttnParams>(
+                                self.uniforms.get(),
+                                self.uniform_stride,
+                                shard,
+                            ),
                         ),
-                    ),
-                    (1, q.as_entire_binding()),
-                    (2, storage.k(layer, shard).binding()),
-                    (3, storage.v(layer, shard).binding()),
-                    (4, self.tables.get().as_entire_binding()),
-                    (5, self.seq_info.get().as_entire_binding()),
-                    (6, self.partial_acc.get().as_entire_binding()),
-                    (7, self.partial_ml.get().as_entire_binding()),
-                ],
-            );
+                        (1, wgpu::BindingResource::Buffer(io.q.clone())),
+                        (2, storage.k(layer, shard).binding()),
+                        (3, storage.v(layer, shard).binding()),
+                        (4, self.tables.get().as_entire_binding()),
+                        (5, self.seq_info.get().as_entire_binding()),
+                        (6, self.partial_acc.get().as_entire_binding()),
+                        (7, self.partial_ml.get().as_entire_binding()),
+                    ],
+                )
+            });
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
         }
-        combine.record(ctx, pass, self, out);
+        combine.record(ctx, pass, self, io.out);
     }
 }

@@ -3,16 +3,17 @@
 //! workgroup; CPU adapters a row per invocation (`combineflat`), chosen by the same rule as
 //! the attention kernels ([`AttentionAlgorithm::for_device`]).
 
-use super::batch::{AttentionBatch, uniform_at};
+use super::batch::{AttentionBatch, BindKey, range_key, uniform_at};
 use super::flat::AttentionAlgorithm;
 use super::params::CombineParams;
 use super::pipeline;
 use super::variant::{FLAT_WORKGROUP_SIZE, Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorageMode};
+use crate::kernels::pipeline::ComputeKernel;
 
 /// Compiled combine pipeline for one head dim.
 pub struct CombineKernel {
-    pipeline: wgpu::ComputePipeline,
+    pipeline: ComputeKernel,
     /// The variant built.
     pub variant: Variant,
 }
@@ -35,7 +36,7 @@ impl CombineKernel {
         };
         let variant = Variant::for_device(family, KvStorageMode::F32, head_dim, u32::MAX)
             .expect("combine has no tile constraints");
-        let pipeline = pipeline::build(ctx, &variant, &["combine"])?.remove(0);
+        let pipeline = pipeline::build(ctx, &variant.module(), &["combine"])?.remove(0);
         Ok(Self { pipeline, variant })
     }
 
@@ -66,23 +67,31 @@ impl CombineKernel {
         ctx: &GpuContext,
         pass: &mut wgpu::ComputePass<'_>,
         batch: &AttentionBatch,
-        out: &wgpu::Buffer,
+        out: wgpu::BufferBinding<'_>,
     ) {
-        let group = pipeline::bind(
-            ctx,
-            &self.pipeline,
-            "pagekv combine",
-            &[
-                (
-                    0,
-                    uniform_at::<CombineParams>(batch.combine_uniform.get(), 0, 0),
-                ),
-                (1, batch.partial_acc.get().as_entire_binding()),
-                (2, batch.partial_ml.get().as_entire_binding()),
-                (3, out.as_entire_binding()),
-            ],
-        );
-        pass.set_pipeline(&self.pipeline);
+        let key = BindKey {
+            slot: 1,
+            layer: 0,
+            shard: 0,
+            ranges: [Some(range_key(&out)), None],
+        };
+        let group = batch.groups.get(key, || {
+            pipeline::bind(
+                ctx,
+                &self.pipeline,
+                "pagekv combine",
+                &[
+                    (
+                        0,
+                        uniform_at::<CombineParams>(batch.combine_uniform.get(), 0, 0),
+                    ),
+                    (1, batch.partial_acc.get().as_entire_binding()),
+                    (2, batch.partial_ml.get().as_entire_binding()),
+                    (3, wgpu::BindingResource::Buffer(out)),
+                ],
+            )
+        });
+        self.pipeline.set(pass);
         pass.set_bind_group(0, &group, &[]);
         let [row_span, y] = batch.combine_grid;
         pass.dispatch_workgroups(row_span / self.variant.combine_rows(), y, 1);

@@ -3,16 +3,17 @@
 //! algorithms serve up to 8 query heads of one GQA group per workgroup (tiled) or invocation
 //! (flat), so every K/V row is read once per group, not once per query head.
 
-use super::batch::{AttentionBatch, SeqView};
+use super::batch::{AttentionBatch, AttentionIo, SeqView};
 use super::combine::CombineKernel;
 use super::flat::{self, AttentionAlgorithm, SplitPolicy};
 use super::params::AttnParams;
 use super::variant::{Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorage};
+use crate::kernels::pipeline::ComputeKernel;
 
 /// Compiled decode pipeline for one storage mode and head dim.
 pub struct DecodeKernel {
-    pipeline: wgpu::ComputePipeline,
+    pipeline: ComputeKernel,
     /// The variant built.
     pub variant: Variant,
     /// The algorithm of that variant.
@@ -107,18 +108,15 @@ impl DecodeKernel {
 
     /// Records decode for `layer`: `q` is `[num_seqs][q_heads][head_dim]` f32 and `out` receives
     /// the same shape.
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
-        ctx: &GpuContext,
         pass: &mut wgpu::ComputePass<'_>,
         combine: &CombineKernel,
         storage: &KvStorage,
         layer: u32,
         batch: &AttentionBatch,
-        q: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        io: AttentionIo<'_>,
     ) {
-        batch.record(ctx, pass, &self.pipeline, combine, storage, layer, q, out);
+        batch.record((&self.pipeline, combine), pass, storage, layer, io);
     }
 }

@@ -11,10 +11,12 @@ use super::batch::{AttentionBatch, SeqView};
 use super::params::AttnParams;
 use super::variant::{Family, MAX_FLAT_GROUP, Variant};
 use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
+use crate::kernels::pipeline::ComputeKernel;
 
 /// Which attention shaders a device gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum AttentionAlgorithm {
     /// decode.wgsl and prefill.wgsl: K/V tiles staged in workgroup memory and shared by the
     /// rows of a workgroup (GPUs).
@@ -110,7 +112,7 @@ pub(crate) fn build(
     storage: &KvStorage,
     algorithm: AttentionAlgorithm,
     tiled: Family,
-) -> Result<(Variant, wgpu::ComputePipeline), GpuError> {
+) -> Result<(Variant, ComputeKernel), GpuError> {
     let geometry = &storage.layout.geometry;
     let head_dim = geometry.head_dim;
     let variant = match algorithm {
@@ -140,7 +142,7 @@ pub(crate) fn build(
         }
     };
     let entry = variant.family.entry_points()[0];
-    let pipeline = super::pipeline::build(ctx, &variant, &[entry])?.remove(0);
+    let pipeline = super::pipeline::build(ctx, &variant.module(), &[entry])?.remove(0);
     Ok((variant, pipeline))
 }
 

@@ -1,6 +1,5 @@
 //! Kernel families, one module and one shader file each: append (and block copy), decode,
-//! prefill and combine; generate for the stress engine; copy and matmul, the rooflines
-//! `pagekv bench` measures the others against. Modules own pipelines, bind layouts and dispatch; they make no policy
+//! prefill and combine. Modules own pipelines, bind layouts and dispatch; they make no policy
 //! decisions (which blocks, which sequences, when) — the bookkeeping in [`crate::cache`] does.
 //!
 //! Everything records into a caller's `wgpu::CommandEncoder`, so a host application can put
@@ -9,41 +8,92 @@
 pub mod append;
 pub(crate) mod batch;
 pub mod combine;
-pub mod copy;
 pub mod decode;
 pub mod flat;
 mod flat_source;
-pub mod generate;
-pub mod matmul;
 pub mod params;
 pub(crate) mod pipeline;
 pub mod portability;
 pub mod prefill;
-pub mod read;
 pub mod variant;
 
-pub use append::{AppendBatch, AppendKernel, SKIP_SLOT};
-pub use batch::{AttentionBatch, SeqView};
+pub use append::{AppendBatch, AppendInput, AppendKernel, SKIP_SLOT};
+pub use batch::{AttentionBatch, AttentionIo, SeqView};
 pub use combine::CombineKernel;
 pub use decode::DecodeKernel;
 pub use flat::{AttentionAlgorithm, SplitPolicy};
 pub use prefill::PrefillKernel;
-pub use variant::{Family, TileShape, Variant};
+pub use variant::{Family, TileShape, Variant, WgslModule};
 
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 
+/// Reusable metadata of a decode step (one query per sequence). A distinct type from
+/// [`PrefillBatch`], so a batch prepared for one kind of step cannot be recorded as the other.
+#[derive(Debug, Default)]
+pub struct DecodeBatch(AttentionBatch);
+
+/// Reusable metadata of a prefill step (a chunk of queries per sequence, causal).
+#[derive(Debug, Default)]
+pub struct PrefillBatch(AttentionBatch);
+
+macro_rules! batch_accessors {
+    ($t:ty) => {
+        impl $t {
+            /// Sequences in the prepared step.
+            pub fn num_seqs(&self) -> u32 {
+                self.0.num_seqs
+            }
+            /// Output rows (query tokens x q_heads) of the prepared step.
+            pub fn rows(&self) -> u32 {
+                self.0.rows
+            }
+            /// Partial results per row (context splits x pool shards) the combine merges.
+            pub fn num_partitions(&self) -> u32 {
+                self.0.num_partitions
+            }
+            /// Keys per context split.
+            pub fn partition_tokens(&self) -> u32 {
+                self.0.partition_tokens
+            }
+        }
+    };
+}
+batch_accessors!(DecodeBatch);
+batch_accessors!(PrefillBatch);
+
+/// How [`PagedAttention`] builds its attention kernels. The defaults are what the adapter's
+/// class runs best; tests and `verify` force the other algorithm or a split length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttentionOptions {
+    /// Tiled (workgroup memory) or flat kernels; `None` picks by adapter class.
+    pub algorithm: Option<AttentionAlgorithm>,
+    /// Force decode's context split length in keys; `None` sizes splits to fill the device.
+    pub decode_partition_tokens: Option<u32>,
+}
+
+/// Names of the compiled variants, for reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantNames {
+    /// Append (and block copy).
+    pub append: String,
+    /// Prefill.
+    pub prefill: String,
+    /// Decode.
+    pub decode: String,
+    /// Combine.
+    pub combine: String,
+}
+
 /// All kernels for one KV pool, built once (pipeline creation is the slow part) and then
-/// recorded step after step.
+/// recorded step after step. The fields are private: the pipelines are built in one place,
+/// for one pool's format, backing and geometry, and cannot be swapped from outside.
 pub struct PagedAttention {
     ctx: GpuContext,
-    /// Scatter of new K/V and copy-on-write.
-    pub append: AppendKernel,
-    /// Single-query attention with context splits.
-    pub decode: DecodeKernel,
-    /// Causal chunk attention.
-    pub prefill: PrefillKernel,
-    /// Merge of partial softmax states.
-    pub combine: CombineKernel,
+    append: AppendKernel,
+    decode: DecodeKernel,
+    prefill: PrefillKernel,
+    combine: CombineKernel,
+    algorithm: AttentionAlgorithm,
 }
 
 fn compute_pass<'e>(
@@ -58,15 +108,50 @@ fn compute_pass<'e>(
 }
 
 impl PagedAttention {
-    /// Builds every pipeline `storage` needs on the context's device.
+    /// Builds every pipeline `storage` needs on the context's device, with the algorithm the
+    /// adapter's class runs best.
     pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
+        Self::with_options(ctx, storage, AttentionOptions::default())
+    }
+
+    /// Builds every pipeline `storage` needs, as `options` say.
+    pub fn with_options(
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        options: AttentionOptions,
+    ) -> Result<Self, GpuError> {
+        let algorithm = options
+            .algorithm
+            .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx));
+        let mut decode = DecodeKernel::with_algorithm(ctx, storage, algorithm)?;
+        decode.splits.forced_partition_tokens = options.decode_partition_tokens;
         Ok(Self {
             ctx: ctx.clone(),
             append: AppendKernel::new(ctx, storage)?,
-            decode: DecodeKernel::new(ctx, storage)?,
-            prefill: PrefillKernel::new(ctx, storage)?,
-            combine: CombineKernel::new(ctx, storage.layout.geometry.head_dim)?,
+            decode,
+            prefill: PrefillKernel::with_algorithm(ctx, storage, algorithm)?,
+            combine: CombineKernel::with_algorithm(
+                ctx,
+                storage.layout.geometry.head_dim,
+                algorithm,
+            )?,
+            algorithm,
         })
+    }
+
+    /// The attention algorithm built.
+    pub fn algorithm(&self) -> AttentionAlgorithm {
+        self.algorithm
+    }
+
+    /// The compiled variants' names.
+    pub fn variant_names(&self) -> VariantNames {
+        VariantNames {
+            append: self.append.variant.name(),
+            prefill: self.prefill.variant.name(),
+            decode: self.decode.variant.name(),
+            combine: self.combine.variant.name(),
+        }
     }
 
     /// Uploads the slots of a step's new tokens.
@@ -79,21 +164,30 @@ impl PagedAttention {
         self.append.prepare(&self.ctx, storage, batch, slots)
     }
 
-    /// Records the append of `new_k`/`new_v` into `layer`.
-    #[allow(clippy::too_many_arguments)]
+    /// Records the append of the step's new K/V into `layer`, in a pass of its own.
     pub fn record_append(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         storage: &KvStorage,
         layer: u32,
         batch: &AppendBatch,
-        new_k: &wgpu::Buffer,
-        new_v: &wgpu::Buffer,
+        input: AppendInput<'_>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let mut pass = compute_pass(encoder, "pagekv append", timestamps);
-        self.append
-            .record(&self.ctx, &mut pass, storage, layer, batch, new_k, new_v);
+        self.record_append_in(&mut pass, storage, layer, batch, input);
+    }
+
+    /// Records the append into an open pass, so several batches can share one pass.
+    pub fn record_append_in(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        storage: &KvStorage,
+        layer: u32,
+        batch: &AppendBatch,
+        input: AppendInput<'_>,
+    ) {
+        self.append.record(pass, storage, layer, batch, input);
     }
 
     /// Records copy-on-write block copies for every layer.
@@ -111,69 +205,49 @@ impl PagedAttention {
     pub fn prepare_decode(
         &self,
         storage: &KvStorage,
-        batch: &mut AttentionBatch,
+        batch: &mut DecodeBatch,
         seqs: &[SeqView<'_>],
     ) -> Result<(), GpuError> {
-        self.decode.prepare(&self.ctx, storage, batch, seqs)
+        self.decode.prepare(&self.ctx, storage, &mut batch.0, seqs)
     }
 
-    /// Records decode attention of `layer` into `out`.
-    #[allow(clippy::too_many_arguments)]
+    /// Records decode attention of `layer`.
     pub fn record_decode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         storage: &KvStorage,
         layer: u32,
-        batch: &AttentionBatch,
-        q: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        batch: &DecodeBatch,
+        io: AttentionIo<'_>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let mut pass = compute_pass(encoder, "pagekv decode", timestamps);
-        self.decode.record(
-            &self.ctx,
-            &mut pass,
-            &self.combine,
-            storage,
-            layer,
-            batch,
-            q,
-            out,
-        );
+        self.decode
+            .record(&mut pass, &self.combine, storage, layer, &batch.0, io);
     }
 
     /// Uploads a prefill step's metadata.
     pub fn prepare_prefill(
         &self,
         storage: &KvStorage,
-        batch: &mut AttentionBatch,
+        batch: &mut PrefillBatch,
         seqs: &[SeqView<'_>],
     ) -> Result<(), GpuError> {
-        self.prefill.prepare(&self.ctx, storage, batch, seqs)
+        self.prefill.prepare(&self.ctx, storage, &mut batch.0, seqs)
     }
 
-    /// Records prefill attention of `layer` into `out`.
-    #[allow(clippy::too_many_arguments)]
+    /// Records prefill attention of `layer`.
     pub fn record_prefill(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         storage: &KvStorage,
         layer: u32,
-        batch: &AttentionBatch,
-        q: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        batch: &PrefillBatch,
+        io: AttentionIo<'_>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let mut pass = compute_pass(encoder, "pagekv prefill", timestamps);
-        self.prefill.record(
-            &self.ctx,
-            &mut pass,
-            &self.combine,
-            storage,
-            layer,
-            batch,
-            q,
-            out,
-        );
+        self.prefill
+            .record(&mut pass, &self.combine, storage, layer, &batch.0, io);
     }
 }

@@ -2,7 +2,7 @@
 //! shows up on a machine that has none of them. Used by the portability test and by
 //! `pagekv shaders --check`.
 
-use super::variant::Variant;
+use super::variant::WgslModule;
 
 /// Targets a variant is translated to.
 pub const TARGETS: [&str; 4] = ["spirv", "msl", "hlsl", "glsl"];
@@ -18,25 +18,25 @@ pub struct PortabilityReport {
 }
 
 /// Parses and validates `variant` with naga, returning the module and its info.
-pub fn validate(variant: &Variant) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
-    let source = variant.source();
-    let module = naga::front::wgsl::parse_str(&source)
-        .map_err(|e| format!("{}: {}", variant.name(), e.emit_to_string(&source)))?;
+pub fn validate(variant: &WgslModule) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
+    let source = &variant.source;
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| format!("{}: {}", variant.name, e.emit_to_string(source)))?;
     // pack2x16float needs SHADER_FLOAT16_IN_FLOAT32, which wgpu grants on Vulkan, GL, Metal
     // and DX12 alike (DownlevelFlags::SHADER_F16_IN_F32).
     let mut caps =
         naga::valid::Capabilities::default() | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-    if variant.needs_f16() {
+    if variant.needs_f16 {
         caps |= naga::valid::Capabilities::SHADER_FLOAT16;
     }
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
-        .map_err(|e| format!("{}: {}", variant.name(), e.emit_to_string(&source)))?;
+        .map_err(|e| format!("{}: {}", variant.name, e.emit_to_string(source)))?;
     Ok((module, info))
 }
 
 /// Validates `variant` and translates it to SPIR-V, MSL, HLSL and GLSL.
-pub fn check(variant: &Variant) -> Result<PortabilityReport, String> {
+pub fn check(variant: &WgslModule) -> Result<PortabilityReport, String> {
     let (module, info) = validate(variant)?;
     let mut targets = Vec::new();
 
@@ -72,8 +72,8 @@ pub fn check(variant: &Variant) -> Result<PortabilityReport, String> {
         .map_err(|e| e.to_string());
     targets.push(("hlsl", hlsl));
 
-    for entry in variant.family.entry_points() {
-        let glsl = if variant.needs_f16() {
+    for entry in module.entry_points.iter().map(|e| e.name.as_str()) {
+        let glsl = if variant.needs_f16 {
             Err("not applicable: GLSL has no f16 storage in wgpu's GL backend; GL uses the packed variant".to_string())
         } else {
             translate_glsl(&module, &info, entry)
@@ -81,7 +81,7 @@ pub fn check(variant: &Variant) -> Result<PortabilityReport, String> {
         targets.push(("glsl", glsl));
     }
     Ok(PortabilityReport {
-        name: variant.name(),
+        name: variant.name.clone(),
         targets,
     })
 }

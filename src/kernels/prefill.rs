@@ -3,16 +3,17 @@
 //! workgroup are (token, GQA head) pairs, so a K/V tile streamed through workgroup memory
 //! serves every head of the group. CPU adapters get the flat kernel instead (flat.rs).
 
-use super::batch::{AttentionBatch, SeqView};
+use super::batch::{AttentionBatch, AttentionIo, SeqView};
 use super::combine::CombineKernel;
 use super::flat::{self, AttentionAlgorithm, SplitPolicy};
 use super::params::AttnParams;
 use super::variant::{Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorage};
+use crate::kernels::pipeline::ComputeKernel;
 
 /// Compiled prefill pipeline for one storage mode and head dim.
 pub struct PrefillKernel {
-    pipeline: wgpu::ComputePipeline,
+    pipeline: ComputeKernel,
     /// The variant built.
     pub variant: Variant,
     /// Context splits of the flat kernel (the tiled prefill does not split).
@@ -103,18 +104,15 @@ impl PrefillKernel {
 
     /// Records prefill for `layer`: `q` is `[total_queries][q_heads][head_dim]` f32 with the
     /// sequences' queries back to back, and `out` receives the same shape.
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
-        ctx: &GpuContext,
         pass: &mut wgpu::ComputePass<'_>,
         combine: &CombineKernel,
         storage: &KvStorage,
         layer: u32,
         batch: &AttentionBatch,
-        q: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        io: AttentionIo<'_>,
     ) {
-        batch.record(ctx, pass, &self.pipeline, combine, storage, layer, q, out);
+        batch.record((&self.pipeline, combine), pass, storage, layer, io);
     }
 }

@@ -26,11 +26,6 @@ const FLAT_POOL_TEXTURES: &str = include_str!("../../shaders/flat_pool_textures.
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
 const COMBINE: &str = include_str!("../../shaders/combine.wgsl");
 const APPEND: &str = include_str!("../../shaders/append.wgsl");
-const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
-const COPY: &str = include_str!("../../shaders/copy.wgsl");
-const READ: &str = include_str!("../../shaders/read.wgsl");
-const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-const MATMUL_FLAT: &str = include_str!("../../shaders/matmul_flat.wgsl");
 
 /// Threads per attention workgroup. 64 is a multiple of every vendor's SIMD width (NVIDIA 32,
 /// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
@@ -63,32 +58,17 @@ pub enum Family {
     Combine,
     /// The same merge with an invocation per output row (CPU adapters).
     CombineFlat,
-    /// Deterministic synthetic Q/K/V for the stress engine.
-    Generate,
-    /// The bandwidth roofline `pagekv bench` measures kernels against.
-    Copy,
-    /// Read-only rooflines through a storage buffer and through a texture.
-    Read,
-    /// The arithmetic roofline (a tiled f32 matmul) prefill is measured against.
-    Matmul,
-    /// The same roofline without workgroup memory or barriers (CPU adapters).
-    MatmulFlat,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 6] = [
         Family::Append,
         Family::Decode,
         Family::Flat,
         Family::Prefill,
         Family::Combine,
         Family::CombineFlat,
-        Family::Generate,
-        Family::Copy,
-        Family::Read,
-        Family::Matmul,
-        Family::MatmulFlat,
     ];
 
     /// Lowercase name, also the entry point name (append's module also has `copy_blocks`).
@@ -100,11 +80,6 @@ impl Family {
             Family::Prefill => "prefill",
             Family::Combine => "combine",
             Family::CombineFlat => "combineflat",
-            Family::Generate => "generate",
-            Family::Copy => "copy",
-            Family::Read => "read",
-            Family::Matmul => "matmul",
-            Family::MatmulFlat => "matmulflat",
         }
     }
 
@@ -116,26 +91,14 @@ impl Family {
             Family::Flat => &["attend"],
             Family::Prefill => &["prefill"],
             Family::Combine | Family::CombineFlat => &["combine"],
-            Family::Generate => &["generate"],
-            Family::Copy => &["copy"],
-            Family::Read => &["read_buffer", "read_texture"],
-            Family::Matmul | Family::MatmulFlat => &["matmul"],
         }
     }
 
     fn uses_kv(self) -> bool {
-        matches!(
-            self,
-            Family::Append | Family::Decode | Family::Flat | Family::Prefill
-        )
-    }
-
-    /// The roofline kernels do not depend on the head dim: one variant each.
-    fn uses_head_dim(self) -> bool {
-        !matches!(
-            self,
-            Family::Copy | Family::Read | Family::Matmul | Family::MatmulFlat
-        )
+        match self {
+            Family::Append | Family::Decode | Family::Flat | Family::Prefill => true,
+            Family::Combine | Family::CombineFlat => false,
+        }
     }
 
     fn uses_tiles(self) -> bool {
@@ -175,6 +138,20 @@ impl TileShape {
     }
 }
 
+/// A WGSL module ready to compile or translate: its systematic name (also the file name of
+/// `pagekv shaders --emit`), its full source, and whether it needs SHADER_F16. Attention
+/// variants and the stress tool's own kernels both become one, so pipeline creation and
+/// the naga portability check treat every shader alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WgslModule {
+    /// Systematic name, e.g. `decode_f16packed_hd128_r8_k16`.
+    pub name: String,
+    /// Complete WGSL source.
+    pub source: String,
+    /// Whether the module uses `enable f16;`.
+    pub needs_f16: bool,
+}
+
 /// One concrete, fully constant WGSL module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Variant {
@@ -212,7 +189,6 @@ impl Variant {
             _ if family.uses_kv() => mode,
             _ => KvStorageMode::F32,
         };
-        let head_dim = if family.uses_head_dim() { head_dim } else { 0 };
         Some(Self {
             family,
             mode,
@@ -269,9 +245,7 @@ impl Variant {
         if self.family.uses_kv() {
             name += &format!("_{}", self.mode.name());
         }
-        if self.family.uses_head_dim() {
-            name += &format!("_hd{}", self.head_dim);
-        }
+        name += &format!("_hd{}", self.head_dim);
         if let Some(t) = self.tiles {
             name += &format!("_r{}_k{}", t.rows, t.keys);
         }
@@ -287,6 +261,15 @@ impl Variant {
     /// Whether this variant needs the SHADER_F16 feature.
     pub fn needs_f16(&self) -> bool {
         self.family.uses_kv() && self.mode == KvStorageMode::F16Native
+    }
+
+    /// The module to compile: name, source and feature needs.
+    pub fn module(&self) -> WgslModule {
+        WgslModule {
+            name: self.name(),
+            source: self.source(),
+            needs_f16: self.needs_f16(),
+        }
     }
 
     /// The complete WGSL source: enables, dtype prelude, constants, then the family's code.
@@ -333,11 +316,6 @@ impl Variant {
                 src += &format!("const COMBINE_ROWS: u32 = {}u;\n\n", self.combine_rows());
                 src += COMBINE;
             }
-            Family::Generate => src += GENERATE,
-            Family::Copy => src += COPY,
-            Family::Read => src += READ,
-            Family::Matmul => src += MATMUL,
-            Family::MatmulFlat => src += MATMUL_FLAT,
             Family::Decode => {
                 src += ATTENTION_BINDINGS;
                 src += "\n";

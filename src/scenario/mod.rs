@@ -127,7 +127,7 @@ impl Scenario {
     }
 
     /// Bytes the workload would hold if every request were resident and finished at once
-    /// (design.md's demand). Saturates at `u64::MAX`, far above any real scenario (scenario 11
+    /// (the demand). Saturates at `u64::MAX`, far above any real scenario (scenario 11
     /// is about 3.4e12).
     pub fn demand_bytes(&self, layout: &CacheLayout) -> u64 {
         let bytes = self.requests() as u128

@@ -2,27 +2,40 @@
 //! bandwidth. `pagekv bench` states decode and append speeds as ratios to it, so figures
 //! mean the same on lavapipe, a Radeon or an M-series GPU.
 
+use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
 
-use super::params::CopyParams;
-use super::pipeline;
-use super::variant::{Family, Variant, WORKGROUP_SIZE};
-use crate::gpu::{GpuContext, GpuError, KvStorageMode};
+use super::ToolKernel;
+use crate::gpu::{GpuContext, GpuError};
+use crate::kernels::variant::WORKGROUP_SIZE;
+use crate::kernels::{WgslModule, pipeline};
+use bytemuck::{Pod, Zeroable};
+
+/// Mirror of `CopyParams` in shaders/copy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct CopyParams {
+    /// vec4 elements to copy.
+    pub count: u32,
+    /// Threads along x of the 2-D grid.
+    pub grid_x_threads: u32,
+    /// Padding to 16 bytes.
+    pub _pad: [u32; 2],
+}
 
 /// Compiled copy pipeline.
 pub struct CopyKernel {
-    pipeline: wgpu::ComputePipeline,
-    /// The variant built.
-    pub variant: Variant,
+    pipeline: ComputeKernel,
+    /// The module built.
+    pub module: WgslModule,
 }
 
 impl CopyKernel {
     /// Builds the copy kernel.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        let variant = Variant::for_device(Family::Copy, KvStorageMode::F32, 0, u32::MAX)
-            .expect("copy has no tile constraints");
-        let pipeline = pipeline::build(ctx, &variant, &["copy"])?.remove(0);
-        Ok(Self { pipeline, variant })
+        let module = ToolKernel::Copy.module(0);
+        let pipeline = pipeline::build(ctx, &module, &["copy"])?.remove(0);
+        Ok(Self { pipeline, module })
     }
 
     /// Records a copy of all of `src` into `dst` (same size, a multiple of 16 bytes).
@@ -63,7 +76,7 @@ impl CopyKernel {
             label: Some("pagekv copy"),
             timestamp_writes: timestamps,
         });
-        pass.set_pipeline(&self.pipeline);
+        self.pipeline.set(&mut pass);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, 1);
     }

@@ -2,11 +2,12 @@
 //! the stress engine moves no activations over the bus. [`synthetic_value`] is the bit-exact
 //! CPU mirror used for spot checks against the reference.
 
-use super::batch::GrowBuffer;
-use super::pipeline;
-use super::variant::{Family, Variant};
+use super::ToolKernel;
 use crate::cache::ModelGeometry;
-use crate::gpu::{GpuContext, GpuError, KvStorageMode};
+use crate::gpu::{GpuContext, GpuError};
+use crate::kernels::batch::GrowBuffer;
+use crate::kernels::pipeline::ComputeKernel;
+use crate::kernels::{WgslModule, pipeline};
 use bytemuck::{Pod, Zeroable};
 
 /// Mirror of `GenerateParams` in shaders/generate.wgsl.
@@ -98,9 +99,9 @@ pub fn synthetic_rows(
 
 /// Compiled generator plus its reusable step buffers.
 pub struct GenerateKernel {
-    pipeline: wgpu::ComputePipeline,
-    /// The variant built.
-    pub variant: Variant,
+    pipeline: ComputeKernel,
+    /// The module built.
+    pub module: WgslModule,
 }
 
 /// Reusable per-step inputs of the generator.
@@ -117,10 +118,9 @@ pub struct GenerateBatch {
 impl GenerateKernel {
     /// Builds the generator for `head_dim`.
     pub fn new(ctx: &GpuContext, head_dim: u32) -> Result<Self, GpuError> {
-        let variant = Variant::for_device(Family::Generate, KvStorageMode::F32, head_dim, u32::MAX)
-            .expect("generate has no tile constraints");
-        let pipeline = pipeline::build(ctx, &variant, &["generate"])?.remove(0);
-        Ok(Self { pipeline, variant })
+        let module = ToolKernel::Generate.module(head_dim);
+        let pipeline = pipeline::build(ctx, &module, &["generate"])?.remove(0);
+        Ok(Self { pipeline, module })
     }
 
     /// Uploads a step's tokens and one params block per layer.
@@ -164,7 +164,7 @@ impl GenerateKernel {
             wgpu::BufferUsages::STORAGE,
             bytemuck::cast_slice(&words),
         );
-        let (bytes, stride) = super::batch::pack_uniforms(ctx, &params);
+        let (bytes, stride) = crate::kernels::batch::pack_uniforms(ctx, &params);
         batch.uniforms.write(
             ctx,
             "pagekv generate params",
@@ -200,7 +200,7 @@ impl GenerateKernel {
             &[
                 (
                     0,
-                    super::batch::uniform_at::<GenerateParams>(
+                    crate::kernels::batch::uniform_at::<GenerateParams>(
                         batch.uniforms.get(),
                         batch.stride,
                         layer,
@@ -212,7 +212,7 @@ impl GenerateKernel {
                 (4, v.as_entire_binding()),
             ],
         );
-        pass.set_pipeline(&self.pipeline);
+        self.pipeline.set(pass);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(batch.grid.0, batch.grid.1, 1);
     }

@@ -4,22 +4,38 @@
 //! invocation), for the same reason and by the same rule as attention
 //! ([`AttentionAlgorithm::for_device`]), so the yardstick is as tuned as what it measures.
 
+use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
 
-use super::flat::AttentionAlgorithm;
-use super::params::MatmulParams;
-use super::pipeline;
-use super::variant::{Family, Variant};
-use crate::gpu::{GpuContext, GpuError, KvStorageMode};
+use super::ToolKernel;
+use crate::gpu::{GpuContext, GpuError};
+use crate::kernels::{AttentionAlgorithm, WgslModule, pipeline};
+use bytemuck::{Pod, Zeroable};
+
+/// Mirror of `MatmulParams` in shaders/matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct MatmulParams {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of B and C.
+    pub n: u32,
+    /// Columns of A, rows of B.
+    pub k: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
 
 /// Rows and columns of C per workgroup; every dimension must be a multiple of it.
 pub const MATMUL_TILE: u32 = 64;
 
 /// Compiled matmul pipeline.
 pub struct MatmulKernel {
-    pipeline: wgpu::ComputePipeline,
-    /// The variant built.
-    pub variant: Variant,
+    pipeline: ComputeKernel,
+    /// The module built.
+    pub module: WgslModule,
+    /// The algorithm built (decides the dispatch shape).
+    pub algorithm: AttentionAlgorithm,
 }
 
 impl MatmulKernel {
@@ -33,14 +49,17 @@ impl MatmulKernel {
         ctx: &GpuContext,
         algorithm: AttentionAlgorithm,
     ) -> Result<Self, GpuError> {
-        let family = match algorithm {
-            AttentionAlgorithm::Tiled => Family::Matmul,
-            AttentionAlgorithm::Flat => Family::MatmulFlat,
+        let kernel = match algorithm {
+            AttentionAlgorithm::Tiled => ToolKernel::Matmul,
+            AttentionAlgorithm::Flat => ToolKernel::MatmulFlat,
         };
-        let variant = Variant::for_device(family, KvStorageMode::F32, 0, u32::MAX)
-            .expect("matmul has no tile constraints");
-        let pipeline = pipeline::build(ctx, &variant, &["matmul"])?.remove(0);
-        Ok(Self { pipeline, variant })
+        let module = kernel.module(0);
+        let pipeline = pipeline::build(ctx, &module, &["matmul"])?.remove(0);
+        Ok(Self {
+            pipeline,
+            module,
+            algorithm,
+        })
     }
 
     /// Records `c = a x b` for row-major f32 `a` (`m x k`), `b` (`k x n`) and `c` (`m x n`).
@@ -91,12 +110,14 @@ impl MatmulKernel {
             label: Some("pagekv matmul"),
             timestamp_writes: timestamps,
         });
-        pass.set_pipeline(&self.pipeline);
+        self.pipeline.set(&mut pass);
         pass.set_bind_group(0, &group, &[]);
-        match self.variant.family {
+        match self.algorithm {
             // One invocation per 16x16 block of C, 8 per workgroup.
-            Family::MatmulFlat => pass.dispatch_workgroups(flat_workgroups, 1, 1),
-            _ => pass.dispatch_workgroups(n / MATMUL_TILE, m / MATMUL_TILE, 1),
+            AttentionAlgorithm::Flat => pass.dispatch_workgroups(flat_workgroups, 1, 1),
+            AttentionAlgorithm::Tiled => {
+                pass.dispatch_workgroups(n / MATMUL_TILE, m / MATMUL_TILE, 1)
+            }
         }
         Ok(())
     }

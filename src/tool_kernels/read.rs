@@ -3,12 +3,28 @@
 //! prints both beside the copy roofline; on CPU adapters they show why KV pools live in
 //! textures there (see gpu/shard.rs).
 
+use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
 
-use super::params::ReadParams;
-use super::pipeline;
-use super::variant::{Family, Variant};
-use crate::gpu::{GpuContext, GpuError, KvStorageMode, TEXEL_BYTES};
+use super::ToolKernel;
+use crate::gpu::{GpuContext, GpuError, TEXEL_BYTES};
+use crate::kernels::variant::WORKGROUP_SIZE;
+use crate::kernels::{WgslModule, pipeline};
+use bytemuck::{Pod, Zeroable};
+
+/// Mirror of `ReadParams` in shaders/read.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct ReadParams {
+    /// Texels (16-byte elements) in the source.
+    pub count: u32,
+    /// Texels each invocation reads; divides `width`.
+    pub per_thread: u32,
+    /// Texture width in texels.
+    pub width: u32,
+    /// Threads along x of the 2-D grid.
+    pub grid_x_threads: u32,
+}
 
 /// Elements each invocation reads in one run.
 pub const READ_RUN: u32 = 64;
@@ -114,24 +130,23 @@ impl ReadSource {
 
 /// Compiled read pipelines.
 pub struct ReadKernel {
-    buffer: wgpu::ComputePipeline,
-    texture: wgpu::ComputePipeline,
-    /// The variant built.
-    pub variant: Variant,
+    buffer: ComputeKernel,
+    texture: ComputeKernel,
+    /// The module built.
+    pub module: WgslModule,
 }
 
 impl ReadKernel {
     /// Builds both read pipelines.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        let variant = Variant::for_device(Family::Read, KvStorageMode::F32, 0, u32::MAX)
-            .expect("read has no tile constraints");
-        let mut pipelines = pipeline::build(ctx, &variant, Family::Read.entry_points())?;
+        let module = ToolKernel::Read.module(0);
+        let mut pipelines = pipeline::build(ctx, &module, &["read_buffer", "read_texture"])?;
         let texture = pipelines.remove(1);
         let buffer = pipelines.remove(0);
         Ok(Self {
             buffer,
             texture,
-            variant,
+            module,
         })
     }
 
@@ -144,7 +159,7 @@ impl ReadKernel {
         path: ReadPath,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
-        let wg = self.variant.workgroup_size();
+        let wg = WORKGROUP_SIZE;
         let threads = source.texels / READ_RUN;
         let (x, y) = pipeline::grid_2d(
             threads.div_ceil(wg),
@@ -184,7 +199,7 @@ impl ReadKernel {
             label: Some("pagekv read"),
             timestamp_writes: timestamps,
         });
-        pass.set_pipeline(pipeline);
+        pipeline.set(&mut pass);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, 1);
     }

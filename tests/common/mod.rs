@@ -1,14 +1,17 @@
-//! Shared test support: every adapter present, or a failure when PAGEKV_REQUIRE_GPU=1 and
-//! there is none.
+//! Shared test support: every adapter present, or a failure when there is none. A machine
+//! without any GPU adapter fails the GPU tests, naming what to install; skipping them is the
+//! explicit opt-out `PAGEKV_ALLOW_NO_GPU=1`, so a plain `cargo test` cannot pass while
+//! testing nothing.
 
 #![allow(dead_code)]
 
+#[cfg(feature = "tool")]
 pub mod cli;
 
 use pagekv::gpu::{GpuContext, enumerate_adapters};
 
 /// One context per adapter wgpu can see (Vulkan via lavapipe and GL via llvmpipe here).
-/// Without adapters the test is skipped, unless PAGEKV_REQUIRE_GPU=1 makes that a failure.
+/// Without adapters the test fails, unless PAGEKV_ALLOW_NO_GPU=1 skips it (see [`no_gpu`]).
 pub fn contexts() -> Vec<GpuContext> {
     let adapters = enumerate_adapters();
     let contexts: Vec<GpuContext> = adapters
@@ -22,12 +25,22 @@ pub fn contexts() -> Vec<GpuContext> {
         })
         .collect();
     if contexts.is_empty() {
-        if std::env::var("PAGEKV_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!(
-                "PAGEKV_REQUIRE_GPU=1 but no GPU adapter is available (install mesa-vulkan-drivers)"
-            );
-        }
-        eprintln!("no GPU adapter: skipping GPU test (set PAGEKV_REQUIRE_GPU=1 to fail instead)");
+        no_gpu("this GPU test");
     }
     contexts
+}
+
+/// What a GPU test does on a machine without an adapter: fail with what to install, or skip
+/// with a message when the user asked for that with PAGEKV_ALLOW_NO_GPU=1.
+pub fn no_gpu(test: &str) {
+    if std::env::var("PAGEKV_ALLOW_NO_GPU").is_ok_and(|v| v == "1") {
+        eprintln!("{test}: no GPU adapter, skipped because PAGEKV_ALLOW_NO_GPU=1");
+        return;
+    }
+    panic!(
+        "{test}: no GPU adapter found. Install a Vulkan driver (on Debian/Ubuntu, as root: \
+         `apt-get update && apt-get install -y mesa-vulkan-drivers` gives the software device \
+         lavapipe) or run where a GPU is visible; set PAGEKV_ALLOW_NO_GPU=1 to skip GPU tests \
+         instead"
+    );
 }

@@ -1,0 +1,120 @@
+//! The stress tool's own kernels, outside the embeddable core: synthetic Q/K/V for the
+//! engine (`generate`) and the rooflines `pagekv bench` measures the attention kernels
+//! against (`copy`, `read`, `matmul`). They share the core's pipeline plumbing but no KV
+//! format, so each is one WGSL module per head dim at most.
+
+pub mod copy;
+pub mod generate;
+pub mod matmul;
+pub mod read;
+
+use crate::cache::SUPPORTED_HEAD_DIMS;
+use crate::kernels::WgslModule;
+use crate::kernels::variant::WORKGROUP_SIZE;
+
+const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
+const COPY: &str = include_str!("../../shaders/copy.wgsl");
+const READ: &str = include_str!("../../shaders/read.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_FLAT: &str = include_str!("../../shaders/matmul_flat.wgsl");
+
+/// One tool kernel and its shader file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ToolKernel {
+    /// Deterministic synthetic Q/K/V for the stress engine (per head dim).
+    Generate,
+    /// The bandwidth roofline: a storage-buffer copy.
+    Copy,
+    /// Read-only rooflines through a storage buffer and through a texture.
+    Read,
+    /// The arithmetic roofline: a tiled f32 matmul (GPUs).
+    Matmul,
+    /// The same roofline without workgroup memory or barriers (CPU adapters).
+    MatmulFlat,
+}
+
+impl ToolKernel {
+    /// Every tool kernel.
+    pub const ALL: [ToolKernel; 5] = [
+        ToolKernel::Generate,
+        ToolKernel::Copy,
+        ToolKernel::Read,
+        ToolKernel::Matmul,
+        ToolKernel::MatmulFlat,
+    ];
+
+    /// Lowercase name, the stem of the emitted file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ToolKernel::Generate => "generate",
+            ToolKernel::Copy => "copy",
+            ToolKernel::Read => "read",
+            ToolKernel::Matmul => "matmul",
+            ToolKernel::MatmulFlat => "matmulflat",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            ToolKernel::Generate => GENERATE,
+            ToolKernel::Copy => COPY,
+            ToolKernel::Read => READ,
+            ToolKernel::Matmul => MATMUL,
+            ToolKernel::MatmulFlat => MATMUL_FLAT,
+        }
+    }
+
+    /// Whether the kernel is generated per head dim (only the generator is).
+    fn per_head_dim(self) -> bool {
+        match self {
+            ToolKernel::Generate => true,
+            ToolKernel::Copy | ToolKernel::Read | ToolKernel::Matmul | ToolKernel::MatmulFlat => {
+                false
+            }
+        }
+    }
+
+    /// The module for `head_dim` (ignored by the rooflines).
+    pub fn module(self, head_dim: u32) -> WgslModule {
+        let head_dim = if self.per_head_dim() { head_dim } else { 0 };
+        let name = if self.per_head_dim() {
+            format!("{}_hd{head_dim}", self.name())
+        } else {
+            self.name().to_string()
+        };
+        let source = format!(
+            "// pagekv generated variant `{name}`.\n\nconst HEAD_DIM: u32 = {head_dim}u;\nconst HD4: u32 = {}u;\nconst WG: u32 = {WORKGROUP_SIZE}u;\n\n{}",
+            head_dim / 4,
+            self.body()
+        );
+        WgslModule {
+            name,
+            source,
+            needs_f16: false,
+        }
+    }
+
+    /// Every tool module: the generator at each supported head dim, one of each roofline.
+    pub fn all_modules() -> Vec<WgslModule> {
+        let mut out = Vec::new();
+        for kernel in Self::ALL {
+            if kernel.per_head_dim() {
+                out.extend(SUPPORTED_HEAD_DIMS.map(|hd| kernel.module(hd)));
+            } else {
+                out.push(kernel.module(0));
+            }
+        }
+        out
+    }
+}
+
+/// Every WGSL module the crate builds: the core's attention variants, then the tool kernels.
+/// `pagekv shaders` lists, emits and checks exactly these.
+pub fn all_modules() -> Vec<WgslModule> {
+    let mut out: Vec<WgslModule> = crate::kernels::Variant::all()
+        .iter()
+        .map(|v| v.module())
+        .collect();
+    out.extend(ToolKernel::all_modules());
+    out
+}

@@ -1,0 +1,310 @@
+//! The embedding API, [`KvCache`], on every adapter present and both attention algorithms:
+//! a prefill + decode round trip against the f64 reference through buffer ranges, typed
+//! refusals of misuse, and no GPU objects created by steady-state steps.
+
+mod common;
+
+use pagekv::kernels::{AttentionAlgorithm, AttentionOptions};
+use pagekv::reference::{self, AttentionShape, Tolerance};
+use pagekv::{
+    AppendInput, AppendStep, AttentionIo, Capacity, DecodeStep, KvCache, KvCacheConfig, KvError,
+    ModelGeometry, PrefillStep, SeqId,
+};
+
+fn config() -> KvCacheConfig {
+    KvCacheConfig {
+        layers: Some(1),
+        ..KvCacheConfig::new(ModelGeometry::qwen2_5_0_5b(), Capacity::Blocks(32))
+    }
+}
+
+fn buffer(ctx: &pagekv::gpu::GpuContext, data: &[f32], extra: u64) -> wgpu::Buffer {
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: data.len() as u64 * 4 + extra,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    ctx.queue
+        .write_buffer(&buffer, extra, bytemuck::cast_slice(data));
+    buffer
+}
+
+/// Prefill a 19-token prompt, then decode its 20th token, reading Q/K/V at a nonzero offset
+/// of the buffers; both outputs match the reference.
+#[test]
+fn prefill_then_decode_matches_the_reference_through_buffer_ranges() {
+    let algorithms = [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat];
+    for ctx in common::contexts() {
+        for algorithm in algorithms {
+            let options = AttentionOptions {
+                algorithm: Some(algorithm),
+                ..Default::default()
+            };
+            let mut cache = KvCache::with_context(&ctx, &config(), options).unwrap();
+            let g = ModelGeometry::qwen2_5_0_5b();
+            let (qh, kvh, hd) = (g.q_heads as usize, g.kv_heads as usize, g.head_dim as usize);
+            let (k, v) = (
+                reference::sample_values(20 * kvh * hd, 1),
+                reference::sample_values(20 * kvh * hd, 2),
+            );
+            let q = reference::sample_values(20 * qh * hd, 3);
+            let offset = ctx.device.limits().min_storage_buffer_offset_alignment as u64;
+            let id = SeqId(7);
+            cache.add_sequence(id).unwrap();
+            let mut append = AppendStep::default();
+            let mut outputs = Vec::new();
+            for (first, len) in [(0usize, 19usize), (19, 1)] {
+                let tokens: Vec<u32> = (first as u32..(first + len) as u32).collect();
+                cache.prepare_append(&mut append, &[(id, &tokens)]).unwrap();
+                let rows = |x: &[f32], w: usize| x[first * w..(first + len) * w].to_vec();
+                let (kb, vb) = (
+                    buffer(&ctx, &rows(&k, kvh * hd), offset),
+                    buffer(&ctx, &rows(&v, kvh * hd), offset),
+                );
+                let qb = buffer(&ctx, &rows(&q, qh * hd), offset);
+                let out = buffer(&ctx, &vec![0.0; len * qh * hd], 0);
+                fn range(buffer: &wgpu::Buffer, offset: u64) -> wgpu::BufferBinding<'_> {
+                    wgpu::BufferBinding {
+                        buffer,
+                        offset,
+                        size: None,
+                    }
+                }
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                let kv = AppendInput {
+                    k: range(&kb, offset),
+                    v: range(&vb, offset),
+                };
+                cache.record_append(&mut encoder, 0, &append, kv).unwrap();
+                let io = AttentionIo {
+                    q: range(&qb, offset),
+                    out: out.as_entire_buffer_binding(),
+                };
+                if len > 1 {
+                    let mut step = PrefillStep::default();
+                    cache
+                        .prepare_prefill(&mut step, &[(id, len as u32)])
+                        .unwrap();
+                    cache.record_prefill(&mut encoder, 0, &step, io).unwrap();
+                } else {
+                    let mut step = DecodeStep::default();
+                    cache.prepare_decode(&mut step, &[id]).unwrap();
+                    cache.record_decode(&mut encoder, 0, &step, io).unwrap();
+                }
+                cache.submit(encoder);
+                let got = pagekv::gpu::read_buffer_f32(&ctx, &out, len * qh * hd).unwrap();
+                outputs.push((first, len, got));
+            }
+            let (k, v) = (
+                reference::round_through_f16(&k),
+                reference::round_through_f16(&v),
+            );
+            for (first, len, got) in outputs {
+                let shape = AttentionShape {
+                    q_heads: qh,
+                    kv_heads: kvh,
+                    head_dim: hd,
+                    num_queries: len,
+                    num_keys: first + len,
+                };
+                let keys = ..(first + len) * kvh * hd;
+                let queries = &q[first * qh * hd..(first + len) * qh * hd];
+                let want = reference::attention(queries, &k[keys], &v[keys], shape).unwrap();
+                let (stats, pass) =
+                    reference::check(&got, &want, Tolerance::for_dtype(pagekv::KvDtype::F16));
+                assert!(
+                    pass,
+                    "{} {algorithm:?} queries {first}..{}: {stats:?}",
+                    ctx.describe(),
+                    first + len
+                );
+            }
+            let (k_back, _) = cache.read_kv(id, 0).unwrap();
+            assert_eq!(k_back.len(), 20 * kvh * hd);
+            assert!(
+                reference::compare(&k_back, &k).max_abs < 1e-6,
+                "K round trip"
+            );
+        }
+    }
+}
+
+/// Preparing a step again after recording it, before the recording was submitted, would
+/// change what the recording reads: refused with a typed error, accepted after `submitted`.
+/// Recording unprepared steps, out-of-range layers and short bindings is refused too.
+#[test]
+fn misuse_is_a_typed_error_not_a_silent_overwrite() {
+    let Some(ctx) = common::contexts().into_iter().next() else {
+        return;
+    };
+    let mut cache = KvCache::with_context(&ctx, &config(), AttentionOptions::default()).unwrap();
+    let g = ModelGeometry::qwen2_5_0_5b();
+    let row = (g.q_heads * g.head_dim) as usize;
+    let id = SeqId(1);
+    cache.add_sequence(id).unwrap();
+    let mut append = AppendStep::default();
+    cache
+        .prepare_append(&mut append, &[(id, &[1, 2, 3])])
+        .unwrap();
+    let kv = buffer(&ctx, &vec![0.5; 3 * (g.kv_heads * g.head_dim) as usize], 0);
+    let q = buffer(&ctx, &vec![0.5; row], 0);
+    let out = buffer(&ctx, &vec![0.0; row], 0);
+    let mut decode = DecodeStep::default();
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+
+    let err = cache
+        .record_decode(&mut encoder, 0, &decode, AttentionIo::whole(&q, &out))
+        .unwrap_err();
+    assert!(
+        matches!(err, KvError::NotPrepared { step: "decode" }),
+        "{err}"
+    );
+
+    cache.prepare_decode(&mut decode, &[id]).unwrap();
+    let err = cache
+        .record_decode(&mut encoder, 1, &decode, AttentionIo::whole(&q, &out))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KvError::LayerOutOfRange {
+                layer: 1,
+                layers: 1
+            }
+        ),
+        "{err}"
+    );
+    let short = AttentionIo {
+        q: wgpu::BufferBinding {
+            buffer: &q,
+            offset: 0,
+            size: std::num::NonZeroU64::new(16),
+        },
+        out: out.as_entire_buffer_binding(),
+    };
+    let err = cache
+        .record_decode(&mut encoder, 0, &decode, short)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KvError::BindingTooSmall {
+                binding: "q",
+                bytes: 16,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    cache
+        .record_append(&mut encoder, 0, &append, AppendInput::whole(&kv, &kv))
+        .unwrap();
+    cache
+        .record_decode(&mut encoder, 0, &decode, AttentionIo::whole(&q, &out))
+        .unwrap();
+    let err = cache.prepare_decode(&mut decode, &[id]).unwrap_err();
+    assert!(
+        matches!(err, KvError::StepNotSubmitted { step: "decode" }),
+        "{err}"
+    );
+    let err = cache
+        .prepare_append(&mut append, &[(id, &[4])])
+        .unwrap_err();
+    assert!(
+        matches!(err, KvError::StepNotSubmitted { step: "append" }),
+        "{err}"
+    );
+    assert_eq!(
+        cache.context_len(id),
+        Some(3),
+        "a refused prepare books nothing"
+    );
+    cache.submit(encoder);
+    cache.prepare_decode(&mut decode, &[id]).unwrap();
+
+    let err = cache
+        .prepare_decode(&mut decode, &[id, SeqId(99)])
+        .unwrap_err();
+    assert!(matches!(err, KvError::Cache(_)), "{err}");
+    let err = cache.prepare_decode(&mut decode, &[id, id]).unwrap_err();
+    assert!(matches!(err, KvError::RepeatedSequence(_)), "{err}");
+}
+
+/// All or nothing across a step's sequences: when the pool cannot take every sequence's
+/// tokens, none is booked.
+#[test]
+fn an_append_the_pool_cannot_hold_books_nothing() {
+    let Some(ctx) = common::contexts().into_iter().next() else {
+        return;
+    };
+    let config = KvCacheConfig {
+        capacity: Capacity::Blocks(3),
+        ..config()
+    };
+    let mut cache = KvCache::with_context(&ctx, &config, AttentionOptions::default()).unwrap();
+    let (a, b) = (SeqId(1), SeqId(2));
+    cache.add_sequence(a).unwrap();
+    cache.add_sequence(b).unwrap();
+    let mut append = AppendStep::default();
+    let long: Vec<u32> = (0..40).collect();
+    let err = cache
+        .prepare_append(&mut append, &[(a, &[1]), (b, &long)])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KvError::Cache(pagekv::cache::CacheError::OutOfBlocks { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(cache.context_len(a), Some(0));
+    assert_eq!(cache.manager().num_used_blocks(), 0);
+}
+
+/// After the first steps have sized the step objects and made their bind groups, further
+/// steps of the same shape create no buffer, texture or bind group.
+#[test]
+fn steady_state_steps_create_no_gpu_objects() {
+    for ctx in common::contexts() {
+        let mut cache =
+            KvCache::with_context(&ctx, &config(), AttentionOptions::default()).unwrap();
+        let g = ModelGeometry::qwen2_5_0_5b();
+        let ids = [SeqId(1), SeqId(2)];
+        for id in ids {
+            cache.add_sequence(id).unwrap();
+        }
+        let kv = buffer(&ctx, &vec![0.25; 2 * (g.kv_heads * g.head_dim) as usize], 0);
+        let q = buffer(&ctx, &vec![0.25; 2 * (g.q_heads * g.head_dim) as usize], 0);
+        let out = buffer(&ctx, &vec![0.0; 2 * (g.q_heads * g.head_dim) as usize], 0);
+        let (mut append, mut decode) = (AppendStep::default(), DecodeStep::default());
+        let mut created = Vec::new();
+        for step in 0..6u32 {
+            let before = cache.gpu_objects_created();
+            cache
+                .prepare_append(&mut append, &[(ids[0], &[step]), (ids[1], &[step])])
+                .unwrap();
+            cache.prepare_decode(&mut decode, &ids).unwrap();
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            cache
+                .record_append(&mut encoder, 0, &append, AppendInput::whole(&kv, &kv))
+                .unwrap();
+            cache
+                .record_decode(&mut encoder, 0, &decode, AttentionIo::whole(&q, &out))
+                .unwrap();
+            cache.submit(encoder);
+            created.push(cache.gpu_objects_created() - before);
+        }
+        ctx.wait_idle().unwrap();
+        assert!(created[0] > 0, "the first step creates its buffers");
+        assert_eq!(
+            &created[2..],
+            &[0, 0, 0, 0],
+            "{}: objects per step {created:?}",
+            ctx.describe()
+        );
+    }
+}
