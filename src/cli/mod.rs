@@ -166,9 +166,10 @@ impl From<GpuError> for CliError {
     /// is a failure of the work: exit 1.
     fn from(e: GpuError) -> Self {
         match e {
-            GpuError::NoAdapter | GpuError::NoMatchingAdapter { .. } | GpuError::Limit(_) => {
-                CliError::Input(e.to_string())
-            }
+            GpuError::NoAdapter
+            | GpuError::NoMatchingAdapter { .. }
+            | GpuError::Limit(_)
+            | GpuError::InvalidInput { .. } => CliError::Input(e.to_string()),
             GpuError::RequestDevice(_) | GpuError::Device(_) => CliError::Failed(e.to_string()),
         }
     }

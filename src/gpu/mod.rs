@@ -37,6 +37,17 @@ pub enum GpuError {
     /// A device limit makes the request impossible; says which limit.
     #[error("{0}")]
     Limit(String),
+    /// The caller asked for something no adapter could do: a bug in the calling code (or
+    /// input its caller should have checked), not a limit of this device.
+    #[error("invalid {argument} {value}: {problem}")]
+    InvalidInput {
+        /// The argument at fault.
+        argument: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The device reported an error (validation, out of memory, lost).
     #[error("GPU error: {0}")]
     Device(String),

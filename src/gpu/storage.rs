@@ -173,11 +173,11 @@ impl KvStorage {
             KvDtype::F16
         };
         if expected_dtype != layout.dtype {
-            return Err(GpuError::Limit(format!(
-                "storage mode {} does not store {}",
-                mode.name(),
-                layout.dtype.name()
-            )));
+            return Err(GpuError::InvalidInput {
+                argument: "storage mode",
+                value: mode.name().to_string(),
+                problem: format!("it does not store {}", layout.dtype.name()),
+            });
         }
         if mode == KvStorageMode::F16Native && !ctx.capabilities.shader_f16 {
             return Err(GpuError::Limit(
@@ -185,9 +185,11 @@ impl KvStorage {
             ));
         }
         if num_blocks == 0 {
-            return Err(GpuError::Limit(
-                "the KV budget holds zero blocks; raise the budget".into(),
-            ));
+            return Err(GpuError::InvalidInput {
+                argument: "block count",
+                value: "0".into(),
+                problem: "a KV pool needs at least one block".into(),
+            });
         }
         let pool_bytes = num_blocks as u64
             * layout.block_elements_per_layer()
@@ -401,7 +403,7 @@ fn check_host_memory(ctx: &GpuContext, pool_bytes: u64) -> Result<(), GpuError> 
     match host_available_bytes() {
         Some(available) if pool_bytes > available / 2 => Err(GpuError::Limit(format!(
             "the KV pool needs {} but this CPU adapter's host has {} available (pagekv uses at \
-             most half); choose a smaller --scale or --budget",
+             most half); a smaller pool is needed",
             human_bytes(pool_bytes),
             human_bytes(available)
         ))),

@@ -52,10 +52,11 @@ impl DecodeKernel {
         seqs: &[SeqView<'_>],
     ) -> Result<(), GpuError> {
         if let Some(bad) = seqs.iter().find(|s| s.query_len != 1) {
-            return Err(GpuError::Limit(format!(
-                "a decode sequence has {} queries; decode takes exactly one per sequence",
-                bad.query_len
-            )));
+            return Err(GpuError::InvalidInput {
+                argument: "query_len",
+                value: bad.query_len.to_string(),
+                problem: "decode takes exactly one query per sequence".into(),
+            });
         }
         let Some(tiles) = self.variant.tiles else {
             return flat::prepare(&self.variant, &self.splits, ctx, storage, batch, seqs);

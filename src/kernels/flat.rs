@@ -117,10 +117,14 @@ pub(crate) fn build(
     let head_dim = geometry.head_dim;
     let variant = match algorithm {
         AttentionAlgorithm::Tiled if storage.backing != KvBacking::Buffers => {
-            return Err(GpuError::Limit(format!(
-                "the tiled attention kernels read buffer-backed pools, but this pool is held in {}; build it with KvBacking::Buffers",
-                storage.backing.name()
-            )));
+            return Err(GpuError::InvalidInput {
+                argument: "algorithm",
+                value: "tiled".into(),
+                problem: format!(
+                    "the tiled kernels read buffer-backed pools, but this pool is held in {}; build it with KvBacking::Buffers",
+                    storage.backing.name()
+                ),
+            });
         }
         AttentionAlgorithm::Tiled => Variant::for_device(
             tiled,
@@ -165,10 +169,11 @@ pub(crate) fn prepare(
     // Splits start at multiples of the key tile, so no tile crosses a block.
     let key_tile = variant.flat_key_tile();
     if !storage.layout.block_size.is_multiple_of(key_tile) {
-        return Err(GpuError::Limit(format!(
-            "block size {} is not a multiple of the flat attention's {key_tile}-key tile",
-            storage.layout.block_size
-        )));
+        return Err(GpuError::InvalidInput {
+            argument: "block size",
+            value: storage.layout.block_size.to_string(),
+            problem: format!("not a multiple of the flat attention's {key_tile}-key tile"),
+        });
     }
     let mut partition_tokens = splits.partition_tokens(base, max_context, key_tile);
     // A single query per sequence (decode) fills a workgroup's SIMD lanes only with enough

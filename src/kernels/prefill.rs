@@ -50,10 +50,14 @@ impl PrefillKernel {
         seqs: &[SeqView<'_>],
     ) -> Result<(), GpuError> {
         if let Some(bad) = seqs.iter().find(|s| s.query_len > s.context_len) {
-            return Err(GpuError::Limit(format!(
-                "a prefill sequence has {} queries but only {} cached tokens; append the chunk first",
-                bad.query_len, bad.context_len
-            )));
+            return Err(GpuError::InvalidInput {
+                argument: "query_len",
+                value: bad.query_len.to_string(),
+                problem: format!(
+                    "the sequence has only {} cached tokens; append the chunk first",
+                    bad.context_len
+                ),
+            });
         }
         let Some(tiles) = self.variant.tiles else {
             return flat::prepare(&self.variant, &self.splits, ctx, storage, batch, seqs);

@@ -26,8 +26,10 @@ pub use step::{AppendStep, DecodeStep, PrefillStep};
 use crate::cache::{
     CacheError, CacheLayout, CacheStats, KvCacheManager, KvDtype, ModelGeometry, PrefixHit, SeqId,
 };
-use crate::gpu::{GpuContext, GpuError, KvStorage};
-use crate::kernels::{AppendInput, AttentionIo, AttentionOptions, PagedAttention, SeqView};
+use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode};
+use crate::kernels::{
+    AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, PagedAttention, SeqView,
+};
 use thiserror::Error;
 
 /// How much device memory the pool takes.
@@ -214,7 +216,13 @@ impl KvCache {
             ));
         }
         let manager = KvCacheManager::new(layout.clone(), blocks, config.prefix_caching)?;
-        let storage = KvStorage::new(ctx, &layout, blocks, layers, None)?;
+        // The tiled kernels read buffers; a CPU adapter otherwise holds the pool in textures.
+        let backing = match options.algorithm {
+            Some(AttentionAlgorithm::Tiled) => KvBacking::Buffers,
+            Some(AttentionAlgorithm::Flat) | None => KvBacking::for_device(ctx, &layout),
+        };
+        let mode = KvStorageMode::choose(layout.dtype, ctx.capabilities.shader_f16);
+        let storage = KvStorage::with_backing(ctx, &layout, blocks, layers, None, mode, backing)?;
         let kernels = PagedAttention::with_options(ctx, &storage, options)?;
         Ok(Self {
             ctx: ctx.clone(),
