@@ -6,7 +6,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use pagekv::bench::Stopwatch;
 use pagekv::bench::kernels::{self, AttentionCase};
-use pagekv::cache::{KvDtype, ModelGeometry};
+use pagekv::cache::{KvFormat, ModelGeometry};
 use pagekv::gpu::{AdapterFilter, GpuContext};
 
 fn gpu(c: &mut Criterion) {
@@ -22,7 +22,7 @@ fn gpu(c: &mut Criterion) {
     });
     let case = AttentionCase {
         geometry: ModelGeometry::qwen2_5_0_5b(),
-        dtype: KvDtype::F16,
+        dtype: KvFormat::F16,
         batch: 4,
         context: 1024,
     };

@@ -9,7 +9,7 @@
 
 use pagekv::reference::{self, AttentionShape, Tolerance};
 use pagekv::{AppendInput, AppendStep, AttentionIo, Capacity, DecodeStep, KvCache, KvCacheConfig};
-use pagekv::{KvDtype, ModelGeometry, SeqId};
+use pagekv::{KvFormat, ModelGeometry, SeqId};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The app's own device; pagekv needs no optional feature.
@@ -132,7 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (stats, pass) = reference::check(
             &got[s * row..][..row],
             &want,
-            Tolerance::for_dtype(KvDtype::F16),
+            Tolerance::for_format(KvFormat::F16),
         );
         worst = worst.max(stats.max_abs);
         ok &= pass;

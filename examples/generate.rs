@@ -9,7 +9,7 @@
 
 use pagekv::reference::{self, AttentionShape, Tolerance};
 use pagekv::{AppendInput, AppendStep, AttentionIo, Capacity, DecodeStep, KvCache, KvCacheConfig};
-use pagekv::{KvDtype, ModelGeometry, PrefillStep, SeqId};
+use pagekv::{KvFormat, ModelGeometry, PrefillStep, SeqId};
 
 const LAYERS: u32 = 2;
 const STEPS: usize = 6;
@@ -75,7 +75,7 @@ fn check(g: &ModelGeometry, h: &History, layer: usize, q: &[f32], got: &[f32]) -
         reference::round_through_f16(&h.v[layer]),
     );
     let want = reference::attention(q, &k, &v, shape).ok()?;
-    let (stats, pass) = reference::check(got, &want, Tolerance::for_dtype(KvDtype::F16));
+    let (stats, pass) = reference::check(got, &want, Tolerance::for_format(KvFormat::F16));
     pass.then_some(stats.max_abs)
 }
 

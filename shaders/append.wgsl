@@ -56,9 +56,10 @@ fn append(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let head = (idx % per_token) / HD4;
-    let dst = ((place.x * params.kv_heads + head) * params.block_size + place.y) * HD4 + idx % HD4;
-    k_cache[dst] = kv_store(new_k[idx]);
-    v_cache[dst] = kv_store(new_v[idx]);
+    let row = (place.x * params.kv_heads + head) * params.block_size + place.y;
+    let dst = row * HD4 + idx % HD4;
+    k_cache[dst] = kv_store(new_k[idx], row, idx % HD4);
+    v_cache[dst] = kv_store(new_v[idx], row, idx % HD4);
 }
 
 @compute @workgroup_size(64)
@@ -98,6 +99,7 @@ fn append_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
     // the index in bounds.
     let src = (token * params.kv_heads + head) * HD4 + texel * VEC4_PER_TEXEL;
     let last = src + VEC4_PER_TEXEL - 1u;
-    textureStore(k_texels, at, kv_texel(new_k[src], new_k[last]));
-    textureStore(v_texels, at, kv_texel(new_v[src], new_v[last]));
+    let row = (place.x * params.kv_heads + head) * params.block_size + place.y;
+    textureStore(k_texels, at, kv_texel(new_k[src], new_k[last], row, texel));
+    textureStore(v_texels, at, kv_texel(new_v[src], new_v[last], row, texel));
 }

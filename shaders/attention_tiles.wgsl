@@ -49,7 +49,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             let base = key_slot[idx / HD4];
             var value = vec4<f32>(0.0);
             if (base != INVALID) {
-                value = kv_load(k_cache[base + idx % HD4]);
+                value = kv_load(k_cache[base + idx % HD4], base / HD4, idx % HD4);
             }
             kv_tile[idx] = value;
         }
@@ -73,7 +73,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             let base = key_slot[idx / HD4];
             var value = vec4<f32>(0.0);
             if (base != INVALID) {
-                value = kv_load(v_cache[base + idx % HD4]);
+                value = kv_load(v_cache[base + idx % HD4], base / HD4, idx % HD4);
             }
             kv_tile[idx] = value;
         }

@@ -19,6 +19,11 @@ fn row_at(at: u32, row: u32) -> u32 {
     return at + row * (HD4 / VEC4_PER_CHUNK);
 }
 
+// The row index (see src/cache/format.rs) of the row whose first chunk is `at`.
+fn row_of(at: u32) -> u32 {
+    return at / (HD4 / VEC4_PER_CHUNK);
+}
+
 fn elsewhere(at: u32) -> bool {
     return at == INVALID;
 }

@@ -18,6 +18,13 @@ fn row_at(at: vec2<u32>, row: u32) -> vec2<u32> {
     return vec2<u32>(at.x + row * (HD4 / VEC4_PER_CHUNK), at.y);
 }
 
+// The row index (see src/cache/format.rs) of the row starting at texel `at`: a texture row
+// holds one block's kv_heads * block_size rows.
+fn row_of(at: vec2<u32>) -> u32 {
+    let kv_heads = params.q_heads / params.group;
+    return at.y * kv_heads * params.block_size + at.x / (HD4 / VEC4_PER_CHUNK);
+}
+
 fn elsewhere(at: vec2<u32>) -> bool {
     return at.y == INVALID;
 }

@@ -5,11 +5,12 @@ alias KvVec = vec4<u32>;
 // Chunks per four-element row slice: key_base counts in four-element units.
 const VEC4_PER_CHUNK: u32 = 2u;
 
-fn chunk_lo(x: KvVec) -> vec4<f32> {
+// The low and high four values of chunk `c` of row `row` (see src/cache/format.rs).
+fn chunk_lo(x: KvVec, row: u32, c: u32) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(x.x), unpack2x16float(x.y));
 }
 
-fn chunk_hi(x: KvVec) -> vec4<f32> {
+fn chunk_hi(x: KvVec, row: u32, c: u32) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(x.z), unpack2x16float(x.w));
 }
 

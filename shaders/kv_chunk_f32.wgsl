@@ -4,7 +4,8 @@ alias KvVec = vec4<f32>;
 // Chunks per four-element row slice: key_base counts in four-element units.
 const VEC4_PER_CHUNK: u32 = 1u;
 
-fn chunk_lo(x: KvVec) -> vec4<f32> {
+// The four values of chunk `c` of row `row` (see src/cache/format.rs).
+fn chunk_lo(x: KvVec, row: u32, c: u32) -> vec4<f32> {
     return x;
 }
 

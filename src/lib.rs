@@ -40,7 +40,7 @@ pub mod tool_kernels;
 #[cfg(feature = "tool")]
 pub mod verify;
 
-pub use cache::{CacheLayout, KvDtype, ModelGeometry, SeqId};
+pub use cache::{CacheLayout, KvFormat, ModelGeometry, SeqId};
 pub use kernels::{AppendInput, AttentionIo};
 pub use kv_cache::{
     AppendStep, Capacity, DecodeStep, KvCache, KvCacheConfig, KvError, PrefillStep,

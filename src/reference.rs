@@ -7,7 +7,7 @@
 //! The comparison helpers ([`compare`], [`check`], [`Tolerance`]) live here too so that unit
 //! tests, integration tests and `pagekv verify` all judge "correct" by one rule.
 
-use crate::cache::KvDtype;
+use crate::cache::KvFormat;
 
 /// Sizes of one attention call, enough to interpret the flat q / k / v slices.
 ///
@@ -186,7 +186,7 @@ pub fn attention(
 /// Feeding the reference the rounded K/V removes the storage rounding from a comparison, so
 /// an f16-cache kernel can be held to a tolerance that only covers arithmetic order.
 pub fn round_through_f16(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&e| half::f16::from_f32(e).to_f32()).collect()
+    KvFormat::F16.quantize_row(x)
 }
 
 /// Denominator floor for the relative error in [`compare`].
@@ -217,7 +217,7 @@ impl ErrorStats {
     /// `tol.abs`, or every element is within `tol.rel` relative (with the [`REL_FLOOR`]).
     ///
     /// Both conditions imply the per-element rule of [`check`] (given
-    /// `tol.rel * REL_FLOOR <= tol.abs`, true for [`Tolerance::for_dtype`]), so `within`
+    /// `tol.rel * REL_FLOOR <= tol.abs`, true for [`Tolerance::for_format`]), so `within`
     /// never passes something [`check`] would fail; it may fail a mixed case that [`check`]
     /// passes. Use [`check`] when the element data is at hand.
     pub fn within(&self, tol: Tolerance) -> bool {
@@ -254,13 +254,13 @@ impl Tolerance {
     ///   few 1e-4 at the output), so always compare against [`attention`] fed
     ///   [`round_through_f16`] K/V; comparing with an unrounded reference needs a looser,
     ///   caller-chosen tolerance.
-    pub fn for_dtype(dtype: KvDtype) -> Self {
+    pub fn for_format(dtype: KvFormat) -> Self {
         match dtype {
-            KvDtype::F32 => Tolerance {
+            KvFormat::F32 => Tolerance {
                 abs: 2e-5,
                 rel: 1e-4,
             },
-            KvDtype::F16 => Tolerance {
+            KvFormat::F16 => Tolerance {
                 abs: 1e-4,
                 rel: 5e-4,
             },
@@ -556,7 +556,7 @@ mod tests {
     fn compare_and_check_fail_on_nan_and_length() {
         let s = compare(&[f32::NAN], &[1.0]);
         assert!(s.max_abs.is_infinite());
-        let tol = Tolerance::for_dtype(KvDtype::F32);
+        let tol = Tolerance::for_format(KvFormat::F32);
         assert!(!s.within(tol));
         assert!(!check(&[f32::NAN], &[1.0], tol).1);
         let (s, pass) = check(&[1.0], &[1.0, 2.0], tol);
@@ -579,13 +579,13 @@ mod tests {
 
     #[test]
     fn tolerances_are_consistent() {
-        for dtype in [KvDtype::F32, KvDtype::F16] {
-            let tol = Tolerance::for_dtype(dtype);
+        for dtype in [KvFormat::F32, KvFormat::F16] {
+            let tol = Tolerance::for_format(dtype);
             // Needed for `within` to be conservative relative to `check`.
             assert!(tol.rel * REL_FLOOR <= tol.abs);
         }
-        let f32_tol = Tolerance::for_dtype(KvDtype::F32);
-        let f16_tol = Tolerance::for_dtype(KvDtype::F16);
+        let f32_tol = Tolerance::for_format(KvFormat::F32);
+        let f16_tol = Tolerance::for_format(KvFormat::F16);
         assert!(f32_tol.abs <= f16_tol.abs && f32_tol.rel <= f16_tol.rel);
     }
 
@@ -642,7 +642,7 @@ mod tests {
         let (q, k, v, s) = realistic_inputs();
         let want = attention(&q, &k, &v, s).unwrap();
         let got = f32_online_attention(&q, &k, &v, s);
-        let tol = Tolerance::for_dtype(KvDtype::F32);
+        let tol = Tolerance::for_format(KvFormat::F32);
         let (stats, pass) = check(&got, &want, tol);
         assert!(pass && stats.within(tol), "{stats:?}");
         assert!(
@@ -658,7 +658,7 @@ mod tests {
         let (q, k, v, s) = realistic_inputs();
         let (k16, v16) = (round_through_f16(&k), round_through_f16(&v));
         let got = f32_online_attention(&q, &k16, &v16, s);
-        let tol = Tolerance::for_dtype(KvDtype::F16);
+        let tol = Tolerance::for_format(KvFormat::F16);
         let (stats, pass) = check(&got, &attention(&q, &k16, &v16, s).unwrap(), tol);
         assert!(pass && stats.within(tol), "{stats:?}");
         // With a short context the storage rounding is not averaged away over many keys, and

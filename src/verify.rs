@@ -4,7 +4,7 @@
 //! [`crate::reference::attention`] in f64. The integration tests and `pagekv verify` both use
 //! it, so what the CLI reports is exactly what the tests assert.
 
-use crate::cache::{CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED_BLOCK_SIZES};
+use crate::cache::{CacheLayout, GeometryError, KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES};
 use crate::gpu::{
     GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
 };
@@ -28,7 +28,7 @@ pub struct VerifyCase {
     /// Tokens per block.
     pub block_size: u32,
     /// KV storage dtype.
-    pub dtype: KvDtype,
+    pub dtype: KvFormat,
     /// Final context length of each sequence: `len - 1` prompt tokens are prefilled, then one
     /// token is decoded.
     pub contexts: Vec<u32>,
@@ -59,7 +59,7 @@ impl VerifyCase {
     /// A case with defaults for everything but geometry, dtype, block size and contexts.
     pub fn new(
         geometry: ModelGeometry,
-        dtype: KvDtype,
+        dtype: KvFormat,
         block_size: u32,
         contexts: Vec<u32>,
     ) -> Self {
@@ -261,11 +261,10 @@ pub fn run_case(
         seqs[s].table = table;
     }
 
-    let mode = if case.force_packed_f16 && case.dtype == KvDtype::F16 {
-        KvStorageMode::F16Packed
-    } else {
-        KvStorageMode::choose(case.dtype, ctx.capabilities.shader_f16)
-    };
+    let mode = KvStorageMode::choose(
+        case.dtype,
+        ctx.capabilities.shader_f16 && !case.force_packed_f16,
+    );
     let backing = match (case.backing, case.algorithm) {
         (Some(backing), _) => backing,
         (None, Some(AttentionAlgorithm::Tiled)) => KvBacking::Buffers,
@@ -347,14 +346,8 @@ pub fn run_case(
     let decode_partitions = batches.decode.num_partitions();
 
     // Compare.
-    let tolerance = Tolerance::for_dtype(case.dtype);
-    let round = |x: &[f32]| {
-        if case.dtype == KvDtype::F16 {
-            reference::round_through_f16(x)
-        } else {
-            x.to_vec()
-        }
-    };
+    let tolerance = Tolerance::for_format(case.dtype);
+    let round = |x: &[f32]| case.dtype.quantize(x, g.head_dim as usize);
     let mut outcome = VerifyOutcome {
         prefill: ErrorStats::default(),
         decode: ErrorStats::default(),
@@ -521,7 +514,7 @@ fn run_step(
             &batches.append,
             AppendInput::whole(&k_buf, &v_buf),
             None,
-        );
+        )?;
         if decode {
             kernels.record_decode(
                 &mut encoder,
@@ -530,7 +523,7 @@ fn run_step(
                 &batches.decode,
                 AttentionIo::whole(&q_buf, &out_buf),
                 None,
-            );
+            )?;
         } else {
             kernels.record_prefill(
                 &mut encoder,
@@ -539,7 +532,7 @@ fn run_step(
                 &batches.prefill,
                 AttentionIo::whole(&q_buf, &out_buf),
                 None,
-            );
+            )?;
         }
         ctx.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use pagekv::cache::{
-    AppendPlan, CacheError, CacheLayout, KvCacheManager, KvDtype, ModelGeometry, SeqId,
+    AppendPlan, CacheError, CacheLayout, KvCacheManager, KvFormat, ModelGeometry, SeqId,
 };
 use proptest::prelude::*;
 
@@ -38,7 +38,7 @@ fn layout(block_size: u32) -> CacheLayout {
     CacheLayout {
         geometry: ModelGeometry::qwen2_5_0_5b(),
         block_size,
-        dtype: KvDtype::F16,
+        dtype: KvFormat::F16,
     }
 }
 

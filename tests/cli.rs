@@ -263,7 +263,7 @@ fn check_dump(dir: &Path, sequences: usize) {
             num_keys: context,
         };
         let want = reference::attention(&q, &k, &v, shape).unwrap();
-        let tol = Tolerance::for_dtype(pagekv::KvDtype::F16);
+        let tol = Tolerance::for_format(pagekv::KvFormat::F16);
         let (stats, ok) = reference::check(&out, &want, tol);
         assert!(ok, "{}: {stats:?}", f["out"]);
     }

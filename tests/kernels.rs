@@ -7,10 +7,13 @@
 
 mod common;
 
-use pagekv::cache::{KvDtype, ModelGeometry, SUPPORTED_HEAD_DIMS};
-use pagekv::gpu::{GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, enumerate_adapters};
+use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_HEAD_DIMS};
+use pagekv::gpu::{
+    DeviceLimit, GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, LimitExceeded,
+    enumerate_adapters,
+};
 use pagekv::kernels::AttentionAlgorithm;
-use pagekv::kernels::{DecodeKernel, PagedAttention, PrefillKernel};
+use pagekv::kernels::{AttentionOptions, PagedAttention};
 use pagekv::verify::{VerifyCase, VerifyOutcome, run_case};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -60,7 +63,7 @@ fn context_lengths_around_block_boundaries() {
     let mut rng = StdRng::seed_from_u64(11);
     for ctx in common::contexts() {
         for block_size in [8, 16, 32] {
-            for dtype in [KvDtype::F32, KvDtype::F16] {
+            for dtype in [KvFormat::F32, KvFormat::F16] {
                 let random: Vec<u32> = (0..2).map(|_| rng.random_range(2..300)).collect();
                 let mut contexts = vec![1, block_size - 1, block_size, block_size + 1];
                 contexts.extend(random);
@@ -76,7 +79,7 @@ fn context_lengths_around_block_boundaries() {
 fn every_head_dim_and_dtype() {
     for ctx in common::contexts() {
         for head_dim in SUPPORTED_HEAD_DIMS {
-            for dtype in [KvDtype::F32, KvDtype::F16] {
+            for dtype in [KvFormat::F32, KvFormat::F16] {
                 let case = VerifyCase::new(geometry(4, 2, head_dim), dtype, 16, vec![1, 33, 130]);
                 check(&ctx, &case);
             }
@@ -92,7 +95,7 @@ fn gqa_ratios_including_more_heads_than_one_workgroup_or_invocation() {
         for (q_heads, kv_heads) in [(2, 2), (4, 2), (9, 3), (14, 2), (16, 2), (16, 1), (22, 2)] {
             let case = VerifyCase::new(
                 geometry(q_heads, kv_heads, 64),
-                KvDtype::F16,
+                KvFormat::F16,
                 16,
                 vec![5, 70],
             );
@@ -107,7 +110,7 @@ fn both_f16_encodings() {
         for packed in [false, true] {
             if !packed && !ctx.capabilities.shader_f16 {
                 // Native f16 needs SHADER_F16: check pagekv says so rather than failing obscurely.
-                let mut case = VerifyCase::new(geometry(4, 2, 128), KvDtype::F16, 16, vec![9]);
+                let mut case = VerifyCase::new(geometry(4, 2, 128), KvFormat::F16, 16, vec![9]);
                 case.force_packed_f16 = false;
                 let out = run_case(&ctx, &case, false).expect("falls back to packed f16");
                 assert!(
@@ -117,7 +120,7 @@ fn both_f16_encodings() {
                 );
                 continue;
             }
-            let mut case = VerifyCase::new(geometry(8, 2, 128), KvDtype::F16, 16, vec![3, 100]);
+            let mut case = VerifyCase::new(geometry(8, 2, 128), KvFormat::F16, 16, vec![3, 100]);
             case.force_packed_f16 = packed;
             let out = check(&ctx, &case);
             let wanted = if packed { "f16packed" } else { "_f16_" };
@@ -136,7 +139,7 @@ fn long_context_with_context_splits() {
         // Qwen2.5-7B's group shape (7 query heads per KV head), a few thousand tokens.
         let mut case = VerifyCase::new(
             ModelGeometry::new("qwen7b-like", 1, 28, 4, 128),
-            KvDtype::F16,
+            KvFormat::F16,
             16,
             vec![3001, 1200],
         );
@@ -147,7 +150,7 @@ fn long_context_with_context_splits() {
             out.decode_partitions > 1,
             "default split policy should split 3001 keys"
         );
-        let mut forced = VerifyCase::new(geometry(2, 1, 64), KvDtype::F32, 32, vec![2048, 77]);
+        let mut forced = VerifyCase::new(geometry(2, 1, 64), KvFormat::F32, 32, vec![2048, 77]);
         forced.partition_tokens = Some(64);
         forced.sample_rows = 4;
         let out = check(&ctx, &forced);
@@ -159,7 +162,7 @@ fn long_context_with_context_splits() {
 fn forked_prefixes_share_blocks_and_copy_on_write() {
     for ctx in common::contexts() {
         for (shared, cow) in [(32, 0), (40, 2)] {
-            let mut case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F16, 16, vec![60, 45, 90]);
+            let mut case = VerifyCase::new(geometry(4, 2, 64), KvFormat::F16, 16, vec![60, 45, 90]);
             case.shared_prefix_tokens = shared;
             case.prefill_chunk = 16;
             let out = check(&ctx, &case);
@@ -172,7 +175,8 @@ fn forked_prefixes_share_blocks_and_copy_on_write() {
 fn multi_shard_pools() {
     for ctx in common::contexts() {
         // 64 KiB shards: 8 blocks of 8 KiB each (2 KV heads x 16 tokens x 64 dims x f32).
-        let mut case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F32, 16, vec![200, 17, 150, 1]);
+        let mut case =
+            VerifyCase::new(geometry(4, 2, 64), KvFormat::F32, 16, vec![200, 17, 150, 1]);
         case.max_shard_bytes = Some(64 * 1024);
         case.shared_prefix_tokens = 24;
         case.prefill_chunk = 50;
@@ -185,7 +189,7 @@ fn multi_shard_pools() {
         );
         assert_eq!(out.decode_partitions % out.shards, 0);
         let mut half = case.clone();
-        half.dtype = KvDtype::F16;
+        half.dtype = KvFormat::F16;
         half.max_shard_bytes = Some(16 * 1024);
         let out = check(&ctx, &half);
         assert!(out.shards >= 6, "expected many shards, got {}", out.shards);
@@ -196,7 +200,7 @@ fn multi_shard_pools() {
 fn chunked_prefill_equals_single_chunk() {
     for ctx in common::contexts() {
         for chunk in [0, 1, 7, 64] {
-            let mut case = VerifyCase::new(geometry(14, 2, 64), KvDtype::F32, 16, vec![97, 64]);
+            let mut case = VerifyCase::new(geometry(14, 2, 64), KvFormat::F32, 16, vec![97, 64]);
             case.prefill_chunk = chunk;
             check(&ctx, &case);
         }
@@ -219,7 +223,7 @@ fn small_device_limits_are_reported_or_worked_around() {
         let layout = pagekv::CacheLayout {
             geometry: geometry(4, 2, 256),
             block_size: 8,
-            dtype: KvDtype::F32,
+            dtype: KvFormat::F32,
         };
         // The tiled kernels read buffer-backed pools only, and say so for a texture-backed one.
         let textures = KvStorage::with_backing(
@@ -232,10 +236,23 @@ fn small_device_limits_are_reported_or_worked_around() {
             KvBacking::Textures,
         )
         .expect("small texture pool");
-        match DecodeKernel::with_algorithm(&ctx, &textures, AttentionAlgorithm::Tiled) {
-            Err(GpuError::Limit(msg)) => assert!(msg.contains("buffer-backed"), "{msg}"),
+        let tiled = AttentionOptions {
+            algorithm: Some(AttentionAlgorithm::Tiled),
+            ..Default::default()
+        };
+        let flat = AttentionOptions {
+            algorithm: Some(AttentionAlgorithm::Flat),
+            ..Default::default()
+        };
+        match PagedAttention::with_options(&ctx, &textures, tiled) {
+            Err(GpuError::InvalidInput {
+                argument, problem, ..
+            }) => {
+                assert_eq!(argument, "algorithm");
+                assert!(problem.contains("buffer-backed"), "{problem}");
+            }
             Err(e) => panic!("wrong error kind: {e}"),
-            Ok(_) => panic!("the tiled decode cannot read a texture-backed pool"),
+            Ok(_) => panic!("the tiled kernels cannot read a texture-backed pool"),
         }
         let storage = KvStorage::with_backing(
             &ctx,
@@ -247,39 +264,39 @@ fn small_device_limits_are_reported_or_worked_around() {
             KvBacking::Buffers,
         )
         .expect("small pool");
-        match DecodeKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Tiled) {
-            Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
+        match PagedAttention::with_options(&ctx, &storage, tiled) {
+            Err(GpuError::Limit(limit)) => assert_workgroup_memory(&limit),
             Err(e) => panic!("wrong error kind: {e}"),
             Ok(_) => panic!("head dim 256 should not fit 8 KiB of workgroup memory"),
         }
-        match PrefillKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Tiled) {
-            Err(GpuError::Limit(msg)) => assert!(msg.contains("workgroup memory"), "{msg}"),
-            Err(e) => panic!("wrong error kind: {e}"),
-            Ok(_) => panic!("prefill head dim 256 should not fit 8 KiB of workgroup memory"),
-        }
         // The barrier-free kernels need no workgroup memory, so they still build.
-        DecodeKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Flat)
-            .expect("flat decode uses no workgroup memory");
-        PrefillKernel::with_algorithm(&ctx, &storage, AttentionAlgorithm::Flat)
-            .expect("flat prefill uses no workgroup memory");
+        PagedAttention::with_options(&ctx, &storage, flat)
+            .expect("the flat kernels use no workgroup memory");
         // The default kernel set is refused with the reason where it is tiled (GPUs) and
         // builds where it is flat (CPU adapters).
         match (
             PagedAttention::new(&ctx, &storage),
             AttentionAlgorithm::for_device(&ctx),
         ) {
-            (Err(GpuError::Limit(msg)), AttentionAlgorithm::Tiled) => {
-                assert!(msg.contains("workgroup memory"), "{msg}")
+            (Err(GpuError::Limit(limit)), AttentionAlgorithm::Tiled) => {
+                assert_workgroup_memory(&limit)
             }
             (Ok(_), AttentionAlgorithm::Flat) => {}
             (Err(e), algorithm) => panic!("{algorithm:?}: unexpected error {e}"),
             (Ok(_), _) => panic!("tiled head dim 256 should not fit 8 KiB of workgroup memory"),
         }
         // head dim 64 still fits 8 KiB with smaller tiles, and stays correct.
-        let mut case = VerifyCase::new(geometry(4, 2, 64), KvDtype::F32, 16, vec![40, 20]);
+        let mut case = VerifyCase::new(geometry(4, 2, 64), KvFormat::F32, 16, vec![40, 20]);
         case.algorithm = Some(AttentionAlgorithm::Tiled);
         check(&ctx, &case);
     }
+}
+
+/// The refusal names the workgroup memory limit and the numbers behind it.
+fn assert_workgroup_memory(limit: &LimitExceeded) {
+    assert_eq!(limit.limit, DeviceLimit::WorkgroupStorageSize, "{limit}");
+    assert_eq!(limit.allowed, 8192, "{limit}");
+    assert!(limit.needed > limit.allowed, "{limit}");
 }
 
 /// CPU adapters default to the flat decode and prefill (no barriers) reading texture-backed
@@ -299,14 +316,15 @@ fn tiled_and_flat_decode_both_match_the_reference() {
         ] {
             for (q, kv, hd) in [(14, 2, 64), (28, 4, 128), (16, 1, 64)] {
                 let mut case =
-                    VerifyCase::new(geometry(q, kv, hd), KvDtype::F16, 16, vec![1, 17, 130]);
+                    VerifyCase::new(geometry(q, kv, hd), KvFormat::F16, 16, vec![1, 17, 130]);
                 case.algorithm = Some(algorithm);
                 case.backing = Some(backing);
                 case.partition_tokens = Some(64);
                 let outcome = check(&ctx, &case);
                 assert!(outcome.decode_partitions > 1, "splits exercised");
             }
-            let mut case = VerifyCase::new(geometry(8, 2, 64), KvDtype::F32, 16, vec![200, 45, 90]);
+            let mut case =
+                VerifyCase::new(geometry(8, 2, 64), KvFormat::F32, 16, vec![200, 45, 90]);
             case.max_shard_bytes = Some(16 * 1024);
             case.algorithm = Some(algorithm);
             case.backing = Some(backing);

@@ -114,7 +114,7 @@ fn prefill_then_decode_matches_the_reference_through_buffer_ranges() {
                 let queries = &q[first * qh * hd..(first + len) * qh * hd];
                 let want = reference::attention(queries, &k[keys], &v[keys], shape).unwrap();
                 let (stats, pass) =
-                    reference::check(&got, &want, Tolerance::for_dtype(pagekv::KvDtype::F16));
+                    reference::check(&got, &want, Tolerance::for_format(pagekv::KvFormat::F16));
                 assert!(
                     pass,
                     "{} {algorithm:?} queries {first}..{}: {stats:?}",
@@ -324,4 +324,57 @@ fn steady_state_steps_create_no_gpu_objects() {
             ctx.describe()
         );
     }
+}
+
+/// The lower-level API refuses caller mistakes with values, never by panicking: a pool other
+/// than the kind the kernels were built for, a layer the pool lacks, block ids outside the
+/// pool, and a saved block of the wrong size.
+#[test]
+fn kernels_and_pools_refuse_bad_arguments() {
+    use pagekv::gpu::{GpuError, KvStorage};
+    use pagekv::kernels::{AppendBatch, PagedAttention, SeqView};
+    let Some(ctx) = common::contexts().into_iter().next() else {
+        return;
+    };
+    let layout = |dtype| pagekv::CacheLayout {
+        geometry: ModelGeometry::qwen2_5_0_5b(),
+        block_size: 16,
+        dtype,
+    };
+    let f16 = KvStorage::new(&ctx, &layout(pagekv::KvFormat::F16), 4, 1, None).unwrap();
+    let f32 = KvStorage::new(&ctx, &layout(pagekv::KvFormat::F32), 4, 1, None).unwrap();
+    let kernels = PagedAttention::new(&ctx, &f16).unwrap();
+    let mut append = AppendBatch::default();
+    let argument = |e: GpuError| match e {
+        GpuError::InvalidInput { argument, .. } => argument,
+        other => panic!("expected invalid input, got {other}"),
+    };
+    let wrong_pool = kernels.prepare_append(&f32, &mut append, &[0]).unwrap_err();
+    assert_eq!(argument(wrong_pool), "storage");
+    kernels.prepare_append(&f16, &mut append, &[0]).unwrap();
+    let buf = buffer(&ctx, &[0.0; 2 * 64], 0);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    let input = AppendInput::whole(&buf, &buf);
+    let bad_layer = kernels
+        .record_append(&mut encoder, &f16, 1, &append, input, None)
+        .unwrap_err();
+    assert_eq!(argument(bad_layer), "layer");
+    let bad_copy = kernels
+        .record_block_copies(&mut encoder, &f16, &[(0, 9)])
+        .unwrap_err();
+    assert_eq!(argument(bad_copy), "block");
+    let short = f16.write_block(&ctx.queue, 0, &[0u8; 7]).unwrap_err();
+    assert_eq!(argument(short), "saved block");
+    let outside = f16.gather(&ctx, 0, &[9], 1).unwrap_err();
+    assert_eq!(argument(outside), "block");
+    let views = [SeqView {
+        block_table: &[0],
+        context_len: 1,
+        query_len: 2,
+    }];
+    let mut decode = pagekv::kernels::DecodeBatch::default();
+    let two_queries = kernels
+        .prepare_decode(&f16, &mut decode, &views)
+        .unwrap_err();
+    assert_eq!(argument(two_queries), "query_len");
 }

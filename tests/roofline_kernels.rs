@@ -12,7 +12,7 @@ use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::tool_kernels::copy::CopyKernel;
 use pagekv::tool_kernels::matmul::MatmulKernel;
-use pagekv::{KvDtype, ModelGeometry};
+use pagekv::{KvFormat, ModelGeometry};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
@@ -125,7 +125,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
 fn interleaved_decode_times_each_case_and_skips_only_the_refused_one() {
     let case = |batch, context| AttentionCase {
         geometry: ModelGeometry::new("small", 1, 4, 2, 64),
-        dtype: KvDtype::F16,
+        dtype: KvFormat::F16,
         batch,
         context,
     };

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use pagekv::cache::{CacheLayout, KvCacheManager, KvDtype, ModelGeometry};
+use pagekv::cache::{CacheLayout, KvCacheManager, KvFormat, ModelGeometry};
 use pagekv::engine::request::{FinishStatus, RequestSpec};
 use pagekv::engine::scheduler::{
     PreemptionMode, Scheduler, SchedulerConfig, SchedulerStats, StepPlan,
@@ -41,7 +41,7 @@ fn scenario(c: &Case) -> ScaledScenario {
         layout: CacheLayout {
             geometry: ModelGeometry::new("t", 1, 2, 1, 64),
             block_size: c.block_size,
-            dtype: KvDtype::F16,
+            dtype: KvFormat::F16,
         },
         prompt_tokens: c.prompt,
         generation_tokens: c.generation,

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use crate::cache::{BlockPool, CacheLayout, KvCacheManager, KvDtype, ModelGeometry, SeqId};
+use crate::cache::{BlockPool, CacheLayout, KvCacheManager, KvFormat, ModelGeometry, SeqId};
 
 /// Allocate + free pairs per second on a pool of 65 536 blocks.
 pub fn pool_pairs_per_s(pairs: u64) -> f64 {
@@ -23,7 +23,7 @@ fn manager(blocks: u32) -> KvCacheManager {
     let layout = CacheLayout {
         geometry: ModelGeometry::qwen2_5_0_5b(),
         block_size: 16,
-        dtype: KvDtype::F16,
+        dtype: KvFormat::F16,
     };
     KvCacheManager::new(layout, blocks, true).expect("valid layout")
 }

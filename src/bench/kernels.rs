@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 
 use super::stopwatch::{Record, Stopwatch};
-use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
+use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvStorage, human_bytes};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::{
@@ -96,7 +96,7 @@ pub struct AttentionCase {
     /// Geometry; only one layer is allocated.
     pub geometry: ModelGeometry,
     /// KV dtype.
-    pub dtype: KvDtype,
+    pub dtype: KvFormat,
     /// Sequences.
     pub batch: u32,
     /// Tokens per sequence.
@@ -124,8 +124,7 @@ impl AttentionCase {
         self.batch as u64
             * self.context as u64
             * g.kv_heads as u64
-            * g.head_dim as u64
-            * self.dtype.bytes()
+            * self.dtype.row_bytes(g.head_dim)
             * 2
     }
 
@@ -166,7 +165,7 @@ pub enum BenchSkip {
 impl From<GpuError> for BenchSkip {
     fn from(e: GpuError) -> Self {
         match e {
-            GpuError::Limit(reason) => BenchSkip::Skipped(reason),
+            refused if refused.is_refusal() => BenchSkip::Skipped(refused.to_string()),
             other => BenchSkip::Failed(other),
         }
     }
@@ -252,7 +251,6 @@ impl PreparedAttention {
                 .kernels
                 .record_prefill(encoder, storage, 0, batch, io, ts),
         }
-        Ok(())
     }
 }
 
@@ -369,7 +367,7 @@ pub fn append(
         scratch(ctx, "bench v", bytes),
     );
     Ok(watch.time(ctx, repeats, |encoder, ts| {
-        kernels.record_append(encoder, &storage, 0, &batch, AppendInput::whole(&k, &v), ts);
+        kernels.record_append(encoder, &storage, 0, &batch, AppendInput::whole(&k, &v), ts)?;
         Ok(())
     })?)
 }
@@ -378,5 +376,6 @@ pub fn append(
 pub fn append_bytes(case: &AttentionCase) -> u64 {
     let g = &case.geometry;
     let tokens = case.batch as u64 * case.context as u64;
-    tokens * (g.kv_heads * g.head_dim) as u64 * 2 * (4 + case.dtype.bytes())
+    let rows = tokens * g.kv_heads as u64 * 2;
+    rows * (g.head_dim as u64 * 4 + case.dtype.row_bytes(g.head_dim))
 }

@@ -20,7 +20,7 @@ mod targets;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
+use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{AdapterReport, GpuContext, GpuError, KvBacking};
 use kernels::{AttentionCase, BenchSkip};
 pub use stopwatch::{Clock, Stopwatch};
@@ -295,10 +295,10 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
     } else {
         (&[1, 8, 32, 128], &[512, 4096, 16384, 32768])
     };
-    let dtypes: &[KvDtype] = if quick {
-        &[KvDtype::F16]
+    let dtypes: &[KvFormat] = if quick {
+        &[KvFormat::F16]
     } else {
-        &[KvDtype::F32, KvDtype::F16]
+        &[KvFormat::F32, KvFormat::F16]
     };
     for geometry in geometries() {
         for &dtype in dtypes {
@@ -318,7 +318,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
     for gqa in [1, 4] {
         let case = AttentionCase {
             geometry: ModelGeometry::new(&format!("ggml-shape-gqa{gqa}"), 1, 8 * gqa, 8, 128),
-            dtype: KvDtype::F16,
+            dtype: KvFormat::F16,
             batch: 1,
             context: 8192,
         };
@@ -332,7 +332,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
         for &context in prefill_lengths {
             let case = AttentionCase {
                 geometry: geometry.clone(),
-                dtype: KvDtype::F16,
+                dtype: KvFormat::F16,
                 batch: 1,
                 context,
             };
@@ -342,7 +342,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
     for geometry in geometries() {
         let case = AttentionCase {
             geometry,
-            dtype: KvDtype::F16,
+            dtype: KvFormat::F16,
             batch: 1,
             context: if quick { 1024 } else { 8192 },
         };
@@ -385,7 +385,7 @@ pub fn run_bench(
                 &CacheLayout {
                     geometry: ModelGeometry::qwen2_5_0_5b(),
                     block_size: kernels::BENCH_BLOCK_SIZE,
-                    dtype: KvDtype::F16,
+                    dtype: KvFormat::F16,
                 },
             )),
             figures: Vec::new(),

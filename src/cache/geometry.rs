@@ -3,6 +3,7 @@
 //! These numbers are the whole reason a KV cache is hard: everything the pool, the kernels
 //! and the stress engine do is sized from them, so they live in one place.
 
+use super::format::KvFormat;
 use thiserror::Error;
 
 /// The KV-relevant shape of a transformer. No weights: layers, heads and head dim fully
@@ -110,44 +111,6 @@ impl ModelGeometry {
     }
 }
 
-/// How K and V elements are stored in the pool. Inputs and outputs stay f32 either way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
-pub enum KvDtype {
-    /// 4 bytes per element: exact, the baseline.
-    F32,
-    /// 2 bytes per element: half the memory, IEEE binary16 rounding.
-    F16,
-}
-
-impl KvDtype {
-    /// Storage bytes per element.
-    pub fn bytes(self) -> u64 {
-        match self {
-            KvDtype::F32 => 4,
-            KvDtype::F16 => 2,
-        }
-    }
-
-    /// Lowercase name used in files, flags and generated shader names.
-    pub fn name(self) -> &'static str {
-        match self {
-            KvDtype::F32 => "f32",
-            KvDtype::F16 => "f16",
-        }
-    }
-
-    /// Parses `f32` / `f16`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "f32" => Some(KvDtype::F32),
-            "f16" => Some(KvDtype::F16),
-            _ => None,
-        }
-    }
-}
-
 /// Geometry plus paging choices: everything needed to turn a byte budget into blocks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -156,15 +119,21 @@ pub struct CacheLayout {
     pub geometry: ModelGeometry,
     /// Tokens per block.
     pub block_size: u32,
-    /// Storage dtype of K and V.
-    pub dtype: KvDtype,
+    /// How K and V are stored (the key is `dtype` in files and flags).
+    pub dtype: KvFormat,
 }
 
 impl CacheLayout {
-    /// Bytes one token costs across all layers, K and V.
+    /// Bytes one token costs across all layers, K and V (values plus any scales).
     pub fn bytes_per_token(&self) -> u64 {
         let g = &self.geometry;
-        2 * g.layers as u64 * g.kv_heads as u64 * g.head_dim as u64 * self.dtype.bytes()
+        2 * g.layers as u64 * g.kv_heads as u64 * self.dtype.row_bytes(g.head_dim)
+    }
+
+    /// Bytes of one block in one layer's K (or V) pool: `[kv_heads][block_size]` rows.
+    pub fn block_bytes_per_layer(&self) -> u64 {
+        let g = &self.geometry;
+        g.kv_heads as u64 * self.block_size as u64 * self.dtype.row_bytes(g.head_dim)
     }
 
     /// Bytes of one block across all layers, K and V.
@@ -198,14 +167,14 @@ mod tests {
         let small = CacheLayout {
             geometry: ModelGeometry::qwen2_5_0_5b(),
             block_size: 16,
-            dtype: KvDtype::F16,
+            dtype: KvFormat::F16,
         };
         // 2 * 24 layers * 2 heads * 64 dims * 2 bytes
         assert_eq!(small.bytes_per_token(), 12_288);
         let big = CacheLayout {
             geometry: ModelGeometry::qwen2_5_7b(),
             block_size: 16,
-            dtype: KvDtype::F16,
+            dtype: KvFormat::F16,
         };
         assert_eq!(big.bytes_per_token(), 57_344);
         assert_eq!(big.block_bytes(), 16 * 57_344);

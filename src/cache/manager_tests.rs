@@ -2,13 +2,13 @@
 
 use super::*;
 use crate::cache::pool::fault;
-use crate::cache::{KvDtype, ModelGeometry};
+use crate::cache::{KvFormat, ModelGeometry};
 
 fn layout(block_size: u32) -> CacheLayout {
     CacheLayout {
         geometry: ModelGeometry::qwen2_5_0_5b(),
         block_size,
-        dtype: KvDtype::F16,
+        dtype: KvFormat::F16,
     }
 }
 

@@ -4,6 +4,7 @@
 //! bookkeeping never waits for the device.
 
 pub mod error;
+pub mod format;
 pub mod geometry;
 pub mod manager;
 pub mod pool;
@@ -11,8 +12,9 @@ pub mod prefix;
 pub mod table;
 
 pub use error::{CacheError, InvariantViolation};
+pub use format::{FormatLayout, KvFormat, ScaleLayout};
 pub use geometry::{
-    CacheLayout, GeometryError, KvDtype, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS,
+    CacheLayout, GeometryError, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use manager::KvCacheManager;
 pub use pool::{BlockId, BlockPool};

@@ -169,6 +169,8 @@ impl From<GpuError> for CliError {
             GpuError::NoAdapter
             | GpuError::NoMatchingAdapter { .. }
             | GpuError::Limit(_)
+            | GpuError::MissingFeature { .. }
+            | GpuError::OutOfMemory { .. }
             | GpuError::InvalidInput { .. } => CliError::Input(e.to_string()),
             GpuError::RequestDevice(_) | GpuError::Device(_) => CliError::Failed(e.to_string()),
         }

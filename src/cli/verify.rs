@@ -6,7 +6,7 @@
 use super::{CliError, GlobalArgs, comma_list};
 use clap::Args;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
-use pagekv::cache::{KvDtype, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS};
+use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS};
 use pagekv::gpu::GpuContext;
 use pagekv::npy;
 use pagekv::reference::ErrorStats;
@@ -179,13 +179,13 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
         )));
     }
 
-    let dtypes: Vec<KvDtype> = match &args.dtype {
-        None if default_set => vec![KvDtype::F32, KvDtype::F16],
-        None => vec![KvDtype::F16],
+    let dtypes: Vec<KvFormat> = match &args.dtype {
+        None if default_set => vec![KvFormat::F32, KvFormat::F16],
+        None => vec![KvFormat::F16],
         Some(text) => {
             let mut out = Vec::new();
             for item in comma_list("--dtype", text)? {
-                let d = KvDtype::parse(&item.to_ascii_lowercase()).ok_or_else(|| {
+                let d = KvFormat::parse(&item.to_ascii_lowercase()).ok_or_else(|| {
                     bad(format!(
                         "--dtype '{item}' is not a KV dtype; use f32, f16 or a list like f32,f16"
                     ))

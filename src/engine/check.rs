@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::request::RequestSpec;
-use crate::cache::{CacheLayout, KvDtype};
+use crate::cache::CacheLayout;
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use crate::tool_kernels::generate::{Tensor, TokenKey};
 
@@ -30,9 +30,9 @@ pub fn expected_row(layout: &CacheLayout, spec: &RequestSpec, position: u32) -> 
         let rows = |tensor: Tensor, heads: u32, keys: &[TokenKey]| {
             let values =
                 crate::tool_kernels::generate::synthetic_rows(tensor, layer, heads, hd, keys);
-            match (tensor, layout.dtype) {
-                (Tensor::Q, _) | (_, KvDtype::F32) => values,
-                (_, KvDtype::F16) => reference::round_through_f16(&values),
+            match tensor {
+                Tensor::Q => values,
+                Tensor::K | Tensor::V => layout.dtype.quantize(&values, hd as usize),
             }
         };
         let q = rows(Tensor::Q, qh, &keys[position as usize..]);
@@ -84,7 +84,7 @@ pub struct SpotCheck {
 /// absolute error, within tolerance).
 pub fn compare_row(layout: &CacheLayout, got: &[f32], want: &[f32]) -> (f64, bool) {
     let (stats, passed): (ErrorStats, bool) =
-        reference::check(got, want, Tolerance::for_dtype(layout.dtype));
+        reference::check(got, want, Tolerance::for_format(layout.dtype));
     let error = if stats.max_abs.is_finite() {
         stats.max_abs
     } else {
@@ -154,7 +154,7 @@ mod tests {
         let layout = CacheLayout {
             geometry: ModelGeometry::new("t", 2, 4, 2, 64),
             block_size: 16,
-            dtype: KvDtype::F32,
+            dtype: crate::cache::KvFormat::F32,
         };
         let spec = RequestSpec {
             id: 0,

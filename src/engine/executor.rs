@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::request::StepPlan;
 use super::timing::{FamilyTimes, PassTimer, TimedFamily};
 use crate::cache::CacheLayout;
-use crate::gpu::{GpuContext, GpuError, KvStorage};
+use crate::gpu::{DeviceLimit, GpuContext, GpuError, KvStorage, LimitExceeded};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::{
     AppendBatch, AppendInput, AttentionIo, DecodeBatch, PagedAttention, PrefillBatch, SeqView,
@@ -145,7 +145,7 @@ impl StepExecutor {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         self.record_copies(&mut encoder, plan)?;
         for layer in 0..layers {
-            self.record_layer(&mut encoder, layer);
+            self.record_layer(&mut encoder, layer)?;
             for (i, capture) in captures.iter().enumerate() {
                 let io = match capture.group {
                     Group::Prefill => &self.prefill,
@@ -208,7 +208,7 @@ impl StepExecutor {
             for &block in &swap.blocks {
                 offset = self
                     .storage
-                    .record_block_save(&mut encoder, block, &staging, offset);
+                    .record_block_save(&mut encoder, block, &staging, offset)?;
             }
         }
         self.ctx.queue.submit([encoder.finish()]);
@@ -257,7 +257,7 @@ impl StepExecutor {
                 )));
             }
             for (&block, bytes) in swap.blocks.iter().zip(saved.chunks(per_block)) {
-                self.storage.write_block(&self.ctx.queue, block, bytes);
+                self.storage.write_block(&self.ctx.queue, block, bytes)?;
             }
         }
         Ok(())
@@ -348,10 +348,13 @@ impl StepExecutor {
         );
         let max_binding = ctx.capabilities.max_storage_binding;
         if n * q_row > max_binding {
-            return Err(GpuError::Limit(format!(
-                "{n} tokens of queries exceed the device's {max_binding}-byte storage binding; \
-                 lower the step token budget"
-            )));
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("{n} tokens of queries"),
+                limit: DeviceLimit::StorageBindingSize,
+                needed: n * q_row,
+                allowed: max_binding,
+                remedy: "lower the step token budget",
+            }));
         }
         io.q.reserve(ctx, "pagekv step q", STEP_USAGE, n * q_row);
         io.out
@@ -401,10 +404,14 @@ impl StepExecutor {
     }
 
     /// Records one layer: generate, append, prefill attention, decode attention.
-    fn record_layer(&mut self, encoder: &mut wgpu::CommandEncoder, layer: u32) {
+    fn record_layer(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        layer: u32,
+    ) -> Result<(), GpuError> {
         let groups = [&self.prefill, &self.decode];
         if groups.iter().all(|io| io.tokens == 0) {
-            return;
+            return Ok(());
         }
         let slot =
             |timer: &mut Option<PassTimer>, family| timer.as_mut().and_then(|t| t.reserve(family));
@@ -451,7 +458,7 @@ impl StepExecutor {
                     layer,
                     &io.append,
                     AppendInput::whole(io.k.get(), io.v.get()),
-                );
+                )?;
             }
         }
         if self.prefill.tokens > 0 {
@@ -463,7 +470,7 @@ impl StepExecutor {
                 &io.prefill,
                 AttentionIo::whole(io.q.get(), io.out.get()),
                 writes(prefill_slot),
-            );
+            )?;
         }
         if self.decode.tokens > 0 {
             let io = &self.decode;
@@ -474,7 +481,8 @@ impl StepExecutor {
                 &io.decode,
                 AttentionIo::whole(io.q.get(), io.out.get()),
                 writes(decode_slot),
-            );
+            )?;
         }
+        Ok(())
     }
 }

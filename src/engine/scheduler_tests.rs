@@ -2,7 +2,7 @@
 //! Randomised end-to-end checks with a simulated GPU memory live in tests/scheduler_props.rs.
 
 use super::*;
-use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
+use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::engine::request::generated_token;
 use crate::engine::workload::{build_requests, test_scenario, total_shareable_tokens};
 
@@ -10,7 +10,7 @@ fn cache(blocks: u32) -> KvCacheManager {
     let layout = CacheLayout {
         geometry: ModelGeometry::new("t", 1, 2, 1, 64),
         block_size: 4,
-        dtype: KvDtype::F16,
+        dtype: KvFormat::F16,
     };
     KvCacheManager::new(layout, blocks, true).unwrap()
 }

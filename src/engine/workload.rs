@@ -88,7 +88,7 @@ pub(crate) fn test_scenario(
         layout: crate::cache::CacheLayout {
             geometry: crate::cache::ModelGeometry::new("t", 1, 2, 1, 64),
             block_size: 4,
-            dtype: crate::cache::KvDtype::F16,
+            dtype: crate::cache::KvFormat::F16,
         },
         prompt_tokens: prompt,
         generation_tokens: 3,

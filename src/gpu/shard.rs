@@ -12,7 +12,7 @@
 //! (`[kv_head][token_in_block][head_dim]`), 16 bytes per texel, so both backings hold the same
 //! bytes and readback decodes them alike.
 
-use super::{GpuContext, GpuError};
+use super::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::cache::CacheLayout;
 
 /// Bytes of one `rgba32uint` texel.
@@ -53,19 +53,28 @@ impl KvBacking {
 
     /// Why `layout` cannot live in textures on this device, if it cannot: each head's row and
     /// each layer's block must fill whole 16-byte texels, and a block must fit one texture row.
-    pub fn texture_misfit(ctx: &GpuContext, layout: &CacheLayout) -> Option<String> {
-        let block_bytes = layout.block_elements_per_layer() * layout.dtype.bytes();
-        let row_bytes = layout.geometry.head_dim as u64 * layout.dtype.bytes();
+    pub fn texture_misfit(ctx: &GpuContext, layout: &CacheLayout) -> Option<GpuError> {
+        let block_bytes = layout.block_bytes_per_layer();
+        let row_bytes = layout.dtype.row_bytes(layout.geometry.head_dim);
+        if !row_bytes.is_multiple_of(TEXEL_BYTES) || !block_bytes.is_multiple_of(TEXEL_BYTES) {
+            return Some(GpuError::InvalidInput {
+                argument: "backing",
+                value: "textures".into(),
+                problem: format!(
+                    "a texture-backed pool needs head rows of whole 16-byte texels, but a head \
+                     row is {row_bytes} bytes; use buffers"
+                ),
+            });
+        }
         let max_row = ctx.device.limits().max_texture_dimension_2d as u64;
-        let fits = block_bytes.is_multiple_of(TEXEL_BYTES)
-            && row_bytes.is_multiple_of(TEXEL_BYTES)
-            && block_bytes / TEXEL_BYTES <= max_row;
-        (!fits).then(|| {
-            format!(
-                "a texture-backed pool needs head rows and blocks of whole 16-byte texels, a \
-                 block in one texture row (at most {max_row} texels), but a head row is \
-                 {row_bytes} bytes and a block {block_bytes}; use buffers or a smaller block size"
-            )
+        (block_bytes / TEXEL_BYTES > max_row).then(|| {
+            GpuError::Limit(LimitExceeded {
+                what: "one block in one texture row".into(),
+                limit: DeviceLimit::TextureDimension2d,
+                needed: block_bytes / TEXEL_BYTES,
+                allowed: max_row,
+                remedy: "use buffers or a smaller block size",
+            })
         })
     }
 }

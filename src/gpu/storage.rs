@@ -11,10 +11,12 @@
 //! rows of one block are contiguous (what attention reads) and a block copy is one range.
 
 use super::shard::{KvBacking, KvShard};
-use super::{GpuContext, GpuError};
-use crate::cache::{CacheLayout, KvDtype};
+use super::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
+use crate::cache::{CacheLayout, KvFormat};
 
-/// How K/V elements are encoded in buffers.
+/// How a [`KvFormat`]'s values are encoded for the shaders on one device: the same bytes
+/// may be read through different WGSL types (f16 natively with SHADER_F16, or as packed u32
+/// words without it), so this is a per-device choice, while the format is what is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KvStorageMode {
     /// `array<vec4<f32>>`.
@@ -26,12 +28,28 @@ pub enum KvStorageMode {
 }
 
 impl KvStorageMode {
+    /// The format this encoding stores.
+    pub fn format(self) -> KvFormat {
+        match self {
+            KvStorageMode::F32 => KvFormat::F32,
+            KvStorageMode::F16Native | KvStorageMode::F16Packed => KvFormat::F16,
+        }
+    }
+
+    /// Whether shaders using this encoding need the SHADER_F16 feature.
+    pub fn needs_shader_f16(self) -> bool {
+        match self {
+            KvStorageMode::F16Native => true,
+            KvStorageMode::F32 | KvStorageMode::F16Packed => false,
+        }
+    }
+
     /// Picks the best encoding the device supports for `dtype`.
-    pub fn choose(dtype: KvDtype, shader_f16: bool) -> Self {
+    pub fn choose(dtype: KvFormat, shader_f16: bool) -> Self {
         match (dtype, shader_f16) {
-            (KvDtype::F32, _) => KvStorageMode::F32,
-            (KvDtype::F16, true) => KvStorageMode::F16Native,
-            (KvDtype::F16, false) => KvStorageMode::F16Packed,
+            (KvFormat::F32, _) => KvStorageMode::F32,
+            (KvFormat::F16, true) => KvStorageMode::F16Native,
+            (KvFormat::F16, false) => KvStorageMode::F16Packed,
         }
     }
 
@@ -71,11 +89,15 @@ impl ShardPlan {
         num_blocks: u32,
         max_shard_bytes: u64,
     ) -> Result<Self, GpuError> {
-        let block_bytes = layout.block_elements_per_layer() * layout.dtype.bytes();
+        let block_bytes = layout.block_bytes_per_layer();
         if block_bytes > max_shard_bytes {
-            return Err(GpuError::Limit(format!(
-                "one KV block of one layer needs {block_bytes} bytes but a storage binding allows at most {max_shard_bytes}; use a smaller block size"
-            )));
+            return Err(GpuError::Limit(LimitExceeded {
+                what: "one KV block of one layer".into(),
+                limit: DeviceLimit::StorageBindingSize,
+                needed: block_bytes,
+                allowed: max_shard_bytes,
+                remedy: "use a smaller block size",
+            }));
         }
         let blocks_per_shard = (max_shard_bytes / block_bytes).min(num_blocks.max(1) as u64) as u32;
         Ok(Self {
@@ -167,22 +189,18 @@ impl KvStorage {
         mode: KvStorageMode,
         backing: KvBacking,
     ) -> Result<Self, GpuError> {
-        let expected_dtype = if mode == KvStorageMode::F32 {
-            KvDtype::F32
-        } else {
-            KvDtype::F16
-        };
-        if expected_dtype != layout.dtype {
+        if mode.format() != layout.dtype {
             return Err(GpuError::InvalidInput {
                 argument: "storage mode",
                 value: mode.name().to_string(),
                 problem: format!("it does not store {}", layout.dtype.name()),
             });
         }
-        if mode == KvStorageMode::F16Native && !ctx.capabilities.shader_f16 {
-            return Err(GpuError::Limit(
-                "native f16 storage needs SHADER_F16, which this device lacks".into(),
-            ));
+        if mode.needs_shader_f16() && !ctx.capabilities.shader_f16 {
+            return Err(GpuError::MissingFeature {
+                feature: "SHADER_F16",
+                needed_by: format!("the {} storage encoding", mode.name()),
+            });
         }
         if num_blocks == 0 {
             return Err(GpuError::InvalidInput {
@@ -191,19 +209,15 @@ impl KvStorage {
                 problem: "a KV pool needs at least one block".into(),
             });
         }
-        let pool_bytes = num_blocks as u64
-            * layout.block_elements_per_layer()
-            * layout.dtype.bytes()
-            * 2
-            * layers as u64;
+        let pool_bytes = num_blocks as u64 * layout.block_bytes_per_layer() * 2 * layers as u64;
         check_host_memory(ctx, pool_bytes)?;
         let caps = &ctx.capabilities;
-        let block_bytes = layout.block_elements_per_layer() * layout.dtype.bytes();
+        let block_bytes = layout.block_bytes_per_layer();
         let device_max = match backing {
             KvBacking::Buffers => caps.max_storage_binding.min(caps.max_buffer),
             KvBacking::Textures => {
-                if let Some(reason) = KvBacking::texture_misfit(ctx, layout) {
-                    return Err(GpuError::Limit(reason));
+                if let Some(misfit) = KvBacking::texture_misfit(ctx, layout) {
+                    return Err(misfit);
                 }
                 ctx.device.limits().max_texture_dimension_2d as u64 * block_bytes
             }
@@ -223,10 +237,11 @@ impl KvStorage {
         let k = (0..layers).map(|l| make("K", l)).collect();
         let v = (0..layers).map(|l| make("V", l)).collect();
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Limit(format!(
-                "the device could not allocate {} of KV pool: {err}",
-                human_bytes(num_blocks as u64 * plan.block_bytes_per_layer * 2 * layers as u64)
-            )));
+            return Err(GpuError::OutOfMemory {
+                what: "the KV pool".into(),
+                bytes: pool_bytes,
+                detail: err.to_string(),
+            });
         }
         Ok(Self {
             layout: layout.clone(),
@@ -245,13 +260,25 @@ impl KvStorage {
         &self.ctx
     }
 
+    /// Refuses a block id outside the pool (a caller bug that would index past a shard).
+    pub fn check_block(&self, block: u32) -> Result<(), GpuError> {
+        if block >= self.plan.num_blocks {
+            return Err(GpuError::InvalidInput {
+                argument: "block",
+                value: block.to_string(),
+                problem: format!("the pool has {} blocks", self.plan.num_blocks),
+            });
+        }
+        Ok(())
+    }
+
     /// K blocks of `layer`, shard `shard`.
-    pub fn k(&self, layer: u32, shard: u32) -> &KvShard {
+    pub(crate) fn k(&self, layer: u32, shard: u32) -> &KvShard {
         &self.k[layer as usize][shard as usize]
     }
 
     /// V blocks of `layer`, shard `shard`.
-    pub fn v(&self, layer: u32, shard: u32) -> &KvShard {
+    pub(crate) fn v(&self, layer: u32, shard: u32) -> &KvShard {
         &self.v[layer as usize][shard as usize]
     }
 
@@ -269,7 +296,8 @@ impl KvStorage {
         block: u32,
         dst: &wgpu::Buffer,
         mut dst_offset: u64,
-    ) -> u64 {
+    ) -> Result<u64, GpuError> {
+        self.check_block(block)?;
         let (shard, local) = self.plan.locate(block);
         let size = self.plan.block_bytes_per_layer;
         for layer in 0..self.layers {
@@ -278,20 +306,37 @@ impl KvStorage {
                 dst_offset += size;
             }
         }
-        dst_offset
+        Ok(dst_offset)
     }
 
     /// Writes `saved` (what [`KvStorage::record_block_save`] wrote for one block) into
     /// `block` through the queue: swap-in restores a sequence this way.
-    pub fn write_block(&self, queue: &wgpu::Queue, block: u32, saved: &[u8]) {
+    pub fn write_block(
+        &self,
+        queue: &wgpu::Queue,
+        block: u32,
+        saved: &[u8],
+    ) -> Result<(), GpuError> {
+        self.check_block(block)?;
+        let expected = self.plan.block_bytes_per_layer * 2 * self.layers as u64;
+        if saved.len() as u64 != expected {
+            return Err(GpuError::InvalidInput {
+                argument: "saved block",
+                value: format!("{} bytes", saved.len()),
+                problem: format!("one block of every layer's K and V is {expected} bytes"),
+            });
+        }
         let (shard, local) = self.plan.locate(block);
-        let mut chunks = saved.chunks(self.plan.block_bytes_per_layer as usize);
+        let mut chunks = saved.chunks_exact(self.plan.block_bytes_per_layer as usize);
         for layer in 0..self.layers {
-            for pool in [self.k(layer, shard), self.v(layer, shard)] {
-                let chunk = chunks.next().expect("saved holds K and V of every layer");
+            for (pool, chunk) in [self.k(layer, shard), self.v(layer, shard)]
+                .into_iter()
+                .zip(chunks.by_ref())
+            {
                 pool.write_block(queue, local, chunk);
             }
         }
+        Ok(())
     }
 
     /// Records copies of blocks `(src, dst)` (K and V, every layer) with the driver's copy
@@ -303,9 +348,13 @@ impl KvStorage {
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         pairs: &[(u32, u32)],
-    ) {
+    ) -> Result<(), GpuError> {
+        for &(src, dst) in pairs {
+            self.check_block(src)?;
+            self.check_block(dst)?;
+        }
         if pairs.is_empty() {
-            return;
+            return Ok(());
         }
         let per_block = self.plan.block_bytes_per_layer * 2 * self.layers as u64;
         ctx.count_created();
@@ -317,7 +366,7 @@ impl KvStorage {
         });
         let mut offset = 0;
         for &(src, _) in pairs {
-            offset = self.record_block_save(encoder, src, &scratch, offset);
+            offset = self.record_block_save(encoder, src, &scratch, offset)?;
         }
         let size = self.plan.block_bytes_per_layer;
         let mut offset = 0;
@@ -330,6 +379,7 @@ impl KvStorage {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -344,6 +394,24 @@ impl KvStorage {
         block_table: &[u32],
         tokens: u32,
     ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+        if layer >= self.layers {
+            return Err(GpuError::InvalidInput {
+                argument: "layer",
+                value: layer.to_string(),
+                problem: format!("the pool has {} layers", self.layers),
+            });
+        }
+        let bs_tokens = block_table.len() as u64 * self.layout.block_size as u64;
+        if (tokens as u64) > bs_tokens {
+            return Err(GpuError::InvalidInput {
+                argument: "tokens",
+                value: tokens.to_string(),
+                problem: format!("the block table covers {bs_tokens} tokens"),
+            });
+        }
+        for &block in block_table {
+            self.check_block(block)?;
+        }
         let g = &self.layout.geometry;
         let (kv_heads, hd, bs) = (
             g.kv_heads as usize,
@@ -379,16 +447,7 @@ impl KvStorage {
     ) -> Result<Vec<f32>, GpuError> {
         let (_, blocks) = self.plan.shard_range(s);
         let bytes = shard.read_all(ctx, blocks, self.plan.block_bytes_per_layer)?;
-        Ok(match self.layout.dtype {
-            KvDtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            KvDtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        })
+        Ok(self.layout.dtype.decode_values(&bytes))
     }
 }
 
@@ -401,12 +460,13 @@ fn check_host_memory(ctx: &GpuContext, pool_bytes: u64) -> Result<(), GpuError> 
         return Ok(());
     }
     match host_available_bytes() {
-        Some(available) if pool_bytes > available / 2 => Err(GpuError::Limit(format!(
-            "the KV pool needs {} but this CPU adapter's host has {} available (pagekv uses at \
-             most half); a smaller pool is needed",
-            human_bytes(pool_bytes),
-            human_bytes(available)
-        ))),
+        Some(available) if pool_bytes > available / 2 => Err(GpuError::Limit(LimitExceeded {
+            what: format!("the KV pool ({})", human_bytes(pool_bytes)),
+            limit: DeviceLimit::HostMemory,
+            needed: pool_bytes,
+            allowed: available / 2,
+            remedy: "a CPU adapter's memory is host memory; use a smaller pool",
+        })),
         _ => Ok(()),
     }
 }
@@ -441,7 +501,7 @@ mod tests {
         let layout = CacheLayout {
             geometry: ModelGeometry::qwen2_5_0_5b(),
             block_size: 16,
-            dtype: KvDtype::F16,
+            dtype: KvFormat::F16,
         };
         let plan = ShardPlan::new(&layout, 100, 64 * 1024).unwrap();
         assert_eq!(plan.block_bytes_per_layer, 2 * 16 * 64 * 2);

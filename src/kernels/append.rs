@@ -6,7 +6,7 @@ use super::batch::{BindCache, BindKey, GrowBuffer, pack_uniforms, range_key, uni
 use super::params::AppendParams;
 use super::pipeline;
 use super::variant::{Family, Variant};
-use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
+use crate::gpu::{DeviceLimit, GpuContext, GpuError, KvBacking, KvStorage, LimitExceeded};
 use crate::kernels::pipeline::ComputeKernel;
 
 /// Marks a token whose K/V should not be written (padding in a fixed-size batch).
@@ -96,9 +96,13 @@ impl AppendKernel {
         let max_dim = ctx.capabilities.max_workgroups_per_dimension;
         let workgroups = threads.div_ceil(64);
         if workgroups > max_dim as u64 * max_dim as u64 {
-            return Err(GpuError::Limit(format!(
-                "{count} items exceed one dispatch; split the step"
-            )));
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("{count} tokens or block copies in one dispatch"),
+                limit: DeviceLimit::DispatchWorkgroups,
+                needed: workgroups,
+                allowed: max_dim as u64 * max_dim as u64,
+                remedy: "split the step",
+            }));
         }
         let (x, y) = pipeline::grid_2d(workgroups as u32, max_dim);
         let params: Vec<AppendParams> = (0..storage.plan.num_shards())
@@ -146,12 +150,15 @@ impl AppendKernel {
         slots: &[u32],
     ) -> Result<(), GpuError> {
         let g = &storage.layout.geometry;
-        // One thread per four-element slice, or per 16-byte texel of a texture-backed pool.
-        let per_thread = match storage.backing {
-            KvBacking::Buffers => 4,
-            KvBacking::Textures => crate::gpu::TEXEL_BYTES / storage.layout.dtype.bytes(),
+        // One thread per four-value slice of a row, or per 16-byte texel of a texture-backed
+        // pool (whose rows are whole texels; see KvBacking::texture_misfit).
+        let per_row = match storage.backing {
+            KvBacking::Buffers => g.head_dim as u64 / 4,
+            KvBacking::Textures => {
+                storage.layout.dtype.row_bytes(g.head_dim) / crate::gpu::TEXEL_BYTES
+            }
         };
-        let threads = slots.len() as u64 * g.kv_heads as u64 * g.head_dim as u64 / per_thread;
+        let threads = slots.len() as u64 * g.kv_heads as u64 * per_row;
         Self::upload(ctx, storage, batch, slots, slots.len() as u32, threads)
     }
 
@@ -213,10 +220,13 @@ impl AppendKernel {
         storage: &KvStorage,
         copies: &[(u32, u32)],
     ) -> Result<(), GpuError> {
+        for &(src, dst) in copies {
+            storage.check_block(src)?;
+            storage.check_block(dst)?;
+        }
         let plan = storage.plan;
         let Some(copy) = &self.copy else {
-            storage.record_block_copies(ctx, encoder, copies);
-            return Ok(());
+            return storage.record_block_copies(ctx, encoder, copies);
         };
         let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); plan.num_shards() as usize];
         let mut across = Vec::new();
@@ -229,7 +239,7 @@ impl AppendKernel {
                 across.push((src, dst));
             }
         }
-        storage.record_block_copies(ctx, encoder, &across);
+        storage.record_block_copies(ctx, encoder, &across)?;
         let per_block = storage.layout.block_elements_per_layer() / 4;
         for (shard, pairs) in by_shard.iter().enumerate() {
             if pairs.is_empty() {

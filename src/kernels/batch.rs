@@ -239,21 +239,28 @@ impl AttentionBatch {
         head_dim: u32,
         grid: [u32; 3],
     ) -> Result<(), crate::gpu::GpuError> {
-        use crate::gpu::GpuError;
+        use crate::gpu::{DeviceLimit, GpuError, LimitExceeded};
         let caps = &ctx.capabilities;
-        if grid.iter().any(|&g| g > caps.max_workgroups_per_dimension) {
-            return Err(GpuError::Limit(format!(
-                "attention grid {grid:?} exceeds the device's {} workgroups per dimension; use smaller batches",
-                caps.max_workgroups_per_dimension
-            )));
+        let widest = grid.iter().copied().max().unwrap_or(0);
+        if widest > caps.max_workgroups_per_dimension {
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("the attention grid {grid:?}"),
+                limit: DeviceLimit::WorkgroupsPerDimension,
+                needed: widest as u64,
+                allowed: caps.max_workgroups_per_dimension as u64,
+                remedy: "use smaller batches",
+            }));
         }
         let num_partitions = params.first().map_or(1, |p| p.num_partitions);
         let acc_bytes = rows as u64 * num_partitions as u64 * head_dim as u64 * 4;
         if acc_bytes > caps.max_storage_binding {
-            return Err(GpuError::Limit(format!(
-                "the step's partial results need {acc_bytes} bytes but a storage binding allows {}; use smaller batches or prefill chunks",
-                caps.max_storage_binding
-            )));
+            return Err(GpuError::Limit(LimitExceeded {
+                what: "the step's partial results".into(),
+                limit: DeviceLimit::StorageBindingSize,
+                needed: acc_bytes,
+                allowed: caps.max_storage_binding,
+                remedy: "use smaller batches or prefill chunks",
+            }));
         }
         let storage = wgpu::BufferUsages::STORAGE;
         let (mut tables, _, info) = flatten(seqs);

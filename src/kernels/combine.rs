@@ -19,11 +19,6 @@ pub struct CombineKernel {
 }
 
 impl CombineKernel {
-    /// Builds the combine the device's class runs best, for `head_dim`.
-    pub fn new(ctx: &GpuContext, head_dim: u32) -> Result<Self, GpuError> {
-        Self::with_algorithm(ctx, head_dim, AttentionAlgorithm::for_device(ctx))
-    }
-
     /// Builds the combine shape that goes with `algorithm` (tests run both on every adapter).
     pub fn with_algorithm(
         ctx: &GpuContext,

@@ -16,18 +16,11 @@ pub struct DecodeKernel {
     pipeline: ComputeKernel,
     /// The variant built.
     pub variant: Variant,
-    /// The algorithm of that variant.
-    pub algorithm: AttentionAlgorithm,
     /// Split policy used when preparing steps.
     pub splits: SplitPolicy,
 }
 
 impl DecodeKernel {
-    /// Builds the decode the device's class runs best (see [`AttentionAlgorithm::for_device`]).
-    pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
-        Self::with_algorithm(ctx, storage, AttentionAlgorithm::for_device(ctx))
-    }
-
     /// Builds a chosen algorithm (tests run both on every adapter).
     pub fn with_algorithm(
         ctx: &GpuContext,
@@ -38,7 +31,6 @@ impl DecodeKernel {
         Ok(Self {
             pipeline,
             variant,
-            algorithm,
             splits: SplitPolicy::for_algorithm(algorithm),
         })
     }

@@ -133,10 +133,18 @@ pub(crate) fn build(
             ctx.capabilities.max_workgroup_storage,
         )
         .ok_or_else(|| {
-            GpuError::Limit(format!(
-                "head dim {head_dim} needs more workgroup memory than the device's {} bytes",
-                ctx.capabilities.max_workgroup_storage
-            ))
+            // The smallest tile pagekv would build: the family's rows, 4 keys.
+            let smallest = super::variant::TileShape::choose(tiled, head_dim, u32::MAX)
+                .map_or(0, |t| {
+                    super::variant::TileShape { keys: 4, ..t }.bytes(head_dim)
+                });
+            GpuError::Limit(crate::gpu::LimitExceeded {
+                what: format!("the tiled {} kernel at head dim {head_dim}", tiled.name()),
+                limit: crate::gpu::DeviceLimit::WorkgroupStorageSize,
+                needed: smallest as u64,
+                allowed: ctx.capabilities.max_workgroup_storage as u64,
+                remedy: "use the flat kernels",
+            })
         })?,
         AttentionAlgorithm::Flat => {
             Variant::for_device(Family::Flat, storage.mode, head_dim, u32::MAX)

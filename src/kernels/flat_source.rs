@@ -74,7 +74,9 @@ pub(crate) fn fill(
                 line(
                     &mut per_tile,
                     3,
-                    format_args!("let k{t}_{j}_{half} = chunk_{half}(k{t}_{j});"),
+                    format_args!(
+                        "let k{t}_{j}_{half} = chunk_{half}(k{t}_{j}, row_of(at) + {t}u, {j}u);"
+                    ),
                 );
                 for g in heads.clone() {
                     line(
@@ -139,7 +141,9 @@ pub(crate) fn fill(
                 line(
                     &mut per_tile,
                     3,
-                    format_args!("let v{t}_{j}_{half} = chunk_{half}(v{t}_{j});"),
+                    format_args!(
+                        "let v{t}_{j}_{half} = chunk_{half}(v{t}_{j}, row_of(at) + {t}u, {j}u);"
+                    ),
                 );
             }
             for g in heads.clone() {

@@ -5,25 +5,29 @@
 //! Everything records into a caller's `wgpu::CommandEncoder`, so a host application can put
 //! pagekv's work in the same submission as its own.
 
-pub mod append;
+mod append;
 pub(crate) mod batch;
-pub mod combine;
-pub mod decode;
-pub mod flat;
+mod combine;
+mod decode;
+mod flat;
 mod flat_source;
 pub mod params;
 pub(crate) mod pipeline;
 pub mod portability;
-pub mod prefill;
+mod prefill;
+mod prelude;
 pub mod variant;
 
-pub use append::{AppendBatch, AppendInput, AppendKernel, SKIP_SLOT};
-pub use batch::{AttentionBatch, AttentionIo, SeqView};
-pub use combine::CombineKernel;
-pub use decode::DecodeKernel;
-pub use flat::{AttentionAlgorithm, SplitPolicy};
-pub use prefill::PrefillKernel;
+pub use append::{AppendBatch, AppendInput, SKIP_SLOT};
+pub use batch::{AttentionIo, SeqView};
+pub use flat::AttentionAlgorithm;
 pub use variant::{Family, TileShape, Variant, WgslModule};
+
+use append::AppendKernel;
+use batch::AttentionBatch;
+use combine::CombineKernel;
+use decode::DecodeKernel;
+use prefill::PrefillKernel;
 
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 
@@ -89,6 +93,12 @@ pub struct VariantNames {
 /// for one pool's format, backing and geometry, and cannot be swapped from outside.
 pub struct PagedAttention {
     ctx: GpuContext,
+    /// What the pipelines were built for: every call checks its pool against it.
+    built_for: (
+        crate::cache::CacheLayout,
+        crate::gpu::KvStorageMode,
+        crate::gpu::KvBacking,
+    ),
     append: AppendKernel,
     decode: DecodeKernel,
     prefill: PrefillKernel,
@@ -127,6 +137,7 @@ impl PagedAttention {
         decode.splits.forced_partition_tokens = options.decode_partition_tokens;
         Ok(Self {
             ctx: ctx.clone(),
+            built_for: (storage.layout.clone(), storage.mode, storage.backing),
             append: AppendKernel::new(ctx, storage)?,
             decode,
             prefill: PrefillKernel::with_algorithm(ctx, storage, algorithm)?,
@@ -137,6 +148,36 @@ impl PagedAttention {
             )?,
             algorithm,
         })
+    }
+
+    /// Refuses a pool other than the kind the pipelines were built for, and a layer it lacks.
+    fn check(&self, storage: &KvStorage, layer: Option<u32>) -> Result<(), GpuError> {
+        let (layout, mode, backing) = &self.built_for;
+        if (&storage.layout, storage.mode, storage.backing) != (layout, *mode, *backing) {
+            return Err(GpuError::InvalidInput {
+                argument: "storage",
+                value: format!(
+                    "{} {} {}",
+                    storage.layout.geometry.name,
+                    storage.mode.name(),
+                    storage.backing.name()
+                ),
+                problem: format!(
+                    "these kernels were built for {} {} {}",
+                    layout.geometry.name,
+                    mode.name(),
+                    backing.name()
+                ),
+            });
+        }
+        if let Some(layer) = layer.filter(|&l| l >= storage.layers) {
+            return Err(GpuError::InvalidInput {
+                argument: "layer",
+                value: layer.to_string(),
+                problem: format!("the pool has {} layers", storage.layers),
+            });
+        }
+        Ok(())
     }
 
     /// The attention algorithm built.
@@ -161,6 +202,7 @@ impl PagedAttention {
         batch: &mut AppendBatch,
         slots: &[u32],
     ) -> Result<(), GpuError> {
+        self.check(storage, None)?;
         self.append.prepare(&self.ctx, storage, batch, slots)
     }
 
@@ -173,9 +215,10 @@ impl PagedAttention {
         batch: &AppendBatch,
         input: AppendInput<'_>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
-    ) {
+    ) -> Result<(), GpuError> {
+        self.check(storage, Some(layer))?;
         let mut pass = compute_pass(encoder, "pagekv append", timestamps);
-        self.record_append_in(&mut pass, storage, layer, batch, input);
+        self.record_append_in(&mut pass, storage, layer, batch, input)
     }
 
     /// Records the append into an open pass, so several batches can share one pass.
@@ -186,8 +229,10 @@ impl PagedAttention {
         layer: u32,
         batch: &AppendBatch,
         input: AppendInput<'_>,
-    ) {
+    ) -> Result<(), GpuError> {
+        self.check(storage, Some(layer))?;
         self.append.record(pass, storage, layer, batch, input);
+        Ok(())
     }
 
     /// Records copy-on-write block copies for every layer.
@@ -197,6 +242,7 @@ impl PagedAttention {
         storage: &KvStorage,
         copies: &[(u32, u32)],
     ) -> Result<(), GpuError> {
+        self.check(storage, None)?;
         self.append
             .record_copies(&self.ctx, encoder, storage, copies)
     }
@@ -208,6 +254,7 @@ impl PagedAttention {
         batch: &mut DecodeBatch,
         seqs: &[SeqView<'_>],
     ) -> Result<(), GpuError> {
+        self.check(storage, None)?;
         self.decode.prepare(&self.ctx, storage, &mut batch.0, seqs)
     }
 
@@ -220,10 +267,12 @@ impl PagedAttention {
         batch: &DecodeBatch,
         io: AttentionIo<'_>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
-    ) {
+    ) -> Result<(), GpuError> {
+        self.check(storage, Some(layer))?;
         let mut pass = compute_pass(encoder, "pagekv decode", timestamps);
         self.decode
             .record(&mut pass, &self.combine, storage, layer, &batch.0, io);
+        Ok(())
     }
 
     /// Uploads a prefill step's metadata.
@@ -233,6 +282,7 @@ impl PagedAttention {
         batch: &mut PrefillBatch,
         seqs: &[SeqView<'_>],
     ) -> Result<(), GpuError> {
+        self.check(storage, None)?;
         self.prefill.prepare(&self.ctx, storage, &mut batch.0, seqs)
     }
 
@@ -245,9 +295,11 @@ impl PagedAttention {
         batch: &PrefillBatch,
         io: AttentionIo<'_>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
-    ) {
+    ) -> Result<(), GpuError> {
+        self.check(storage, Some(layer))?;
         let mut pass = compute_pass(encoder, "pagekv prefill", timestamps);
         self.prefill
             .record(&mut pass, &self.combine, storage, layer, &batch.0, io);
+        Ok(())
     }
 }

@@ -26,10 +26,10 @@ pub(crate) fn build(
     entries: &[&str],
 ) -> Result<Vec<ComputeKernel>, GpuError> {
     if module.needs_f16 && !ctx.capabilities.shader_f16 {
-        return Err(GpuError::Limit(format!(
-            "variant {} needs SHADER_F16, which this device lacks",
-            module.name
-        )));
+        return Err(GpuError::MissingFeature {
+            feature: "SHADER_F16",
+            needed_by: format!("shader variant {}", module.name),
+        });
     }
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let compiled = ctx

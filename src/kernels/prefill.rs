@@ -21,11 +21,6 @@ pub struct PrefillKernel {
 }
 
 impl PrefillKernel {
-    /// Builds the prefill the device's class runs best (see [`AttentionAlgorithm::for_device`]).
-    pub fn new(ctx: &GpuContext, storage: &KvStorage) -> Result<Self, GpuError> {
-        Self::with_algorithm(ctx, storage, AttentionAlgorithm::for_device(ctx))
-    }
-
     /// Builds a chosen algorithm (tests run both on every adapter).
     pub fn with_algorithm(
         ctx: &GpuContext,

@@ -12,15 +12,10 @@
 use crate::cache::SUPPORTED_HEAD_DIMS;
 use crate::gpu::{KvBacking, KvStorageMode};
 
-const KV_F32: &str = include_str!("../../shaders/kv_f32.wgsl");
-const KV_F16: &str = include_str!("../../shaders/kv_f16.wgsl");
-const KV_F16_PACKED: &str = include_str!("../../shaders/kv_f16_packed.wgsl");
 const ATTENTION_BINDINGS: &str = include_str!("../../shaders/attention_bindings.wgsl");
 const ATTENTION_TILES: &str = include_str!("../../shaders/attention_tiles.wgsl");
 const DECODE: &str = include_str!("../../shaders/decode.wgsl");
 const DECODE_FLAT: &str = include_str!("../../shaders/attention_flat.wgsl");
-const KV_CHUNK_F32: &str = include_str!("../../shaders/kv_chunk_f32.wgsl");
-const KV_CHUNK_F16: &str = include_str!("../../shaders/kv_chunk_f16.wgsl");
 const FLAT_POOL_BUFFERS: &str = include_str!("../../shaders/flat_pool_buffers.wgsl");
 const FLAT_POOL_TEXTURES: &str = include_str!("../../shaders/flat_pool_textures.wgsl");
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
@@ -183,11 +178,11 @@ impl Variant {
         } else {
             None
         };
-        let mode = match (family, mode) {
-            // The flat decode reads f16 as u32 words, so native pools use the packed code.
-            (Family::Flat, KvStorageMode::F16Native) => KvStorageMode::F16Packed,
-            _ if family.uses_kv() => mode,
-            _ => KvStorageMode::F32,
+        let mode = match family {
+            Family::Flat => super::prelude::flat_mode(mode),
+            Family::Append | Family::Decode | Family::Prefill => mode,
+            // Combine reads no KV; one variant serves every format.
+            Family::Combine | Family::CombineFlat => KvStorageMode::F32,
         };
         Some(Self {
             family,
@@ -260,7 +255,7 @@ impl Variant {
 
     /// Whether this variant needs the SHADER_F16 feature.
     pub fn needs_f16(&self) -> bool {
-        self.family.uses_kv() && self.mode == KvStorageMode::F16Native
+        self.family.uses_kv() && self.mode.needs_shader_f16()
     }
 
     /// The module to compile: name, source and feature needs.
@@ -279,16 +274,14 @@ impl Variant {
             src += "enable f16;\n";
         }
         src += "\n";
-        if self.family.uses_kv() {
-            src += match (self.family, self.mode) {
-                (Family::Flat, KvStorageMode::F32) => KV_CHUNK_F32,
-                (Family::Flat, _) => KV_CHUNK_F16,
-                (_, KvStorageMode::F32) => KV_F32,
-                (_, KvStorageMode::F16Native) => KV_F16,
-                (_, KvStorageMode::F16Packed) => KV_F16_PACKED,
-            };
-            src += "\n";
+        match self.family {
+            Family::Flat => src += super::prelude::flat(self.mode.format()).0,
+            Family::Append | Family::Decode | Family::Prefill => {
+                src += super::prelude::tiled(self.mode)
+            }
+            Family::Combine | Family::CombineFlat => {}
         }
+        src += "\n";
         src += &format!(
             "const HEAD_DIM: u32 = {}u;\nconst HD4: u32 = {}u;\nconst WG: u32 = {}u;\n",
             self.head_dim,
@@ -331,11 +324,7 @@ impl Variant {
                     KvBacking::Textures => FLAT_POOL_TEXTURES,
                 };
                 src += "\n";
-                let vec4_per_chunk = if self.mode == KvStorageMode::F32 {
-                    1
-                } else {
-                    2
-                };
+                let (_, vec4_per_chunk) = super::prelude::flat(self.mode.format());
                 src += &super::flat_source::fill(
                     DECODE_FLAT,
                     self.group,
@@ -412,6 +401,7 @@ mod tests {
             }
         }
         assert!(TileShape::choose(Family::Decode, 256, 2048).is_none());
+        assert!(TileShape::choose(Family::Prefill, 256, 8192).is_none());
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod step;
 pub use step::{AppendStep, DecodeStep, PrefillStep};
 
 use crate::cache::{
-    CacheError, CacheLayout, CacheStats, KvCacheManager, KvDtype, ModelGeometry, PrefixHit, SeqId,
+    CacheError, CacheLayout, CacheStats, KvCacheManager, KvFormat, ModelGeometry, PrefixHit, SeqId,
 };
 use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode};
 use crate::kernels::{
@@ -48,7 +48,7 @@ pub struct KvCacheConfig {
     /// Heads, head dim and layer count of the model whose KV is cached.
     pub geometry: ModelGeometry,
     /// How K and V elements are stored.
-    pub dtype: KvDtype,
+    pub dtype: KvFormat,
     /// Tokens per block, one of [`crate::cache::SUPPORTED_BLOCK_SIZES`].
     pub block_size: u32,
     /// Layers that get a pool; `None` for all of the geometry's layers.
@@ -65,7 +65,7 @@ impl KvCacheConfig {
     pub fn new(geometry: ModelGeometry, capacity: Capacity) -> Self {
         Self {
             geometry,
-            dtype: KvDtype::F16,
+            dtype: KvFormat::F16,
             block_size: 16,
             layers: None,
             capacity,
@@ -202,8 +202,7 @@ impl KvCache {
             block_size: config.block_size,
             dtype: config.dtype,
         };
-        let per_block =
-            layout.block_elements_per_layer() * layout.dtype.bytes() * 2 * layers as u64;
+        let per_block = layout.block_bytes_per_layer() * 2 * layers as u64;
         let blocks = match config.capacity {
             Capacity::Blocks(n) => n,
             Capacity::Bytes(bytes) => (bytes / per_block).min(u32::MAX as u64) as u32,
@@ -381,7 +380,7 @@ impl KvCache {
                 .record_block_copies(encoder, &self.storage, &step.copies)?;
         }
         self.kernels
-            .record_append(encoder, &self.storage, layer, &step.batch, input, None);
+            .record_append(encoder, &self.storage, layer, &step.batch, input, None)?;
         step.state.recorded(self.epoch);
         Ok(())
     }
@@ -427,7 +426,7 @@ impl KvCache {
         self.check_layer(layer)?;
         self.check_io(&io, step.batch.rows())?;
         self.kernels
-            .record_decode(encoder, &self.storage, layer, &step.batch, io, None);
+            .record_decode(encoder, &self.storage, layer, &step.batch, io, None)?;
         step.state.recorded(self.epoch);
         Ok(())
     }
@@ -460,7 +459,7 @@ impl KvCache {
         self.check_layer(layer)?;
         self.check_io(&io, step.batch.rows())?;
         self.kernels
-            .record_prefill(encoder, &self.storage, layer, &step.batch, io, None);
+            .record_prefill(encoder, &self.storage, layer, &step.batch, io, None)?;
         step.state.recorded(self.epoch);
         Ok(())
     }

@@ -8,7 +8,7 @@ use super::file::{self, ResultsFileError};
 use super::status::{Verdict, verdict};
 use super::{FORMAT, FORMAT_VERSION, ResultsFile, ScenarioResult, WGPU_VERSION};
 use crate::engine::{EngineError, Progress, RunConfig, run_scenario};
-use crate::gpu::{GpuContext, GpuError, KvStorageMode};
+use crate::gpu::{GpuContext, KvStorageMode};
 use crate::scenario::{BYTES_PER_GB, LoadedScenario, ScalePreset, ScaledScenario};
 
 /// What a suite run is made of.
@@ -81,7 +81,7 @@ pub fn run_suite(
         observer.scenario_started(&scaled, index, scenarios.len());
         let started = Instant::now();
         let outcome = run_scenario(ctx, &scaled, &options.config, &mut |p| observer.step(p));
-        let refused = matches!(outcome, Err(EngineError::Gpu(GpuError::Limit(_))));
+        let refused = matches!(&outcome, Err(EngineError::Gpu(e)) if e.is_refusal());
         let (measured, error) = match outcome {
             Ok(m) => (Some(m), None),
             Err(e) => (None, Some(e.to_string())),

@@ -198,8 +198,7 @@ pub fn bytes_per_token_table(results: &ResultsFile) -> Table {
         let real = 2
             * full_layers as u64
             * geometry.kv_heads as u64
-            * geometry.head_dim as u64
-            * s.scaled.layout.dtype.bytes();
+            * s.scaled.layout.dtype.row_bytes(geometry.head_dim);
         let tokens = sc.requests() as f64 * sc.sequence_length as f64;
         let implied = sc.reference.kv_peak_gb * BYTES_PER_GB as f64 / tokens;
         table.add_row(vec![

@@ -120,7 +120,7 @@ pub enum Problem {
     BlockSize(i64),
     /// A KV dtype name this build does not know.
     #[error("is \"{given}\", which is not a KV dtype this build supports (supported: {supported})")]
-    KvDtype {
+    KvFormat {
         /// The name given.
         given: String,
         /// The names that parse, comma-separated.

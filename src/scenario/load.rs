@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::error::{Problem, ScenarioError, parse_error};
 use super::presets::{ModelPresets, positive_u32};
 use super::{CacheOptions, LoadedScenario, ReferenceResult, Scenario};
-use crate::cache::{KvDtype, SUPPORTED_BLOCK_SIZES};
+use crate::cache::{KvFormat, SUPPORTED_BLOCK_SIZES};
 
 /// The models file a scenario directory must contain.
 const MODELS_FILE: &str = "models.toml";
@@ -205,14 +205,14 @@ fn cache_options(raw: RawCache) -> Result<CacheOptions, Failure> {
         options.block_size = size as u32;
     }
     if let Some(name) = raw.kv_dtype {
-        options.kv_dtype = KvDtype::parse(&name).ok_or_else(|| {
+        options.kv_dtype = KvFormat::parse(&name).ok_or_else(|| {
             // Ask the parser which names exist, so the message follows new dtypes.
             let supported = ["f32", "f16", "bf16", "fp8", "int8", "q8_0", "int4", "q4_0"]
                 .into_iter()
-                .filter(|n| KvDtype::parse(n).is_some())
+                .filter(|n| KvFormat::parse(n).is_some())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let problem = Problem::KvDtype {
+            let problem = Problem::KvFormat {
                 given: name.clone(),
                 supported,
             };

@@ -20,7 +20,7 @@ pub use load::{load_dir, load_scenario};
 pub use presets::{ModelPreset, ModelPresets};
 pub use scale::{ScaleFactors, ScalePreset, ScaledScenario};
 
-use crate::cache::{CacheLayout, KvDtype, ModelGeometry};
+use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 
 /// Bytes in the report's "GB". The report's card is a "24 GB" card; such cards (RTX 3090/4090,
 /// A10/L4-class) have 24 GiB of memory, so a budget of `budget_gb` means `budget_gb` x 2^30
@@ -61,7 +61,7 @@ pub struct CacheOptions {
     /// Tokens per block; one of [`crate::cache::SUPPORTED_BLOCK_SIZES`].
     pub block_size: u32,
     /// Storage dtype of K and V.
-    pub kv_dtype: KvDtype,
+    pub kv_dtype: KvFormat,
 }
 
 impl Default for CacheOptions {
@@ -69,7 +69,7 @@ impl Default for CacheOptions {
     fn default() -> Self {
         Self {
             block_size: 16,
-            kv_dtype: KvDtype::F16,
+            kv_dtype: KvFormat::F16,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::ToolKernel;
 use crate::cache::ModelGeometry;
-use crate::gpu::{GpuContext, GpuError};
+use crate::gpu::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::pipeline::ComputeKernel;
 use crate::kernels::{WgslModule, pipeline};
@@ -142,10 +142,13 @@ impl GenerateKernel {
         let max_dim = ctx.capabilities.max_workgroups_per_dimension;
         let workgroups = threads.div_ceil(64);
         if workgroups > max_dim as u64 * max_dim as u64 {
-            return Err(GpuError::Limit(format!(
-                "{} tokens exceed one generate dispatch",
-                keys.len()
-            )));
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("generating {} tokens in one dispatch", keys.len()),
+                limit: DeviceLimit::DispatchWorkgroups,
+                needed: workgroups,
+                allowed: max_dim as u64 * max_dim as u64,
+                remedy: "lower the step token budget",
+            }));
         }
         let (x, y) = pipeline::grid_2d(workgroups as u32, max_dim);
         let params: Vec<GenerateParams> = (0..layers)

@@ -8,7 +8,7 @@ use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
 
 use super::ToolKernel;
-use crate::gpu::{GpuContext, GpuError};
+use crate::gpu::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::kernels::{AttentionAlgorithm, WgslModule, pipeline};
 use bytemuck::{Pod, Zeroable};
 
@@ -76,16 +76,21 @@ impl MatmulKernel {
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<(), GpuError> {
         if [m, n, k].iter().any(|&d| d == 0 || d % MATMUL_TILE != 0) {
-            return Err(GpuError::Limit(format!(
-                "matmul dimensions {m}x{n}x{k} must be positive multiples of {MATMUL_TILE}"
-            )));
+            return Err(GpuError::InvalidInput {
+                argument: "matmul dimensions",
+                value: format!("{m}x{n}x{k}"),
+                problem: format!("each must be a positive multiple of {MATMUL_TILE}"),
+            });
         }
         let flat_workgroups = (m / 16) * (n / 16) / 8;
         if flat_workgroups > ctx.capabilities.max_workgroups_per_dimension {
-            return Err(GpuError::Limit(format!(
-                "matmul {m}x{n}x{k} needs {flat_workgroups} workgroups but the device allows {} per dimension",
-                ctx.capabilities.max_workgroups_per_dimension
-            )));
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("matmul {m}x{n}x{k}"),
+                limit: DeviceLimit::WorkgroupsPerDimension,
+                needed: flat_workgroups as u64,
+                allowed: ctx.capabilities.max_workgroups_per_dimension as u64,
+                remedy: "use a smaller matmul",
+            }));
         }
         let params = MatmulParams { m, n, k, _pad: 0 };
         let uniform = ctx

@@ -7,7 +7,7 @@ use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
 
 use super::ToolKernel;
-use crate::gpu::{GpuContext, GpuError, TEXEL_BYTES};
+use crate::gpu::{DeviceLimit, GpuContext, GpuError, LimitExceeded, TEXEL_BYTES};
 use crate::kernels::variant::WORKGROUP_SIZE;
 use crate::kernels::{WgslModule, pipeline};
 use bytemuck::{Pod, Zeroable};
@@ -60,10 +60,13 @@ impl ReadSource {
         let bytes = caps.max_storage_binding.min(caps.max_buffer).min(cap_bytes);
         let rows = (bytes / TEXEL_BYTES / width as u64).min(max_side as u64) as u32;
         if width == 0 || rows == 0 {
-            return Err(GpuError::Limit(format!(
-                "the read roofline needs a texture of at least {READ_RUN} x 1 texels and a binding of {} bytes",
-                READ_RUN as u64 * TEXEL_BYTES
-            )));
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("the read roofline's {READ_RUN}-texel source"),
+                limit: DeviceLimit::StorageBindingSize,
+                needed: READ_RUN as u64 * TEXEL_BYTES,
+                allowed: bytes,
+                remedy: "this adapter cannot run the read roofline",
+            }));
         }
         let texels = width * rows;
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
