@@ -4,8 +4,8 @@
 
 use super::batch::{BindCache, BindKey, GrowBuffer, pack_uniforms, range_key, uniform_at};
 use super::params::AppendParams;
-use super::pipeline;
 use super::variant::{Family, Variant};
+use super::{layouts, pipeline};
 use crate::gpu::{DeviceLimit, GpuContext, GpuError, KvBacking, KvStorage, LimitExceeded};
 use crate::kernels::pipeline::ComputeKernel;
 
@@ -66,13 +66,24 @@ impl AppendKernel {
         .expect("append has no tile constraints");
         let (append, copy) = match storage.backing {
             KvBacking::Buffers => {
-                let mut pipelines =
-                    pipeline::build(ctx, &variant.module(), &["append", "copy_blocks"])?;
+                let mut pipelines = pipeline::build(
+                    ctx,
+                    &variant.module(),
+                    &[
+                        ("append", layouts::append(KvBacking::Buffers)),
+                        ("copy_blocks", layouts::COPY_BLOCKS),
+                    ],
+                )?;
                 let copy = pipelines.remove(1);
                 (pipelines.remove(0), Some(copy))
             }
             KvBacking::Textures => (
-                pipeline::build(ctx, &variant.module(), &["append_texels"])?.remove(0),
+                pipeline::build(
+                    ctx,
+                    &variant.module(),
+                    &[("append_texels", layouts::append(KvBacking::Textures))],
+                )?
+                .remove(0),
                 None,
             ),
         };

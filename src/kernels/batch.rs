@@ -224,21 +224,34 @@ pub(crate) fn flatten(seqs: &[SeqView<'_>]) -> (Vec<u32>, u32, Vec<[u32; 4]>) {
     (tables, stride, info)
 }
 
+/// The size of an attention step's dispatch: output rows, head dim and workgroup grid.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepShape {
+    /// Query tokens x q_heads.
+    pub(crate) rows: u32,
+    /// Values per row.
+    pub(crate) head_dim: u32,
+    /// Workgroups of the attention dispatch.
+    pub(crate) grid: [u32; 3],
+}
+
 impl AttentionBatch {
     /// Uploads one step's metadata. `params` holds one entry per pool shard; `extra_tables`
     /// goes into the block-table buffer after the flattened tables (the flat kernel's
     /// per-shard block lists).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn upload(
         &mut self,
         ctx: &GpuContext,
         seqs: &[SeqView<'_>],
         params: &[crate::kernels::params::AttnParams],
         extra_tables: &[u32],
-        rows: u32,
-        head_dim: u32,
-        grid: [u32; 3],
+        shape: StepShape,
     ) -> Result<(), crate::gpu::GpuError> {
+        let StepShape {
+            rows,
+            head_dim,
+            grid,
+        } = shape;
         use crate::gpu::{DeviceLimit, GpuError, LimitExceeded};
         let caps = &ctx.capabilities;
         let widest = grid.iter().copied().max().unwrap_or(0);

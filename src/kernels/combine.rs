@@ -6,8 +6,8 @@
 use super::batch::{AttentionBatch, BindKey, range_key, uniform_at};
 use super::flat::AttentionAlgorithm;
 use super::params::CombineParams;
-use super::pipeline;
 use super::variant::{FLAT_WORKGROUP_SIZE, Family, Variant};
+use super::{layouts, pipeline};
 use crate::gpu::{GpuContext, GpuError, KvStorageMode};
 use crate::kernels::pipeline::ComputeKernel;
 
@@ -31,7 +31,8 @@ impl CombineKernel {
         };
         let variant = Variant::for_device(family, KvStorageMode::F32, head_dim, u32::MAX)
             .expect("combine has no tile constraints");
-        let pipeline = pipeline::build(ctx, &variant.module(), &["combine"])?.remove(0);
+        let pipeline =
+            pipeline::build(ctx, &variant.module(), &[("combine", layouts::COMBINE)])?.remove(0);
         Ok(Self { pipeline, variant })
     }
 

@@ -91,9 +91,11 @@ impl DecodeKernel {
             seqs,
             &params,
             &[],
-            seqs.len() as u32 * g.q_heads,
-            g.head_dim,
-            grid,
+            super::batch::StepShape {
+                rows: seqs.len() as u32 * g.q_heads,
+                head_dim: g.head_dim,
+                grid,
+            },
         )?;
         batch.partition_tokens = partition_tokens;
         Ok(())

@@ -154,7 +154,12 @@ pub(crate) fn build(
         }
     };
     let entry = variant.family.entry_points()[0];
-    let pipeline = super::pipeline::build(ctx, &variant.module(), &[entry])?.remove(0);
+    let pipeline = super::pipeline::build(
+        ctx,
+        &variant.module(),
+        &[(entry, super::layouts::attention(storage.backing))],
+    )?
+    .remove(0);
     Ok((variant, pipeline))
 }
 
@@ -235,9 +240,11 @@ pub(crate) fn prepare(
         seqs,
         &params,
         &lists,
-        total_queries * g.q_heads,
-        g.head_dim,
-        grid,
+        super::batch::StepShape {
+            rows: total_queries * g.q_heads,
+            head_dim: g.head_dim,
+            grid,
+        },
     )?;
     batch.partition_tokens = partition_tokens;
     Ok(())

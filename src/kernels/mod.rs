@@ -11,6 +11,7 @@ mod combine;
 mod decode;
 mod flat;
 mod flat_source;
+mod layouts;
 pub mod params;
 pub(crate) mod pipeline;
 pub mod portability;

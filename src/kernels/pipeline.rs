@@ -1,11 +1,12 @@
 //! Pipeline creation shared by the kernel modules: compiles a module under an error scope so
 //! a driver or validation failure becomes a `GpuError` naming the module, not a panic.
 
+use super::layouts::{self, Bindings};
 use super::variant::WgslModule;
 use crate::gpu::{GpuContext, GpuError};
 
-/// A compute pipeline and its bind group layout, fetched once at build time so recording
-/// never asks the device for a layout again.
+/// A compute pipeline and its bind group layout, made once at build time so recording never
+/// asks the device for a layout again.
 #[derive(Debug)]
 pub(crate) struct ComputeKernel {
     pipeline: wgpu::ComputePipeline,
@@ -19,11 +20,30 @@ impl ComputeKernel {
     }
 }
 
-/// Compiles `module` and creates one compute pipeline per requested entry point.
+/// Compiles `module` and creates one compute pipeline per entry point, each with its explicit
+/// bind group layout ([`super::layouts`]); wgpu checks the layout against the shader.
 pub(crate) fn build(
     ctx: &GpuContext,
     module: &WgslModule,
+    entries: &[(&str, Bindings)],
+) -> Result<Vec<ComputeKernel>, GpuError> {
+    build_with(ctx, module, entries.iter().map(|&(e, b)| (e, Some(b))))
+}
+
+/// Like [`build`] with layouts derived from the shader: the stress tool's own kernels, whose
+/// bindings no embedding app ever sees.
+pub(crate) fn build_derived(
+    ctx: &GpuContext,
+    module: &WgslModule,
     entries: &[&str],
+) -> Result<Vec<ComputeKernel>, GpuError> {
+    build_with(ctx, module, entries.iter().map(|&e| (e, None)))
+}
+
+fn build_with<'a>(
+    ctx: &GpuContext,
+    module: &WgslModule,
+    entries: impl Iterator<Item = (&'a str, Option<Bindings>)>,
 ) -> Result<Vec<ComputeKernel>, GpuError> {
     if module.needs_f16 && !ctx.capabilities.shader_f16 {
         return Err(GpuError::MissingFeature {
@@ -39,21 +59,41 @@ pub(crate) fn build(
             source: wgpu::ShaderSource::Wgsl(module.source.as_str().into()),
         });
     let pipelines = entries
-        .iter()
-        .map(|entry| {
-            ctx.device
+        .map(|(entry, bindings)| {
+            let label = format!("{}::{entry}", module.name);
+            let explicit = bindings.map(|bindings| {
+                let layout =
+                    ctx.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some(&label),
+                            entries: &layouts::entries(bindings),
+                        });
+                let pipeline_layout =
+                    ctx.device
+                        .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                            label: Some(&label),
+                            bind_group_layouts: &[Some(&layout)],
+                            immediate_size: 0,
+                        });
+                (layout, pipeline_layout)
+            });
+            let pipeline = ctx
+                .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(&format!("{}::{entry}", module.name)),
-                    layout: None,
+                    label: Some(&label),
+                    layout: explicit
+                        .as_ref()
+                        .map(|(_, pipeline_layout)| pipeline_layout),
                     module: &compiled,
                     entry_point: Some(entry),
                     compilation_options: Default::default(),
                     cache: None,
-                })
-        })
-        .map(|pipeline| ComputeKernel {
-            layout: pipeline.get_bind_group_layout(0),
-            pipeline,
+                });
+            let layout = match explicit {
+                Some((layout, _)) => layout,
+                None => pipeline.get_bind_group_layout(0),
+            };
+            ComputeKernel { pipeline, layout }
         })
         .collect();
     if let Some(err) = pollster::block_on(scope.pop()) {

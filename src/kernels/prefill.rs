@@ -95,9 +95,11 @@ impl PrefillKernel {
             seqs,
             &params,
             &[],
-            total_queries * g.q_heads,
-            g.head_dim,
-            grid,
+            super::batch::StepShape {
+                rows: total_queries * g.q_heads,
+                head_dim: g.head_dim,
+                grid,
+            },
         )
     }
 

@@ -34,7 +34,7 @@ impl CopyKernel {
     /// Builds the copy kernel.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         let module = ToolKernel::Copy.module(0);
-        let pipeline = pipeline::build(ctx, &module, &["copy"])?.remove(0);
+        let pipeline = pipeline::build_derived(ctx, &module, &["copy"])?.remove(0);
         Ok(Self { pipeline, module })
     }
 

@@ -119,7 +119,7 @@ impl GenerateKernel {
     /// Builds the generator for `head_dim`.
     pub fn new(ctx: &GpuContext, head_dim: u32) -> Result<Self, GpuError> {
         let module = ToolKernel::Generate.module(head_dim);
-        let pipeline = pipeline::build(ctx, &module, &["generate"])?.remove(0);
+        let pipeline = pipeline::build_derived(ctx, &module, &["generate"])?.remove(0);
         Ok(Self { pipeline, module })
     }
 

@@ -54,7 +54,7 @@ impl MatmulKernel {
             AttentionAlgorithm::Flat => ToolKernel::MatmulFlat,
         };
         let module = kernel.module(0);
-        let pipeline = pipeline::build(ctx, &module, &["matmul"])?.remove(0);
+        let pipeline = pipeline::build_derived(ctx, &module, &["matmul"])?.remove(0);
         Ok(Self {
             pipeline,
             module,

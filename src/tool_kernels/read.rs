@@ -143,7 +143,8 @@ impl ReadKernel {
     /// Builds both read pipelines.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         let module = ToolKernel::Read.module(0);
-        let mut pipelines = pipeline::build(ctx, &module, &["read_buffer", "read_texture"])?;
+        let mut pipelines =
+            pipeline::build_derived(ctx, &module, &["read_buffer", "read_texture"])?;
         let texture = pipelines.remove(1);
         let buffer = pipelines.remove(0);
         Ok(Self {

@@ -1,0 +1,125 @@
+//! Explicit bind group layouts of the core kernels, written out rather than derived from the
+//! shaders: the binding contract between a kernel's WGSL and its Rust module is then stated
+//! in one place, checked by wgpu when the pipeline is built (a mismatch is a build error, not
+//! a wrong binding at dispatch), and each layout is created once per kernel, never per step.
+
+use crate::gpu::KvBacking;
+
+/// What one binding slot holds, as the WGSL declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// `var<uniform>`.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+    /// `texture_2d<u32>` read with `textureLoad`.
+    TexelsRead,
+    /// `texture_storage_2d<rgba32uint, write>`.
+    TexelsWrite,
+}
+
+/// A kernel entry point's bindings in group 0: `(binding, slot)`.
+pub(crate) type Bindings = &'static [(u32, Slot)];
+
+/// Decode and prefill (tiled or flat): params, Q, the K and V pools, block tables, sequence
+/// info, partial accumulators and softmax state.
+pub(crate) fn attention(backing: KvBacking) -> Bindings {
+    match backing {
+        KvBacking::Buffers => &[
+            (0, Slot::Uniform),
+            (1, Slot::Read),
+            (2, Slot::Read),
+            (3, Slot::Read),
+            (4, Slot::Read),
+            (5, Slot::Read),
+            (6, Slot::ReadWrite),
+            (7, Slot::ReadWrite),
+        ],
+        KvBacking::Textures => &[
+            (0, Slot::Uniform),
+            (1, Slot::Read),
+            (2, Slot::TexelsRead),
+            (3, Slot::TexelsRead),
+            (4, Slot::Read),
+            (5, Slot::Read),
+            (6, Slot::ReadWrite),
+            (7, Slot::ReadWrite),
+        ],
+    }
+}
+
+/// Append into a pool: params, new K, new V, slots, then the K and V pools.
+pub(crate) fn append(backing: KvBacking) -> Bindings {
+    match backing {
+        KvBacking::Buffers => &[
+            (0, Slot::Uniform),
+            (1, Slot::Read),
+            (2, Slot::Read),
+            (3, Slot::Read),
+            (4, Slot::ReadWrite),
+            (5, Slot::ReadWrite),
+        ],
+        KvBacking::Textures => &[
+            (0, Slot::Uniform),
+            (1, Slot::Read),
+            (2, Slot::Read),
+            (3, Slot::Read),
+            (6, Slot::TexelsWrite),
+            (7, Slot::TexelsWrite),
+        ],
+    }
+}
+
+/// The in-shard block copy: params, block pairs, the K and V pools.
+pub(crate) const COPY_BLOCKS: Bindings = &[
+    (0, Slot::Uniform),
+    (3, Slot::Read),
+    (4, Slot::ReadWrite),
+    (5, Slot::ReadWrite),
+];
+
+/// Combine: params, partial accumulators, softmax state, output.
+pub(crate) const COMBINE: Bindings = &[
+    (0, Slot::Uniform),
+    (1, Slot::Read),
+    (2, Slot::Read),
+    (3, Slot::ReadWrite),
+];
+
+/// The wgpu layout entries of `bindings`, visible to compute.
+pub(crate) fn entries(bindings: Bindings) -> Vec<wgpu::BindGroupLayoutEntry> {
+    bindings
+        .iter()
+        .map(|&(binding, slot)| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match slot {
+                Slot::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: slot == Slot::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Slot::TexelsRead => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Uint,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                Slot::TexelsWrite => wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Uint,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                },
+            },
+            count: None,
+        })
+        .collect()
+}
