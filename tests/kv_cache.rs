@@ -372,6 +372,12 @@ fn kernels_and_pools_refuse_bad_arguments() {
         context_len: 1,
         query_len: 2,
     }];
+    let odd_block = pagekv::CacheLayout {
+        block_size: 12,
+        ..layout(pagekv::KvFormat::F16)
+    };
+    let refused = KvStorage::new(&ctx, &odd_block, 4, 1, None).err().unwrap();
+    assert_eq!(argument(refused), "block size");
     let mut decode = pagekv::kernels::DecodeBatch::default();
     let two_queries = kernels
         .prepare_decode(&f16, &mut decode, &views)

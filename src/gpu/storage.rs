@@ -127,15 +127,15 @@ impl ShardPlan {
 /// The device-side KV pool: for each layer run, sharded K and V buffers or textures.
 pub struct KvStorage {
     /// Geometry, block size and dtype the pool was built for.
-    pub layout: CacheLayout,
+    pub(crate) layout: CacheLayout,
     /// Element encoding the kernels must be built for.
-    pub mode: KvStorageMode,
+    pub(crate) mode: KvStorageMode,
     /// Buffers or textures: the attention kernel must be built for it.
-    pub backing: KvBacking,
+    pub(crate) backing: KvBacking,
     /// Block-to-shard mapping.
-    pub plan: ShardPlan,
+    pub(crate) plan: ShardPlan,
     /// Layers that have pools (the stress engine may run fewer than the model has).
-    pub layers: u32,
+    pub(crate) layers: u32,
     k: Vec<Vec<KvShard>>,
     v: Vec<Vec<KvShard>>,
     /// The device the pool lives on; kernels bind against it.
@@ -189,6 +189,20 @@ impl KvStorage {
         mode: KvStorageMode,
         backing: KvBacking,
     ) -> Result<Self, GpuError> {
+        if let Err(e) = layout.geometry.validate() {
+            return Err(GpuError::InvalidInput {
+                argument: "geometry",
+                value: layout.geometry.name.clone(),
+                problem: e.to_string(),
+            });
+        }
+        if !crate::cache::SUPPORTED_BLOCK_SIZES.contains(&layout.block_size) {
+            return Err(GpuError::InvalidInput {
+                argument: "block size",
+                value: layout.block_size.to_string(),
+                problem: format!("supported: {:?}", crate::cache::SUPPORTED_BLOCK_SIZES),
+            });
+        }
         if mode.format() != layout.dtype {
             return Err(GpuError::InvalidInput {
                 argument: "storage mode",
@@ -258,6 +272,31 @@ impl KvStorage {
     /// The device context the pool was allocated on.
     pub(crate) fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// Geometry, block size and format the pool was built for.
+    pub fn layout(&self) -> &CacheLayout {
+        &self.layout
+    }
+
+    /// How the format's values are encoded for the shaders on this device.
+    pub fn mode(&self) -> KvStorageMode {
+        self.mode
+    }
+
+    /// Buffers or textures.
+    pub fn backing(&self) -> KvBacking {
+        self.backing
+    }
+
+    /// How blocks are divided into shards.
+    pub fn plan(&self) -> ShardPlan {
+        self.plan
+    }
+
+    /// Layers with a pool.
+    pub fn layers(&self) -> u32 {
+        self.layers
     }
 
     /// Refuses a block id outside the pool (a caller bug that would index past a shard).
