@@ -124,7 +124,7 @@ pub struct BenchReport {
     pub kv_backing: Option<KvBacking>,
     /// Every figure.
     pub figures: Vec<Figure>,
-    /// The issue's targets, judged on this run.
+    /// The performance targets (docs/performance.md), judged on this run.
     pub targets: Vec<TargetCheck>,
 }
 
@@ -518,7 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn the_grids_cover_every_section_and_the_issue_grid() {
+    fn the_grids_cover_every_section_and_the_target_grid() {
         for quick in [true, false] {
             let plan = plan(&options(quick, &[], &[]));
             let mut sections: Vec<_> = plan.iter().map(PlannedCase::section).collect();

@@ -1,9 +1,9 @@
-//! The performance targets, judged on the figures one bench run measured. Ratios
+//! The performance targets (docs/performance.md), judged on the figures one bench run measured. Ratios
 //! are to the same run's rooflines, so a target means the same on every adapter.
 
 use super::{Figure, TargetCheck};
 
-/// The targets judged on the figures present.
+/// The performance targets judged on the figures present.
 pub(super) fn judge(figures: &[Figure]) -> Vec<TargetCheck> {
     let decode = |pred: &dyn Fn(&str) -> bool| -> Vec<&Figure> {
         figures
