@@ -32,6 +32,7 @@ pub(crate) fn build(
 
 /// Like [`build`] with layouts derived from the shader: the stress tool's own kernels, whose
 /// bindings no embedding app ever sees.
+#[cfg(feature = "tool")]
 pub(crate) fn build_derived(
     ctx: &GpuContext,
     module: &WgslModule,
