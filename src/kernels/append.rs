@@ -105,16 +105,7 @@ impl AppendKernel {
     ) -> Result<(), GpuError> {
         let g = &storage.layout.geometry;
         let max_dim = ctx.capabilities.max_workgroups_per_dimension;
-        let workgroups = threads.div_ceil(64);
-        if workgroups > max_dim as u64 * max_dim as u64 {
-            return Err(GpuError::Limit(LimitExceeded {
-                what: format!("{count} tokens or block copies in one dispatch"),
-                limit: DeviceLimit::DispatchWorkgroups,
-                needed: workgroups,
-                allowed: max_dim as u64 * max_dim as u64,
-                remedy: "split the step",
-            }));
-        }
+        let workgroups = Self::check_dispatch(ctx, count, threads)?;
         let (x, y) = pipeline::grid_2d(workgroups as u32, max_dim);
         let params: Vec<AppendParams> = (0..storage.plan.num_shards())
             .map(|s| {
@@ -152,6 +143,47 @@ impl AppendKernel {
         Ok(())
     }
 
+    /// The workgroups `threads` need, or the limit they exceed.
+    fn check_dispatch(ctx: &GpuContext, count: u32, threads: u64) -> Result<u64, GpuError> {
+        let max_dim = ctx.capabilities.max_workgroups_per_dimension as u64;
+        let workgroups = threads.div_ceil(64);
+        if workgroups > max_dim * max_dim {
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("{count} tokens or block copies in one dispatch"),
+                limit: DeviceLimit::DispatchWorkgroups,
+                needed: workgroups,
+                allowed: max_dim * max_dim,
+                remedy: "split the step",
+            }));
+        }
+        Ok(workgroups)
+    }
+
+    /// Threads an append of `tokens` tokens runs: one per four-value slice of a row, or per
+    /// 16-byte texel of a texture-backed pool (whose rows are whole texels; see
+    /// KvBacking::texture_misfit).
+    fn append_threads(storage: &KvStorage, tokens: u64) -> u64 {
+        let g = &storage.layout.geometry;
+        let per_row = match storage.backing {
+            KvBacking::Buffers => g.head_dim as u64 / 4,
+            KvBacking::Textures => {
+                storage.layout.dtype.row_bytes(g.head_dim) / crate::gpu::TEXEL_BYTES
+            }
+        };
+        tokens * g.kv_heads as u64 * per_row
+    }
+
+    /// Whether `tokens` new tokens fit one append dispatch, checked before the bookkeeping
+    /// books them so that a refused step changes nothing.
+    pub(crate) fn check_tokens(
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        tokens: u64,
+    ) -> Result<(), GpuError> {
+        let count = tokens.min(u32::MAX as u64) as u32;
+        Self::check_dispatch(ctx, count, Self::append_threads(storage, tokens)).map(|_| ())
+    }
+
     /// Uploads the slot of every new token (`block * block_size + offset`, or [`SKIP_SLOT`]).
     pub fn prepare(
         &self,
@@ -160,16 +192,7 @@ impl AppendKernel {
         batch: &mut AppendBatch,
         slots: &[u32],
     ) -> Result<(), GpuError> {
-        let g = &storage.layout.geometry;
-        // One thread per four-value slice of a row, or per 16-byte texel of a texture-backed
-        // pool (whose rows are whole texels; see KvBacking::texture_misfit).
-        let per_row = match storage.backing {
-            KvBacking::Buffers => g.head_dim as u64 / 4,
-            KvBacking::Textures => {
-                storage.layout.dtype.row_bytes(g.head_dim) / crate::gpu::TEXEL_BYTES
-            }
-        };
-        let threads = slots.len() as u64 * g.kv_heads as u64 * per_row;
+        let threads = Self::append_threads(storage, slots.len() as u64);
         Self::upload(ctx, storage, batch, slots, slots.len() as u32, threads)
     }
 

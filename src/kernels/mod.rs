@@ -207,6 +207,14 @@ impl PagedAttention {
         self.append.prepare(&self.ctx, storage, batch, slots)
     }
 
+    /// Whether a step of `tokens` new tokens can be prepared on `storage`: the checks
+    /// [`PagedAttention::prepare_append`] makes, without uploading, so a caller can refuse a
+    /// step before its bookkeeping books slots.
+    pub fn check_append(&self, storage: &KvStorage, tokens: u64) -> Result<(), GpuError> {
+        self.check(storage, None)?;
+        AppendKernel::check_tokens(&self.ctx, storage, tokens)
+    }
+
     /// Records the append of the step's new K/V into `layer`, in a pass of its own.
     pub fn record_append(
         &self,

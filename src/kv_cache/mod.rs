@@ -344,6 +344,8 @@ impl KvCache {
         if needed > available {
             return Err(CacheError::OutOfBlocks { needed, available }.into());
         }
+        let tokens: u64 = new_tokens.iter().map(|(_, t)| t.len() as u64).sum();
+        self.kernels.check_append(&self.storage, tokens)?;
         let mut slots = Vec::new();
         let mut copies = Vec::new();
         for (id, tokens) in new_tokens {
