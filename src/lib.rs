@@ -7,10 +7,10 @@
 //!
 //! The crate splits into pure bookkeeping ([`cache`]), GPU plumbing ([`gpu`]), one module per
 //! kernel family ([`kernels`]) and the CPU reference they are checked against
-//! ([`reference`](mod@reference)). On top of those: the stress engine ([`engine`]: scheduler
-//! policy in pure Rust, a GPU executor, measured runs), the scenario files and scale presets
-//! ([`scenario`]), result files, verdicts and tables ([`report`]) and the roofline benches
-//! ([`bench`]).
+//! ([`reference`](mod@reference)). With the `tool` feature, on top of those: the stress engine
+//! (`engine`: scheduler policy in pure Rust, a GPU executor, measured runs), the scenario
+//! files and scale presets (`scenario`), result files, verdicts and tables (`report`), the
+//! roofline benches (`bench`), `verify`, and the tool's own kernels (`tool_kernels`).
 
 #![warn(missing_docs)]
 
