@@ -12,6 +12,9 @@ use pagekv::{AppendInput, AppendStep, AttentionIo, Capacity, DecodeStep, KvCache
 use pagekv::{KvFormat, ModelGeometry, SeqId};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: first thing in `main`, before any thread exists. (Optional: it only keeps Mesa
+    // from printing an XDG_RUNTIME_DIR error on a machine without a desktop session.)
+    unsafe { pagekv::gpu::quiet_headless_vulkan() };
     // The app's own device; pagekv needs no optional feature.
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());

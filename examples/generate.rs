@@ -80,6 +80,9 @@ fn check(g: &ModelGeometry, h: &History, layer: usize, q: &[f32], got: &[f32]) -
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: first thing in `main`, before any thread exists. (Optional: it only keeps Mesa
+    // from printing an XDG_RUNTIME_DIR error on a machine without a desktop session.)
+    unsafe { pagekv::gpu::quiet_headless_vulkan() };
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = pollster::block_on(instance.request_adapter(&Default::default()))?;

@@ -299,3 +299,24 @@ impl GpuContext {
             .map_err(|e| GpuError::Device(e.to_string()))
     }
 }
+
+/// Keeps a headless process's output clean on Mesa: its implicit Vulkan layer
+/// `VK_LAYER_MESA_device_select` connects to a Wayland display to order devices whenever an
+/// instance enables `VK_KHR_wayland_surface` (wgpu always does), and libwayland prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set" twice on a machine without a desktop session.
+/// With no Wayland session in sight the layer has nothing to contribute, so this disables it
+/// through its documented switch `NODEVICE_SELECT=1`, unless the variable is already set either
+/// way. Call it first thing in `main`; the `pagekv` binary and the examples do.
+///
+/// # Safety
+///
+/// It sets an environment variable, so no other thread may read or write the environment
+/// while it runs: call it before spawning any thread.
+pub unsafe fn quiet_headless_vulkan() {
+    let wayland_session = std::env::var_os("WAYLAND_DISPLAY").is_some()
+        || std::env::var_os("XDG_RUNTIME_DIR").is_some();
+    if !wayland_session && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: the caller guarantees no other thread touches the environment.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}

@@ -8,6 +8,7 @@ mod storage;
 
 pub use context::{
     AdapterFilter, AdapterReport, Capabilities, GpuContext, enumerate_adapters, list_adapters,
+    quiet_headless_vulkan,
 };
 pub use readback::{read_buffer_f32, read_buffer_u32, storage_buffer_init, upload_or_grow};
 pub use shard::{KvBacking, KvShard, TEXEL_BYTES};
