@@ -12,6 +12,7 @@ use pagekv::{AppendInput, AppendStep, AttentionIo, Capacity, DecodeStep, KvCache
 use pagekv::{KvFormat, ModelGeometry, PrefillStep, SeqId};
 
 const LAYERS: u32 = 2;
+const FORMAT: KvFormat = KvFormat::F16;
 const STEPS: usize = 6;
 
 /// One sequence's history as the app sees it: per layer, the K/V rows of every token.
@@ -71,11 +72,11 @@ fn check(g: &ModelGeometry, h: &History, layer: usize, q: &[f32], got: &[f32]) -
         num_keys: h.tokens.len(),
     };
     let (k, v) = (
-        reference::round_through_f16(&h.k[layer]),
-        reference::round_through_f16(&h.v[layer]),
+        FORMAT.quantize(&h.k[layer], hd),
+        FORMAT.quantize(&h.v[layer], hd),
     );
     let want = reference::attention(q, &k, &v, shape).ok()?;
-    let (stats, pass) = reference::check(got, &want, Tolerance::for_format(KvFormat::F16));
+    let (stats, pass) = reference::check(got, &want, Tolerance::for_format(FORMAT));
     pass.then_some(stats.max_abs)
 }
 
@@ -90,6 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g = ModelGeometry::qwen2_5_0_5b();
     let config = KvCacheConfig {
         layers: Some(LAYERS),
+        dtype: FORMAT,
         ..KvCacheConfig::new(g.clone(), Capacity::Bytes(16 << 20))
     };
     let mut cache = KvCache::new(&device, &queue, &config)?;

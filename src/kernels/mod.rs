@@ -227,7 +227,8 @@ impl PagedAttention {
     ) -> Result<(), GpuError> {
         self.check(storage, Some(layer))?;
         let mut pass = compute_pass(encoder, "pagekv append", timestamps);
-        self.record_append_in(&mut pass, storage, layer, batch, input)
+        self.append.record(&mut pass, storage, layer, batch, input);
+        Ok(())
     }
 
     /// Records the append into an open pass, so several batches can share one pass.
