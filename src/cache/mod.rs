@@ -9,6 +9,7 @@ pub mod geometry;
 pub mod manager;
 pub mod pool;
 pub mod prefix;
+pub mod quant;
 pub mod table;
 
 pub use error::{CacheError, InvariantViolation};
