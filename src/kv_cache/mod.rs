@@ -140,7 +140,6 @@ pub enum KvError {
 
 /// The paged KV cache on an app's device: pool, kernels and block bookkeeping in one object.
 pub struct KvCache {
-    ctx: GpuContext,
     storage: KvStorage,
     kernels: PagedAttention,
     manager: KvCacheManager,
@@ -224,7 +223,6 @@ impl KvCache {
         let storage = KvStorage::with_backing(ctx, &layout, blocks, layers, None, mode, backing)?;
         let kernels = PagedAttention::with_options(ctx, &storage, options)?;
         Ok(Self {
-            ctx: ctx.clone(),
             storage,
             kernels,
             manager,
@@ -263,7 +261,7 @@ impl KvCache {
     /// Buffers, textures and bind groups pagekv has created on this cache's device. A
     /// steady-state step (same step objects, same buffer ranges, no growth) adds none.
     pub fn gpu_objects_created(&self) -> u64 {
-        self.ctx.objects_created()
+        self.storage.context().objects_created()
     }
 
     /// Adds an empty sequence.
@@ -297,7 +295,7 @@ impl KvCache {
 
     /// Finishes `encoder`, submits it on the cache's queue and marks it submitted.
     pub fn submit(&mut self, encoder: wgpu::CommandEncoder) -> wgpu::SubmissionIndex {
-        let index = self.ctx.queue.submit([encoder.finish()]);
+        let index = self.storage.context().queue.submit([encoder.finish()]);
         self.submitted();
         index
     }
@@ -355,7 +353,6 @@ impl KvCache {
         }
         self.kernels
             .prepare_append(&self.storage, &mut step.batch, &slots)?;
-        step.tokens = slots.len() as u32;
         step.copies = copies;
         step.copies_recorded.set(false);
         step.state.prepared(self.id);
@@ -374,7 +371,7 @@ impl KvCache {
         step.state.check_recordable(self.id, "append")?;
         self.check_layer(layer)?;
         let g = &self.storage.layout.geometry;
-        let needed = step.tokens as u64 * (g.kv_heads * g.head_dim) as u64 * 4;
+        let needed = step.tokens() as u64 * (g.kv_heads * g.head_dim) as u64 * 4;
         check_binding("k", &input.k, needed)?;
         check_binding("v", &input.v, needed)?;
         if !step.copies.is_empty() && !step.copies_recorded.replace(true) {
@@ -480,7 +477,7 @@ impl KvCache {
             return Err(CacheError::UnknownSequence(id).into());
         }
         Ok(self.storage.gather(
-            &self.ctx,
+            self.storage.context(),
             layer,
             self.manager.block_table(id),
             self.manager.context_len(id),

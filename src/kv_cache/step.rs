@@ -47,7 +47,6 @@ impl StepState {
 #[derive(Debug, Default)]
 pub struct AppendStep {
     pub(super) batch: AppendBatch,
-    pub(super) tokens: u32,
     pub(super) copies: Vec<(u32, u32)>,
     /// Whether the copies have been recorded (once per preparation, before any append).
     pub(super) copies_recorded: Cell<bool>,
@@ -57,7 +56,7 @@ pub struct AppendStep {
 impl AppendStep {
     /// New tokens in the prepared step: the rows the K and V bindings must hold.
     pub fn tokens(&self) -> u32 {
-        self.tokens
+        self.batch.count
     }
 
     /// Copy-on-write block copies the step records before its first append.
