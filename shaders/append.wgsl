@@ -1,9 +1,10 @@
-// Cache writes, like vLLM's reshape_and_cache: `append` scatters the K/V rows of many new
-// tokens of many sequences into their slots in one dispatch; `copy_blocks` performs the block
-// copies copy-on-write asks for; `append_texels` is `append` for texture-backed pools
-// (src/gpu/shard.rs), whose block copies are the driver's texture copies. One dispatch per pool
-// shard; each ignores other shards' blocks.
-// The composer prepends the KvVec prelude and HEAD_DIM, HD4.
+// Cache writes, like vLLM's reshape_and_cache: an append entry point scatters the K/V rows of
+// many new tokens of many sequences into their slots in one dispatch (append_plain.wgsl for
+// f32 and f16, append_scaled.wgsl for formats with scales, each for buffer- and
+// texture-backed pools); `copy_blocks` performs the block copies copy-on-write asks for in
+// buffer-backed pools (texture-backed pools use the driver's texture copies). One dispatch
+// per pool shard; each ignores other shards' blocks.
+// The composer prepends the KvVec prelude, HEAD_DIM, HD4, ROW_SCALES and SCALE_GROUP.
 
 struct AppendParams {
     count: u32,
@@ -24,9 +25,15 @@ struct AppendParams {
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> k_cache: array<KvVec>;
 @group(0) @binding(5) var<storage, read_write> v_cache: array<KvVec>;
-// Texture-backed pools: rgba32uint, one block per row.
+// Texture-backed pools: rgba32uint values, one block per row, and a scaled format's scales
+// in r32uint, one per texel, one block per row.
 @group(0) @binding(6) var k_texels: texture_storage_2d<rgba32uint, write>;
 @group(0) @binding(7) var v_texels: texture_storage_2d<rgba32uint, write>;
+@group(0) @binding(8) var k_scale_texels: texture_storage_2d<r32uint, write>;
+@group(0) @binding(9) var v_scale_texels: texture_storage_2d<r32uint, write>;
+
+// KvVec elements holding one row's values; a block is its rows' values, then their scales.
+const ROW_VECS: u32 = HD4 / SLICES_PER_VEC;
 
 const SKIP: u32 = 0xffffffffu;
 
@@ -45,27 +52,9 @@ fn token_place(token: u32) -> vec2<u32> {
 }
 
 @compute @workgroup_size(64)
-fn append(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.x + gid.y * params.grid_x_threads;
-    let per_token = params.kv_heads * HD4;
-    if (idx >= params.count * per_token) {
-        return;
-    }
-    let place = token_place(idx / per_token);
-    if (place.x == SKIP) {
-        return;
-    }
-    let head = (idx % per_token) / HD4;
-    let row = (place.x * params.kv_heads + head) * params.block_size + place.y;
-    let dst = row * HD4 + idx % HD4;
-    k_cache[dst] = kv_store(new_k[idx], row, idx % HD4);
-    v_cache[dst] = kv_store(new_v[idx], row, idx % HD4);
-}
-
-@compute @workgroup_size(64)
 fn copy_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = gid.x + gid.y * params.grid_x_threads;
-    let per_block = params.kv_heads * params.block_size * HD4;
+    let per_block = params.kv_heads * params.block_size * (ROW_VECS + ROW_SCALES);
     let pair = idx / per_block;
     if (pair >= params.count) {
         return;
@@ -77,29 +66,3 @@ fn copy_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
     v_cache[dst] = v_cache[src];
 }
 
-// One invocation per 16-byte texel (VEC4_PER_TEXEL four-element slices of a row). A block's
-// row of texels holds the same bytes as its range of a buffer-backed shard.
-@compute @workgroup_size(64)
-fn append_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.x + gid.y * params.grid_x_threads;
-    let per_head = HD4 / VEC4_PER_TEXEL;
-    let per_token = params.kv_heads * per_head;
-    if (idx >= params.count * per_token) {
-        return;
-    }
-    let token = idx / per_token;
-    let place = token_place(token);
-    if (place.x == SKIP) {
-        return;
-    }
-    let head = (idx % per_token) / per_head;
-    let texel = idx % per_head;
-    let at = vec2<u32>((head * params.block_size + place.y) * per_head + texel, place.x);
-    // For one slice per texel the second operand is ignored; reading the same slice keeps
-    // the index in bounds.
-    let src = (token * params.kv_heads + head) * HD4 + texel * VEC4_PER_TEXEL;
-    let last = src + VEC4_PER_TEXEL - 1u;
-    let row = (place.x * params.kv_heads + head) * params.block_size + place.y;
-    textureStore(k_texels, at, kv_texel(new_k[src], new_k[last], row, texel));
-    textureStore(v_texels, at, kv_texel(new_v[src], new_v[last], row, texel));
-}

@@ -5,7 +5,8 @@
 // the flat kernel may read them as textures.
 //
 // The composer prepends the KvVec prelude (kv_*.wgsl) and the constants HEAD_DIM, HD4, WG,
-// ROWS and TILE_KEYS (and ACC_SLOTS).
+// ROW_SCALES and SCALE_GROUP (scales per row and values per scale; 0 and HEAD_DIM without
+// scales), and ROWS, TILE_KEYS and ACC_SLOTS (tiled) or GROUP and KEY_TILE (flat).
 //
 // Output is a partial softmax state per (row, partition): unnormalised accumulator, running
 // max m and running sum l. combine.wgsl merges partitions (context splits and pool shards).
@@ -43,34 +44,18 @@ struct AttnParams {
 const MASKED: f32 = -3.0e38;
 const INVALID: u32 = 0xffffffffu;
 
-// Where `kv_head`'s rows of logical block `block` of `seq` start in this shard: (their first
-// row's offset within the block in KvVec units, the block's index within the shard), or
-// y = INVALID when the block is in another shard (that shard's dispatch covers it).
+// Rows in one block of one layer's pool: kv_heads x block_size (see src/cache/format.rs).
+fn rows_per_block() -> u32 {
+    return (params.q_heads / params.group) * params.block_size;
+}
+
+// Where `kv_head`'s rows of logical block `block` of `seq` are in this shard: (the index of
+// their first row within the block, the block's index within the shard), or y = INVALID when
+// the block is in another shard (that shard's dispatch covers it).
 fn block_place(seq: u32, kv_head: u32, block: u32) -> vec2<u32> {
     let physical = block_tables[seq * params.table_stride + block];
     if (physical < params.shard_first_block || physical >= params.shard_first_block + params.shard_blocks) {
         return vec2<u32>(0u, INVALID);
     }
-    return vec2<u32>(kv_head * params.block_size * HD4, physical - params.shard_first_block);
-}
-
-// The same for key `tok` of `seq`: its own row's offset within the block.
-fn key_place(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
-    let place = block_place(seq, kv_head, tok / params.block_size);
-    return vec2<u32>(place.x + (tok % params.block_size) * HD4, place.y);
-}
-
-// A place (block_place, key_place) as one index into a shard buffer, in KvVec units, or
-// INVALID.
-fn place_index(place: vec2<u32>) -> u32 {
-    if (place.y == INVALID) {
-        return INVALID;
-    }
-    let kv_heads = params.q_heads / params.group;
-    return place.y * kv_heads * params.block_size * HD4 + place.x;
-}
-
-// Where key `tok` of `seq` starts in a shard buffer, in KvVec units, or INVALID.
-fn key_base(seq: u32, kv_head: u32, tok: u32) -> u32 {
-    return place_index(key_place(seq, kv_head, tok));
+    return vec2<u32>(kv_head * params.block_size, physical - params.shard_first_block);
 }

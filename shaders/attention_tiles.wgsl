@@ -7,10 +7,44 @@
 @group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
 @group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
 
+// KvVec elements holding one row's values.
+const ROW_VECS: u32 = HD4 / SLICES_PER_VEC;
+
+// Where key `tok` of `seq` is in this shard's pool: (its row's first KvVec, its row's first
+// scale word), or x = INVALID when another shard holds it. A block is its rows' values, then
+// their scales (src/cache/format.rs); without scales the second index is unused.
+fn key_at(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
+    let place = block_place(seq, kv_head, tok / params.block_size);
+    if (place.y == INVALID) {
+        return vec2<u32>(INVALID, 0u);
+    }
+    let rpb = rows_per_block();
+    let row = place.x + tok % params.block_size;
+    let block = place.y * rpb * (ROW_VECS + ROW_SCALES);
+    return vec2<u32>(block + row * ROW_VECS, block + rpb * ROW_VECS + row * ROW_SCALES);
+}
+
+// Slice `i` of the K (V) row whose place key_at gave.
+fn k_slice(at: vec2<u32>, i: u32) -> vec4<f32> {
+    var scale = 1.0;
+    if (ROW_SCALES != 0u) {
+        scale = kv_scale_of(k_cache[at.y + i * 4u / SCALE_GROUP]);
+    }
+    return kv_slice(k_cache[at.x + i / SLICES_PER_VEC], i, scale);
+}
+
+fn v_slice(at: vec2<u32>, i: u32) -> vec4<f32> {
+    var scale = 1.0;
+    if (ROW_SCALES != 0u) {
+        scale = kv_scale_of(v_cache[at.y + i * 4u / SCALE_GROUP]);
+    }
+    return kv_slice(v_cache[at.x + i / SLICES_PER_VEC], i, scale);
+}
+
 var<workgroup> q_tile: array<vec4<f32>, ROWS * HD4>;
 var<workgroup> kv_tile: array<vec4<f32>, TILE_KEYS * HD4>;
 var<workgroup> p_tile: array<f32, ROWS * TILE_KEYS>;
-var<workgroup> key_slot: array<u32, TILE_KEYS>;
+var<workgroup> key_slot: array<vec2<u32>, TILE_KEYS>;
 var<workgroup> row_m: array<f32, ROWS>;
 var<workgroup> row_l: array<f32, ROWS>;
 var<workgroup> row_alpha: array<f32, ROWS>;
@@ -38,18 +72,18 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
         workgroupBarrier();
         if (tid < TILE_KEYS) {
             let tok = tile_start + tid;
-            var base = INVALID;
+            var at = vec2<u32>(INVALID, 0u);
             if (tok < key_end) {
-                base = key_base(seq, kv_head, tok);
+                at = key_at(seq, kv_head, tok);
             }
-            key_slot[tid] = base;
+            key_slot[tid] = at;
         }
         workgroupBarrier();
         for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
-            let base = key_slot[idx / HD4];
+            let at = key_slot[idx / HD4];
             var value = vec4<f32>(0.0);
-            if (base != INVALID) {
-                value = kv_load(k_cache[base + idx % HD4], base / HD4, idx % HD4);
+            if (at.x != INVALID) {
+                value = k_slice(at, idx % HD4);
             }
             kv_tile[idx] = value;
         }
@@ -58,7 +92,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             let r = idx / TILE_KEYS;
             let kk = idx % TILE_KEYS;
             var score = MASKED;
-            if (r < rows && key_slot[kk] != INVALID && tile_start + kk < row_limit[r]) {
+            if (r < rows && key_slot[kk].x != INVALID && tile_start + kk < row_limit[r]) {
                 var dot4 = vec4<f32>(0.0);
                 for (var i = 0u; i < HD4; i++) {
                     dot4 += q_tile[r * HD4 + i] * kv_tile[kk * HD4 + i];
@@ -70,10 +104,10 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
         workgroupBarrier();
         // K is no longer needed: load V into the same tile while row leaders update softmax state.
         for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
-            let base = key_slot[idx / HD4];
+            let at = key_slot[idx / HD4];
             var value = vec4<f32>(0.0);
-            if (base != INVALID) {
-                value = kv_load(v_cache[base + idx % HD4], base / HD4, idx % HD4);
+            if (at.x != INVALID) {
+                value = v_slice(at, idx % HD4);
             }
             kv_tile[idx] = value;
         }

@@ -1,12 +1,17 @@
-// Load chunks of f32 KV for the flat decode: one vec4<f32>, four elements.
+// Load chunks of f32 KV for the flat kernel: one vec4<f32>, four elements.
 alias KvVec = vec4<f32>;
 
-// Chunks per four-element row slice: key_base counts in four-element units.
-const VEC4_PER_CHUNK: u32 = 1u;
+// Four-value slices per 16-byte chunk.
+const SLICES_PER_CHUNK: u32 = 1u;
 
-// The four values of chunk `c` of row `row` (see src/cache/format.rs).
-fn chunk_lo(x: KvVec, row: u32, c: u32) -> vec4<f32> {
+// Slice `h` of a chunk (see src/cache/format.rs); no scales, so `scale` is 1.
+fn chunk_slice(x: KvVec, h: u32, scale: f32) -> vec4<f32> {
     return x;
+}
+
+// Word `w` of a chunk (scale reads; unused without scales).
+fn chunk_word(x: KvVec, w: u32) -> u32 {
+    return bitcast<vec4<u32>>(x)[w];
 }
 
 // A texture-backed pool's texel (rgba32uint) as a chunk.

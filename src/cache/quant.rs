@@ -6,9 +6,12 @@
 //!   the largest finite value, NaN kept as NaN and subnormals represented. WGSL has no 8-bit
 //!   float type, so the shaders do the same with integer bit operations; these functions are
 //!   what their outputs must equal, and the tests check every one of the 256 codes.
-//! - [`quantize_symmetric`] is the integer scheme (int8 with `max_code` 127, int4 with 7): one
-//!   f32 scale per group of values, `scale = max |x| / max_code`, codes rounded to nearest
-//!   even and clamped to `[-max_code, max_code]`.
+//! - [`quantize_groups`] is the scheme every scaled format shares: per group of values one f32
+//!   scale `max |x| * (1 / max_code)` and per value `encode(x * (1 / scale))`, where
+//!   [`Codec`] is a symmetric integer (int8: max 127, int4: max 7, rounded to nearest even) or
+//!   an FP8 layout. Both products are single correctly rounded f32 operations, and
+//!   `1 / scale` is one division, so the append kernel computes the same codes; the kernel
+//!   tests compare them bit for bit.
 
 /// An 8-bit float layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,7 +24,7 @@ pub enum Fp8 {
 
 impl Fp8 {
     /// Mantissa bits.
-    fn mantissa_bits(self) -> u32 {
+    pub fn mantissa_bits(self) -> u32 {
         match self {
             Fp8::E4M3 => 3,
             Fp8::E5M2 => 2,
@@ -29,7 +32,7 @@ impl Fp8 {
     }
 
     /// Exponent bias.
-    fn bias(self) -> i32 {
+    pub fn bias(self) -> i32 {
         match self {
             Fp8::E4M3 => 7,
             Fp8::E5M2 => 15,
@@ -115,38 +118,94 @@ impl Fp8 {
     }
 }
 
-/// Symmetric integer quantization of `values` in groups of `group`: per group one scale
-/// `max |x| / max_code` (1 for an all-zero group) and codes `round_ties_even(x / scale)`
-/// clamped to `[-max_code, max_code]`. Returns the codes and the scales. `max_code` is 127
-/// for int8 and 7 for int4.
-pub fn quantize_symmetric(values: &[f32], group: usize, max_code: i32) -> (Vec<i32>, Vec<f32>) {
+/// How a scaled format turns a value, already divided by its group's scale, into a code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// Symmetric two's-complement integers of `bits` bits in `[-max, max]`, `max = 2^(bits-1) - 1`
+    /// (127 for int8, 7 for int4), rounded to nearest even.
+    Int {
+        /// Bits per code (8 or 4).
+        bits: u32,
+    },
+    /// An 8-bit float.
+    Fp8(Fp8),
+}
+
+impl Codec {
+    /// Bits per code.
+    pub fn bits(self) -> u32 {
+        match self {
+            Codec::Int { bits } => bits,
+            Codec::Fp8(_) => 8,
+        }
+    }
+
+    /// The largest magnitude a code holds: a group's largest value is scaled onto it.
+    pub fn max_value(self) -> f32 {
+        match self {
+            Codec::Int { bits } => ((1i32 << (bits - 1)) - 1) as f32,
+            Codec::Fp8(f) => f.max_value(),
+        }
+    }
+
+    /// `1 / max_value` rounded to f32 once: scales are `max |x| * inv_max` (one correctly
+    /// rounded multiply, the same on every device) rather than a division.
+    pub fn inv_max(self) -> f32 {
+        1.0 / self.max_value()
+    }
+
+    /// The code of `y` (a value divided by its scale), in the low [`Codec::bits`] bits.
+    pub fn encode(self, y: f32) -> u32 {
+        match self {
+            Codec::Int { bits } => {
+                let max = self.max_value();
+                let code = y.round_ties_even().clamp(-max, max) as i32;
+                code as u32 & ((1u32 << bits) - 1)
+            }
+            Codec::Fp8(f) => f.encode(y) as u32,
+        }
+    }
+
+    /// The value `code` stands for, before its scale.
+    pub fn decode(self, code: u32) -> f32 {
+        match self {
+            Codec::Int { bits } => (((code << (32 - bits)) as i32) >> (32 - bits)) as f32,
+            Codec::Fp8(f) => f.decode(code as u8),
+        }
+    }
+}
+
+/// The scale of a group whose largest magnitude is `max_abs`, and the factor values are
+/// multiplied by before encoding (0 for an all-zero group, whose scale is 0).
+pub fn group_scale(max_abs: f32, codec: Codec) -> (f32, f32) {
+    let scale = max_abs * codec.inv_max();
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    (scale, inv)
+}
+
+/// Quantizes `values` in groups of `group` (the last may be shorter): per group one scale
+/// ([`group_scale`]) and per value `codec.encode(x * inv)`. Returns the codes and the scales.
+/// This is exactly what the append kernel computes, step for step.
+pub fn quantize_groups(values: &[f32], group: usize, codec: Codec) -> (Vec<u32>, Vec<f32>) {
     let group = group.max(1);
     let mut codes = Vec::with_capacity(values.len());
     let mut scales = Vec::with_capacity(values.len().div_ceil(group));
     for chunk in values.chunks(group) {
-        let max = chunk.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let scale = if max > 0.0 && max.is_finite() {
-            max / max_code as f32
-        } else {
-            1.0
-        };
-        codes.extend(
-            chunk
-                .iter()
-                .map(|&x| ((x / scale).round_ties_even() as i32).clamp(-max_code, max_code)),
-        );
+        let max_abs = chunk.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let (scale, inv) = group_scale(max_abs, codec);
+        codes.extend(chunk.iter().map(|&x| codec.encode(x * inv)));
         scales.push(scale);
     }
     (codes, scales)
 }
 
-/// The values [`quantize_symmetric`]'s codes and scales stand for.
-pub fn dequantize_symmetric(codes: &[i32], scales: &[f32], group: usize) -> Vec<f32> {
+/// The values [`quantize_groups`]' codes and scales stand for: `decode(code) * scale`.
+pub fn dequantize_groups(codes: &[u32], scales: &[f32], group: usize, codec: Codec) -> Vec<f32> {
     let group = group.max(1);
     codes
         .iter()
         .enumerate()
-        .map(|(i, &c)| c as f32 * scales[i / group])
+        .map(|(i, &c)| codec.decode(c) * scales[i / group])
         .collect()
 }
 
@@ -266,23 +325,25 @@ mod tests {
     }
 
     #[test]
-    fn symmetric_quantization_bounds_the_error_by_half_a_step() {
+    fn group_quantization_bounds_the_error_by_half_a_step() {
         let values: Vec<f32> = (0..96)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0)
             .collect();
-        for (max_code, group) in [(127, 32), (127, 64), (7, 32)] {
-            let (codes, scales) = quantize_symmetric(&values, group, max_code);
-            assert!(codes.iter().all(|c| c.abs() <= max_code));
+        for (bits, group) in [(8, 32), (8, 64), (4, 32), (4, 96)] {
+            let codec = Codec::Int { bits };
+            let max = codec.max_value();
+            let (codes, scales) = quantize_groups(&values, group, codec);
+            assert!(codes.iter().all(|&c| codec.decode(c).abs() <= max));
             assert_eq!(scales.len(), values.len().div_ceil(group));
-            let back = dequantize_symmetric(&codes, &scales, group);
+            let back = dequantize_groups(&codes, &scales, group, codec);
             for (i, (x, y)) in values.iter().zip(&back).enumerate() {
                 let step = scales[i / group];
                 assert!(
-                    (x - y).abs() <= step / 2.0 + 1e-6,
+                    (x - y).abs() <= step / 2.0 * 1.0001,
                     "{x} -> {y} (step {step})"
                 );
             }
-            // The group's largest magnitude is represented exactly.
+            // The group's largest magnitude is represented to within rounding of the scale.
             let (i, _) = values[..group]
                 .iter()
                 .enumerate()
@@ -292,7 +353,21 @@ mod tests {
                 );
             assert!((back[i] - values[i]).abs() <= values[i].abs() * 1e-6);
         }
-        let (codes, scales) = quantize_symmetric(&[0.0; 8], 4, 127);
-        assert_eq!((codes, scales), (vec![0; 8], vec![1.0, 1.0]));
+        let codec = Codec::Int { bits: 8 };
+        let (codes, scales) = quantize_groups(&[0.0; 8], 4, codec);
+        assert_eq!((codes, scales), (vec![0; 8], vec![0.0, 0.0]));
+    }
+
+    #[test]
+    fn integer_codes_are_twos_complement_in_their_bits() {
+        let int4 = Codec::Int { bits: 4 };
+        assert_eq!(int4.encode(-7.4), 0b1001);
+        assert_eq!(int4.encode(99.0), 7);
+        assert_eq!(int4.decode(0b1001), -7.0);
+        assert_eq!(int4.encode(2.5), 2, "ties to even");
+        let int8 = Codec::Int { bits: 8 };
+        assert_eq!(int8.encode(-127.6), 0x81);
+        assert_eq!(int8.decode(0x81), -127.0);
+        assert_eq!(int8.decode(int8.encode(-3.5)), -4.0);
     }
 }

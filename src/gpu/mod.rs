@@ -11,7 +11,7 @@ pub use context::{
     quiet_headless_vulkan,
 };
 pub use readback::{read_buffer_f32, read_buffer_u32, storage_buffer_init, upload_or_grow};
-pub use shard::{KvBacking, KvShard, TEXEL_BYTES};
+pub use shard::{BlockSplit, KvBacking, KvShard, TEXEL_BYTES, TexturePart};
 pub use storage::{KvStorage, KvStorageMode, ShardPlan, human_bytes};
 
 mod error;

@@ -8,9 +8,12 @@
 //! project's lavapipe the texture path streams about 4.5x faster. GPUs read buffers at full
 //! speed, and the tiled kernels read buffers only.
 //!
-//! A texture row holds exactly the bytes of the buffer layout's block
-//! (`[kv_head][token_in_block][head_dim]`), 16 bytes per texel, so both backings hold the same
-//! bytes and readback decodes them alike.
+//! A texture row holds exactly the bytes of the buffer layout's block values
+//! (`[kv_head][token_in_block][head_dim]`), 16 bytes per texel; a scaled format's scales sit
+//! in a second, r32uint texture, one scale per texel and one block per row, because the
+//! append kernel can only write whole texels and a row's scales need not fill one. A block
+//! read back, saved or restored is the values row then the scales row: the same bytes as a
+//! buffer-backed block, so both backings read back and decode alike.
 
 use super::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::cache::CacheLayout;
@@ -51,27 +54,44 @@ impl KvBacking {
         }
     }
 
-    /// Why `layout` cannot live in textures on this device, if it cannot: each head's row and
-    /// each layer's block must fill whole 16-byte texels, and a block must fit one texture row.
+    /// Why `layout` cannot live in textures on this device, if it cannot: each head's row of
+    /// values must fill whole 16-byte texels (the append writes whole texels; for a scaled
+    /// format, so must each scale group), and a block must fit one texture row.
     pub fn texture_misfit(ctx: &GpuContext, layout: &CacheLayout) -> Option<GpuError> {
-        let block_bytes = layout.block_bytes_per_layer();
-        let row_bytes = layout.dtype.row_bytes(layout.geometry.head_dim);
-        if !row_bytes.is_multiple_of(TEXEL_BYTES) || !block_bytes.is_multiple_of(TEXEL_BYTES) {
-            return Some(GpuError::InvalidInput {
-                argument: "backing",
-                value: "textures".into(),
-                problem: format!(
-                    "a texture-backed pool needs head rows of whole 16-byte texels, but a head \
-                     row is {row_bytes} bytes; use buffers"
-                ),
-            });
+        let dtype = layout.dtype;
+        let hd = layout.geometry.head_dim;
+        let row_bytes = dtype.row_value_bytes(hd);
+        let bits = dtype.layout().value_bits as u64;
+        let group_bytes = dtype.scale_group(hd).map(|g| {
+            let tail = hd % g;
+            let tail_bytes = (tail as u64 * bits / 8).max(TEXEL_BYTES);
+            (g as u64 * bits / 8).min(tail_bytes)
+        });
+        let misfit = |problem: String| GpuError::InvalidInput {
+            argument: "backing",
+            value: "textures".into(),
+            problem: format!("a texture-backed pool needs {problem}; use buffers"),
+        };
+        if !row_bytes.is_multiple_of(TEXEL_BYTES) {
+            return Some(misfit(format!(
+                "head rows of whole 16-byte texels, but a {} head row is {row_bytes} bytes",
+                dtype.name()
+            )));
         }
+        if let Some(group) = group_bytes.filter(|g| !g.is_multiple_of(TEXEL_BYTES)) {
+            return Some(misfit(format!(
+                "scale groups of whole 16-byte texels, but a {} group is {group} bytes",
+                dtype.name()
+            )));
+        }
+        let split = BlockSplit::of(layout);
         let max_row = ctx.device.limits().max_texture_dimension_2d as u64;
-        (block_bytes / TEXEL_BYTES > max_row).then(|| {
+        let widest = (split.values / TEXEL_BYTES).max(split.scales / 4);
+        (widest > max_row).then(|| {
             GpuError::Limit(LimitExceeded {
                 what: "one block in one texture row".into(),
                 limit: DeviceLimit::TextureDimension2d,
-                needed: block_bytes / TEXEL_BYTES,
+                needed: widest,
                 allowed: max_row,
                 remedy: "use buffers or a smaller block size",
             })
@@ -79,76 +99,82 @@ impl KvBacking {
     }
 }
 
-/// One shard's K (or V) blocks.
-pub enum KvShard {
-    /// `[block][kv_head][token][head_dim]`, contiguous.
-    Buffer(wgpu::Buffer),
-    /// Row `b` holds block `b`; the view binds it as a sampled or a storage texture.
-    Texture {
-        /// The texture (copies address it).
-        texture: wgpu::Texture,
-        /// The view kernels bind.
-        view: wgpu::TextureView,
-    },
+/// The bytes of one block of one layer's K (or V) pool: its values, then its scales
+/// (0 for formats without). A buffer holds them back to back; a texture-backed shard keeps
+/// the scales in a texture of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSplit {
+    /// Bytes of the block's values.
+    pub values: u64,
+    /// Bytes of the block's scales.
+    pub scales: u64,
 }
 
-impl KvShard {
-    /// Allocates a shard of `blocks` blocks of `block_bytes` each.
-    pub(crate) fn new(
-        ctx: &GpuContext,
-        label: &str,
-        backing: KvBacking,
-        blocks: u32,
-        block_bytes: u64,
-    ) -> Self {
-        ctx.count_created();
-        match backing {
-            KvBacking::Buffers => {
-                KvShard::Buffer(ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size: blocks as u64 * block_bytes,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                }))
-            }
-            KvBacking::Textures => {
-                let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-                    label: Some(label),
-                    size: wgpu::Extent3d {
-                        width: (block_bytes / TEXEL_BYTES) as u32,
-                        height: blocks,
-                        depth_or_array_layers: 1,
-                    },
-                    mip_level_count: 1,
-                    sample_count: 1,
-                    dimension: wgpu::TextureDimension::D2,
-                    format: wgpu::TextureFormat::Rgba32Uint,
-                    usage: wgpu::TextureUsages::TEXTURE_BINDING
-                        | wgpu::TextureUsages::STORAGE_BINDING
-                        | wgpu::TextureUsages::COPY_SRC
-                        | wgpu::TextureUsages::COPY_DST,
-                    view_formats: &[],
-                });
-                let view = texture.create_view(&Default::default());
-                KvShard::Texture { texture, view }
-            }
+impl BlockSplit {
+    /// The split of `layout`'s blocks.
+    pub fn of(layout: &CacheLayout) -> Self {
+        let g = &layout.geometry;
+        let rows = g.kv_heads as u64 * layout.block_size as u64;
+        Self {
+            values: rows * layout.dtype.row_value_bytes(g.head_dim),
+            scales: rows * layout.dtype.row_scale_bytes(g.head_dim),
         }
     }
 
-    /// The resource a kernel binds: the whole buffer, or the texture view (sampled for
-    /// attention, write-only storage for append).
-    pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        match self {
-            KvShard::Buffer(buffer) => buffer.as_entire_binding(),
-            KvShard::Texture { view, .. } => wgpu::BindingResource::TextureView(view),
-        }
+    /// Bytes of the whole block.
+    pub fn total(self) -> u64 {
+        self.values + self.scales
     }
+}
 
-    fn row(texture: &wgpu::Texture, block: u32) -> wgpu::TexelCopyTextureInfo<'_> {
-        wgpu::TexelCopyTextureInfo {
+/// One texture of a texture-backed shard: one block per row.
+pub struct TexturePart {
+    /// The texture (copies address it).
+    pub texture: wgpu::Texture,
+    /// The view kernels bind.
+    pub view: wgpu::TextureView,
+    /// Bytes of one block's row.
+    row_bytes: u64,
+    /// Bytes per texel: 16 (rgba32uint values) or 4 (r32uint scales).
+    texel_bytes: u64,
+}
+
+impl TexturePart {
+    fn new(ctx: &GpuContext, label: &str, blocks: u32, row_bytes: u64, scales: bool) -> Self {
+        let (format, texel_bytes) = if scales {
+            (wgpu::TextureFormat::R32Uint, 4)
+        } else {
+            (wgpu::TextureFormat::Rgba32Uint, TEXEL_BYTES)
+        };
+        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width: (row_bytes / texel_bytes) as u32,
+                height: blocks,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_SRC
+                | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        Self {
             texture,
+            view,
+            row_bytes,
+            texel_bytes,
+        }
+    }
+
+    fn row(&self, block: u32) -> wgpu::TexelCopyTextureInfo<'_> {
+        wgpu::TexelCopyTextureInfo {
+            texture: &self.texture,
             mip_level: 0,
             origin: wgpu::Origin3d {
                 x: 0,
@@ -159,11 +185,85 @@ impl KvShard {
         }
     }
 
-    fn row_extent(block_bytes: u64) -> wgpu::Extent3d {
+    fn extent(&self, rows: u32) -> wgpu::Extent3d {
         wgpu::Extent3d {
-            width: (block_bytes / TEXEL_BYTES) as u32,
-            height: 1,
+            width: (self.row_bytes / self.texel_bytes) as u32,
+            height: rows,
             depth_or_array_layers: 1,
+        }
+    }
+}
+
+/// One shard's K (or V) blocks.
+pub enum KvShard {
+    /// `[block][kv_head][token][head_dim]` values then scales per block, contiguous.
+    Buffer(wgpu::Buffer),
+    /// Row `b` of `values` (and of `scales`, for a scaled format) holds block `b`.
+    Texture {
+        /// The values, rgba32uint.
+        values: TexturePart,
+        /// The scales, r32uint, one per texel.
+        scales: Option<TexturePart>,
+    },
+}
+
+impl KvShard {
+    /// Allocates a shard of `blocks` blocks split as `split`.
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        label: &str,
+        backing: KvBacking,
+        blocks: u32,
+        split: BlockSplit,
+    ) -> Self {
+        ctx.count_created();
+        match backing {
+            KvBacking::Buffers => {
+                KvShard::Buffer(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: blocks as u64 * split.total(),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }))
+            }
+            KvBacking::Textures => KvShard::Texture {
+                values: TexturePart::new(ctx, label, blocks, split.values, false),
+                scales: (split.scales > 0).then(|| {
+                    ctx.count_created();
+                    TexturePart::new(ctx, &format!("{label} scales"), blocks, split.scales, true)
+                }),
+            },
+        }
+    }
+
+    /// The resource a kernel binds: the whole buffer, or the values texture view (sampled for
+    /// attention, write-only storage for append).
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        match self {
+            KvShard::Buffer(buffer) => buffer.as_entire_binding(),
+            KvShard::Texture { values, .. } => wgpu::BindingResource::TextureView(&values.view),
+        }
+    }
+
+    /// The scale texture's view of a texture-backed shard of a scaled format.
+    pub fn scale_binding(&self) -> Option<wgpu::BindingResource<'_>> {
+        match self {
+            KvShard::Buffer(_) => None,
+            KvShard::Texture { scales, .. } => scales
+                .as_ref()
+                .map(|s| wgpu::BindingResource::TextureView(&s.view)),
+        }
+    }
+
+    /// A texture-backed shard's parts and where each starts in a block's bytes.
+    fn parts(&self) -> Vec<(&TexturePart, u64)> {
+        match self {
+            KvShard::Buffer(_) => Vec::new(),
+            KvShard::Texture { values, scales } => std::iter::once((values, 0))
+                .chain(scales.iter().map(|s| (s, values.row_bytes)))
+                .collect(),
         }
     }
 
@@ -176,44 +276,48 @@ impl KvShard {
         dst: &wgpu::Buffer,
         dst_offset: u64,
     ) {
-        match self {
-            KvShard::Buffer(buffer) => encoder.copy_buffer_to_buffer(
+        if let KvShard::Buffer(buffer) = self {
+            encoder.copy_buffer_to_buffer(
                 buffer,
                 block as u64 * block_bytes,
                 dst,
                 dst_offset,
                 block_bytes,
-            ),
-            KvShard::Texture { texture, .. } => encoder.copy_texture_to_buffer(
-                Self::row(texture, block),
+            );
+        }
+        for (part, offset) in self.parts() {
+            encoder.copy_texture_to_buffer(
+                part.row(block),
                 wgpu::TexelCopyBufferInfo {
                     buffer: dst,
                     layout: wgpu::TexelCopyBufferLayout {
-                        offset: dst_offset,
+                        offset: dst_offset + offset,
                         bytes_per_row: None,
                         rows_per_image: None,
                     },
                 },
-                Self::row_extent(block_bytes),
-            ),
+                part.extent(1),
+            );
         }
     }
 
     /// Writes `data` (one block's bytes) into local block `block` through the queue.
     pub(crate) fn write_block(&self, queue: &wgpu::Queue, block: u32, data: &[u8]) {
-        let block_bytes = data.len() as u64;
-        match self {
-            KvShard::Buffer(buffer) => queue.write_buffer(buffer, block as u64 * block_bytes, data),
-            KvShard::Texture { texture, .. } => queue.write_texture(
-                Self::row(texture, block),
-                data,
+        if let KvShard::Buffer(buffer) = self {
+            queue.write_buffer(buffer, block as u64 * data.len() as u64, data);
+        }
+        for (part, offset) in self.parts() {
+            let range = offset as usize..(offset + part.row_bytes) as usize;
+            queue.write_texture(
+                part.row(block),
+                &data[range],
                 wgpu::TexelCopyBufferLayout {
                     offset: 0,
                     bytes_per_row: None,
                     rows_per_image: None,
                 },
-                Self::row_extent(block_bytes),
-            ),
+                part.extent(1),
+            );
         }
     }
 
@@ -226,26 +330,28 @@ impl KvShard {
         block: u32,
         block_bytes: u64,
     ) {
-        match self {
-            KvShard::Buffer(buffer) => encoder.copy_buffer_to_buffer(
+        if let KvShard::Buffer(buffer) = self {
+            encoder.copy_buffer_to_buffer(
                 src,
                 src_offset,
                 buffer,
                 block as u64 * block_bytes,
                 block_bytes,
-            ),
-            KvShard::Texture { texture, .. } => encoder.copy_buffer_to_texture(
+            );
+        }
+        for (part, offset) in self.parts() {
+            encoder.copy_buffer_to_texture(
                 wgpu::TexelCopyBufferInfo {
                     buffer: src,
                     layout: wgpu::TexelCopyBufferLayout {
-                        offset: src_offset,
+                        offset: src_offset + offset,
                         bytes_per_row: None,
                         rows_per_image: None,
                     },
                 },
-                Self::row(texture, block),
-                Self::row_extent(block_bytes),
-            ),
+                part.row(block),
+                part.extent(1),
+            );
         }
     }
 
@@ -256,43 +362,42 @@ impl KvShard {
         blocks: u32,
         block_bytes: u64,
     ) -> Result<Vec<u8>, GpuError> {
-        let bytes = blocks as u64 * block_bytes;
-        match self {
-            KvShard::Buffer(buffer) => super::readback::read_bytes(ctx, buffer, bytes),
-            KvShard::Texture { texture, .. } => {
-                // Texture-to-buffer copies need rows padded to 256 bytes; strip the padding.
-                let padded =
-                    block_bytes.next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT as u64);
-                let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("pagekv texture shard readback"),
-                    size: (padded * blocks as u64).max(4),
-                    usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                let mut encoder = ctx.device.create_command_encoder(&Default::default());
-                encoder.copy_texture_to_buffer(
-                    Self::row(texture, 0),
-                    wgpu::TexelCopyBufferInfo {
-                        buffer: &staging,
-                        layout: wgpu::TexelCopyBufferLayout {
-                            offset: 0,
-                            bytes_per_row: Some(padded as u32),
-                            rows_per_image: None,
-                        },
+        if let KvShard::Buffer(buffer) = self {
+            return super::readback::read_bytes(ctx, buffer, blocks as u64 * block_bytes);
+        }
+        let mut out = vec![0u8; (blocks as u64 * block_bytes) as usize];
+        for (part, offset) in self.parts() {
+            // Texture-to-buffer copies need rows padded to 256 bytes; strip the padding.
+            let padded = part
+                .row_bytes
+                .next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT as u64);
+            let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("pagekv texture shard readback"),
+                size: (padded * blocks as u64).max(4),
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            encoder.copy_texture_to_buffer(
+                part.row(0),
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &staging,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(padded as u32),
+                        rows_per_image: None,
                     },
-                    wgpu::Extent3d {
-                        width: (block_bytes / TEXEL_BYTES) as u32,
-                        height: blocks,
-                        depth_or_array_layers: 1,
-                    },
-                );
-                ctx.queue.submit([encoder.finish()]);
-                let rows = super::readback::read_bytes(ctx, &staging, padded * blocks as u64)?;
-                Ok(rows
-                    .chunks(padded as usize)
-                    .flat_map(|row| row[..block_bytes as usize].iter().copied())
-                    .collect())
+                },
+                part.extent(blocks),
+            );
+            ctx.queue.submit([encoder.finish()]);
+            let rows = super::readback::read_bytes(ctx, &staging, padded * blocks as u64)?;
+            for (b, row) in rows.chunks(padded as usize).enumerate() {
+                let at = b * block_bytes as usize + offset as usize;
+                out[at..at + part.row_bytes as usize]
+                    .copy_from_slice(&row[..part.row_bytes as usize]);
             }
         }
+        Ok(out)
     }
 }

@@ -8,9 +8,11 @@
 //! live in any shard.
 //!
 //! Element layout inside a shard: `[block][kv_head][token_in_block][head_dim]`, so one head's
-//! rows of one block are contiguous (what attention reads) and a block copy is one range.
+//! rows of one block are contiguous (what attention reads) and a block copy is one range. A
+//! scaled format keeps each block's scales right after its values, inside the same range
+//! (see [`crate::cache::format`]).
 
-use super::shard::{KvBacking, KvShard};
+use super::shard::{BlockSplit, KvBacking, KvShard};
 use super::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::cache::{CacheLayout, KvFormat};
 
@@ -25,6 +27,14 @@ pub enum KvStorageMode {
     F16Native,
     /// Two halves per u32 via `pack2x16float`, for adapters without SHADER_F16 (same bytes).
     F16Packed,
+    /// int8 codes, four per u32, read with `unpack4xI8`; scales after the block's values.
+    Int8,
+    /// int4 codes, eight per u32, unpacked with shifts; scales after the block's values.
+    Int4,
+    /// FP8 E4M3 codes, four per u32, decoded with integer bit operations.
+    Fp8E4M3,
+    /// FP8 E5M2 codes, four per u32, decoded with integer bit operations.
+    Fp8E5M2,
 }
 
 impl KvStorageMode {
@@ -33,6 +43,10 @@ impl KvStorageMode {
         match self {
             KvStorageMode::F32 => KvFormat::F32,
             KvStorageMode::F16Native | KvStorageMode::F16Packed => KvFormat::F16,
+            KvStorageMode::Int8 => KvFormat::Int8,
+            KvStorageMode::Int4 => KvFormat::Int4,
+            KvStorageMode::Fp8E4M3 => KvFormat::Fp8E4M3,
+            KvStorageMode::Fp8E5M2 => KvFormat::Fp8E5M2,
         }
     }
 
@@ -40,7 +54,12 @@ impl KvStorageMode {
     pub fn needs_shader_f16(self) -> bool {
         match self {
             KvStorageMode::F16Native => true,
-            KvStorageMode::F32 | KvStorageMode::F16Packed => false,
+            KvStorageMode::F32
+            | KvStorageMode::F16Packed
+            | KvStorageMode::Int8
+            | KvStorageMode::Int4
+            | KvStorageMode::Fp8E4M3
+            | KvStorageMode::Fp8E5M2 => false,
         }
     }
 
@@ -50,6 +69,22 @@ impl KvStorageMode {
             (KvFormat::F32, _) => KvStorageMode::F32,
             (KvFormat::F16, true) => KvStorageMode::F16Native,
             (KvFormat::F16, false) => KvStorageMode::F16Packed,
+            (KvFormat::Int8, _) => KvStorageMode::Int8,
+            (KvFormat::Int4, _) => KvStorageMode::Int4,
+            (KvFormat::Fp8E4M3, _) => KvStorageMode::Fp8E4M3,
+            (KvFormat::Fp8E5M2, _) => KvStorageMode::Fp8E5M2,
+        }
+    }
+
+    /// Bytes of one `KvVec`, the element the tiled kernels and append index the pool by.
+    pub fn vec_bytes(self) -> u64 {
+        match self {
+            KvStorageMode::F32 => 16,
+            KvStorageMode::F16Native | KvStorageMode::F16Packed => 8,
+            KvStorageMode::Int8
+            | KvStorageMode::Int4
+            | KvStorageMode::Fp8E4M3
+            | KvStorageMode::Fp8E5M2 => 4,
         }
     }
 
@@ -59,14 +94,22 @@ impl KvStorageMode {
             KvStorageMode::F32 => "f32",
             KvStorageMode::F16Native => "f16",
             KvStorageMode::F16Packed => "f16packed",
+            KvStorageMode::Int8 => "int8",
+            KvStorageMode::Int4 => "int4",
+            KvStorageMode::Fp8E4M3 => "fp8e4m3",
+            KvStorageMode::Fp8E5M2 => "fp8e5m2",
         }
     }
 
     /// Every mode, for emitting and validating all shader variants.
-    pub const ALL: [KvStorageMode; 3] = [
+    pub const ALL: [KvStorageMode; 7] = [
         KvStorageMode::F32,
         KvStorageMode::F16Native,
         KvStorageMode::F16Packed,
+        KvStorageMode::Int8,
+        KvStorageMode::Int4,
+        KvStorageMode::Fp8E4M3,
+        KvStorageMode::Fp8E5M2,
     ];
 }
 
@@ -233,6 +276,7 @@ impl KvStorage {
                 if let Some(misfit) = KvBacking::texture_misfit(ctx, layout) {
                     return Err(misfit);
                 }
+                // Shards are capped by texture height (blocks per texture).
                 ctx.device.limits().max_texture_dimension_2d as u64 * block_bytes
             }
         };
@@ -243,7 +287,7 @@ impl KvStorage {
                 .map(|s| {
                     let label = format!("pagekv {kind} layer {layer} shard {s}");
                     let (_, blocks) = plan.shard_range(s);
-                    KvShard::new(ctx, &label, backing, blocks, plan.block_bytes_per_layer)
+                    KvShard::new(ctx, &label, backing, blocks, BlockSplit::of(layout))
                 })
                 .collect()
         };
@@ -485,8 +529,14 @@ impl KvStorage {
         shard: &KvShard,
     ) -> Result<Vec<f32>, GpuError> {
         let (_, blocks) = self.plan.shard_range(s);
-        let bytes = shard.read_all(ctx, blocks, self.plan.block_bytes_per_layer)?;
-        Ok(self.layout.dtype.decode_values(&bytes))
+        let block_bytes = self.plan.block_bytes_per_layer;
+        let bytes = shard.read_all(ctx, blocks, block_bytes)?;
+        let g = &self.layout.geometry;
+        let rows = (g.kv_heads * self.layout.block_size) as usize;
+        Ok(bytes
+            .chunks(block_bytes as usize)
+            .flat_map(|block| self.layout.dtype.decode_block(block, rows, g.head_dim))
+            .collect())
     }
 }
 

@@ -64,29 +64,15 @@ impl AppendKernel {
             u32::MAX,
         )
         .expect("append has no tile constraints");
-        let (append, copy) = match storage.backing {
-            KvBacking::Buffers => {
-                let mut pipelines = pipeline::build(
-                    ctx,
-                    &variant.module(),
-                    &[
-                        ("append", layouts::append(KvBacking::Buffers)),
-                        ("copy_blocks", layouts::COPY_BLOCKS),
-                    ],
-                )?;
-                let copy = pipelines.remove(1);
-                (pipelines.remove(0), Some(copy))
-            }
-            KvBacking::Textures => (
-                pipeline::build(
-                    ctx,
-                    &variant.module(),
-                    &[("append_texels", layouts::append(KvBacking::Textures))],
-                )?
-                .remove(0),
-                None,
-            ),
-        };
+        let (entry, has_copy) = super::variant::append_entries(storage.mode, storage.backing);
+        let scaled = storage.layout.dtype.codec().is_some();
+        let mut entries = vec![(entry, layouts::append(storage.backing, scaled))];
+        if has_copy {
+            entries.push(("copy_blocks", layouts::COPY_BLOCKS));
+        }
+        let mut pipelines = pipeline::build(ctx, &variant.module(), &entries)?;
+        let copy = has_copy.then(|| pipelines.remove(1));
+        let append = pipelines.remove(0);
         Ok(Self {
             append,
             copy,
@@ -159,16 +145,16 @@ impl AppendKernel {
         Ok(workgroups)
     }
 
-    /// Threads an append of `tokens` tokens runs: one per four-value slice of a row, or per
-    /// 16-byte texel of a texture-backed pool (whose rows are whole texels; see
-    /// KvBacking::texture_misfit).
+    /// Threads an append of `tokens` tokens runs: one per scale group of a row for a scaled
+    /// format, else one per four-value slice of a row, or per 16-byte texel of a
+    /// texture-backed pool (whose rows are whole texels; see KvBacking::texture_misfit).
     fn append_threads(storage: &KvStorage, tokens: u64) -> u64 {
         let g = &storage.layout.geometry;
-        let per_row = match storage.backing {
-            KvBacking::Buffers => g.head_dim as u64 / 4,
-            KvBacking::Textures => {
-                storage.layout.dtype.row_bytes(g.head_dim) / crate::gpu::TEXEL_BYTES
-            }
+        let dtype = storage.layout.dtype;
+        let per_row = match (dtype.codec(), storage.backing) {
+            (Some(_), _) => dtype.row_scales(g.head_dim) as u64,
+            (None, KvBacking::Buffers) => g.head_dim as u64 / 4,
+            (None, KvBacking::Textures) => dtype.row_bytes(g.head_dim) / crate::gpu::TEXEL_BYTES,
         };
         tokens * g.kv_heads as u64 * per_row
     }
@@ -221,22 +207,21 @@ impl AppendKernel {
                 ranges: [Some(range_key(&input.k)), Some(range_key(&input.v))],
             };
             let group = batch.groups.get(key, || {
-                pipeline::bind(
-                    storage.context(),
-                    &self.append,
-                    "pagekv append",
-                    &[
-                        (
-                            0,
-                            uniform_at::<AppendParams>(batch.uniforms.get(), batch.stride, shard),
-                        ),
-                        (1, wgpu::BindingResource::Buffer(input.k.clone())),
-                        (2, wgpu::BindingResource::Buffer(input.v.clone())),
-                        (3, batch.slots.get().as_entire_binding()),
-                        (pool_binding, storage.k(layer, shard).binding()),
-                        (pool_binding + 1, storage.v(layer, shard).binding()),
-                    ],
-                )
+                let (k, v) = (storage.k(layer, shard), storage.v(layer, shard));
+                let mut entries = vec![
+                    (
+                        0,
+                        uniform_at::<AppendParams>(batch.uniforms.get(), batch.stride, shard),
+                    ),
+                    (1, wgpu::BindingResource::Buffer(input.k.clone())),
+                    (2, wgpu::BindingResource::Buffer(input.v.clone())),
+                    (3, batch.slots.get().as_entire_binding()),
+                    (pool_binding, k.binding()),
+                    (pool_binding + 1, v.binding()),
+                ];
+                entries.extend(k.scale_binding().map(|r| (8, r)));
+                entries.extend(v.scale_binding().map(|r| (9, r)));
+                pipeline::bind(storage.context(), &self.append, "pagekv append", &entries)
             });
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(batch.grid.0, batch.grid.1, 1);
@@ -274,7 +259,7 @@ impl AppendKernel {
             }
         }
         storage.record_block_copies(ctx, encoder, &across)?;
-        let per_block = storage.layout.block_elements_per_layer() / 4;
+        let per_block = storage.plan.block_bytes_per_layer / storage.mode.vec_bytes();
         for (shard, pairs) in by_shard.iter().enumerate() {
             if pairs.is_empty() {
                 continue;

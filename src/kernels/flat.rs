@@ -35,6 +35,21 @@ impl AttentionAlgorithm {
             AttentionAlgorithm::Tiled
         }
     }
+
+    /// [`AttentionAlgorithm::for_device`] for `storage`, falling back to the tiled kernels
+    /// where the flat one cannot read the format (int4 rows at head dim 80 are 40 bytes, not
+    /// whole 16-byte chunks); such pools are never texture-backed, so tiled can read them.
+    pub fn for_storage(ctx: &GpuContext, storage: &KvStorage) -> Self {
+        let head_dim = storage.layout.geometry.head_dim;
+        match Self::for_device(ctx) {
+            AttentionAlgorithm::Flat
+                if !super::prelude::flat_fits(storage.layout.dtype, head_dim) =>
+            {
+                AttentionAlgorithm::Tiled
+            }
+            algorithm => algorithm,
+        }
+    }
 }
 
 /// How a step's context is split across work items (flash-decoding).
@@ -148,16 +163,28 @@ pub(crate) fn build(
         })?,
         AttentionAlgorithm::Flat => {
             Variant::for_device(Family::Flat, storage.mode, head_dim, u32::MAX)
-                .expect("the flat family uses no workgroup memory")
+                .ok_or_else(|| GpuError::InvalidInput {
+                    argument: "algorithm",
+                    value: "flat".into(),
+                    problem: format!(
+                        "the flat kernel reads whole 16-byte chunks of a row, but a {} row at head dim {head_dim} is {} bytes; use the tiled kernels",
+                        storage.layout.dtype.name(),
+                        storage.layout.dtype.row_value_bytes(head_dim)
+                    ),
+                })?
                 .with_group(group_chunk(geometry.group_size()))
                 .with_backing(storage.backing)
         }
     };
-    let entry = variant.family.entry_points()[0];
+    let entry = match variant.family {
+        Family::Flat => "attend",
+        family => family.name(),
+    };
+    let scaled = storage.layout.dtype.codec().is_some();
     let pipeline = super::pipeline::build(
         ctx,
         &variant.module(),
-        &[(entry, super::layouts::attention(storage.backing))],
+        &[(entry, super::layouts::attention(storage.backing, scaled))],
     )?
     .remove(0);
     Ok((variant, pipeline))

@@ -9,22 +9,53 @@
 
 use std::fmt::Write;
 
+/// How one 16-byte KV load chunk of a format is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkShape {
+    /// Four-value slices one chunk carries (1 for f32, 2 for f16, 4 for 8-bit codes, 8 for
+    /// int4).
+    pub slices: u32,
+    /// Scales per row and values per scale; `None` for formats without scales.
+    pub scales: Option<(u32, u32)>,
+}
+
+impl ChunkShape {
+    /// The scale argument of slice `i` of key `t`'s row in tensor `x` (`k` or `v`).
+    fn scale_of(self, x: &str, t: u32, i: u32) -> String {
+        match self.scales {
+            None => "1.0".into(),
+            Some((_, group)) => format!("{x}s{t}_{}", i * 4 / group),
+        }
+    }
+}
+
 /// Fills the `{{setup}}`, `{{per_tile}}` and `{{store}}` markers of `template`.
 ///
-/// `group` query heads share each load; `vec4_per_chunk` is how many four-element slices one
-/// KV load carries (1 for f32, 2 for f16 as eight halves); `key_tile` keys are scored before
-/// one softmax update.
+/// `group` query heads share each load; `chunk` says how a KV load chunk decodes; `key_tile`
+/// keys are scored before one softmax update.
 pub(crate) fn fill(
     template: &str,
     group: u32,
     head_dim: u32,
-    vec4_per_chunk: u32,
+    chunk: ChunkShape,
     key_tile: u32,
 ) -> String {
     let hd4 = head_dim / 4;
+    let vec4_per_chunk = chunk.slices;
     let chunks = hd4 / vec4_per_chunk;
-    let halves = ["lo", "hi"];
     let heads = 0..group;
+    // Each key's scales are read once per tile, before its chunks.
+    let scale_loads = |out: &mut String, x: &str, t: u32| {
+        if let Some((row_scales, _)) = chunk.scales {
+            for g in 0..row_scales {
+                line(
+                    out,
+                    3,
+                    format_args!("let {x}s{t}_{g} = {x}_scale(at, {t}u, {g}u);"),
+                );
+            }
+        }
+    };
 
     let mut setup = String::new();
     for g in heads.clone() {
@@ -63,26 +94,26 @@ pub(crate) fn fill(
         for g in heads.clone() {
             line(&mut per_tile, 3, format_args!("var d{g}_{t} = 0.0;"));
         }
+        scale_loads(&mut per_tile, "k", t);
         for j in 0..chunks {
             line(
                 &mut per_tile,
                 3,
                 format_args!("let k{t}_{j} = load_k(at, {}u);", t * chunks + j),
             );
-            for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
-                let i = j * vec4_per_chunk + h as u32;
+            for h in 0..vec4_per_chunk {
+                let i = j * vec4_per_chunk + h;
+                let scale = chunk.scale_of("k", t, i);
                 line(
                     &mut per_tile,
                     3,
-                    format_args!(
-                        "let k{t}_{j}_{half} = chunk_{half}(k{t}_{j}, row_of(at) + {t}u, {j}u);"
-                    ),
+                    format_args!("let k{t}_{j}_{h} = chunk_slice(k{t}_{j}, {h}u, {scale});"),
                 );
                 for g in heads.clone() {
                     line(
                         &mut per_tile,
                         3,
-                        format_args!("d{g}_{t} += dot(q{g}_{i}, k{t}_{j}_{half});"),
+                        format_args!("d{g}_{t} += dot(q{g}_{i}, k{t}_{j}_{h});"),
                     );
                 }
             }
@@ -127,6 +158,9 @@ pub(crate) fn fill(
     // On llvmpipe each assignment to a loop-carried value inside the loop is a masked store
     // to the stack (load, blend, store), so one per slice per tile rather than one per key
     // and one more for the rescale.
+    for t in tile.clone() {
+        scale_loads(&mut per_tile, "v", t);
+    }
     for j in 0..chunks {
         for t in tile.clone() {
             line(
@@ -135,21 +169,20 @@ pub(crate) fn fill(
                 format_args!("let v{t}_{j} = load_v(at, {}u);", t * chunks + j),
             );
         }
-        for (h, half) in halves.iter().enumerate().take(vec4_per_chunk as usize) {
-            let i = j * vec4_per_chunk + h as u32;
+        for h in 0..vec4_per_chunk {
+            let i = j * vec4_per_chunk + h;
             for t in tile.clone() {
+                let scale = chunk.scale_of("v", t, i);
                 line(
                     &mut per_tile,
                     3,
-                    format_args!(
-                        "let v{t}_{j}_{half} = chunk_{half}(v{t}_{j}, row_of(at) + {t}u, {j}u);"
-                    ),
+                    format_args!("let v{t}_{j}_{h} = chunk_slice(v{t}_{j}, {h}u, {scale});"),
                 );
             }
             for g in heads.clone() {
                 let mut sum = format!("acc{g}_{i} * alpha{g}");
                 for t in tile.clone() {
-                    sum += &format!(" + p{g}_{t} * v{t}_{j}_{half}");
+                    sum += &format!(" + p{g}_{t} * v{t}_{j}_{h}");
                 }
                 line(&mut per_tile, 3, format_args!("acc{g}_{i} = {sum};"));
             }
@@ -194,7 +227,11 @@ mod tests {
     #[test]
     fn every_marker_is_filled_and_every_slice_is_used() {
         let template = include_str!("../../shaders/attention_flat.wgsl");
-        let source = fill(template, 3, 64, 2, 2);
+        let f16 = ChunkShape {
+            slices: 2,
+            scales: None,
+        };
+        let source = fill(template, 3, 64, f16, 2);
         for marker in ["{{setup}}", "{{per_tile}}", "{{store}}"] {
             assert!(template.contains(marker), "the template has {marker}");
             assert!(!source.contains(marker), "{marker} was left unfilled");
@@ -204,20 +241,41 @@ mod tests {
         // keys' values in one assignment.
         for g in 0..3 {
             for i in 0..16 {
-                let half = ["lo", "hi"][i % 2];
-                let j = i / 2;
+                let (j, h) = (i / 2, i % 2);
                 for t in 0..2 {
-                    assert!(
-                        source.contains(&format!("d{g}_{t} += dot(q{g}_{i}, k{t}_{j}_{half});"))
-                    );
+                    assert!(source.contains(&format!("d{g}_{t} += dot(q{g}_{i}, k{t}_{j}_{h});")));
                 }
                 assert!(source.contains(&format!(
-                    "acc{g}_{i} = acc{g}_{i} * alpha{g} + p{g}_0 * v0_{j}_{half} + p{g}_1 * v1_{j}_{half};"
+                    "acc{g}_{i} = acc{g}_{i} * alpha{g} + p{g}_0 * v0_{j}_{h} + p{g}_1 * v1_{j}_{h};"
                 )));
             }
         }
         // Each key's row is loaded once for the whole group: 8 chunks of K and V per key.
         assert_eq!(source.matches("load_k(at, ").count(), 2 * 8);
         assert_eq!(source.matches("load_v(at, ").count(), 2 * 8);
+        assert!(!source.contains("_scale("), "f16 reads no scales");
+    }
+
+    #[test]
+    fn scaled_chunks_read_each_keys_scales_once_and_use_the_right_group() {
+        let template = include_str!("../../shaders/attention_flat.wgsl");
+        // int8 at head dim 64: 4 slices per chunk, 2 scales per row of 32 values each.
+        let int8 = ChunkShape {
+            slices: 4,
+            scales: Some((2, 32)),
+        };
+        let source = fill(template, 1, 64, int8, 2);
+        for t in 0..2 {
+            for g in 0..2 {
+                for x in ["k", "v"] {
+                    let load = format!("let {x}s{t}_{g} = {x}_scale(at, {t}u, {g}u);");
+                    assert_eq!(source.matches(&load).count(), 1, "{load}");
+                }
+            }
+        }
+        // Slices 0..8 (values 0..32) use scale 0, slices 8..16 scale 1.
+        assert!(source.contains("let k1_1_3 = chunk_slice(k1_1, 3u, ks1_0);"));
+        assert!(source.contains("let k1_2_0 = chunk_slice(k1_2, 0u, ks1_1);"));
+        assert!(source.contains("let v0_3_3 = chunk_slice(v0_3, 3u, vs0_1);"));
     }
 }

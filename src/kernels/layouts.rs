@@ -18,16 +18,19 @@ pub(crate) enum Slot {
     TexelsRead,
     /// `texture_storage_2d<rgba32uint, write>`.
     TexelsWrite,
+    /// `texture_storage_2d<r32uint, write>`: one scale per texel.
+    ScalesWrite,
 }
 
 /// A kernel entry point's bindings in group 0: `(binding, slot)`.
 pub(crate) type Bindings = &'static [(u32, Slot)];
 
 /// Decode and prefill (tiled or flat): params, Q, the K and V pools, block tables, sequence
-/// info, partial accumulators and softmax state.
-pub(crate) fn attention(backing: KvBacking) -> Bindings {
-    match backing {
-        KvBacking::Buffers => &[
+/// info, partial accumulators and softmax state; a texture-backed pool of a scaled format adds
+/// its K and V scale textures.
+pub(crate) fn attention(backing: KvBacking, scaled: bool) -> Bindings {
+    match (backing, scaled) {
+        (KvBacking::Buffers, _) => &[
             (0, Slot::Uniform),
             (1, Slot::Read),
             (2, Slot::Read),
@@ -37,7 +40,7 @@ pub(crate) fn attention(backing: KvBacking) -> Bindings {
             (6, Slot::ReadWrite),
             (7, Slot::ReadWrite),
         ],
-        KvBacking::Textures => &[
+        (KvBacking::Textures, false) => &[
             (0, Slot::Uniform),
             (1, Slot::Read),
             (2, Slot::TexelsRead),
@@ -47,13 +50,26 @@ pub(crate) fn attention(backing: KvBacking) -> Bindings {
             (6, Slot::ReadWrite),
             (7, Slot::ReadWrite),
         ],
+        (KvBacking::Textures, true) => &[
+            (0, Slot::Uniform),
+            (1, Slot::Read),
+            (2, Slot::TexelsRead),
+            (3, Slot::TexelsRead),
+            (4, Slot::Read),
+            (5, Slot::Read),
+            (6, Slot::ReadWrite),
+            (7, Slot::ReadWrite),
+            (8, Slot::TexelsRead),
+            (9, Slot::TexelsRead),
+        ],
     }
 }
 
-/// Append into a pool: params, new K, new V, slots, then the K and V pools.
-pub(crate) fn append(backing: KvBacking) -> Bindings {
-    match backing {
-        KvBacking::Buffers => &[
+/// Append into a pool: params, new K, new V, slots, then the K and V pools (and a
+/// texture-backed scaled pool's scale textures).
+pub(crate) fn append(backing: KvBacking, scaled: bool) -> Bindings {
+    match (backing, scaled) {
+        (KvBacking::Buffers, _) => &[
             (0, Slot::Uniform),
             (1, Slot::Read),
             (2, Slot::Read),
@@ -61,13 +77,23 @@ pub(crate) fn append(backing: KvBacking) -> Bindings {
             (4, Slot::ReadWrite),
             (5, Slot::ReadWrite),
         ],
-        KvBacking::Textures => &[
+        (KvBacking::Textures, false) => &[
             (0, Slot::Uniform),
             (1, Slot::Read),
             (2, Slot::Read),
             (3, Slot::Read),
             (6, Slot::TexelsWrite),
             (7, Slot::TexelsWrite),
+        ],
+        (KvBacking::Textures, true) => &[
+            (0, Slot::Uniform),
+            (1, Slot::Read),
+            (2, Slot::Read),
+            (3, Slot::Read),
+            (6, Slot::TexelsWrite),
+            (7, Slot::TexelsWrite),
+            (8, Slot::ScalesWrite),
+            (9, Slot::ScalesWrite),
         ],
     }
 }
@@ -113,9 +139,13 @@ pub(crate) fn entries(bindings: Bindings) -> Vec<wgpu::BindGroupLayoutEntry> {
                     view_dimension: wgpu::TextureViewDimension::D2,
                     multisampled: false,
                 },
-                Slot::TexelsWrite => wgpu::BindingType::StorageTexture {
+                Slot::TexelsWrite | Slot::ScalesWrite => wgpu::BindingType::StorageTexture {
                     access: wgpu::StorageTextureAccess::WriteOnly,
-                    format: wgpu::TextureFormat::Rgba32Uint,
+                    format: if slot == Slot::TexelsWrite {
+                        wgpu::TextureFormat::Rgba32Uint
+                    } else {
+                        wgpu::TextureFormat::R32Uint
+                    },
                     view_dimension: wgpu::TextureViewDimension::D2,
                 },
             },

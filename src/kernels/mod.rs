@@ -133,7 +133,7 @@ impl PagedAttention {
     ) -> Result<Self, GpuError> {
         let algorithm = options
             .algorithm
-            .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx));
+            .unwrap_or_else(|| AttentionAlgorithm::for_storage(ctx, storage));
         let mut decode = DecodeKernel::with_algorithm(ctx, storage, algorithm)?;
         decode.splits.forced_partition_tokens = options.decode_partition_tokens;
         Ok(Self {

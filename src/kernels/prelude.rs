@@ -3,32 +3,58 @@
 //! [`KvFormat`](crate::cache::KvFormat) or [`KvStorageMode`] does not build until it has its
 //! preludes. The contract each prelude fulfils is in [`crate::cache::format`].
 
+use super::flat_source::ChunkShape;
 use crate::cache::KvFormat;
+use crate::cache::quant::Fp8;
 use crate::gpu::KvStorageMode;
 
 const KV_F32: &str = include_str!("../../shaders/kv_f32.wgsl");
 const KV_F16: &str = include_str!("../../shaders/kv_f16.wgsl");
 const KV_F16_PACKED: &str = include_str!("../../shaders/kv_f16_packed.wgsl");
+const KV_SCALED: &str = include_str!("../../shaders/kv_scaled.wgsl");
 const KV_CHUNK_F32: &str = include_str!("../../shaders/kv_chunk_f32.wgsl");
 const KV_CHUNK_F16: &str = include_str!("../../shaders/kv_chunk_f16.wgsl");
+const KV_CHUNK_SCALED: &str = include_str!("../../shaders/kv_chunk_scaled.wgsl");
+const CODEC_INT8: &str = include_str!("../../shaders/codec_int8.wgsl");
+const CODEC_INT4: &str = include_str!("../../shaders/codec_int4.wgsl");
+const CODEC_FP8: &str = include_str!("../../shaders/codec_fp8.wgsl");
 
-/// The prelude of the append and tiled attention kernels: `KvVec` holds four values and
-/// `kv_load`/`kv_store` convert one.
-pub(crate) fn tiled(mode: KvStorageMode) -> &'static str {
-    match mode {
-        KvStorageMode::F32 => KV_F32,
-        KvStorageMode::F16Native => KV_F16,
-        KvStorageMode::F16Packed => KV_F16_PACKED,
-    }
+/// The prelude of the append and tiled attention kernels: `KvVec`, `kv_slice` and (append)
+/// the store functions, then the constants every KV kernel shares.
+pub(crate) fn tiled(mode: KvStorageMode, head_dim: u32) -> String {
+    let body = match mode {
+        KvStorageMode::F32 => KV_F32.to_string(),
+        KvStorageMode::F16Native => KV_F16.to_string(),
+        KvStorageMode::F16Packed => KV_F16_PACKED.to_string(),
+        KvStorageMode::Int8
+        | KvStorageMode::Int4
+        | KvStorageMode::Fp8E4M3
+        | KvStorageMode::Fp8E5M2 => codec(mode.format()) + "\n" + KV_SCALED,
+    };
+    body + "\n" + &scale_constants(mode.format(), head_dim)
 }
 
-/// The flat kernel's load chunk for `format`: its prelude and how many four-value slices one
-/// chunk carries (one 16-byte load either way).
-pub(crate) fn flat(format: KvFormat) -> (&'static str, u32) {
-    match format {
-        KvFormat::F32 => (KV_CHUNK_F32, 1),
-        KvFormat::F16 => (KV_CHUNK_F16, 2),
-    }
+/// The flat kernel's prelude for `format` and how its 16-byte load chunk decodes.
+pub(crate) fn flat(format: KvFormat, head_dim: u32) -> (String, ChunkShape) {
+    let (body, slices) = match format {
+        KvFormat::F32 => (KV_CHUNK_F32.to_string(), 1),
+        KvFormat::F16 => (KV_CHUNK_F16.to_string(), 2),
+        KvFormat::Int8 | KvFormat::Fp8E4M3 | KvFormat::Fp8E5M2 => {
+            (codec(format) + "\n" + KV_CHUNK_SCALED, 4)
+        }
+        KvFormat::Int4 => (codec(format) + "\n" + KV_CHUNK_SCALED, 8),
+    };
+    let scales = format
+        .scale_group(head_dim)
+        .map(|group| (format.row_scales(head_dim), group));
+    let source = body + "\n" + &scale_constants(format, head_dim);
+    (source, ChunkShape { slices, scales })
+}
+
+/// Whether the flat kernel can read `format` at `head_dim`: a row must be whole 16-byte
+/// load chunks (int4 at head dim 80 is 40 bytes).
+pub(crate) fn flat_fits(format: KvFormat, head_dim: u32) -> bool {
+    format.row_value_bytes(head_dim).is_multiple_of(16)
 }
 
 /// The encoding the flat kernel is built for: it reads f16 as u32 words, so native f16 pools
@@ -36,6 +62,75 @@ pub(crate) fn flat(format: KvFormat) -> (&'static str, u32) {
 pub(crate) fn flat_mode(mode: KvStorageMode) -> KvStorageMode {
     match mode {
         KvStorageMode::F16Native | KvStorageMode::F16Packed => KvStorageMode::F16Packed,
-        KvStorageMode::F32 => KvStorageMode::F32,
+        KvStorageMode::F32
+        | KvStorageMode::Int8
+        | KvStorageMode::Int4
+        | KvStorageMode::Fp8E4M3
+        | KvStorageMode::Fp8E5M2 => mode,
+    }
+}
+
+/// `ROW_SCALES` and `SCALE_GROUP`: scales per row and values per scale (0 and the head dim
+/// for formats without scales).
+fn scale_constants(format: KvFormat, head_dim: u32) -> String {
+    format!(
+        "const ROW_SCALES: u32 = {}u;\nconst SCALE_GROUP: u32 = {}u;\n",
+        format.row_scales(head_dim),
+        format.scale_group(head_dim).unwrap_or(head_dim)
+    )
+}
+
+/// A scaled format's codec file with its constants; empty for f32 and f16.
+fn codec(format: KvFormat) -> String {
+    let inv_max = format
+        .codec()
+        .map(|c| format!("const INV_MAX: f32 = {};\n", wgsl_f32(c.inv_max())));
+    let fp8 = |f: Fp8| {
+        let min_exponent = 1 - f.bias();
+        format!(
+            "const FP8_E4M3: bool = {};\nconst FP8_MANTISSA: u32 = {}u;\nconst FP8_BIAS: u32 = {}u;\n\
+             const FP8_MAX_CODE: u32 = {}u;\nconst FP8_MIN_NORMAL: f32 = {};\n\
+             const FP8_SUBNORMAL_STEPS: f32 = {};\n",
+            f == Fp8::E4M3,
+            f.mantissa_bits(),
+            f.bias(),
+            f.max_code(),
+            wgsl_f32(2f32.powi(min_exponent)),
+            wgsl_f32(2f32.powi(f.mantissa_bits() as i32 - min_exponent)),
+        ) + CODEC_FP8
+    };
+    let body = match format {
+        KvFormat::F32 | KvFormat::F16 => String::new(),
+        KvFormat::Int8 => CODEC_INT8.to_string(),
+        KvFormat::Int4 => CODEC_INT4.to_string(),
+        KvFormat::Fp8E4M3 => fp8(Fp8::E4M3),
+        KvFormat::Fp8E5M2 => fp8(Fp8::E5M2),
+    };
+    inv_max.unwrap_or_default() + &body
+}
+
+/// An f32 as a WGSL literal that parses back to the same bits: Rust prints the shortest
+/// decimal that round-trips, and WGSL rounds an `f` literal to the nearest f32.
+fn wgsl_f32(x: f32) -> String {
+    format!("{x:?}f")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_parse_back_to_the_same_bits() {
+        for x in [
+            1.0f32 / 127.0,
+            1.0 / 7.0,
+            1.0 / 448.0,
+            1.0 / 57344.0,
+            2f32.powi(-14),
+        ] {
+            let text = wgsl_f32(x);
+            let parsed: f32 = text.trim_end_matches('f').parse().unwrap();
+            assert_eq!(parsed.to_bits(), x.to_bits(), "{text}");
+        }
     }
 }

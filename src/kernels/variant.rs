@@ -21,6 +21,8 @@ const FLAT_POOL_TEXTURES: &str = include_str!("../../shaders/flat_pool_textures.
 const PREFILL: &str = include_str!("../../shaders/prefill.wgsl");
 const COMBINE: &str = include_str!("../../shaders/combine.wgsl");
 const APPEND: &str = include_str!("../../shaders/append.wgsl");
+const APPEND_PLAIN: &str = include_str!("../../shaders/append_plain.wgsl");
+const APPEND_SCALED: &str = include_str!("../../shaders/append_scaled.wgsl");
 
 /// Threads per attention workgroup. 64 is a multiple of every vendor's SIMD width (NVIDIA 32,
 /// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
@@ -66,7 +68,7 @@ impl Family {
         Family::CombineFlat,
     ];
 
-    /// Lowercase name, also the entry point name (append's module also has `copy_blocks`).
+    /// Lowercase name, also the entry point name of the attention families.
     pub fn name(self) -> &'static str {
         match self {
             Family::Append => "append",
@@ -75,17 +77,6 @@ impl Family {
             Family::Prefill => "prefill",
             Family::Combine => "combine",
             Family::CombineFlat => "combineflat",
-        }
-    }
-
-    /// Entry points the family's module defines.
-    pub fn entry_points(self) -> &'static [&'static str] {
-        match self {
-            Family::Append => &["append", "copy_blocks"],
-            Family::Decode => &["decode"],
-            Family::Flat => &["attend"],
-            Family::Prefill => &["prefill"],
-            Family::Combine | Family::CombineFlat => &["combine"],
         }
     }
 
@@ -98,6 +89,18 @@ impl Family {
 
     fn uses_tiles(self) -> bool {
         matches!(self, Family::Decode | Family::Prefill)
+    }
+}
+
+/// The entry points of the append family for a storage mode and backing: the append itself,
+/// and the in-shard block copy of buffer-backed pools.
+pub(crate) fn append_entries(mode: KvStorageMode, backing: KvBacking) -> (&'static str, bool) {
+    let scaled = mode.format().codec().is_some();
+    match (backing, scaled) {
+        (KvBacking::Buffers, false) => ("append", true),
+        (KvBacking::Buffers, true) => ("append_scaled", true),
+        (KvBacking::Textures, false) => ("append_texels", false),
+        (KvBacking::Textures, true) => ("append_scaled_texels", false),
     }
 }
 
@@ -114,7 +117,7 @@ impl TileShape {
     /// Workgroup bytes the attention core declares for this shape.
     pub fn bytes(self, head_dim: u32) -> u32 {
         let (r, k) = (self.rows, self.keys);
-        4 * (r * head_dim + k * head_dim + r * k + k + 4 * r)
+        4 * (r * head_dim + k * head_dim + r * k + 2 * k + 4 * r)
     }
 
     /// The largest key tile (a power of two, 4..=32) whose footprint fits `limit` bytes.
@@ -166,7 +169,8 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// The variant a device with `workgroup_limit` bytes of shared memory builds.
+    /// The variant a device with `workgroup_limit` bytes of shared memory builds; `None` when
+    /// the tiles do not fit, or the flat kernel cannot read the format at this head dim.
     pub fn for_device(
         family: Family,
         mode: KvStorageMode,
@@ -178,6 +182,9 @@ impl Variant {
         } else {
             None
         };
+        if family == Family::Flat && !super::prelude::flat_fits(mode.format(), head_dim) {
+            return None;
+        }
         let mode = match family {
             Family::Flat => super::prelude::flat_mode(mode),
             Family::Append | Family::Decode | Family::Prefill => mode,
@@ -275,9 +282,9 @@ impl Variant {
         }
         src += "\n";
         match self.family {
-            Family::Flat => src += super::prelude::flat(self.mode.format()).0,
+            Family::Flat => src += &super::prelude::flat(self.mode.format(), self.head_dim).0,
             Family::Append | Family::Decode | Family::Prefill => {
-                src += super::prelude::tiled(self.mode)
+                src += &super::prelude::tiled(self.mode, self.head_dim)
             }
             Family::Combine | Family::CombineFlat => {}
         }
@@ -304,7 +311,14 @@ impl Variant {
         }
         src += "\n";
         match self.family {
-            Family::Append => src += APPEND,
+            Family::Append => {
+                src += APPEND;
+                src += "\n";
+                src += match self.mode.format().codec() {
+                    None => APPEND_PLAIN,
+                    Some(_) => APPEND_SCALED,
+                };
+            }
             Family::Combine | Family::CombineFlat => {
                 src += &format!("const COMBINE_ROWS: u32 = {}u;\n\n", self.combine_rows());
                 src += COMBINE;
@@ -324,12 +338,12 @@ impl Variant {
                     KvBacking::Textures => FLAT_POOL_TEXTURES,
                 };
                 src += "\n";
-                let (_, vec4_per_chunk) = super::prelude::flat(self.mode.format());
+                let (_, chunk) = super::prelude::flat(self.mode.format(), self.head_dim);
                 src += &super::flat_source::fill(
                     DECODE_FLAT,
                     self.group,
                     self.head_dim,
-                    vec4_per_chunk,
+                    chunk,
                     self.flat_key_tile(),
                 );
             }
