@@ -19,6 +19,7 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub mod accuracy;
 pub mod cache;
 pub mod gpu;
 pub mod kernels;

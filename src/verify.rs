@@ -12,6 +12,7 @@ use crate::kernels::{
     AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
     PagedAttention, PrefillBatch, SeqView,
 };
+use crate::accuracy::Divergence;
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -53,7 +54,75 @@ pub struct VerifyCase {
     /// Force the pool's backing instead of the device's default (tests run the flat kernel on
     /// both); a forced tiled algorithm implies buffers, the only pools it reads.
     pub backing: Option<KvBacking>,
+    /// What the K and V values look like.
+    pub data: KvData,
 }
+
+/// The K/V values a case feeds the cache: ordinary data, and the shapes that break quantized
+/// formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KvData {
+    /// Uniform in [-1, 1), like Q.
+    #[default]
+    Uniform,
+    /// Uniform, with one channel (a third of the way into every head row) 50x larger: what
+    /// breaks a per-tensor or per-row scale.
+    Outlier,
+    /// All zeros: scales of 0, outputs of 0.
+    Zeros,
+    /// Magnitudes in [0.9, 1.0) x 60000, next to f16's largest value (65504), with Q scaled
+    /// by 1/60000 so the scores stay ordinary.
+    NearMax,
+}
+
+impl KvData {
+    /// Every pattern, for listings and flags.
+    pub const ALL: [KvData; 4] = [
+        KvData::Uniform,
+        KvData::Outlier,
+        KvData::Zeros,
+        KvData::NearMax,
+    ];
+
+    /// Name as `--data` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvData::Uniform => "uniform",
+            KvData::Outlier => "outlier",
+            KvData::Zeros => "zeros",
+            KvData::NearMax => "near-max",
+        }
+    }
+
+    /// Reshapes random uniform K or V rows of `head_dim` values into this pattern.
+    fn shape_kv(self, values: &mut [f32], head_dim: usize) {
+        match self {
+            KvData::Uniform => {}
+            KvData::Outlier => {
+                for row in values.chunks_mut(head_dim) {
+                    row[head_dim / 3] *= 50.0;
+                }
+            }
+            KvData::Zeros => values.fill(0.0),
+            KvData::NearMax => {
+                for x in values.iter_mut() {
+                    *x = x.signum() * (0.9 + 0.1 * x.abs()) * NEAR_MAX;
+                }
+            }
+        }
+    }
+
+    /// Reshapes random Q to match (only [`KvData::NearMax`] changes it).
+    fn shape_q(self, values: &mut [f32]) {
+        if self == KvData::NearMax {
+            values.iter_mut().for_each(|x| *x /= NEAR_MAX);
+        }
+    }
+}
+
+/// The magnitude [`KvData::NearMax`] puts K and V at.
+const NEAR_MAX: f32 = 60000.0;
 
 impl VerifyCase {
     /// A case with defaults for everything but geometry, dtype, block size and contexts.
@@ -78,6 +147,7 @@ impl VerifyCase {
             force_packed_f16: false,
             algorithm: None,
             backing: None,
+            data: KvData::Uniform,
         }
     }
 }
@@ -97,6 +167,10 @@ pub struct SequenceDump {
     pub k: Vec<f32>,
     /// Same shape as `k`.
     pub v: Vec<f32>,
+    /// A scaled format's K scales, `[context][kv_heads][scales per row]` (empty otherwise).
+    pub k_scales: Vec<f32>,
+    /// V scales, same shape.
+    pub v_scales: Vec<f32>,
     /// `[queries][q_heads][head_dim]` GPU output.
     pub out: Vec<f32>,
 }
@@ -108,9 +182,17 @@ pub struct VerifyOutcome {
     pub prefill: ErrorStats,
     /// Worst decode error.
     pub decode: ErrorStats,
-    /// Worst difference between K/V read back from the pool and what was appended (after
-    /// f16 rounding): checks append, copy-on-write and paging on their own.
+    /// Worst difference between K/V read back from the pool and what the CPU reference
+    /// quantizer keeps of what was appended: checks append (bit for bit for every format),
+    /// copy-on-write and paging on their own.
     pub cache_roundtrip: ErrorStats,
+    /// Attention outputs against the reference fed the *unquantized* K/V: what the format
+    /// costs (0 for f32 up to f32 arithmetic).
+    pub output_vs_exact: Divergence,
+    /// K read back from the pool against the unquantized K.
+    pub k_vs_exact: Divergence,
+    /// V read back from the pool against the unquantized V.
+    pub v_vs_exact: Divergence,
     /// Tolerance applied.
     pub tolerance: Tolerance,
     /// Whether every checked value is within tolerance.
@@ -215,6 +297,11 @@ pub fn run_case(
             start: if s == 0 { 0 } else { shared },
             out: vec![Vec::new(); layers as usize],
         };
+        for l in 0..layers as usize {
+            case.data.shape_q(&mut data.q[l]);
+            case.data.shape_kv(&mut data.k[l], hd);
+            case.data.shape_kv(&mut data.v[l], hd);
+        }
         if s > 0 {
             let prefix = shared as usize * kvh * hd;
             for l in 0..layers as usize {
@@ -346,12 +433,22 @@ pub fn run_case(
     let decode_partitions = batches.decode.num_partitions();
 
     // Compare.
-    let tolerance = Tolerance::for_format(case.dtype);
+    // The absolute allowance is for O(1) values: an output is a weighted sum of V rows, so f32
+    // rounding grows with the largest |V|, not with the (possibly cancelled) result.
+    let largest_v = seqs
+        .iter()
+        .flat_map(|d| d.v.iter().flatten())
+        .fold(1.0f32, |m, x| m.max(x.abs()));
+    let mut tolerance = Tolerance::for_format(case.dtype);
+    tolerance.abs *= largest_v as f64;
     let round = |x: &[f32]| case.dtype.quantize(x, g.head_dim as usize);
     let mut outcome = VerifyOutcome {
         prefill: ErrorStats::default(),
         decode: ErrorStats::default(),
         cache_roundtrip: ErrorStats::default(),
+        output_vs_exact: Divergence::default(),
+        k_vs_exact: Divergence::default(),
+        v_vs_exact: Divergence::default(),
         tolerance,
         passed: true,
         shards: storage.plan.num_shards(),
@@ -379,6 +476,12 @@ pub fn run_case(
         for l in 0..layers as usize {
             let (k_dev, v_dev) = storage.gather(ctx, l as u32, &data.table, c)?;
             let (k_ref, v_ref) = (round(&data.k[l]), round(&data.v[l]));
+            outcome.k_vs_exact = outcome
+                .k_vs_exact
+                .merge(Divergence::of(&k_dev, &data.k[l], hd));
+            outcome.v_vs_exact = outcome
+                .v_vs_exact
+                .merge(Divergence::of(&v_dev, &data.v[l], hd));
             for (got, want) in [(&k_dev, &k_ref), (&v_dev, &v_ref)] {
                 let (stats, ok) = reference::check(
                     got,
@@ -402,14 +505,24 @@ pub fn run_case(
                     num_queries: 1,
                     num_keys: keys,
                 };
-                let want = reference::attention(
-                    q_row,
-                    &k_ref[..keys * kvh * hd],
-                    &v_ref[..keys * kvh * hd],
-                    shape,
-                )
-                .map_err(|e| VerifyError::Case(e.to_string()))?;
+                // The kernels are checked against the reference fed exactly the values the
+                // cache holds; the format's own loss is measured against the unquantized
+                // inputs.
+                let attend = |k: &[f32], v: &[f32]| {
+                    reference::attention(
+                        q_row,
+                        &k[..keys * kvh * hd],
+                        &v[..keys * kvh * hd],
+                        shape,
+                    )
+                    .map_err(|e| VerifyError::Case(e.to_string()))
+                };
+                let want = attend(&k_dev, &v_dev)?;
+                let exact = attend(&data.k[l], &data.v[l])?;
                 let got = &data.out[l][r * qh * hd..(r + 1) * qh * hd];
+                outcome.output_vs_exact = outcome
+                    .output_vs_exact
+                    .merge(Divergence::of(got, &exact, hd));
                 let (stats, ok) = reference::check(got, &want, tolerance);
                 outcome.passed &= ok;
                 if r + 1 == rows {
@@ -419,7 +532,10 @@ pub fn run_case(
                 }
             }
             if keep_dumps {
+                let (k_scales, v_scales) = storage.gather_scales(ctx, l as u32, &data.table, c)?;
                 outcome.dumps.push(SequenceDump {
+                    k_scales,
+                    v_scales,
                     sequence: s,
                     layer: l as u32,
                     first_query: data.start,

@@ -284,6 +284,19 @@ impl KvFormat {
     }
 }
 
+impl KvFormat {
+    /// The scales of a block's `rows` rows (`[row][scale]`), from its bytes; empty for
+    /// formats without scales.
+    pub fn block_scales(self, bytes: &[u8], rows: usize, head_dim: u32) -> Vec<f32> {
+        let start = rows * self.row_value_bytes(head_dim) as usize;
+        let count = rows * self.row_scales(head_dim) as usize;
+        bytes[start..start + count * 4]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+}
+
 /// Codes of `bits` bits packed little-endian into 32-bit words (code 0 in the lowest bits).
 fn pack_codes(codes: &[u32], bits: u32) -> Vec<u32> {
     let per_word = (32 / bits) as usize;

@@ -10,7 +10,8 @@ use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HE
 use pagekv::gpu::GpuContext;
 use pagekv::npy;
 use pagekv::reference::ErrorStats;
-use pagekv::verify::{SequenceDump, VerifyCase, VerifyError, VerifyOutcome, run_case};
+use pagekv::accuracy::Divergence;
+use pagekv::verify::{KvData, SequenceDump, VerifyCase, VerifyError, VerifyOutcome, run_case};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -85,6 +86,10 @@ pub struct VerifyArgs {
     /// 16 sampled rows when a context exceeds 512 tokens]. Decode rows are always checked.
     #[arg(long, value_name = "N")]
     pub sample_rows: Option<usize>,
+    /// K/V data, or a comma list to run each: uniform, outlier (one channel 50x the others),
+    /// zeros, near-max (magnitudes near f16's largest value) [default: uniform].
+    #[arg(long, value_name = "LIST")]
+    pub data: Option<String>,
     /// Seed for the random Q/K/V and block placement [default: 7].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -187,9 +192,33 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
             for item in comma_list("--dtype", text)? {
                 let d = KvFormat::parse(&item.to_ascii_lowercase()).ok_or_else(|| {
                     bad(format!(
-                        "--dtype '{item}' is not a KV dtype; use f32, f16 or a list like f32,f16"
+                        "--dtype '{item}' is not a KV format; use one of {} or a list like f16,int8",
+                        KvFormat::names()
                     ))
                 })?;
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+            out
+        }
+    };
+
+    let data: Vec<KvData> = match &args.data {
+        None => vec![KvData::Uniform],
+        Some(text) => {
+            let mut out = Vec::new();
+            for item in comma_list("--data", text)? {
+                let d = KvData::ALL
+                    .into_iter()
+                    .find(|d| d.name() == item.to_ascii_lowercase())
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = KvData::ALL.iter().map(|d| d.name()).collect();
+                        bad(format!(
+                            "--data '{item}' is not a data pattern; use one of {}",
+                            names.join(", ")
+                        ))
+                    })?;
                 if !out.contains(&d) {
                     out.push(d);
                 }
@@ -266,14 +295,17 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
             Some(l) => l,
             None => g.layers.min(2),
         };
-        for &dtype in &dtypes {
-            let mut case = VerifyCase::new(g.clone(), dtype, block_size, contexts.clone());
-            case.layers_run = layers_run;
-            case.prefill_chunk = args.chunk.unwrap_or(512);
-            case.shared_prefix_tokens = shared;
-            case.sample_rows = sample_rows;
-            case.seed = args.seed.unwrap_or(7);
-            cases.push(case);
+        for &kv_data in &data {
+            for &dtype in &dtypes {
+                let mut case = VerifyCase::new(g.clone(), dtype, block_size, contexts.clone());
+                case.layers_run = layers_run;
+                case.prefill_chunk = args.chunk.unwrap_or(512);
+                case.shared_prefix_tokens = shared;
+                case.sample_rows = sample_rows;
+                case.seed = args.seed.unwrap_or(7);
+                case.data = kv_data;
+                cases.push(case);
+            }
         }
     }
     Ok(Plan {
@@ -284,12 +316,39 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
 }
 
 fn case_label(case: &VerifyCase) -> String {
+    let data = match case.data {
+        KvData::Uniform => String::new(),
+        other => format!("_{}", other.name()),
+    };
     format!(
-        "{}_{}_bs{}",
+        "{}_{}_bs{}{data}",
         case.geometry.name,
         case.dtype.name(),
         case.block_size
     )
+}
+
+fn divergence(d: Divergence) -> String {
+    format!(
+        "max abs {}  mean rel {}  min cosine {:.6}",
+        sci(d.max_abs),
+        sci(d.mean_rel),
+        d.min_cosine
+    )
+}
+
+/// How a format stores a row, for the case table and the dump manifest.
+fn format_text(format: KvFormat, head_dim: u32) -> String {
+    let layout = format.layout();
+    match format.scale_group(head_dim) {
+        None => format!("{} ({} bits per value)", format.name(), layout.value_bits),
+        Some(group) => format!(
+            "{} ({} bits per value, one f32 scale per {group} values of a row: {} bytes per row)",
+            format.name(),
+            layout.value_bits,
+            format.row_bytes(head_dim)
+        ),
+    }
 }
 
 fn sci(x: f64) -> String {
@@ -346,7 +405,8 @@ fn print_case(ctx: &GpuContext, case: &VerifyCase, out: &VerifyOutcome, seconds:
                 g.layers
             ),
         ),
-        ("KV dtype", case.dtype.name().into()),
+        ("KV format", format_text(case.dtype, g.head_dim)),
+        ("K/V data", case.data.name().into()),
         ("block size", case.block_size.to_string()),
         ("sequences", contexts_text(&case.contexts)),
         (
@@ -371,6 +431,9 @@ fn print_case(ctx: &GpuContext, case: &VerifyCase, out: &VerifyOutcome, seconds:
         ("prefill max error", prefill),
         ("decode max error", errors(out.decode)),
         ("cache round trip", errors(out.cache_roundtrip)),
+        ("output vs exact", divergence(out.output_vs_exact)),
+        ("K vs exact", divergence(out.k_vs_exact)),
+        ("V vs exact", divergence(out.v_vs_exact)),
         (
             "tolerance",
             format!(
@@ -416,7 +479,21 @@ fn write_dumps(
             let path = dir.join(format!("{stem}_{suffix}.npy"));
             npy::write_f32(&path, &shape, data).map_err(|e| io(&path, e))?;
         }
+        let scales_shape = [context, kvh, case.dtype.row_scales(g.head_dim) as usize];
+        let mut scale_files = serde_json::Value::Null;
+        if !d.k_scales.is_empty() {
+            for (suffix, data) in [("k_scales", &d.k_scales), ("v_scales", &d.v_scales)] {
+                let path = dir.join(format!("{stem}_{suffix}.npy"));
+                npy::write_f32(&path, &scales_shape, data).map_err(|e| io(&path, e))?;
+            }
+            scale_files = serde_json::json!({
+                "k": format!("{stem}_k_scales.npy"),
+                "v": format!("{stem}_v_scales.npy"),
+                "shape": scales_shape,
+            });
+        }
         files.push(serde_json::json!({
+            "scales": scale_files,
             "sequence": d.sequence,
             "layer": d.layer,
             "context": context,
@@ -437,10 +514,19 @@ fn write_dumps(
         "layers_dumped": case.layers_run,
         "block_size": case.block_size,
         "kv_dtype": case.dtype.name(),
+        "kv_format": {
+            "name": case.dtype.name(),
+            "value_bits": case.dtype.layout().value_bits,
+            "scale_group": case.dtype.scale_group(g.head_dim),
+            "scales_per_row": case.dtype.row_scales(g.head_dim),
+            "row_bytes": case.dtype.row_bytes(g.head_dim),
+            "description": format_text(case.dtype, g.head_dim),
+        },
+        "kv_data": case.data.name(),
         "file_dtype": "<f4 (little-endian f32, C order)",
         "scale": 1.0 / (g.head_dim as f64).sqrt(),
         "causal_rule": "query row i of a sequence sits at position first_query + i and attends keys 0..=first_query + i; query head h reads KV head h / (q_heads / kv_heads); out = softmax((q . k) * scale) v",
-        "kv_note": "k and v are read back from the device pool in logical token order; with kv_dtype f16 they are the f16-rounded values the kernels read",
+        "kv_note": "k and v are read back from the device pool in logical token order and decoded: the values the kernels read (f16-rounded for f16; code x scale for the scaled formats, whose scales are in the *_scales.npy files, [context, kv_heads, scales_per_row], scale g covering values g*scale_group.. of a row)",
         "seed": case.seed,
         "contexts": case.contexts,
         "shared_prefix_tokens": case.shared_prefix_tokens,
@@ -492,6 +578,11 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<(), CliError> {
         "prefill max abs",
         "decode max abs",
         "cache max abs",
+        "out vs exact: max abs",
+        "mean rel",
+        "min cos",
+        "K mean rel",
+        "V mean rel",
         "result",
     ]);
     let mut failed = 0;
@@ -511,6 +602,11 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<(), CliError> {
             },
             sci(outcome.decode.max_abs),
             sci(outcome.cache_roundtrip.max_abs),
+            sci(outcome.output_vs_exact.max_abs),
+            sci(outcome.output_vs_exact.mean_rel),
+            format!("{:.6}", outcome.output_vs_exact.min_cosine),
+            sci(outcome.k_vs_exact.mean_rel),
+            sci(outcome.v_vs_exact.mean_rel),
             if outcome.passed { "PASS" } else { "FAIL" }.into(),
         ]);
         if let Some(dir) = &plan.dump {

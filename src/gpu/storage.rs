@@ -468,14 +468,49 @@ impl KvStorage {
 
 impl KvStorage {
     /// Reads one sequence's K and V for `layer` back in logical token order,
-    /// `[tokens][kv_heads][head_dim]` f32 (f16 storage decoded). For verification and dumps,
-    /// not for the hot path: it reads whole shards.
+    /// `[tokens][kv_heads][head_dim]` f32: the values the kernels read (f16 and the scaled
+    /// formats decoded). For verification and dumps, not for the hot path: it reads whole
+    /// shards.
     pub fn gather(
         &self,
         ctx: &GpuContext,
         layer: u32,
         block_table: &[u32],
         tokens: u32,
+    ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+        let (dtype, hd) = (self.layout.dtype, self.layout.geometry.head_dim);
+        self.gather_rows(ctx, layer, block_table, tokens, hd as usize, |block, rows| {
+            dtype.decode_block(block, rows, hd)
+        })
+    }
+
+    /// The scales of a scaled format's rows, like [`KvStorage::gather`]:
+    /// `[tokens][kv_heads][scales per row]` (empty for formats without scales).
+    pub fn gather_scales(
+        &self,
+        ctx: &GpuContext,
+        layer: u32,
+        block_table: &[u32],
+        tokens: u32,
+    ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+        let (dtype, hd) = (self.layout.dtype, self.layout.geometry.head_dim);
+        let width = dtype.row_scales(hd) as usize;
+        self.gather_rows(ctx, layer, block_table, tokens, width, |block, rows| {
+            dtype.block_scales(block, rows, hd)
+        })
+    }
+
+    /// Reads `layer`'s K and V shards, decodes each block into `[kv_head][token_in_block]`
+    /// rows of `width` values with `decode(block bytes, rows)`, and gathers `tokens` tokens of
+    /// `block_table` in logical order.
+    fn gather_rows(
+        &self,
+        ctx: &GpuContext,
+        layer: u32,
+        block_table: &[u32],
+        tokens: u32,
+        width: usize,
+        decode: impl Fn(&[u8], usize) -> Vec<f32>,
     ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
         if layer >= self.layers {
             return Err(GpuError::InvalidInput {
@@ -495,48 +530,38 @@ impl KvStorage {
         for &block in block_table {
             self.check_block(block)?;
         }
-        let g = &self.layout.geometry;
-        let (kv_heads, hd, bs) = (
-            g.kv_heads as usize,
-            g.head_dim as usize,
+        let (kv_heads, bs) = (
+            self.layout.geometry.kv_heads as usize,
             self.layout.block_size as usize,
         );
+        let block_bytes = self.plan.block_bytes_per_layer;
         let mut shards_k = Vec::new();
         let mut shards_v = Vec::new();
         for s in 0..self.plan.num_shards() {
-            shards_k.push(self.decode_shard(ctx, s, self.k(layer, s))?);
-            shards_v.push(self.decode_shard(ctx, s, self.v(layer, s))?);
+            let (_, blocks) = self.plan.shard_range(s);
+            for (shard, out) in [(self.k(layer, s), &mut shards_k), (self.v(layer, s), &mut shards_v)] {
+                let bytes = shard.read_all(ctx, blocks, block_bytes)?;
+                out.push(
+                    bytes
+                        .chunks(block_bytes as usize)
+                        .flat_map(|block| decode(block, kv_heads * bs))
+                        .collect::<Vec<f32>>(),
+                );
+            }
         }
-        let row = kv_heads * hd;
+        let row = kv_heads * width;
         let mut k = vec![0f32; tokens as usize * row];
         let mut v = vec![0f32; tokens as usize * row];
         for t in 0..tokens as usize {
             let (shard, local) = self.plan.locate(block_table[t / bs]);
             for h in 0..kv_heads {
-                let src = ((local as usize * kv_heads + h) * bs + t % bs) * hd;
-                let dst = t * row + h * hd;
-                k[dst..dst + hd].copy_from_slice(&shards_k[shard as usize][src..src + hd]);
-                v[dst..dst + hd].copy_from_slice(&shards_v[shard as usize][src..src + hd]);
+                let src = ((local as usize * kv_heads + h) * bs + t % bs) * width;
+                let dst = t * row + h * width;
+                k[dst..dst + width].copy_from_slice(&shards_k[shard as usize][src..src + width]);
+                v[dst..dst + width].copy_from_slice(&shards_v[shard as usize][src..src + width]);
             }
         }
         Ok((k, v))
-    }
-
-    fn decode_shard(
-        &self,
-        ctx: &GpuContext,
-        s: u32,
-        shard: &KvShard,
-    ) -> Result<Vec<f32>, GpuError> {
-        let (_, blocks) = self.plan.shard_range(s);
-        let block_bytes = self.plan.block_bytes_per_layer;
-        let bytes = shard.read_all(ctx, blocks, block_bytes)?;
-        let g = &self.layout.geometry;
-        let rows = (g.kv_heads * self.layout.block_size) as usize;
-        Ok(bytes
-            .chunks(block_bytes as usize)
-            .flat_map(|block| self.layout.dtype.decode_block(block, rows, g.head_dim))
-            .collect())
     }
 }
 
