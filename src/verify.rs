@@ -4,6 +4,7 @@
 //! [`crate::reference::attention`] in f64. The integration tests and `pagekv verify` both use
 //! it, so what the CLI reports is exactly what the tests assert.
 
+use crate::accuracy::Divergence;
 use crate::cache::{CacheLayout, GeometryError, KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES};
 use crate::gpu::{
     GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
@@ -12,7 +13,6 @@ use crate::kernels::{
     AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
     PagedAttention, PrefillBatch, SeqView,
 };
-use crate::accuracy::Divergence;
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -44,6 +44,9 @@ pub struct VerifyCase {
     pub partition_tokens: Option<u32>,
     /// Prefill rows checked per sequence and layer (0 = all); sampling keeps long contexts fast.
     pub sample_rows: usize,
+    /// Append the prompts without running prefill attention, so only the decode rows are
+    /// computed and checked: a long-context decode check without the quadratic prefill.
+    pub decode_only: bool,
     /// RNG seed for data and block placement.
     pub seed: u64,
     /// Store f16 packed in u32 even where SHADER_F16 exists (tests both encodings).
@@ -143,6 +146,7 @@ impl VerifyCase {
             max_shard_bytes: None,
             partition_tokens: None,
             sample_rows: 0,
+            decode_only: false,
             seed: 7,
             force_packed_f16: false,
             algorithm: None,
@@ -412,7 +416,11 @@ pub fn run_case(
                 &step,
                 layers,
                 g,
-                false,
+                if case.decode_only {
+                    StepKind::AppendOnly
+                } else {
+                    StepKind::Prefill
+                },
             )?;
         }
     }
@@ -428,7 +436,7 @@ pub fn run_case(
         &step,
         layers,
         g,
-        true,
+        StepKind::Decode,
     )?;
     let decode_partitions = batches.decode.num_partitions();
 
@@ -464,7 +472,9 @@ pub fn run_case(
         let c = case.contexts[s];
         let rows = (c - data.start) as usize;
         let mut checked: Vec<usize> = (0..rows).collect();
-        if case.sample_rows > 0 && rows > case.sample_rows + 1 {
+        if case.decode_only {
+            checked = vec![rows - 1];
+        } else if case.sample_rows > 0 && rows > case.sample_rows + 1 {
             let mut picks = vec![0, rows - 2, rows - 1];
             while picks.len() < case.sample_rows + 1 {
                 picks.push(rng.random_range(0..rows));
@@ -509,13 +519,8 @@ pub fn run_case(
                 // cache holds; the format's own loss is measured against the unquantized
                 // inputs.
                 let attend = |k: &[f32], v: &[f32]| {
-                    reference::attention(
-                        q_row,
-                        &k[..keys * kvh * hd],
-                        &v[..keys * kvh * hd],
-                        shape,
-                    )
-                    .map_err(|e| VerifyError::Case(e.to_string()))
+                    reference::attention(q_row, &k[..keys * kvh * hd], &v[..keys * kvh * hd], shape)
+                        .map_err(|e| VerifyError::Case(e.to_string()))
                 };
                 let want = attend(&k_dev, &v_dev)?;
                 let exact = attend(&data.k[l], &data.v[l])?;
@@ -570,6 +575,17 @@ struct StepBatches {
     decode: DecodeBatch,
 }
 
+/// What one verify step runs after appending its tokens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StepKind {
+    /// Causal prefill attention over the step's tokens.
+    Prefill,
+    /// Nothing: the rows' outputs are left NaN and not checked.
+    AppendOnly,
+    /// Decode attention, one token per sequence.
+    Decode,
+}
+
 /// Appends and attends one step: `(sequence, first position, tokens)` per member.
 #[allow(clippy::too_many_arguments)]
 fn run_step(
@@ -581,7 +597,7 @@ fn run_step(
     step: &[(usize, u32, u32)],
     layers: u32,
     g: &ModelGeometry,
-    decode: bool,
+    kind: StepKind,
 ) -> Result<(), VerifyError> {
     let (qh, kvh, hd) = (g.q_heads as usize, g.kv_heads as usize, g.head_dim as usize);
     let bs = storage.layout.block_size;
@@ -600,10 +616,10 @@ fn run_step(
             query_len: len,
         })
         .collect();
-    if decode {
-        kernels.prepare_decode(storage, &mut batches.decode, &views)?;
-    } else {
-        kernels.prepare_prefill(storage, &mut batches.prefill, &views)?;
+    match kind {
+        StepKind::Decode => kernels.prepare_decode(storage, &mut batches.decode, &views)?,
+        StepKind::Prefill => kernels.prepare_prefill(storage, &mut batches.prefill, &views)?,
+        StepKind::AppendOnly => {}
     }
     drop(views);
     let total: usize = step.iter().map(|&(_, _, len)| len as usize).sum();
@@ -631,30 +647,26 @@ fn run_step(
             AppendInput::whole(&k_buf, &v_buf),
             None,
         )?;
-        if decode {
-            kernels.record_decode(
-                &mut encoder,
-                storage,
-                l as u32,
-                &batches.decode,
-                AttentionIo::whole(&q_buf, &out_buf),
-                None,
-            )?;
-        } else {
-            kernels.record_prefill(
-                &mut encoder,
-                storage,
-                l as u32,
-                &batches.prefill,
-                AttentionIo::whole(&q_buf, &out_buf),
-                None,
-            )?;
+        let io = AttentionIo::whole(&q_buf, &out_buf);
+        match kind {
+            StepKind::Decode => {
+                let batch = &batches.decode;
+                kernels.record_decode(&mut encoder, storage, l as u32, batch, io, None)?
+            }
+            StepKind::Prefill => {
+                let batch = &batches.prefill;
+                kernels.record_prefill(&mut encoder, storage, l as u32, batch, io, None)?
+            }
+            StepKind::AppendOnly => {}
         }
         ctx.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Device(err.to_string()).into());
         }
-        let out = read_buffer_f32(ctx, &out_buf, q.len())?;
+        let out = match kind {
+            StepKind::AppendOnly => vec![f32::NAN; q.len()],
+            StepKind::Decode | StepKind::Prefill => read_buffer_f32(ctx, &out_buf, q.len())?,
+        };
         let mut offset = 0;
         for &(s, _, len) in step {
             let n = len as usize * qh * hd;

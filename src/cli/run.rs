@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use pagekv::KvFormat;
 use pagekv::engine::request::PreemptionMode;
 use pagekv::engine::{Progress, RunConfig};
 use pagekv::report::suite::{SuiteObserver, SuiteOptions, run_suite};
@@ -57,6 +58,10 @@ pub struct RunArgs {
     /// Write the results here (JSON, rewritten atomically after every scenario).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Store every scenario's KV cache in this format instead of its file's `kv_dtype`:
+    /// f32, f16, int8, int4, fp8-e4m3 or fp8-e5m2.
+    #[arg(long, value_name = "FORMAT")]
+    pub kv_dtype: Option<String>,
 }
 
 impl Default for RunArgs {
@@ -72,6 +77,7 @@ impl Default for RunArgs {
             max_step_tokens: RunConfig::default().max_step_tokens,
             max_running: RunConfig::default().max_running,
             out: None,
+            kv_dtype: None,
         }
     }
 }
@@ -90,8 +96,28 @@ pub fn scenarios_dir(flag: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Loads what `--only` / `--scenario` / `--scenarios-dir` select.
+/// Loads what `--only` / `--scenario` / `--scenarios-dir` select, in the `--kv-dtype` format
+/// when one is given.
 pub fn select(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
+    let format = match &args.kv_dtype {
+        None => None,
+        Some(name) => Some(KvFormat::parse(&name.to_ascii_lowercase()).ok_or_else(|| {
+            CliError::input(format!(
+                "--kv-dtype '{name}' is not a KV format; use one of {}",
+                KvFormat::names()
+            ))
+        })?),
+    };
+    let mut selected = select_files(args)?;
+    if let Some(format) = format {
+        for s in &mut selected {
+            s.scenario.cache.kv_dtype = format;
+        }
+    }
+    Ok(selected)
+}
+
+fn select_files(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
     let dir = scenarios_dir(args.scenarios_dir.as_deref());
     let input = |e: pagekv::scenario::ScenarioError| CliError::input(e.to_string());
     if !args.scenario.is_empty() {

@@ -6,11 +6,11 @@
 use super::{CliError, GlobalArgs, comma_list};
 use clap::Args;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
+use pagekv::accuracy::Divergence;
 use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS};
 use pagekv::gpu::GpuContext;
 use pagekv::npy;
 use pagekv::reference::ErrorStats;
-use pagekv::accuracy::Divergence;
 use pagekv::verify::{KvData, SequenceDump, VerifyCase, VerifyError, VerifyOutcome, run_case};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

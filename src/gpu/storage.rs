@@ -479,9 +479,14 @@ impl KvStorage {
         tokens: u32,
     ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
         let (dtype, hd) = (self.layout.dtype, self.layout.geometry.head_dim);
-        self.gather_rows(ctx, layer, block_table, tokens, hd as usize, |block, rows| {
-            dtype.decode_block(block, rows, hd)
-        })
+        self.gather_rows(
+            ctx,
+            layer,
+            block_table,
+            tokens,
+            hd as usize,
+            |block, rows| dtype.decode_block(block, rows, hd),
+        )
     }
 
     /// The scales of a scaled format's rows, like [`KvStorage::gather`]:
@@ -539,7 +544,10 @@ impl KvStorage {
         let mut shards_v = Vec::new();
         for s in 0..self.plan.num_shards() {
             let (_, blocks) = self.plan.shard_range(s);
-            for (shard, out) in [(self.k(layer, s), &mut shards_k), (self.v(layer, s), &mut shards_v)] {
+            for (shard, out) in [
+                (self.k(layer, s), &mut shards_k),
+                (self.v(layer, s), &mut shards_v),
+            ] {
                 let bytes = shard.read_all(ctx, blocks, block_bytes)?;
                 out.push(
                     bytes

@@ -206,15 +206,9 @@ fn cache_options(raw: RawCache) -> Result<CacheOptions, Failure> {
     }
     if let Some(name) = raw.kv_dtype {
         options.kv_dtype = KvFormat::parse(&name).ok_or_else(|| {
-            // Ask the parser which names exist, so the message follows new dtypes.
-            let supported = ["f32", "f16", "bf16", "fp8", "int8", "q8_0", "int4", "q4_0"]
-                .into_iter()
-                .filter(|n| KvFormat::parse(n).is_some())
-                .collect::<Vec<_>>()
-                .join(", ");
             let problem = Problem::KvFormat {
                 given: name.clone(),
-                supported,
+                supported: KvFormat::names(),
             };
             ("[cache] kv_dtype".to_string(), problem)
         })?;
