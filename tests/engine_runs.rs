@@ -8,6 +8,7 @@
 
 mod common;
 
+use pagekv::KvFormat;
 use pagekv::engine::request::PreemptionMode;
 use pagekv::engine::{Measurement, RunConfig, run_scenario};
 use pagekv::gpu::GpuContext;
@@ -149,6 +150,34 @@ fn tiny_budget_preempts_and_evicts_with_correct_outputs() {
                     "{label}: nothing recomputed"
                 );
             }
+        }
+    }
+}
+
+/// The same squeeze with the cache quantized: swap preemption moves blocks with their scales,
+/// prefix-cache hits share quantized blocks, and the spot checks (which quantize K/V with
+/// the CPU reference quantizer) still match, on whichever backing the adapter uses.
+#[test]
+fn quantized_formats_swap_and_share_prefixes_with_correct_outputs() {
+    let all = scenarios();
+    let mut s2 = all.iter().find(|s| s.id == 2).unwrap().clone();
+    let preset = ScalePreset::by_name("ci").unwrap();
+    for format in [KvFormat::Int8, KvFormat::Int4, KvFormat::Fp8E4M3] {
+        s2.scenario.cache.kv_dtype = format;
+        let normal = s2.scale(&preset);
+        let per_request = normal.layout.blocks_for_tokens(normal.tokens_per_request());
+        let factor = normal.num_blocks() as f64 / (2 * per_request + 1) as f64;
+        let budget = (s2.budget_bytes() as f64 / factor) as u64;
+        let scaled = s2.scale_with_budget(&preset, budget);
+        assert_eq!(scaled.layout.dtype, format);
+        for ctx in common::contexts() {
+            let m = run_scenario(&ctx, &scaled, &config(PreemptionMode::Swap), &mut |_| {})
+                .unwrap();
+            let label = format!("{} {}", ctx.info.backend, format.name());
+            assert_accounted(&label, &scaled, &m);
+            assert!(m.scheduler.swap_out_blocks > 0, "{label}: nothing swapped");
+            assert!(m.preempted_checks() > 0, "{label}");
+            assert!(m.hit_rate_pct.unwrap_or(0.0) > 0.0, "{label}: no prefix hit");
         }
     }
 }
