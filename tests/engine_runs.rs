@@ -171,13 +171,16 @@ fn quantized_formats_swap_and_share_prefixes_with_correct_outputs() {
         let scaled = s2.scale_with_budget(&preset, budget);
         assert_eq!(scaled.layout.dtype, format);
         for ctx in common::contexts() {
-            let m = run_scenario(&ctx, &scaled, &config(PreemptionMode::Swap), &mut |_| {})
-                .unwrap();
+            let m =
+                run_scenario(&ctx, &scaled, &config(PreemptionMode::Swap), &mut |_| {}).unwrap();
             let label = format!("{} {}", ctx.info.backend, format.name());
             assert_accounted(&label, &scaled, &m);
             assert!(m.scheduler.swap_out_blocks > 0, "{label}: nothing swapped");
             assert!(m.preempted_checks() > 0, "{label}");
-            assert!(m.hit_rate_pct.unwrap_or(0.0) > 0.0, "{label}: no prefix hit");
+            assert!(
+                m.hit_rate_pct.unwrap_or(0.0) > 0.0,
+                "{label}: no prefix hit"
+            );
         }
     }
 }

@@ -9,8 +9,12 @@
 //! - Decode: KV bytes read / kernel time over batch x context, for both model geometries and
 //!   every KV dtype; plus the ggml comparison shape (8 KV heads, head dim 128, 8K context) at
 //!   GQA 1 and GQA 4.
+//! - Formats: decode of every KV format beside f16, each (model, batch, context) group timed
+//!   in alternation, bytes counted on each format's real bytes (scales included), and its
+//!   time relative to f16's in the same group.
 //! - Prefill: causal attention FLOP/s beside a tiled matmul's FLOP/s.
-//! - Append: bytes moved / kernel time.
+//! - Append: bytes moved / kernel time, for f16 and for every quantized format (the append
+//!   kernel quantizes).
 //! - Host: block-pool allocate+free pairs, forks and prefix lookups per second.
 
 pub mod host;
@@ -48,7 +52,7 @@ pub struct BenchOptions {
 }
 
 /// The sections `--only` can pick.
-pub const SECTIONS: [&str; 4] = ["decode", "prefill", "append", "host"];
+pub const SECTIONS: [&str; 5] = ["decode", "formats", "prefill", "append", "host"];
 
 impl BenchOptions {
     fn wants(&self, section: &str) -> bool {
@@ -75,6 +79,10 @@ pub struct Figure {
     pub unit: String,
     /// Ratio to the same run's roofline (copy for bandwidth, matmul for FLOP/s).
     pub ratio: Option<f64>,
+    /// Formats section: this case's time over the f16 case's in the same group (below 1 is
+    /// faster than f16).
+    #[serde(default)]
+    pub time_vs_f16: Option<f64>,
     /// Why the case was not measured.
     pub skipped: Option<String>,
 }
@@ -163,6 +171,7 @@ fn figure(
             value: Some(amount / seconds / 1e9),
             unit: unit.into(),
             ratio: Some(amount / seconds / roofline),
+            time_vs_f16: None,
             skipped: None,
         }),
         Err(BenchSkip::Skipped(reason)) => Ok(Figure {
@@ -172,6 +181,7 @@ fn figure(
             value: None,
             unit: unit.into(),
             ratio: None,
+            time_vs_f16: None,
             skipped: Some(reason),
         }),
         Err(BenchSkip::Failed(e)) => Err(e),
@@ -210,6 +220,8 @@ impl Recorder<'_> {
 pub enum Work {
     /// Decode attention bandwidth (KV bytes read / time), a ratio of the copy roofline.
     Decode(AttentionCase),
+    /// Decode of one KV format, timed in alternation with the other formats of its group.
+    Format(AttentionCase),
     /// Prefill FLOP/s, a ratio of the matmul roofline.
     Prefill(AttentionCase),
     /// Append bandwidth (bytes moved / time), a ratio of the copy roofline.
@@ -255,22 +267,22 @@ pub struct PlannedCase {
     pub work: Work,
     /// The label its figure will carry.
     pub label: String,
-    /// Timed in alternation with the other interleaved cases, because their ratio to each
-    /// other is a target (the ggml shape at GQA 1 and GQA 4).
-    pub interleaved: bool,
+    /// Cases of one group are timed in alternation, because their ratio to each other is
+    /// the point (the ggml shape at GQA 1 and GQA 4; the formats of one decode shape).
+    pub group: Option<u32>,
 }
 
 impl PlannedCase {
     fn new(work: Work) -> Self {
         let label = match &work {
-            Work::Decode(case) | Work::Prefill(case) => label(case),
+            Work::Decode(case) | Work::Format(case) | Work::Prefill(case) => label(case),
             Work::Append(case) => format!("{} tokens, {}", case.context, label(case)),
             Work::Host(op) => op.label().into(),
         };
         Self {
             work,
             label,
-            interleaved: false,
+            group: None,
         }
     }
 
@@ -278,6 +290,7 @@ impl PlannedCase {
     pub fn section(&self) -> &'static str {
         match self.work {
             Work::Decode(_) => "decode",
+            Work::Format(_) => "formats",
             Work::Prefill(_) => "prefill",
             Work::Append(_) => "append",
             Work::Host(_) => "host",
@@ -323,9 +336,36 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
             context: 8192,
         };
         out.push(PlannedCase {
-            interleaved: true,
+            group: Some(0),
             ..PlannedCase::new(Work::Decode(case))
         });
+    }
+    // Every format beside f16, one group per (model, batch, context).
+    let (format_models, format_shapes): (&[ModelGeometry], &[(u32, u32)]) = if quick {
+        (&geometries()[1..], &[(8, 4096)])
+    } else {
+        (
+            &geometries(),
+            &[(1, 4096), (8, 4096), (1, 16384), (8, 16384)],
+        )
+    };
+    let mut group = 1;
+    for geometry in format_models {
+        for &(batch, context) in format_shapes {
+            for dtype in KvFormat::ALL {
+                let case = AttentionCase {
+                    geometry: geometry.clone(),
+                    dtype,
+                    batch,
+                    context,
+                };
+                out.push(PlannedCase {
+                    group: Some(group),
+                    ..PlannedCase::new(Work::Format(case))
+                });
+            }
+            group += 1;
+        }
     }
     let prefill_lengths: &[u32] = if quick { &[256] } else { &[512, 2048] };
     for geometry in geometries() {
@@ -340,13 +380,19 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
         }
     }
     for geometry in geometries() {
-        let case = AttentionCase {
-            geometry,
-            dtype: KvFormat::F16,
-            batch: 1,
-            context: if quick { 1024 } else { 8192 },
-        };
-        out.push(PlannedCase::new(Work::Append(case)));
+        for dtype in KvFormat::ALL {
+            // f16 for both models; the quantizing formats at the 7B shape.
+            if dtype == KvFormat::F32 || (dtype != KvFormat::F16 && geometry.head_dim != 128) {
+                continue;
+            }
+            let case = AttentionCase {
+                geometry: geometry.clone(),
+                dtype,
+                batch: 1,
+                context: if quick { 1024 } else { 8192 },
+            };
+            out.push(PlannedCase::new(Work::Append(case)));
+        }
     }
     for op in [HostOp::PoolPairs, HostOp::Forks, HostOp::PrefixLookups] {
         out.push(PlannedCase::new(Work::Host(op)));
@@ -400,6 +446,7 @@ pub fn run_bench(
         value: Some(copy / 1e9),
         unit: "GB/s".into(),
         ratio: Some(1.0),
+        time_vs_f16: None,
         skipped: None,
     });
     rec.starting("read rooflines (buffer and texture)");
@@ -416,6 +463,7 @@ pub fn run_bench(
             value: Some(rate / 1e9),
             unit: "GB/s".into(),
             ratio: Some(rate / copy),
+            time_vs_f16: None,
             skipped: None,
         });
     }
@@ -426,25 +474,28 @@ pub fn run_bench(
         value: Some(matmul / 1e9),
         unit: "GFLOP/s".into(),
         ratio: Some(1.0),
+        time_vs_f16: None,
         skipped: None,
     });
     let cap = options.max_pool_bytes;
     let host_scale = if options.quick { 1 } else { 4 };
     let planned_cases = plan(options);
-    let interleaved_cases: Vec<AttentionCase> = planned_cases
-        .iter()
-        .filter(|p| p.interleaved)
-        .filter_map(|p| match &p.work {
-            Work::Decode(case) => Some(case.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut interleaved_results: Option<std::vec::IntoIter<_>> = None;
+    // Results of a group's cases, timed together when its first case comes up.
+    let mut group_results: Option<(u32, std::vec::IntoIter<Result<f64, BenchSkip>>)> = None;
+    let mut group_f16: Option<f64> = None;
     for planned in &planned_cases {
-        let alternation = if planned.interleaved && interleaved_cases.len() > 1 {
-            " (timed in alternation with the other ggml shape)"
-        } else {
-            ""
+        let group_cases: Vec<AttentionCase> = planned_cases
+            .iter()
+            .filter(|p| p.group.is_some() && p.group == planned.group)
+            .filter_map(|p| match &p.work {
+                Work::Decode(case) | Work::Format(case) => Some(case.clone()),
+                _ => None,
+            })
+            .collect();
+        let alternation = match &planned.work {
+            _ if group_cases.len() < 2 => "",
+            Work::Format(_) => " (timed in alternation with the other formats)",
+            _ => " (timed in alternation with the other ggml shape)",
         };
         rec.starting(&format!(
             "{} {}{alternation}",
@@ -452,19 +503,27 @@ pub fn run_bench(
             planned.label
         ));
         let (result, amount, unit, roofline) = match &planned.work {
-            Work::Decode(case) if planned.interleaved => (
-                interleaved_results
-                    .get_or_insert_with(|| {
-                        kernels::decode_interleaved(ctx, &watch, repeats, &interleaved_cases, cap)
-                            .into_iter()
-                    })
-                    .next()
-                    .expect("one result per interleaved case"),
-                case.kv_bytes() as f64,
-                "GB/s",
-                copy,
-            ),
-            Work::Decode(case) => (
+            Work::Decode(case) | Work::Format(case) if planned.group.is_some() => {
+                let group = planned.group.expect("matched");
+                if group_results.as_ref().is_none_or(|(g, _)| *g != group) {
+                    let results =
+                        kernels::decode_interleaved(ctx, &watch, repeats, &group_cases, cap);
+                    group_f16 = group_cases
+                        .iter()
+                        .zip(&results)
+                        .find(|(c, _)| c.dtype == KvFormat::F16)
+                        .and_then(|(_, r)| r.as_ref().ok().copied());
+                    group_results = Some((group, results.into_iter()));
+                }
+                let (_, results) = group_results.as_mut().expect("set above");
+                (
+                    results.next().expect("one result per grouped case"),
+                    case.kv_bytes() as f64,
+                    "GB/s",
+                    copy,
+                )
+            }
+            Work::Decode(case) | Work::Format(case) => (
                 kernels::decode(ctx, &watch, repeats, case, cap),
                 case.kv_bytes() as f64,
                 "GB/s",
@@ -490,12 +549,17 @@ pub fn run_bench(
                     value: Some(op.rate(host_scale) / 1e6),
                     unit: "M/s".into(),
                     ratio: None,
+                    time_vs_f16: None,
                     skipped: None,
                 });
                 continue;
             }
         };
-        rec.add(figure(planned, unit, amount, roofline, result)?);
+        let mut figure = figure(planned, unit, amount, roofline, result)?;
+        if matches!(planned.work, Work::Format(_)) {
+            figure.time_vs_f16 = figure.seconds.zip(group_f16).map(|(t, f16)| t / f16);
+        }
+        rec.add(figure);
     }
     rec.starting("copy roofline again (drift over the run)");
     rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
@@ -536,20 +600,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_ggml_pair_is_timed_in_alternation() {
+    fn the_ggml_pair_and_each_format_group_are_timed_in_alternation() {
         for quick in [true, false] {
-            let interleaved: Vec<_> = plan(&options(quick, &[], &[]))
-                .into_iter()
-                .filter(|c| c.interleaved)
-                .map(|c| c.label)
+            let planned = plan(&options(quick, &[], &[]));
+            let ggml: Vec<_> = planned
+                .iter()
+                .filter(|c| c.group == Some(0))
+                .map(|c| c.label.as_str())
                 .collect();
             assert_eq!(
-                interleaved,
+                ggml,
                 [
                     "ggml-shape-gqa1 f16 batch 1 ctx 8192",
                     "ggml-shape-gqa4 f16 batch 1 ctx 8192"
                 ]
             );
+            let formats: Vec<_> = planned
+                .iter()
+                .filter(|c| c.section() == "formats")
+                .collect();
+            let groups = if quick { 1 } else { 2 * 4 };
+            assert_eq!(formats.len(), groups * KvFormat::ALL.len());
+            for group in formats.chunks(KvFormat::ALL.len()) {
+                assert!(group.iter().all(|c| c.group == group[0].group));
+                assert!(group.iter().any(|c| c.label.contains(" f16 ")));
+            }
         }
     }
 

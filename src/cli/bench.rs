@@ -23,7 +23,7 @@ pub struct BenchArgs {
     /// Skip cases whose KV pool is larger than this (default 4 GiB, 1 GiB with --quick).
     #[arg(long, value_name = "GIB")]
     pub max_pool_gib: Option<f64>,
-    /// Measure only these sections (decode, prefill, append, host), comma-separated; the copy
+    /// Measure only these sections (decode, formats, prefill, append, host), comma-separated; the copy
     /// and matmul rooflines are always measured.
     #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
     pub only: Vec<String>,
@@ -135,6 +135,7 @@ pub fn render(report: &BenchReport) -> String {
         "ms",
         "figure",
         "of roofline",
+        "time vs f16",
     ]);
     for f in &report.figures {
         let (ms, value, ratio) = match &f.skipped {
@@ -145,15 +146,17 @@ pub fn render(report: &BenchReport) -> String {
                 f.ratio.map_or("-".into(), |r| format!("{:.0}%", 100.0 * r)),
             ),
         };
+        let vs_f16 = f.time_vs_f16.map_or(String::new(), |r| format!("{r:.2}x"));
         table.add_row(vec![
             Cell::new(&f.section),
             Cell::new(&f.case),
             Cell::new(ms),
             Cell::new(value),
             Cell::new(ratio),
+            Cell::new(vs_f16),
         ]);
     }
-    for i in [2, 3, 4] {
+    for i in [2, 3, 4, 5] {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }

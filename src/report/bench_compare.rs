@@ -117,6 +117,7 @@ mod tests {
             value: Some(value),
             unit: "GB/s".into(),
             ratio: Some(ratio),
+            time_vs_f16: None,
             skipped: None,
         }
     }
