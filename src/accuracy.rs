@@ -45,10 +45,12 @@ impl Divergence {
                 ww += b * b;
                 gw += a * b;
             }
-            let rel = match (diff, ww) {
-                (d, _) if d == 0.0 => 0.0,
-                (_, w) if w == 0.0 => f64::INFINITY,
-                (d, w) => (d / w).sqrt(),
+            let rel = if diff == 0.0 {
+                0.0
+            } else if ww == 0.0 {
+                f64::INFINITY
+            } else {
+                (diff / ww).sqrt()
             };
             let cosine = match (gg == 0.0, ww == 0.0) {
                 (true, true) => 1.0,

@@ -202,8 +202,8 @@ pub enum KvShard {
     Texture {
         /// The values, rgba32uint.
         values: TexturePart,
-        /// The scales, r32uint, one per texel.
-        scales: Option<TexturePart>,
+        /// The scales, r32uint, one per texel (boxed: most pools have none).
+        scales: Option<Box<TexturePart>>,
     },
 }
 
@@ -232,7 +232,8 @@ impl KvShard {
                 values: TexturePart::new(ctx, label, blocks, split.values, false),
                 scales: (split.scales > 0).then(|| {
                     ctx.count_created();
-                    TexturePart::new(ctx, &format!("{label} scales"), blocks, split.scales, true)
+                    let label = format!("{label} scales");
+                    Box::new(TexturePart::new(ctx, &label, blocks, split.scales, true))
                 }),
             },
         }
@@ -262,7 +263,7 @@ impl KvShard {
         match self {
             KvShard::Buffer(_) => Vec::new(),
             KvShard::Texture { values, scales } => std::iter::once((values, 0))
-                .chain(scales.iter().map(|s| (s, values.row_bytes)))
+                .chain(scales.iter().map(|s| (&**s, values.row_bytes)))
                 .collect(),
         }
     }
