@@ -97,6 +97,9 @@ fn bad_input_is_one_sentence_with_status_2() {
             "--kv-heads",
         ),
         (&["verify", "--dtype", "f8"], "--dtype"),
+        (&["verify", "--dtype", "f16,int3"], "--dtype 'int3'"),
+        (&["verify", "--data", "spiky"], "--data"),
+        (&["run", "--kv-dtype", "int3"], "--kv-dtype"),
         (&["verify", "--block-size", "12"], "--block-size"),
         (&["verify", "--preset", "llama-70b"], "--preset"),
         (&["verify", "--context", "1,x"], "--context"),
@@ -266,6 +269,22 @@ fn check_dump(dir: &Path, sequences: usize) {
         let tol = Tolerance::for_format(pagekv::KvFormat::F16);
         let (stats, ok) = reference::check(&out, &want, tol);
         assert!(ok, "{}: {stats:?}", f["out"]);
+        // A scaled format's scales: one per group of each row, and every dumped value is a
+        // whole number of its scale's steps (k = code x scale).
+        let format = &manifest["kv_format"];
+        if let Some(group) = format["scale_group"].as_u64() {
+            let per_row = format["scales_per_row"].as_u64().unwrap() as usize;
+            let scales = &f["scales"];
+            let (shape, k_scales) =
+                npy::read_f32(&dir.join(scales["k"].as_str().unwrap())).unwrap();
+            assert_eq!(shape, vec![context, kvh, per_row]);
+            for (i, &x) in k.iter().enumerate() {
+                let row = i / hd;
+                let scale = k_scales[row * per_row + (i % hd) / group as usize];
+                let steps = x / scale;
+                assert!((steps - steps.round()).abs() < 1e-3, "{x} / {scale}");
+            }
+        }
     }
 }
 
@@ -295,6 +314,33 @@ fn verify_dump_writes_npy_files_with_documented_shapes() {
     let help = stdout(&pagekv(&["verify", "--help"]));
     assert!(help.contains("[queries, q_heads, head_dim]"), "{help}");
     assert!(help.contains("[context, kv_heads, head_dim]"), "{help}");
+}
+
+#[test]
+fn verify_dump_of_int8_writes_dequantized_values_and_scales() {
+    if !have_gpu("verify_dump_of_int8_writes_dequantized_values_and_scales") {
+        return;
+    }
+    let dir = TempDir::new("dump-int8");
+    let out = pagekv(&[
+        "verify",
+        "--preset",
+        "qwen2.5-0.5b",
+        "--context",
+        "3,40",
+        "--dtype",
+        "int8",
+        "--dump",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    for row in ["output vs exact", "K vs exact", "min cosine"] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+    check_dump(&dir.0, 2);
+    let manifest = std::fs::read_to_string(dir.0.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"scale_group\": 32"), "{manifest}");
 }
 
 #[test]

@@ -70,20 +70,43 @@ pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
         ("hit rate %", |m| m.hit_rate_pct, 1),
         ("evictions %", |m| m.evictions_pct, 1),
     ];
+    let text_row = |table: &mut Table, id: Option<u32>, name: &str, a: String, b: String| {
+        table.add_row(vec![
+            Cell::new(id.map_or(String::new(), |id| format!("{id:02}"))),
+            Cell::new(name),
+            Cell::new(a),
+            Cell::new(b),
+            Cell::new(""),
+        ]);
+    };
     for id in ids {
         let (sa, sb) = (a.scenario(id), b.scenario(id));
+        // What was run: the format, the scaled size and its demand, so that a before/after
+        // of two formats (or two budgets) reads as one.
+        let format = |s: Option<&super::ScenarioResult>| {
+            s.map_or("-".into(), |s| s.scaled.layout.dtype.name().to_string())
+        };
+        text_row(&mut table, Some(id), "KV format", format(sa), format(sb));
+        let requests = |s: Option<&super::ScenarioResult>| {
+            s.map_or("-".into(), |s| s.scaled.requests().to_string())
+        };
+        text_row(&mut table, None, "requests run", requests(sa), requests(sb));
+        let demand = |s: Option<&super::ScenarioResult>| s.map(|s| s.scaled.demand_pct());
+        table.add_row(vec![
+            Cell::new(""),
+            Cell::new("demand %"),
+            Cell::new(num(demand(sa), 1)),
+            Cell::new(num(demand(sb), 1)),
+            Cell::new(ratio(demand(sa), demand(sb))),
+        ]);
         let (ma, mb) = (
             sa.and_then(|s| s.measured.as_ref()),
             sb.and_then(|s| s.measured.as_ref()),
         );
-        for (i, (name, get, digits)) in metrics.iter().enumerate() {
+        for (name, get, digits) in &metrics {
             let (va, vb) = (ma.and_then(get), mb.and_then(get));
             table.add_row(vec![
-                Cell::new(if i == 0 {
-                    format!("{id:02}")
-                } else {
-                    String::new()
-                }),
+                Cell::new(""),
                 Cell::new(*name),
                 Cell::new(num(va, *digits)),
                 Cell::new(num(vb, *digits)),
@@ -108,13 +131,21 @@ pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
 
 /// The lines above the table: what A and B are.
 pub fn describe(label: &str, r: &ResultsFile) -> String {
+    let mut formats: Vec<&str> = r
+        .scenarios
+        .iter()
+        .map(|s| s.scaled.layout.dtype.name())
+        .collect();
+    formats.sort_unstable();
+    formats.dedup();
     format!(
-        "{label}: {} ({}, {} {}), preset `{}`, {:.0} GiB budget, preemption {:?}, pagekv {}, \
-         wgpu {}{}",
+        "{label}: {} ({}, {} {}), KV {}, preset `{}`, {:.0} GiB budget, preemption {:?}, \
+         pagekv {}, wgpu {}{}",
         r.adapter.name,
         r.adapter.backend,
         r.adapter.driver,
         r.adapter.driver_info,
+        formats.join("+"),
         r.preset,
         r.full_budget_gb,
         r.config.preemption,
