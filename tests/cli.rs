@@ -100,6 +100,7 @@ fn bad_input_is_one_sentence_with_status_2() {
         (&["verify", "--dtype", "f16,int3"], "--dtype 'int3'"),
         (&["verify", "--data", "spiky"], "--data"),
         (&["run", "--kv-dtype", "int3"], "--kv-dtype"),
+        (&["formats", "--budget", "-3"], "--budget"),
         (&["verify", "--block-size", "12"], "--block-size"),
         (&["verify", "--preset", "llama-70b"], "--preset"),
         (&["verify", "--context", "1,x"], "--context"),
@@ -314,6 +315,23 @@ fn verify_dump_writes_npy_files_with_documented_shapes() {
     let help = stdout(&pagekv(&["verify", "--help"]));
     assert!(help.contains("[queries, q_heads, head_dim]"), "{help}");
     assert!(help.contains("[context, kv_heads, head_dim]"), "{help}");
+}
+
+/// `formats` needs no GPU: the memory arithmetic, the claims and the CPU study.
+#[test]
+fn formats_prints_capacity_claims_and_the_study() {
+    let out = pagekv(&["formats", "--study"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = stdout(&out);
+    for needle in [
+        "fp8-e5m2",
+        "INT8 quantization: 50% memory reduction",
+        "43.8% less than f16",
+        "int4, per 32, Hadamard K",
+        "int8, scale per 32 *",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
 }
 
 #[test]

@@ -632,7 +632,7 @@ mod tests {
     fn case_filters_match_label_substrings_within_the_chosen_sections() {
         let picked = plan(&options(
             false,
-            &[],
+            &["decode"],
             &["batch 8 ctx 4096", "ggml-shape-gqa4"],
         ));
         let labels: Vec<_> = picked.iter().map(|c| c.label.as_str()).collect();

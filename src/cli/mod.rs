@@ -10,6 +10,7 @@
 mod bench;
 mod compare;
 mod devices;
+mod formats;
 mod run;
 mod scenarios;
 mod shaders;
@@ -124,6 +125,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Emit, list or cross-compile every generated WGSL shader variant.
     Shaders(shaders::ShadersArgs),
+    /// Bytes per token and capacity of every KV format, the report's quantization claims
+    /// checked, and (--study) the scale-layout study.
+    Formats(formats::FormatsArgs),
 }
 
 /// Why a command did not succeed. The message is one sentence naming the flag or file at fault.
@@ -224,6 +228,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Devices(args)) => devices::run(&cli.global, &args),
         Some(Command::Verify(args)) => verify::run(&cli.global, &args),
         Some(Command::Shaders(args)) => shaders::run(&args),
+        Some(Command::Formats(args)) => formats::run(&args),
     }
 }
 

@@ -90,6 +90,10 @@ pub struct VerifyArgs {
     /// zeros, near-max (magnitudes near f16's largest value) [default: uniform].
     #[arg(long, value_name = "LIST")]
     pub data: Option<String>,
+    /// Append the prompts without running prefill attention and check only the decode rows:
+    /// long-context decode checks without the quadratic prefill.
+    #[arg(long)]
+    pub decode_only: bool,
     /// Seed for the random Q/K/V and block placement [default: 7].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -304,6 +308,7 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
                 case.sample_rows = sample_rows;
                 case.seed = args.seed.unwrap_or(7);
                 case.data = kv_data;
+                case.decode_only = args.decode_only;
                 cases.push(case);
             }
         }

@@ -25,6 +25,7 @@
 pub mod bench_compare;
 pub mod compare;
 pub mod file;
+pub mod formats;
 pub mod status;
 pub mod suite;
 pub mod table;
