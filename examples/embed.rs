@@ -5,11 +5,12 @@
 //! decode go into the app's encoder next to its own commands, in one submission, and the
 //! result is checked against the f64 CPU reference.
 //!
-//! Run: `cargo run --release --example embed`. Exits 1 when the GPU result differs.
+//! Run: `cargo run --release --example embed [FORMAT]` (f16 by default; any of f32, f16,
+//! int8, int4, fp8-e4m3, fp8-e5m2). Exits 1 when the GPU result differs.
 
 use pagekv::reference::{self, AttentionShape, Tolerance};
 use pagekv::{AppendInput, AppendStep, AttentionIo, Capacity, DecodeStep, KvCache, KvCacheConfig};
-use pagekv::{ModelGeometry, SeqId};
+use pagekv::{KvFormat, ModelGeometry, SeqId};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: first thing in `main`, before any thread exists. (Optional: it only keeps Mesa
@@ -21,10 +22,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let adapter = pollster::block_on(instance.request_adapter(&Default::default()))?;
     let (device, queue) = pollster::block_on(adapter.request_device(&Default::default()))?;
 
-    // One layer of Qwen2.5-0.5B's KV geometry, f16 storage, room for 64 blocks of 16 tokens.
+    // One layer of Qwen2.5-0.5B's KV geometry, room for 64 blocks of 16 tokens, stored in
+    // the format named on the command line.
+    let dtype = match std::env::args().nth(1) {
+        None => KvFormat::F16,
+        Some(name) => KvFormat::parse(&name).ok_or_else(|| {
+            format!(
+                "'{name}' is not a KV format; use one of {}",
+                KvFormat::names()
+            )
+        })?,
+    };
     let geometry = ModelGeometry::qwen2_5_0_5b();
     let config = KvCacheConfig {
         layers: Some(1),
+        dtype,
         ..KvCacheConfig::new(geometry.clone(), Capacity::Blocks(64))
     };
     let mut cache = KvCache::new(&device, &queue, &config)?;

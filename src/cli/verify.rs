@@ -371,10 +371,12 @@ fn contexts_text(contexts: &[u32]) -> String {
 }
 
 fn has_prefill_rows(case: &VerifyCase) -> bool {
-    case.contexts
-        .iter()
-        .enumerate()
-        .any(|(s, &c)| c.saturating_sub(if s == 0 { 0 } else { case.shared_prefix_tokens }) > 1)
+    !case.decode_only
+        && case
+            .contexts
+            .iter()
+            .enumerate()
+            .any(|(s, &c)| c.saturating_sub(if s == 0 { 0 } else { case.shared_prefix_tokens }) > 1)
 }
 
 fn print_case(ctx: &GpuContext, case: &VerifyCase, out: &VerifyOutcome, seconds: f64) {
