@@ -212,3 +212,81 @@ fn each_format_loses_no_more_than_its_bound() {
         }
     }
 }
+
+/// FP8 encoding on the GPU at every rounding edge: each row's largest value is the format's
+/// maximum, which makes the scale exactly 1, and the rest are every code's value, every
+/// midpoint between neighbouring codes (ties go to the even code) and the floats just either
+/// side of it, the subnormal codes and negative zero. The append kernel must store what the
+/// CPU encoder computes, through the texture- or buffer-backed pool the adapter uses.
+#[test]
+fn fp8_append_rounds_every_midpoint_like_the_cpu_encoder() {
+    use pagekv::cache::quant::Fp8;
+    use pagekv::{AppendInput, AppendStep, Capacity, KvCache, KvCacheConfig, SeqId};
+    for ctx in common::contexts() {
+        for (format, fp8) in [
+            (KvFormat::Fp8E4M3, Fp8::E4M3),
+            (KvFormat::Fp8E5M2, Fp8::E5M2),
+        ] {
+            let max = fp8.max_value();
+            assert_eq!(
+                max * format.codec().unwrap().inv_max(),
+                1.0,
+                "scale exactly 1"
+            );
+            let codes: Vec<f32> = (0..fp8.max_code()).map(|c| fp8.decode(c)).collect();
+            let mut probes = vec![-0.0];
+            for w in codes.windows(2) {
+                let mid = (w[0] + w[1]) / 2.0;
+                probes.extend([w[0], mid, mid.next_up(), mid.next_down(), -mid]);
+            }
+            let hd = 64usize;
+            let rows: Vec<f32> = probes
+                .chunks(hd - 1)
+                .flat_map(|chunk| {
+                    let mut row = vec![max];
+                    row.extend_from_slice(chunk);
+                    row.resize(hd, 0.0);
+                    row
+                })
+                .collect();
+            let tokens = rows.len() / hd;
+            let config = KvCacheConfig {
+                layers: Some(1),
+                dtype: format,
+                ..KvCacheConfig::new(geometry(1, 1, hd as u32), Capacity::Blocks(64))
+            };
+            let mut cache = KvCache::with_context(&ctx, &config, Default::default()).unwrap();
+            let id = SeqId(1);
+            cache.add_sequence(id).unwrap();
+            let ids: Vec<u32> = (0..tokens as u32).collect();
+            let mut append = AppendStep::default();
+            cache.prepare_append(&mut append, &[(id, &ids)]).unwrap();
+            let buffer =
+                pagekv::gpu::storage_buffer_init(&ctx, "rows", bytemuck::cast_slice(&rows));
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            cache
+                .record_append(
+                    &mut encoder,
+                    0,
+                    &append,
+                    AppendInput::whole(&buffer, &buffer),
+                )
+                .unwrap();
+            cache.submit(encoder);
+            let (k, v) = cache.read_kv(id, 0).unwrap();
+            let want = format.quantize(&rows, hd);
+            for got in [k, v] {
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{} on {}: {:e} stored as {g:e}, CPU {w:e}",
+                        format.name(),
+                        ctx.describe(),
+                        rows[i]
+                    );
+                }
+            }
+        }
+    }
+}
