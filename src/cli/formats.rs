@@ -16,7 +16,12 @@ use super::CliError;
 #[derive(Debug, Clone, Args)]
 pub struct FormatsArgs {
     /// KV budget in GiB for the capacity columns (the reference's card: 24).
-    #[arg(long, default_value_t = 24.0, value_name = "GIB", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 24.0,
+        value_name = "GIB",
+        allow_negative_numbers = true
+    )]
     pub budget: f64,
     /// Also run the scale-layout study on the CPU (a few seconds) and check the FP8
     /// accuracy claim against it.
