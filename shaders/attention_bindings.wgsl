@@ -28,8 +28,10 @@ struct AttnParams {
     // Flat kernel, multi-shard pools: offset of this shard's block lists in block_tables
     // (per sequence: a count, then up to table_stride logical block indices); 0 for none.
     shard_lists: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Sliding window: a query sees only the last `window` keys up to its own position; 0
+    // for none.
+    window: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AttnParams;
@@ -43,6 +45,15 @@ struct AttnParams {
 // A finite stand-in for -inf: WGSL has no infinity literal, and exp(MASKED - real) is 0.
 const MASKED: f32 = -3.0e38;
 const INVALID: u32 = 0xffffffffu;
+
+// The first key a query seeing keys [0, visible) attends to: the last params.window of them,
+// or all of them without a window.
+fn window_start(visible: u32) -> u32 {
+    if (params.window == 0u || visible <= params.window) {
+        return 0u;
+    }
+    return visible - params.window;
+}
 
 // Rows in one block of one layer's pool: kv_heads x block_size (see src/cache/format.rs).
 fn rows_per_block() -> u32 {

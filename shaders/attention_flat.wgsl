@@ -39,7 +39,12 @@ fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
     let chunk = gid.x % params.group_chunks;
     let visible = info.x - info.z + query + 1u;
     let token_row = info.y + query;
-    var key_begin = min(split * params.partition_tokens, visible);
+    // With a sliding window the query sees keys [first_key, visible). Splits start from
+    // first_key rounded down to a whole tile, so tiles still lie within one block; the keys
+    // before first_key are masked like those past the end.
+    let first_key = window_start(visible);
+    let tiles_from = first_key - first_key % KEY_TILE;
+    var key_begin = min(tiles_from + split * params.partition_tokens, visible);
     var key_end = min(key_begin + params.partition_tokens, visible);
     let group_first = kv_head * params.group;
     let group_last = group_first + params.group - 1u;
@@ -63,7 +68,7 @@ fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
         let share = (count + params.splits - 1u) / params.splits;
         first_entry = min(split * share, count);
         entries = min(first_entry + share, count);
-        key_begin = 0u;
+        key_begin = tiles_from;
         key_end = visible;
     }
     for (var entry = first_entry; entry < entries; entry++) {

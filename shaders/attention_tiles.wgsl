@@ -48,13 +48,15 @@ var<workgroup> key_slot: array<vec2<u32>, TILE_KEYS>;
 var<workgroup> row_m: array<f32, ROWS>;
 var<workgroup> row_l: array<f32, ROWS>;
 var<workgroup> row_alpha: array<f32, ROWS>;
-// Keys at positions below row_limit[r] are visible to row r (the causal mask).
+// Keys at positions in [row_first[r], row_limit[r]) are visible to row r (the causal mask and
+// the sliding window).
+var<workgroup> row_first: array<u32, ROWS>;
 var<workgroup> row_limit: array<u32, ROWS>;
 
 var<private> acc: array<vec4<f32>, ACC_SLOTS>;
 
 // Streams keys [key_begin, key_end) against q_tile rows [0, rows). Callers fill q_tile (already
-// scaled) and row_limit first. Leaves the result in acc, row_m and row_l.
+// scaled), row_first and row_limit first. Leaves the result in acc, row_m and row_l.
 fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: u32) {
     for (var j = 0u; j < ACC_SLOTS; j++) {
         acc[j] = vec4<f32>(0.0);
@@ -92,7 +94,8 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             let r = idx / TILE_KEYS;
             let kk = idx % TILE_KEYS;
             var score = MASKED;
-            if (r < rows && key_slot[kk].x != INVALID && tile_start + kk < row_limit[r]) {
+            let key = tile_start + kk;
+            if (r < rows && key_slot[kk].x != INVALID && key < row_limit[r] && key >= row_first[r]) {
                 var dot4 = vec4<f32>(0.0);
                 for (var i = 0u; i < HD4; i++) {
                     dot4 += q_tile[r * HD4 + i] * kv_tile[kk * HD4 + i];

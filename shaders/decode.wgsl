@@ -17,7 +17,9 @@ fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let g0 = (wg.y % params.group_chunks) * ROWS;
     let rows = min(ROWS, params.group - g0);
     let context = seq_info[seq].x;
-    let key_begin = min(wg.x * params.partition_tokens, context);
+    // Splits cover the keys the query sees: the whole context, or its last params.window.
+    let first_key = window_start(context);
+    let key_begin = min(first_key + wg.x * params.partition_tokens, context);
     let key_end = min(key_begin + params.partition_tokens, context);
     out_base = seq * params.q_heads + kv_head * params.group + g0;
 
@@ -30,6 +32,7 @@ fn decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         q_tile[idx] = value;
     }
     if (tid < ROWS) {
+        row_first[tid] = first_key;
         row_limit[tid] = context;
     }
     attend(seq, kv_head, key_begin, key_end, rows, tid);

@@ -43,9 +43,12 @@ fn prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         if (tid < rows) {
             limit = first_position + (row0 + tid) / params.group + 1u;
         }
+        row_first[tid] = window_start(limit);
         row_limit[tid] = limit;
     }
+    // The tile's first row sees the earliest keys; with a window, nothing before its start.
+    let key_begin = window_start(first_position + row0 / params.group + 1u);
     let key_end = first_position + (row0 + rows - 1u) / params.group + 1u;
-    attend(seq, kv_head, 0u, key_end, rows, tid);
+    attend(seq, kv_head, key_begin, key_end, rows, tid);
     write_partials(rows, tid, params.partition_base);
 }

@@ -59,6 +59,8 @@ pub struct VerifyCase {
     pub backing: Option<KvBacking>,
     /// What the K and V values look like.
     pub data: KvData,
+    /// Sliding window: each query attends to at most this many newest keys.
+    pub window: Option<u32>,
 }
 
 /// The K/V values a case feeds the cache: ordinary data, and the shapes that break quantized
@@ -152,6 +154,7 @@ impl VerifyCase {
             algorithm: None,
             backing: None,
             data: KvData::Uniform,
+            window: None,
         }
     }
 }
@@ -373,6 +376,7 @@ pub fn run_case(
     let options = AttentionOptions {
         algorithm: case.algorithm,
         decode_partition_tokens: case.partition_tokens,
+        sliding_window: case.window,
     };
     let kernels = PagedAttention::with_options(ctx, &storage, options)?;
 
@@ -507,19 +511,22 @@ pub fn run_case(
             for &r in &checked {
                 let position = data.start as usize + r;
                 let q_row = &data.q[l][position * qh * hd..(position + 1) * qh * hd];
+                // The keys this row sees: all up to its own position, or the window's last.
                 let keys = position + 1;
+                let first = case.window.map_or(0, |w| keys.saturating_sub(w as usize));
                 let shape = AttentionShape {
                     q_heads: qh,
                     kv_heads: kvh,
                     head_dim: hd,
                     num_queries: 1,
-                    num_keys: keys,
+                    num_keys: keys - first,
                 };
                 // The kernels are checked against the reference fed exactly the values the
                 // cache holds; the format's own loss is measured against the unquantized
                 // inputs.
+                let seen = first * kvh * hd..keys * kvh * hd;
                 let attend = |k: &[f32], v: &[f32]| {
-                    reference::attention(q_row, &k[..keys * kvh * hd], &v[..keys * kvh * hd], shape)
+                    reference::attention(q_row, &k[seen.clone()], &v[seen.clone()], shape)
                         .map_err(|e| VerifyError::Case(e.to_string()))
                 };
                 let want = attend(&k_dev, &v_dev)?;

@@ -59,7 +59,7 @@ fn host_structs_match_wgsl() {
         size_of::<AttnParams>(),
         fields!(AttnParams: num_seqs, q_heads, group, group_chunks, block_size, table_stride,
             partition_tokens, splits, num_partitions, partition_base, shard_first_block,
-            shard_blocks, scale, shard_lists),
+            shard_blocks, scale, shard_lists, window),
     );
     assert_layout(
         core(Family::Append),

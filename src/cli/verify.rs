@@ -90,6 +90,9 @@ pub struct VerifyArgs {
     /// zeros, near-max (magnitudes near f16's largest value) [default: uniform].
     #[arg(long, value_name = "LIST")]
     pub data: Option<String>,
+    /// Sliding window: every query attends to at most W newest keys (its own included).
+    #[arg(long, value_name = "W")]
+    pub window: Option<u32>,
     /// Append the prompts without running prefill attention and check only the decode rows:
     /// long-context decode checks without the quadratic prefill.
     #[arg(long)]
@@ -208,6 +211,11 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
         }
     };
 
+    if args.window == Some(0) {
+        return Err(bad(
+            "--window 0 would let a query see no key; give at least 1".into(),
+        ));
+    }
     let data: Vec<KvData> = match &args.data {
         None => vec![KvData::Uniform],
         Some(text) => {
@@ -309,6 +317,7 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
                 case.seed = args.seed.unwrap_or(7);
                 case.data = kv_data;
                 case.decode_only = args.decode_only;
+                case.window = args.window;
                 cases.push(case);
             }
         }
@@ -325,8 +334,9 @@ fn case_label(case: &VerifyCase) -> String {
         KvData::Uniform => String::new(),
         other => format!("_{}", other.name()),
     };
+    let window = case.window.map_or(String::new(), |w| format!("_w{w}"));
     format!(
-        "{}_{}_bs{}{data}",
+        "{}_{}_bs{}{data}{window}",
         case.geometry.name,
         case.dtype.name(),
         case.block_size
@@ -414,6 +424,11 @@ fn print_case(ctx: &GpuContext, case: &VerifyCase, out: &VerifyOutcome, seconds:
         ),
         ("KV format", format_text(case.dtype, g.head_dim)),
         ("K/V data", case.data.name().into()),
+        (
+            "sliding window",
+            case.window
+                .map_or("none".into(), |w| format!("{w} keys per query")),
+        ),
         ("block size", case.block_size.to_string()),
         ("sequences", contexts_text(&case.contexts)),
         (
@@ -530,9 +545,10 @@ fn write_dumps(
             "description": format_text(case.dtype, g.head_dim),
         },
         "kv_data": case.data.name(),
+        "sliding_window": case.window,
         "file_dtype": "<f4 (little-endian f32, C order)",
         "scale": 1.0 / (g.head_dim as f64).sqrt(),
-        "causal_rule": "query row i of a sequence sits at position first_query + i and attends keys 0..=first_query + i; query head h reads KV head h / (q_heads / kv_heads); out = softmax((q . k) * scale) v",
+        "causal_rule": "query row i of a sequence sits at position first_query + i and attends keys 0..=first_query + i (with sliding_window W, only the last W of them: max(0, first_query + i + 1 - W)..=first_query + i); query head h reads KV head h / (q_heads / kv_heads); out = softmax((q . k) * scale) v",
         "kv_note": "k and v are read back from the device pool in logical token order and decoded: the values the kernels read (f16-rounded for f16; code x scale for the scaled formats, whose scales are in the *_scales.npy files, [context, kv_heads, scales_per_row], scale g covering values g*scale_group.. of a row)",
         "seed": case.seed,
         "contexts": case.contexts,

@@ -16,6 +16,8 @@ pub struct DecodeKernel {
     pipeline: ComputeKernel,
     /// The variant built.
     pub variant: Variant,
+    /// Sliding window: each query attends to at most this many newest keys.
+    pub window: Option<u32>,
     /// Split policy used when preparing steps.
     pub splits: SplitPolicy,
 }
@@ -32,6 +34,7 @@ impl DecodeKernel {
             pipeline,
             variant,
             splits: SplitPolicy::for_algorithm(algorithm),
+            window: None,
         })
     }
 
@@ -51,15 +54,25 @@ impl DecodeKernel {
             });
         }
         let Some(tiles) = self.variant.tiles else {
-            return flat::prepare(&self.variant, &self.splits, ctx, storage, batch, seqs);
+            return flat::prepare(
+                &self.variant,
+                &self.splits,
+                self.window,
+                ctx,
+                storage,
+                batch,
+                seqs,
+            );
         };
         let g = &storage.layout.geometry;
         let group = g.group_size();
         let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
+        // The keys one query sees: the whole context, or the window's last keys of it.
+        let span = self.window.map_or(max_context, |w| w.min(max_context));
         let group_chunks = group.div_ceil(tiles.rows);
         let base = seqs.len() as u32 * g.kv_heads * group_chunks;
-        let partition_tokens = self.splits.partition_tokens(base, max_context, tiles.keys);
-        let splits = max_context.div_ceil(partition_tokens);
+        let partition_tokens = self.splits.partition_tokens(base, span, tiles.keys);
+        let splits = span.div_ceil(partition_tokens);
         let shards = storage.plan.num_shards();
         let (tables, stride, _) = super::batch::flatten(seqs);
         drop(tables);
@@ -81,7 +94,8 @@ impl DecodeKernel {
                     shard_blocks: blocks,
                     scale: 1.0 / (g.head_dim as f32).sqrt(),
                     shard_lists: 0,
-                    _pad: [0; 2],
+                    window: self.window.unwrap_or(0),
+                    _pad: 0,
                 }
             })
             .collect();

@@ -195,6 +195,7 @@ pub(crate) fn build(
 pub(crate) fn prepare(
     variant: &Variant,
     splits: &SplitPolicy,
+    window: Option<u32>,
     ctx: &GpuContext,
     storage: &KvStorage,
     batch: &mut AttentionBatch,
@@ -202,12 +203,15 @@ pub(crate) fn prepare(
 ) -> Result<(), GpuError> {
     let g = &storage.layout.geometry;
     let group_chunks = g.group_size().div_ceil(variant.group);
+    // The keys one query walks: the whole context, or the window's keys from a whole tile
+    // (the kernel starts a window on a tile boundary, up to a tile - 1 early).
+    let key_tile = variant.flat_key_tile();
     let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
+    let max_context = window.map_or(max_context, |w| (w + key_tile - 1).min(max_context));
     let max_queries = seqs.iter().map(|s| s.query_len).max().unwrap_or(0).max(1);
     let total_queries: u32 = seqs.iter().map(|s| s.query_len).sum();
     let base = total_queries * g.kv_heads * group_chunks;
     // Splits start at multiples of the key tile, so no tile crosses a block.
-    let key_tile = variant.flat_key_tile();
     if !storage.layout.block_size.is_multiple_of(key_tile) {
         return Err(GpuError::InvalidInput {
             argument: "block size",
@@ -253,7 +257,8 @@ pub(crate) fn prepare(
                 } else {
                     tables.len() as u32 + s * list_len
                 },
-                _pad: [0; 2],
+                window: window.unwrap_or(0),
+                _pad: 0,
             }
         })
         .collect();

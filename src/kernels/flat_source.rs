@@ -89,7 +89,7 @@ pub(crate) fn fill(
         line(
             &mut per_tile,
             3,
-            format_args!("let live{t} = tile + {t}u < key_end;"),
+            format_args!("let live{t} = tile + {t}u < key_end && tile + {t}u >= first_key;"),
         );
         for g in heads.clone() {
             line(&mut per_tile, 3, format_args!("var d{g}_{t} = 0.0;"));

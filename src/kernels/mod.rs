@@ -74,6 +74,10 @@ pub struct AttentionOptions {
     pub algorithm: Option<AttentionAlgorithm>,
     /// Force decode's context split length in keys; `None` sizes splits to fill the device.
     pub decode_partition_tokens: Option<u32>,
+    /// Sliding-window attention: each query attends to at most this many newest keys (its
+    /// own included), as models such as Mistral and Gemma's local layers do; `None` attends
+    /// to the whole context.
+    pub sliding_window: Option<u32>,
 }
 
 /// Names of the compiled variants, for reports.
@@ -134,14 +138,24 @@ impl PagedAttention {
         let algorithm = options
             .algorithm
             .unwrap_or_else(|| AttentionAlgorithm::for_storage(ctx, storage));
+        if options.sliding_window == Some(0) {
+            return Err(GpuError::InvalidInput {
+                argument: "sliding window",
+                value: "0".into(),
+                problem: "a window must hold at least one key".into(),
+            });
+        }
         let mut decode = DecodeKernel::with_algorithm(ctx, storage, algorithm)?;
         decode.splits.forced_partition_tokens = options.decode_partition_tokens;
+        decode.window = options.sliding_window;
+        let mut prefill = PrefillKernel::with_algorithm(ctx, storage, algorithm)?;
+        prefill.window = options.sliding_window;
         Ok(Self {
             ctx: ctx.clone(),
             built_for: (storage.layout.clone(), storage.mode, storage.backing),
             append: AppendKernel::new(ctx, storage)?,
             decode,
-            prefill: PrefillKernel::with_algorithm(ctx, storage, algorithm)?,
+            prefill,
             combine: CombineKernel::with_algorithm(
                 ctx,
                 storage.layout.geometry.head_dim,

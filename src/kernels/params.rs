@@ -37,8 +37,10 @@ pub struct AttnParams {
     /// Flat kernel, multi-shard pools: where this shard's per-sequence block lists start in
     /// the block-table buffer (0: no lists, walk the context's blocks in order).
     pub shard_lists: u32,
+    /// Sliding window: a query attends to at most this many newest keys; 0 for none.
+    pub window: u32,
     /// Padding to 16-byte multiple.
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 
 /// Mirror of `AppendParams` in shaders/append.wgsl.

@@ -16,6 +16,8 @@ pub struct PrefillKernel {
     pipeline: ComputeKernel,
     /// The variant built.
     pub variant: Variant,
+    /// Sliding window: each query attends to at most this many newest keys.
+    pub window: Option<u32>,
     /// Context splits of the flat kernel (the tiled prefill does not split).
     pub splits: SplitPolicy,
 }
@@ -32,6 +34,7 @@ impl PrefillKernel {
             pipeline,
             variant,
             splits: SplitPolicy::for_algorithm(algorithm),
+            window: None,
         })
     }
 
@@ -55,7 +58,15 @@ impl PrefillKernel {
             });
         }
         let Some(tiles) = self.variant.tiles else {
-            return flat::prepare(&self.variant, &self.splits, ctx, storage, batch, seqs);
+            return flat::prepare(
+                &self.variant,
+                &self.splits,
+                self.window,
+                ctx,
+                storage,
+                batch,
+                seqs,
+            );
         };
         let g = &storage.layout.geometry;
         let group = g.group_size();
@@ -79,7 +90,8 @@ impl PrefillKernel {
                     shard_blocks: blocks,
                     scale: 1.0 / (g.head_dim as f32).sqrt(),
                     shard_lists: 0,
-                    _pad: [0; 2],
+                    window: self.window.unwrap_or(0),
+                    _pad: 0,
                 }
             })
             .collect();

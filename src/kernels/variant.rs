@@ -117,7 +117,7 @@ impl TileShape {
     /// Workgroup bytes the attention core declares for this shape.
     pub fn bytes(self, head_dim: u32) -> u32 {
         let (r, k) = (self.rows, self.keys);
-        4 * (r * head_dim + k * head_dim + r * k + 2 * k + 4 * r)
+        4 * (r * head_dim + k * head_dim + r * k + 2 * k + 5 * r)
     }
 
     /// The largest key tile (a power of two, 4..=32) whose footprint fits `limit` bytes.
