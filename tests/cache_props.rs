@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use pagekv::cache::{
-    AppendPlan, CacheError, CacheLayout, KvCacheManager, KvFormat, ModelGeometry, SeqId,
+    AppendPlan, CacheError, CacheLayout, KvCacheManager, KvFormat, ModelGeometry, RELEASED,
+    SeqId,
 };
 use proptest::prelude::*;
 
@@ -19,6 +20,8 @@ enum Op {
     Append(u64, usize, u8),
     Fork(u64, u64),
     Free(u64),
+    /// Release the blocks outside a sliding window of this many keys.
+    Slide(u64, u32),
 }
 
 /// Templates 0-2 share their first 6 tokens, so prefix hits happen across templates too;
@@ -55,6 +58,8 @@ fn fingerprint(prefix: &[u32]) -> u64 {
 struct Harness {
     m: KvCacheManager,
     tokens: BTreeMap<SeqId, Vec<u32>>,
+    /// Leading block-table entries released by sliding windows, per sequence.
+    slid: BTreeMap<SeqId, usize>,
     mem: Vec<Option<u64>>,
     bs: usize,
 }
@@ -64,6 +69,7 @@ impl Harness {
         Self {
             m: KvCacheManager::new(layout(bs), blocks, prefix).unwrap(),
             tokens: BTreeMap::new(),
+            slid: BTreeMap::new(),
             mem: vec![None; (blocks * bs) as usize],
             bs: bs as usize,
         }
@@ -178,6 +184,8 @@ impl Harness {
                         assert_eq!(self.m.block_table(SeqId(p)), self.m.block_table(SeqId(c)));
                         let t = self.tokens[&SeqId(p)].clone();
                         assert!(self.tokens.insert(SeqId(c), t).is_none());
+                        let slid = self.slid.get(&SeqId(p)).copied().unwrap_or(0);
+                        self.slid.insert(SeqId(c), slid);
                     }
                     Err(_) => assert_eq!(self.m, before),
                 }
@@ -185,7 +193,26 @@ impl Harness {
             Op::Free(i) => {
                 let before = self.m.clone();
                 match self.m.free(SeqId(i)) {
-                    Ok(()) => assert!(self.tokens.remove(&SeqId(i)).is_some()),
+                    Ok(()) => {
+                        assert!(self.tokens.remove(&SeqId(i)).is_some());
+                        self.slid.remove(&SeqId(i));
+                    }
+                    Err(_) => assert_eq!(self.m, before),
+                }
+            }
+            Op::Slide(i, window) => {
+                let id = SeqId(i);
+                let before = self.m.clone();
+                match self.m.release_outside_window(id, window) {
+                    Ok(released) => {
+                        // Blocks wholly before the next query's window are released, once.
+                        let len = self.tokens[&id].len();
+                        let out = (len + 1).saturating_sub(window as usize) / self.bs;
+                        let was = self.slid.get(&id).copied().unwrap_or(0);
+                        let now = out.max(was).min(len.div_ceil(self.bs));
+                        assert_eq!(released as usize, now.saturating_sub(was));
+                        self.slid.insert(id, now);
+                    }
                     Err(_) => assert_eq!(self.m, before),
                 }
             }
@@ -207,11 +234,16 @@ impl Harness {
             assert_eq!(table.len(), toks.len().div_ceil(self.bs));
             assert_eq!(self.m.tokens(id), &toks[..]);
             assert_eq!(self.m.context_len(id) as usize, toks.len());
-            for &b in table {
-                refs[b as usize] += 1;
+            // Released entries are exactly the leading blocks slid past.
+            let slid = self.slid.get(&id).copied().unwrap_or(0);
+            for (i, &b) in table.iter().enumerate() {
+                assert_eq!(b == RELEASED, i < slid, "seq {id} entry {i}");
+                if b != RELEASED {
+                    refs[b as usize] += 1;
+                }
             }
-            // Every token readable through the table from simulated memory.
-            for pos in 0..toks.len() {
+            // Every token still in the window readable through the table from memory.
+            for pos in slid * self.bs..toks.len() {
                 let slot = table[pos / self.bs] as usize * self.bs + pos % self.bs;
                 let want = Some(fingerprint(&toks[..=pos]));
                 assert_eq!(self.mem[slot], want, "seq {id} pos {pos}");
@@ -251,7 +283,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (id.clone(), 0u8..4, 0usize..20).prop_map(|(i, t, l)| Op::Admit(i, t, l)),
         4 => (id.clone(), 0usize..12, 0u8..4).prop_map(|(i, n, t)| Op::Append(i, n, t)),
         2 => (id.clone(), id.clone()).prop_map(|(p, c)| Op::Fork(p, c)),
-        2 => id.prop_map(Op::Free),
+        2 => id.clone().prop_map(Op::Free),
+        2 => (id, 1u32..20).prop_map(|(i, w)| Op::Slide(i, w)),
     ]
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use super::error::{CacheError, InvariantViolation};
 use super::geometry::CacheLayout;
-use super::pool::{BlockId, BlockPool};
+use super::pool::{BlockId, BlockPool, RELEASED};
 use super::prefix::{PrefixHash, block_hash};
 use super::table::{AppendPlan, BlockCopy, CacheStats, PrefixHit, SeqId, Sequence};
 
@@ -230,7 +230,7 @@ impl KvCacheManager {
             .ok_or(CacheError::UnknownSequence(parent))?
             .clone();
         let mut tx = self.pool.transaction();
-        for &b in &seq.blocks {
+        for &b in seq.blocks.iter().filter(|&&b| b != RELEASED) {
             tx.retain(b)?;
         }
         tx.commit();
@@ -238,12 +238,50 @@ impl KvCacheManager {
         Ok(())
     }
 
+    /// Under a sliding window of `window` keys, releases every block of `id` that no query
+    /// of it can see again: those whose tokens all lie before the next query's window (the
+    /// next token, at position `context_len`, sees positions `context_len + 1 - window` on).
+    /// Their table entries become [`RELEASED`]; a released block shared with another
+    /// sequence (a prefix, a fork) stays live for it, since only this reference goes. Call
+    /// it after a step's attention is recorded: the freed blocks may be handed out and
+    /// written by the next step. Returns how many entries were released.
+    pub fn release_outside_window(&mut self, id: SeqId, window: u32) -> Result<u32, CacheError> {
+        if window == 0 {
+            return Err(CacheError::InvalidConfig(
+                "a sliding window must hold at least one key".into(),
+            ));
+        }
+        let bs = self.layout.block_size as u64;
+        let seq = self
+            .seqs
+            .get_mut(&id)
+            .ok_or(CacheError::UnknownSequence(id))?;
+        let next_first = (seq.tokens.len() as u64 + 1).saturating_sub(window as u64);
+        // Blocks [0, out) end at or before the next query's first visible position.
+        let out = (next_first / bs) as usize;
+        let stale: Vec<(usize, BlockId)> = seq.blocks[..out.min(seq.blocks.len())]
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(_, b)| b != RELEASED)
+            .collect();
+        let mut tx = self.pool.transaction();
+        for &(_, b) in stale.iter().rev() {
+            tx.release(b)?;
+        }
+        tx.commit();
+        for &(i, _) in &stale {
+            seq.blocks[i] = RELEASED;
+        }
+        Ok(stale.len() as u32)
+    }
+
     /// Removes `id` and releases its blocks, last block first, so that a sequence's tail
     /// (least likely to be shared) is evicted before its prefix.
     pub fn free(&mut self, id: SeqId) -> Result<(), CacheError> {
         let seq = self.seqs.get(&id).ok_or(CacheError::UnknownSequence(id))?;
         let mut tx = self.pool.transaction();
-        for &b in seq.blocks.iter().rev() {
+        for &b in seq.blocks.iter().rev().filter(|&&b| b != RELEASED) {
             tx.release(b)?;
         }
         tx.commit();
@@ -352,7 +390,7 @@ impl KvCacheManager {
                     tokens,
                 });
             }
-            for &block in &s.blocks {
+            for &block in s.blocks.iter().filter(|&&b| b != RELEASED) {
                 let count = refs
                     .get_mut(block as usize)
                     .ok_or(InvariantViolation::TableBlockOutOfRange { seq, block })?;

@@ -365,6 +365,8 @@ mod fault_props {
         Append(u64, u32, u8),
         Fork(u64, u64),
         Free(u64),
+        /// Release the blocks outside a sliding window of this many keys.
+        Slide(u64, u32),
     }
 
     /// Templates share their first 6 tokens, so prompts hit each other's cached blocks.
@@ -383,7 +385,8 @@ mod fault_props {
             3 => (id.clone(), 0u8..3, 0u32..20).prop_map(|(i, t, l)| Op::Admit(i, t, l)),
             4 => (id.clone(), 0u32..12, 0u8..3).prop_map(|(i, n, t)| Op::Append(i, n, t)),
             2 => (id.clone(), id.clone()).prop_map(|(p, c)| Op::Fork(p, c)),
-            2 => id.prop_map(Op::Free),
+            2 => id.clone().prop_map(Op::Free),
+            2 => (id, 1u32..20).prop_map(|(i, w)| Op::Slide(i, w)),
         ]
     }
 
@@ -413,6 +416,9 @@ mod fault_props {
             Op::Free(i) => {
                 let _ = checked(m, fail_nth, |m| m.free(SeqId(i)));
             }
+            Op::Slide(i, w) => {
+                let _ = checked(m, fail_nth, |m| m.release_outside_window(SeqId(i), w));
+            }
         }
     }
 
@@ -435,4 +441,38 @@ mod fault_props {
             }
         }
     }
+}
+
+/// A long generation under a sliding window holds at most ceil(W / bs) + 1 blocks, and a
+/// prefix block one sequence slid past stays live for the fork that still sees it.
+#[test]
+fn a_window_bounds_the_blocks_a_long_generation_holds() {
+    let (bs, window) = (16u32, 40u32);
+    let mut m = KvCacheManager::new(layout(bs), 64, true).unwrap();
+    let id = SeqId(1);
+    m.add_sequence(id).unwrap();
+    m.append_tokens(id, &(0..50).collect::<Vec<_>>()).unwrap();
+    m.fork(id, SeqId(2)).unwrap();
+    let bound = window.div_ceil(bs) + 1;
+    for token in 50..2000u32 {
+        m.append_tokens(id, &[token]).unwrap();
+        m.release_outside_window(id, window).unwrap();
+        let held = m.block_table(id).iter().filter(|&&b| b != RELEASED).count() as u32;
+        assert!(held <= bound, "{held} blocks at {} tokens", token + 1);
+        m.check_invariants().unwrap();
+    }
+    // The fork still holds the 50-token prefix it shares: 4 blocks, the last partial.
+    let fork_blocks: Vec<_> = m.block_table(SeqId(2)).to_vec();
+    assert!(fork_blocks.iter().all(|&b| b != RELEASED && m.pool().refcount(b) >= 1));
+    // The window-bounded sequence plus the fork's four blocks are all the pool holds.
+    assert!(m.num_used_blocks() <= bound + 4);
+    assert_eq!(
+        m.release_outside_window(id, 0),
+        Err(CacheError::InvalidConfig(
+            "a sliding window must hold at least one key".into()
+        ))
+    );
+    m.free(id).unwrap();
+    m.free(SeqId(2)).unwrap();
+    assert_eq!(m.num_used_blocks(), 0);
 }

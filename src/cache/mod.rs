@@ -18,6 +18,6 @@ pub use geometry::{
     CacheLayout, GeometryError, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use manager::KvCacheManager;
-pub use pool::{BlockId, BlockPool};
+pub use pool::{BlockId, BlockPool, RELEASED};
 pub use prefix::{PrefixHash, block_hash, chain_hashes};
 pub use table::{AppendPlan, BlockCopy, CacheStats, PrefixHit, SeqId};

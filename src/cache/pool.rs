@@ -14,6 +14,11 @@ use super::prefix::PrefixHash;
 /// Physical block id; the same id addresses the block in every layer's K and V pool.
 pub type BlockId = u32;
 
+/// A block-table entry whose block was released because it slid out of a sliding window
+/// ([`crate::cache::KvCacheManager::release_outside_window`]). Kernels treat it as a block no
+/// shard holds and never read it; the window keeps every query away from it.
+pub const RELEASED: BlockId = BlockId::MAX;
+
 /// Fixed-size pool of physical KV blocks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockPool {
