@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use pagekv::cache::{
-    AppendPlan, CacheError, CacheLayout, KvCacheManager, KvFormat, ModelGeometry, RELEASED,
-    SeqId,
+    AppendPlan, CacheError, CacheLayout, KvCacheManager, KvFormat, ModelGeometry, RELEASED, SeqId,
 };
 use proptest::prelude::*;
 

@@ -384,3 +384,93 @@ fn kernels_and_pools_refuse_bad_arguments() {
         .unwrap_err();
     assert_eq!(argument(two_queries), "query_len");
 }
+
+/// A sliding window over a long generation: a 70-token prompt, then 200 decode steps with a
+/// window of 40 keys. After every submitted step the sequence holds at most
+/// ceil(40 / 16) + 1 blocks, every decode output matches the reference over the last 40
+/// keys, and the released tokens read back as NaN. Both algorithms, every adapter.
+#[test]
+fn a_sliding_window_bounds_the_pool_over_a_long_generation() {
+    let (window, bs) = (40usize, 16usize);
+    for ctx in common::contexts() {
+        for algorithm in [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat] {
+            let config = KvCacheConfig {
+                sliding_window: Some(window as u32),
+                ..config()
+            };
+            let options = AttentionOptions {
+                algorithm: Some(algorithm),
+                ..Default::default()
+            };
+            let mut cache = KvCache::with_context(&ctx, &config, options).unwrap();
+            let g = ModelGeometry::qwen2_5_0_5b();
+            let (qh, kvh, hd) = (g.q_heads as usize, g.kv_heads as usize, g.head_dim as usize);
+            let total = 270usize;
+            let k = reference::round_through_f16(&reference::sample_values(total * kvh * hd, 4));
+            let v = reference::round_through_f16(&reference::sample_values(total * kvh * hd, 5));
+            let q = reference::sample_values(total * qh * hd, 6);
+            let id = SeqId(3);
+            cache.add_sequence(id).unwrap();
+            let (mut append, mut decode, mut prefill) = (
+                AppendStep::default(),
+                DecodeStep::default(),
+                PrefillStep::default(),
+            );
+            let bound = window.div_ceil(bs) + 1;
+            let mut first = 0usize;
+            while first < total {
+                let len = if first == 0 { 70 } else { 1 };
+                let tokens: Vec<u32> = (first as u32..(first + len) as u32).collect();
+                cache.prepare_append(&mut append, &[(id, &tokens)]).unwrap();
+                let kb = buffer(&ctx, &k[first * kvh * hd..(first + len) * kvh * hd], 0);
+                let vb = buffer(&ctx, &v[first * kvh * hd..(first + len) * kvh * hd], 0);
+                let qb = buffer(&ctx, &q[first * qh * hd..(first + len) * qh * hd], 0);
+                let out = buffer(&ctx, &vec![0.0; len * qh * hd], 0);
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                let kv = AppendInput::whole(&kb, &vb);
+                cache.record_append(&mut encoder, 0, &append, kv).unwrap();
+                let io = AttentionIo::whole(&qb, &out);
+                if len > 1 {
+                    cache
+                        .prepare_prefill(&mut prefill, &[(id, len as u32)])
+                        .unwrap();
+                    cache.record_prefill(&mut encoder, 0, &prefill, io).unwrap();
+                } else {
+                    cache.prepare_decode(&mut decode, &[id]).unwrap();
+                    cache.record_decode(&mut encoder, 0, &decode, io).unwrap();
+                }
+                cache.submit(encoder);
+                let held = cache.manager().num_used_blocks() as usize;
+                assert!(held <= bound, "{held} blocks after {} tokens", first + len);
+                // The step's last query against the reference over its window.
+                let got = pagekv::gpu::read_buffer_f32(&ctx, &out, len * qh * hd).unwrap();
+                let last = first + len - 1;
+                let from = (last + 1).saturating_sub(window);
+                let shape = AttentionShape {
+                    q_heads: qh,
+                    kv_heads: kvh,
+                    head_dim: hd,
+                    num_queries: 1,
+                    num_keys: last + 1 - from,
+                };
+                let keys = from * kvh * hd..(last + 1) * kvh * hd;
+                let query = &q[last * qh * hd..(last + 1) * qh * hd];
+                let want = reference::attention(query, &k[keys.clone()], &v[keys], shape).unwrap();
+                let tol = Tolerance::for_format(pagekv::KvFormat::F16);
+                let (stats, pass) = reference::check(&got[(len - 1) * qh * hd..], &want, tol);
+                assert!(
+                    pass,
+                    "{} {algorithm:?} token {last}: {stats:?}",
+                    ctx.describe()
+                );
+                first += len;
+            }
+            let (k_back, _) = cache.read_kv(id, 0).unwrap();
+            let released = (total + 1 - window) / bs * bs;
+            assert!(k_back[..released * kvh * hd].iter().all(|x| x.is_nan()));
+            assert_eq!(k_back[released * kvh * hd..], k[released * kvh * hd..]);
+            cache.free(id).unwrap();
+            assert_eq!(cache.manager().num_used_blocks(), 0);
+        }
+    }
+}

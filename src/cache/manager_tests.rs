@@ -463,7 +463,11 @@ fn a_window_bounds_the_blocks_a_long_generation_holds() {
     }
     // The fork still holds the 50-token prefix it shares: 4 blocks, the last partial.
     let fork_blocks: Vec<_> = m.block_table(SeqId(2)).to_vec();
-    assert!(fork_blocks.iter().all(|&b| b != RELEASED && m.pool().refcount(b) >= 1));
+    assert!(
+        fork_blocks
+            .iter()
+            .all(|&b| b != RELEASED && m.pool().refcount(b) >= 1)
+    );
     // The window-bounded sequence plus the fork's four blocks are all the pool holds.
     assert!(m.num_used_blocks() <= bound + 4);
     assert_eq!(

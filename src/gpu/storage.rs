@@ -469,7 +469,7 @@ impl KvStorage {
 impl KvStorage {
     /// Reads one sequence's K and V for `layer` back in logical token order,
     /// `[tokens][kv_heads][head_dim]` f32: the values the kernels read (f16 and the scaled
-    /// formats decoded). For verification and dumps, not for the hot path: it reads whole
+    /// formats decoded; NaN for tokens whose block a sliding window released). For verification and dumps, not for the hot path: it reads whole
     /// shards.
     pub fn gather(
         &self,
@@ -532,7 +532,9 @@ impl KvStorage {
                 problem: format!("the block table covers {bs_tokens} tokens"),
             });
         }
-        for &block in block_table {
+        // Entries a sliding window released hold nothing: their tokens read back as NaN.
+        let held = |b: &u32| *b != crate::cache::RELEASED;
+        for &block in block_table.iter().filter(|b| held(b)) {
             self.check_block(block)?;
         }
         let (kv_heads, bs) = (
@@ -558,9 +560,12 @@ impl KvStorage {
             }
         }
         let row = kv_heads * width;
-        let mut k = vec![0f32; tokens as usize * row];
-        let mut v = vec![0f32; tokens as usize * row];
+        let mut k = vec![f32::NAN; tokens as usize * row];
+        let mut v = vec![f32::NAN; tokens as usize * row];
         for t in 0..tokens as usize {
+            if !held(&block_table[t / bs]) {
+                continue;
+            }
             let (shard, local) = self.plan.locate(block_table[t / bs]);
             for h in 0..kv_heads {
                 let src = ((local as usize * kv_heads + h) * bs + t % bs) * width;

@@ -57,6 +57,12 @@ pub struct KvCacheConfig {
     pub capacity: Capacity,
     /// Reuse full blocks of identical prompt prefixes across sequences ([`KvCache::admit`]).
     pub prefix_caching: bool,
+    /// Sliding-window attention: every query attends to at most this many newest keys, and
+    /// once a step is submitted the blocks no later query can see go back to the pool, so
+    /// between steps a sequence holds at most `ceil(window / block_size) + 1` blocks however
+    /// long it grows (a step appending n tokens needs room for n more while it runs).
+    /// `None` (the default) attends to the whole context.
+    pub sliding_window: Option<u32>,
 }
 
 impl KvCacheConfig {
@@ -70,6 +76,7 @@ impl KvCacheConfig {
             layers: None,
             capacity,
             prefix_caching: true,
+            sliding_window: None,
         }
     }
 }
@@ -147,6 +154,8 @@ pub struct KvCache {
     id: u64,
     /// Submissions the app has reported; a step recorded in the current epoch is in flight.
     epoch: u64,
+    /// The sliding window the kernels apply and [`KvCache::submitted`] releases blocks for.
+    window: Option<u32>,
 }
 
 fn next_cache_id() -> u64 {
@@ -188,6 +197,17 @@ impl KvCache {
                 "must be 8, 16 or 32",
             ));
         }
+        if config.sliding_window == Some(0) {
+            return Err(invalid(
+                "sliding_window",
+                "0".into(),
+                "a window must hold at least one key",
+            ));
+        }
+        let options = AttentionOptions {
+            sliding_window: config.sliding_window.or(options.sliding_window),
+            ..options
+        };
         let layers = config.layers.unwrap_or(g.layers);
         if layers == 0 || layers > g.layers {
             return Err(invalid(
@@ -228,6 +248,7 @@ impl KvCache {
             manager,
             id: next_cache_id(),
             epoch: 0,
+            window: options.sliding_window,
         })
     }
 
@@ -291,6 +312,15 @@ impl KvCache {
     /// may be prepared again.
     pub fn submitted(&mut self) {
         self.epoch += 1;
+        if let Some(window) = self.window {
+            // The step's reads are submitted; the next step's writes come after them in
+            // queue order, so its appends may reuse what no query can see any more.
+            let ids: Vec<SeqId> = self.manager.seq_ids().collect();
+            for id in ids {
+                let released = self.manager.release_outside_window(id, window);
+                debug_assert!(released.is_ok(), "{released:?}");
+            }
+        }
     }
 
     /// Finishes `encoder`, submits it on the cache's queue and marks it submitted.
