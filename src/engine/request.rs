@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{BlockCopy, BlockId, CacheStats, KvCacheManager};
+use crate::cache::{BlockCopy, BlockId, CacheStats, KvCacheManager, SeqId};
 
 /// One request as the workload submits it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +278,14 @@ pub struct SchedulerStats {
     pub mean_fragmentation_slots: f64,
     /// Mean over steps of those slots as a fraction of the slots in used blocks.
     pub mean_fragmentation_fraction: f64,
+    /// What a contiguous allocator would waste on the same steps: each live request
+    /// reserving its whole final length (prompt plus generation) up front, the slots not yet
+    /// holding a token over the slots reserved. Mean over steps.
+    #[serde(default)]
+    pub mean_contiguous_waste_fraction: f64,
+    /// The same, the largest of any step.
+    #[serde(default)]
+    pub peak_contiguous_waste_fraction: f64,
 }
 
 impl SchedulerStats {
@@ -307,12 +315,14 @@ pub(super) struct StatsAcc {
     pub stats: SchedulerStats,
     frag_slot_sum: u64,
     frag_fraction_sum: f64,
+    contiguous_fraction_sum: f64,
 }
 
 impl StatsAcc {
     /// Samples peak use and fragmentation for a step just planned. Only a sequence's last
     /// block can be partial (shared prefix blocks are full), so this is O(running).
-    pub fn record_step(&mut self, cache: &KvCacheManager) {
+    /// `final_len(id)` is a live request's final length, for the contiguous comparison.
+    pub fn record_step(&mut self, cache: &KvCacheManager, final_len: impl Fn(SeqId) -> u64) {
         let s = &mut self.stats;
         s.steps += 1;
         let used = cache.num_used_blocks();
@@ -320,11 +330,19 @@ impl StatsAcc {
         let bs = cache.block_size();
         let mut partial = HashSet::new();
         let mut waste = 0u64;
+        let (mut reserved, mut held) = (0u64, 0u64);
         for id in cache.seq_ids() {
             let len = cache.context_len(id);
             if !len.is_multiple_of(bs) && partial.insert(cache.block_table(id).last().copied()) {
                 waste += (bs - len % bs) as u64;
             }
+            reserved += final_len(id).max(len as u64);
+            held += len as u64;
+        }
+        if reserved > 0 {
+            let fraction = (reserved - held) as f64 / reserved as f64;
+            self.contiguous_fraction_sum += fraction;
+            s.peak_contiguous_waste_fraction = s.peak_contiguous_waste_fraction.max(fraction);
         }
         s.peak_fragmentation_slots = s.peak_fragmentation_slots.max(waste);
         self.frag_slot_sum += waste;
@@ -341,6 +359,7 @@ impl StatsAcc {
         let steps = s.steps.max(1) as f64;
         s.mean_fragmentation_slots = self.frag_slot_sum as f64 / steps;
         s.mean_fragmentation_fraction = self.frag_fraction_sum / steps;
+        s.mean_contiguous_waste_fraction = self.contiguous_fraction_sum / steps;
         s
     }
 }

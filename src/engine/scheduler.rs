@@ -262,7 +262,9 @@ impl Scheduler {
                 );
             }
         }
-        self.acc.record_step(&self.cache);
+        let reqs = &self.reqs;
+        let final_len = |id: SeqId| reqs.get(&id.0).map_or(0, |r| r.spec.final_len());
+        self.acc.record_step(&self.cache, final_len);
         self.in_flight = Some(step.plan.work());
         Ok(step.plan)
     }

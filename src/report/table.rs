@@ -254,7 +254,7 @@ pub fn detail_table(results: &ResultsFile) -> Table {
             "gen tok/s",
             "TTFT p50/p99 ms",
             "TPOT p50/p99 ms",
-            "frag %",
+            "waste % paged | contiguous",
             "GPU ms gen/app/pre/dec",
             "checks (preempted), max err",
         ]);
@@ -287,7 +287,11 @@ pub fn detail_table(results: &ResultsFile) -> Table {
             Cell::new(format!("{:.0}", m.generated_tokens_per_s)),
             Cell::new(ms(m.ttft)),
             Cell::new(ms(m.tpot)),
-            Cell::new(format!("{:.1}", m.fragmentation_pct)),
+            Cell::new(format!(
+                "{:.1} | {:.1}",
+                m.fragmentation_pct,
+                100.0 * m.scheduler.mean_contiguous_waste_fraction
+            )),
             Cell::new(format!(
                 "{}/{}/{}/{}",
                 gpu("generate"),
