@@ -41,7 +41,7 @@ fn windows_around_block_boundaries_on_every_path() {
                 (1000, KvFormat::F16),
             ] {
                 let mut case =
-                    VerifyCase::new(geometry(8, 2, 64), format, 16, vec![1, 16, 17, 33, 150]);
+                    VerifyCase::new(geometry(4, 2, 64), format, 16, vec![1, 16, 17, 33, 150]);
                 case.algorithm = Some(algorithm);
                 case.backing = Some(backing);
                 case.window = Some(window);
@@ -68,7 +68,7 @@ fn windows_over_shards_and_shared_prefixes() {
     for ctx in common::contexts() {
         for algorithm in [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat] {
             let mut case =
-                VerifyCase::new(geometry(4, 1, 128), KvFormat::F16, 16, vec![200, 61, 97]);
+                VerifyCase::new(geometry(2, 1, 128), KvFormat::F16, 16, vec![200, 61, 97]);
             case.algorithm = Some(algorithm);
             case.backing = Some(KvBacking::Buffers);
             case.window = Some(45);
