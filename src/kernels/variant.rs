@@ -68,7 +68,8 @@ impl Family {
         Family::CombineFlat,
     ];
 
-    /// Lowercase name, also the entry point name of the attention families.
+    /// Lowercase name, used in shader names; decode, prefill and combine are also their
+    /// entry points.
     pub fn name(self) -> &'static str {
         match self {
             Family::Append => "append",
