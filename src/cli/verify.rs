@@ -180,6 +180,36 @@ fn join(values: &[u32]) -> String {
         .join(", ")
 }
 
+/// The distinct items of a comma list given to `flag`, each one of `all` by `name`
+/// (case-insensitive), or one sentence naming the item and the choices.
+fn choices<T: Copy + PartialEq>(
+    flag: &str,
+    text: &str,
+    what: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Vec<T>, CliError> {
+    let mut out = Vec::new();
+    for item in comma_list(flag, text)? {
+        let lower = item.to_ascii_lowercase();
+        let found = all
+            .iter()
+            .copied()
+            .find(|&c| name(c) == lower)
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|&c| name(c)).collect();
+                bad(format!(
+                    "{flag} '{item}' is not {what}; use one of {}, or a comma list",
+                    names.join(", ")
+                ))
+            })?;
+        if !out.contains(&found) {
+            out.push(found);
+        }
+    }
+    Ok(out)
+}
+
 fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
     let (geometries, default_set) = geometries(args)?;
 
@@ -194,21 +224,13 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
     let dtypes: Vec<KvFormat> = match &args.dtype {
         None if default_set => vec![KvFormat::F32, KvFormat::F16],
         None => vec![KvFormat::F16],
-        Some(text) => {
-            let mut out = Vec::new();
-            for item in comma_list("--dtype", text)? {
-                let d = KvFormat::parse(&item.to_ascii_lowercase()).ok_or_else(|| {
-                    bad(format!(
-                        "--dtype '{item}' is not a KV format; use one of {} or a list like f16,int8",
-                        KvFormat::names()
-                    ))
-                })?;
-                if !out.contains(&d) {
-                    out.push(d);
-                }
-            }
-            out
-        }
+        Some(text) => choices(
+            "--dtype",
+            text,
+            "a KV format",
+            &KvFormat::ALL,
+            KvFormat::name,
+        )?,
     };
 
     if args.window == Some(0) {
@@ -218,25 +240,7 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
     }
     let data: Vec<KvData> = match &args.data {
         None => vec![KvData::Uniform],
-        Some(text) => {
-            let mut out = Vec::new();
-            for item in comma_list("--data", text)? {
-                let d = KvData::ALL
-                    .into_iter()
-                    .find(|d| d.name() == item.to_ascii_lowercase())
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = KvData::ALL.iter().map(|d| d.name()).collect();
-                        bad(format!(
-                            "--data '{item}' is not a data pattern; use one of {}",
-                            names.join(", ")
-                        ))
-                    })?;
-                if !out.contains(&d) {
-                    out.push(d);
-                }
-            }
-            out
-        }
+        Some(text) => choices("--data", text, "a data pattern", &KvData::ALL, KvData::name)?,
     };
 
     let base: Vec<u32> = match &args.context {
