@@ -200,6 +200,11 @@ impl PagedAttention {
         self.algorithm
     }
 
+    /// The sliding window the attention kernels apply, if any.
+    pub fn sliding_window(&self) -> Option<u32> {
+        self.decode.window
+    }
+
     /// The compiled variants' names.
     pub fn variant_names(&self) -> VariantNames {
         VariantNames {

@@ -154,8 +154,6 @@ pub struct KvCache {
     id: u64,
     /// Submissions the app has reported; a step recorded in the current epoch is in flight.
     epoch: u64,
-    /// The sliding window the kernels apply and [`KvCache::submitted`] releases blocks for.
-    window: Option<u32>,
 }
 
 fn next_cache_id() -> u64 {
@@ -248,7 +246,6 @@ impl KvCache {
             manager,
             id: next_cache_id(),
             epoch: 0,
-            window: options.sliding_window,
         })
     }
 
@@ -312,7 +309,7 @@ impl KvCache {
     /// may be prepared again.
     pub fn submitted(&mut self) {
         self.epoch += 1;
-        if let Some(window) = self.window {
+        if let Some(window) = self.kernels.sliding_window() {
             // The step's reads are submitted; the next step's writes come after them in
             // queue order, so its appends may reuse what no query can see any more.
             let ids: Vec<SeqId> = self.manager.seq_ids().collect();
