@@ -211,6 +211,44 @@ fn prefix_and_model_limits_are_checked() {
 }
 
 #[test]
+fn sliding_windows_are_positive_and_within_the_context() {
+    let windowed = |w: &str| {
+        GOOD.replace(
+            "kv_dtype = \"f16\"",
+            &format!("kv_dtype = \"f16\"\nsliding_window = {w}"),
+        )
+    };
+    let (path, message) = scenario_error("window0", &windowed("0"));
+    assert_names(
+        &path,
+        &message,
+        &["`[cache] sliding_window`", "is 0", "positive"],
+    );
+    let (path, message) = scenario_error("window-big", &windowed("40000"));
+    assert_names(
+        &path,
+        &message,
+        &["`[cache] sliding_window`", "40000", "max_context", "32768"],
+    );
+    // A valid window holds demand to the window's tokens, and scales like every token count.
+    let mut s = all().into_iter().find(|s| s.id == 5).unwrap();
+    let full = s.demand_pct();
+    s.set_sliding_window(Some(2048)).unwrap();
+    let per_request = s.scenario.tokens_per_request() as f64;
+    assert!((s.demand_pct() - full * 2048.0 / per_request).abs() < 1e-9);
+    let scaled = s.scale(&ScalePreset::by_name("default").unwrap());
+    assert_eq!(
+        scaled.sliding_window,
+        Some(2048u32.div_ceil(scaled.factors.tokens))
+    );
+    assert_eq!(scaled.max_context, 32768 / scaled.factors.tokens);
+    let message = s.set_sliding_window(Some(0)).unwrap_err().to_string();
+    assert!(message.contains("positive"), "{message}");
+    let message = s.set_sliding_window(Some(32769)).unwrap_err().to_string();
+    assert!(message.contains("max_context of 32768"), "{message}");
+}
+
+#[test]
 fn file_names_must_carry_the_scenario_number() {
     let dir = temp_dir("name");
     let path = dir.join("short.toml");

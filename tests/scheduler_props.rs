@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use pagekv::cache::{CacheLayout, KvCacheManager, KvFormat, ModelGeometry};
+use pagekv::cache::{CacheLayout, KvCacheManager, KvFormat, ModelGeometry, RELEASED};
 use pagekv::engine::request::{FinishStatus, RequestSpec};
 use pagekv::engine::scheduler::{
     PreemptionMode, Scheduler, SchedulerConfig, SchedulerStats, StepPlan,
@@ -31,6 +31,8 @@ struct Case {
     max_step_tokens: u32,
     max_running: u32,
     watermark: u32,
+    /// Sliding window in keys, if any.
+    window: Option<u32>,
 }
 
 fn scenario(c: &Case) -> ScaledScenario {
@@ -55,6 +57,8 @@ fn scenario(c: &Case) -> ScaledScenario {
             requests: 1,
             layers: (1, 1),
         },
+        sliding_window: c.window,
+        max_context: 64,
     }
 }
 
@@ -67,13 +71,14 @@ struct Outcome {
 }
 
 /// Executes `plan` on the simulated memory in the documented order and checks every
-/// attention's context.
+/// attention's context: each key it sees (all, or the last `window`) in its own slot.
 fn execute(
     plan: &StepPlan,
     mem: &mut [Slot],
     host: &mut HashMap<u64, Vec<Vec<Slot>>>,
     specs: &HashMap<u64, RequestSpec>,
     bs: usize,
+    window: Option<u32>,
 ) {
     let block = |mem: &[Slot], b: u32| mem[b as usize * bs..(b as usize + 1) * bs].to_vec();
     for o in &plan.swap_out {
@@ -100,9 +105,10 @@ fn execute(
     for d in &plan.decode {
         mem[d.slot as usize] = Some((d.position, d.token));
     }
-    let attend = |req: u64, table: &[u32], len: u32| {
+    let attend = |req: u64, table: &[u32], len: u32, first_query: u32| {
         let spec = &specs[&req];
-        for p in 0..len {
+        let first_key = window.map_or(0, |w| (first_query + 1).saturating_sub(w));
+        for p in first_key..len {
             let slot = table[p as usize / bs] as usize * bs + p as usize % bs;
             assert_eq!(
                 mem[slot],
@@ -112,11 +118,11 @@ fn execute(
         }
     };
     for c in &plan.prefill {
-        attend(c.request, &c.block_table, c.context_len);
+        attend(c.request, &c.block_table, c.context_len, c.first_position);
     }
     for d in &plan.decode {
         assert_eq!(d.token, specs[&d.request].token_at(d.position));
-        attend(d.request, &d.block_table, d.context_len);
+        attend(d.request, &d.block_table, d.context_len, d.position);
     }
 }
 
@@ -128,6 +134,8 @@ fn run(c: &Case, mode: PreemptionMode) -> Outcome {
         max_running: c.max_running,
         preemption: mode,
         watermark_blocks: c.watermark,
+        sliding_window: c.window,
+        max_context: 64,
     };
     let mut s = Scheduler::new(cache, config).unwrap();
     s.set_shareable_tokens(total_shareable_tokens(&sc));
@@ -153,7 +161,7 @@ fn run(c: &Case, mode: PreemptionMode) -> Outcome {
         assert!(s.cache().num_used_blocks() <= c.blocks);
         assert!(s.num_running() <= c.max_running as usize);
         s.cache().check_invariants().unwrap();
-        execute(&plan, &mut mem, &mut host, &specs, bs);
+        execute(&plan, &mut mem, &mut host, &specs, bs, c.window);
         for d in &plan.decode {
             out.decodes
                 .entry(d.request)
@@ -168,6 +176,15 @@ fn run(c: &Case, mode: PreemptionMode) -> Outcome {
             );
         }
         s.cache().check_invariants().unwrap();
+        if let Some(w) = c.window {
+            // Between steps a windowed request holds at most ceil(W / bs) + 1 blocks.
+            let bound = w.div_ceil(c.block_size) as usize + 1;
+            for id in s.cache().seq_ids() {
+                let table = s.cache().block_table(id);
+                let held = table.iter().filter(|&&b| b != RELEASED).count();
+                assert!(held <= bound, "{id} holds {held} blocks: {table:?}");
+            }
+        }
     }
     assert!(host.is_empty(), "a swapped request never came back");
     out.stats = s.stats();
@@ -187,7 +204,11 @@ fn check(c: &Case, o: &Outcome) {
     let mut lookups = 0;
     let mut possible = 0;
     for r in &reqs {
-        let fits = r.final_len().div_ceil(c.block_size as u64) <= c.blocks as u64;
+        let all = r.final_len().div_ceil(c.block_size as u64);
+        let held = c.window.map_or(all, |w| {
+            all.min((w as u64).div_ceil(c.block_size as u64) + 2)
+        });
+        let fits = held <= c.blocks as u64;
         match &o.finished[&r.id] {
             (FinishStatus::Completed, g) => {
                 assert!(fits);
@@ -218,9 +239,15 @@ fn cases() -> impl Strategy<Value = Case> {
         (1u32..4, 1u32..4, 1u32..24, 0u32..=24, 1u32..10),
         (prop::sample::select(vec![1u32, 2, 4, 8]), 1u32..24),
         (1u32..32, 1u32..6, 0u32..3),
+        prop::option::weighted(0.4, 1u32..20),
     )
         .prop_map(
-            |((streams, per_stream, prompt, prefix, generation), (block_size, blocks), rest)| {
+            |(
+                (streams, per_stream, prompt, prefix, generation),
+                (block_size, blocks),
+                rest,
+                window,
+            )| {
                 Case {
                     streams,
                     per_stream,
@@ -232,6 +259,7 @@ fn cases() -> impl Strategy<Value = Case> {
                     max_step_tokens: rest.0,
                     max_running: rest.1,
                     watermark: rest.2,
+                    window,
                 }
             },
         )
@@ -268,6 +296,7 @@ fn tiny_pool_preempts_in_both_modes_and_completes() {
         max_step_tokens: 32,
         max_running: 6,
         watermark: 0,
+        window: None,
     };
     let recompute = run(&c, PreemptionMode::Recompute);
     let swap = run(&c, PreemptionMode::Swap);
@@ -296,6 +325,7 @@ fn later_requests_of_a_stream_hit_the_prefix() {
         max_step_tokens: 24,
         max_running: 2,
         watermark: 1,
+        window: None,
     };
     let o = run(&c, PreemptionMode::Recompute);
     check(&c, &o);
@@ -325,6 +355,8 @@ fn real_scenarios_schedule_to_completion_at_ci_and_default() {
                     max_running: 64,
                     preemption: mode,
                     watermark_blocks: sc.num_blocks() / 100,
+                    sliding_window: sc.sliding_window,
+                    max_context: sc.max_context,
                 };
                 let mut s = Scheduler::new(cache, config).unwrap();
                 s.set_shareable_tokens(total_shareable_tokens(&sc));
@@ -358,4 +390,36 @@ fn real_scenarios_schedule_to_completion_at_ci_and_default() {
             }
         }
     }
+}
+
+/// Under a sliding window, requests far longer than the whole pool complete: each holds only
+/// its window's blocks. With the pool still too small for all of them at once, both modes
+/// preempt, swap saves only live blocks, and the decodes match.
+#[test]
+fn a_window_runs_requests_longer_than_the_pool() {
+    let c = Case {
+        streams: 2,
+        per_stream: 3,
+        prompt: 40,
+        prefix: 16,
+        generation: 24,
+        block_size: 2,
+        blocks: 10,
+        max_step_tokens: 8,
+        max_running: 6,
+        watermark: 0,
+        window: Some(4),
+    };
+    let recompute = run(&c, PreemptionMode::Recompute);
+    let swap = run(&c, PreemptionMode::Swap);
+    for o in [&recompute, &swap] {
+        check(&c, o);
+        assert!(o.finished.values().all(|f| f.0 == FinishStatus::Completed));
+        assert!(o.stats.preemptions > 0, "{:?}", o.stats);
+    }
+    // 64-token requests would need 32 blocks each without the window; a swap-out saves at
+    // most the ceil(4 / 2) + 1 blocks a windowed request holds.
+    assert!(swap.stats.swap_out_blocks > 0);
+    assert!(swap.stats.swap_out_blocks <= swap.stats.preemptions * 3);
+    assert_eq!(recompute.decodes, swap.decodes);
 }

@@ -276,6 +276,62 @@ impl KvCacheManager {
         Ok(stale.len() as u32)
     }
 
+    /// Re-creates sequence `id` holding `tokens`, with fresh blocks for logical blocks
+    /// `first_live..` and [`RELEASED`] entries before them: a sequence coming back from host
+    /// memory, where only the blocks its sliding window still needed were saved (0 for a
+    /// sequence without a window). All or nothing. Full live blocks are registered for
+    /// prefix reuse. Returns the new blocks in logical order, for the caller to fill.
+    pub fn restore_sequence(
+        &mut self,
+        id: SeqId,
+        tokens: &[u32],
+        first_live: u32,
+    ) -> Result<Vec<BlockId>, CacheError> {
+        if self.seqs.contains_key(&id) {
+            return Err(CacheError::DuplicateSequence(id));
+        }
+        let bs = self.block_size() as usize;
+        let total = tokens.len().div_ceil(bs);
+        let first_live = first_live as usize;
+        if first_live > total {
+            return Err(CacheError::InvalidConfig(format!(
+                "{first_live} released blocks but {} tokens fill only {total}",
+                tokens.len()
+            )));
+        }
+        let available = self.pool.num_free();
+        let needed = saturate((total - first_live) as u64);
+        if needed > available {
+            return Err(CacheError::OutOfBlocks { needed, available });
+        }
+        let mut tx = self.pool.transaction();
+        let live = (first_live..total)
+            .map(|_| tx.allocate())
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit();
+
+        // The pool changes are made; nothing below can fail.
+        let mut blocks = vec![RELEASED; first_live];
+        blocks.extend_from_slice(&live);
+        let mut hashes = Vec::new();
+        if self.prefix_caching {
+            for (i, chunk) in tokens.chunks_exact(bs).enumerate() {
+                let h = block_hash(hashes.last().copied(), chunk);
+                hashes.push(h);
+                if i >= first_live {
+                    self.pool.register(blocks[i], h);
+                }
+            }
+        }
+        let seq = Sequence {
+            blocks,
+            hashes,
+            tokens: tokens.to_vec(),
+        };
+        self.seqs.insert(id, seq);
+        Ok(live)
+    }
+
     /// Removes `id` and releases its blocks, last block first, so that a sequence's tail
     /// (least likely to be shared) is evicted before its prefix.
     pub fn free(&mut self, id: SeqId) -> Result<(), CacheError> {

@@ -367,6 +367,8 @@ mod fault_props {
         Free(u64),
         /// Release the blocks outside a sliding window of this many keys.
         Slide(u64, u32),
+        /// Restore a templated sequence of `len` tokens with this many leading blocks released.
+        Restore(u64, u8, u32, u32),
     }
 
     /// Templates share their first 6 tokens, so prompts hit each other's cached blocks.
@@ -386,7 +388,9 @@ mod fault_props {
             4 => (id.clone(), 0u32..12, 0u8..3).prop_map(|(i, n, t)| Op::Append(i, n, t)),
             2 => (id.clone(), id.clone()).prop_map(|(p, c)| Op::Fork(p, c)),
             2 => id.clone().prop_map(Op::Free),
-            2 => (id, 1u32..20).prop_map(|(i, w)| Op::Slide(i, w)),
+            2 => (id.clone(), 1u32..20).prop_map(|(i, w)| Op::Slide(i, w)),
+            2 => (id, 0u8..3, 0u32..20, 0u32..6)
+                .prop_map(|(i, t, l, f)| Op::Restore(i, t, l, f)),
         ]
     }
 
@@ -418,6 +422,12 @@ mod fault_props {
             }
             Op::Slide(i, w) => {
                 let _ = checked(m, fail_nth, |m| m.release_outside_window(SeqId(i), w));
+            }
+            Op::Restore(i, tpl, len, first_live) => {
+                let tokens: Vec<u32> = (0..len).map(|p| tpl_token(tpl, p)).collect();
+                let _ = checked(m, fail_nth, |m| {
+                    m.restore_sequence(SeqId(i), &tokens, first_live)
+                });
             }
         }
     }
@@ -479,4 +489,45 @@ fn a_window_bounds_the_blocks_a_long_generation_holds() {
     m.free(id).unwrap();
     m.free(SeqId(2)).unwrap();
     assert_eq!(m.num_used_blocks(), 0);
+}
+
+/// A windowed sequence comes back from host memory with only its live blocks: released
+/// entries before them, full live blocks registered for reuse, nothing taken when the pool
+/// is short.
+#[test]
+fn restore_allocates_only_the_live_blocks() {
+    let mut m = mgr(4, true);
+    let id = SeqId(7);
+    let tokens = prompt(14);
+    assert_eq!(
+        m.restore_sequence(id, &tokens, 5),
+        Err(CacheError::InvalidConfig(
+            "5 released blocks but 14 tokens fill only 4".into()
+        ))
+    );
+    let live = m.restore_sequence(id, &tokens, 2).unwrap();
+    assert_eq!(live.len(), 2);
+    assert_eq!(m.block_table(id), &[RELEASED, RELEASED, live[0], live[1]]);
+    assert_eq!(m.context_len(id), 14);
+    m.check_invariants().unwrap();
+    // Block 2 (tokens 8..12) is full and registered; a prompt continuing it finds it only
+    // behind blocks 0 and 1, which were never restored, so the lookup misses.
+    assert_eq!(m.cached_prefix_tokens(&prompt(20)), 0);
+    assert_eq!(
+        m.restore_sequence(SeqId(8), &prompt(16), 0),
+        Err(CacheError::OutOfBlocks {
+            needed: 4,
+            available: 2
+        })
+    );
+    assert_eq!(
+        m.restore_sequence(id, &tokens, 0),
+        Err(CacheError::DuplicateSequence(id))
+    );
+    m.free(id).unwrap();
+    // Without released blocks the whole prefix comes back; with it, the block the windowed
+    // sequence left cached (tokens 8..12) completes the chain again.
+    m.restore_sequence(SeqId(9), &prompt(9), 0).unwrap();
+    assert_eq!(m.cached_prefix_tokens(&prompt(20)), 12);
+    m.check_invariants().unwrap();
 }

@@ -13,12 +13,18 @@ use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use crate::tool_kernels::generate::{Tensor, TokenKey};
 
 /// The expected attention output of `spec`'s query at `position` (attending to positions
-/// `0..=position`), `[layers][q_heads][head_dim]`, as the kernels should produce it: K and V
-/// rounded through f16 when the pool stores f16, accumulation in f64.
-pub fn expected_row(layout: &CacheLayout, spec: &RequestSpec, position: u32) -> Vec<f32> {
+/// `0..=position`, or to the last `window` of them), `[layers][q_heads][head_dim]`, as the
+/// kernels should produce it: K and V through the pool's format, accumulation in f64.
+pub fn expected_row(
+    layout: &CacheLayout,
+    spec: &RequestSpec,
+    position: u32,
+    window: Option<u32>,
+) -> Vec<f32> {
     let g = &layout.geometry;
     let (qh, kvh, hd) = (g.q_heads, g.kv_heads, g.head_dim);
-    let keys: Vec<TokenKey> = (0..=position)
+    let first = window.map_or(0, |w| (position + 1).saturating_sub(w));
+    let keys: Vec<TokenKey> = (first..=position)
         .map(|p| TokenKey {
             token: spec.token_at(p),
             position: p,
@@ -35,7 +41,7 @@ pub fn expected_row(layout: &CacheLayout, spec: &RequestSpec, position: u32) -> 
                 Tensor::K | Tensor::V => layout.dtype.quantize(&values, hd as usize),
             }
         };
-        let q = rows(Tensor::Q, qh, &keys[position as usize..]);
+        let q = rows(Tensor::Q, qh, &keys[keys.len() - 1..]);
         let k = rows(Tensor::K, kvh, &keys);
         let v = rows(Tensor::V, kvh, &keys);
         let shape = AttentionShape {
@@ -163,7 +169,7 @@ mod tests {
             generation_len: 1,
             seed: 3,
         };
-        let row = expected_row(&layout, &spec, 0);
+        let row = expected_row(&layout, &spec, 0, None);
         assert_eq!(row.len(), 2 * 4 * 64);
         let key = TokenKey {
             token: 7,

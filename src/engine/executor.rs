@@ -16,7 +16,8 @@ use crate::cache::CacheLayout;
 use crate::gpu::{DeviceLimit, GpuContext, GpuError, KvStorage, LimitExceeded};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::{
-    AppendBatch, AppendInput, AttentionIo, DecodeBatch, PagedAttention, PrefillBatch, SeqView,
+    AppendBatch, AppendInput, AttentionIo, AttentionOptions, DecodeBatch, PagedAttention,
+    PrefillBatch, SeqView,
 };
 use crate::tool_kernels::generate::{GenerateBatch, GenerateKernel, TokenKey};
 
@@ -76,11 +77,22 @@ const STEP_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
 
 impl StepExecutor {
     /// Allocates a pool of `num_blocks` blocks of `layout` (all its layers) and builds the
-    /// kernels. Fails with an explained error when the device cannot hold or run it.
-    pub fn new(ctx: &GpuContext, layout: &CacheLayout, num_blocks: u32) -> Result<Self, GpuError> {
+    /// kernels, with a sliding window of `sliding_window` keys if given (the scheduler must
+    /// plan with the same one). Fails with an explained error when the device cannot hold or
+    /// run it.
+    pub fn new(
+        ctx: &GpuContext,
+        layout: &CacheLayout,
+        num_blocks: u32,
+        sliding_window: Option<u32>,
+    ) -> Result<Self, GpuError> {
         let layers = layout.geometry.layers;
         let storage = KvStorage::new(ctx, layout, num_blocks, layers, None)?;
-        let kernels = PagedAttention::new(ctx, &storage)?;
+        let options = AttentionOptions {
+            sliding_window,
+            ..AttentionOptions::default()
+        };
+        let kernels = PagedAttention::with_options(ctx, &storage, options)?;
         let generate = GenerateKernel::new(ctx, layout.geometry.head_dim)?;
         // Per layer: generate, append, prefill, decode; plus one copy pass.
         let timer = PassTimer::new(ctx, 4 * layers + 1);

@@ -114,6 +114,22 @@ pub struct SchedulerConfig {
     /// Blocks kept free at admission and swap-in, so running requests can grow a little
     /// before anyone is preempted (ignored when nothing runs, so progress is guaranteed).
     pub watermark_blocks: u32,
+    /// Sliding-window attention: each query sees at most this many newest keys, and after
+    /// every step a request gives back the blocks no later query of it can see, so it holds
+    /// at most `ceil(window / block_size) + 1` blocks between steps however long it grows.
+    /// The attention kernels must be built with the same window.
+    pub sliding_window: Option<u32>,
+    /// The model's context length: what a contiguous cache that cannot know output lengths
+    /// reserves per request. Only feeds the waste comparison; 0 leaves it out.
+    pub max_context: u32,
+}
+
+impl SchedulerConfig {
+    /// Tokens a request of `len` tokens holds in a contiguous cache: all of them, or with a
+    /// sliding window a ring buffer of the window's last keys.
+    pub fn contiguous_tokens(&self, len: u64) -> u64 {
+        self.sliding_window.map_or(len, |w| len.min(w as u64))
+    }
 }
 
 /// Blocks one swapped-out request occupied, in logical order. The runner copies them (all
@@ -122,7 +138,8 @@ pub struct SchedulerConfig {
 pub struct SwapOut {
     /// Request id: the host-memory handle to store the blocks under.
     pub request: u64,
-    /// Its physical blocks in logical order (the host copy keeps this order).
+    /// Its live physical blocks in logical order (the host copy keeps this order); blocks a
+    /// sliding window already gave back are not among them.
     pub blocks: Vec<BlockId>,
 }
 
@@ -286,6 +303,15 @@ pub struct SchedulerStats {
     /// The same, the largest of any step.
     #[serde(default)]
     pub peak_contiguous_waste_fraction: f64,
+    /// What a contiguous allocator that cannot know output lengths would waste: each live
+    /// request reserving the model's whole context (HF-style static caches, and what the
+    /// "60-80%" vLLM measured in other systems refers to). Mean over steps; 0 when the
+    /// context length was not given.
+    #[serde(default)]
+    pub mean_max_context_waste_fraction: f64,
+    /// The same, the largest of any step.
+    #[serde(default)]
+    pub peak_max_context_waste_fraction: f64,
 }
 
 impl SchedulerStats {
@@ -316,13 +342,19 @@ pub(super) struct StatsAcc {
     frag_slot_sum: u64,
     frag_fraction_sum: f64,
     contiguous_fraction_sum: f64,
+    max_context_fraction_sum: f64,
 }
 
 impl StatsAcc {
     /// Samples peak use and fragmentation for a step just planned. Only a sequence's last
     /// block can be partial (shared prefix blocks are full), so this is O(running).
     /// `final_len(id)` is a live request's final length, for the contiguous comparison.
-    pub fn record_step(&mut self, cache: &KvCacheManager, final_len: impl Fn(SeqId) -> u64) {
+    pub fn record_step(
+        &mut self,
+        cache: &KvCacheManager,
+        config: &SchedulerConfig,
+        final_len: impl Fn(SeqId) -> u64,
+    ) {
         let s = &mut self.stats;
         s.steps += 1;
         let used = cache.num_used_blocks();
@@ -330,19 +362,28 @@ impl StatsAcc {
         let bs = cache.block_size();
         let mut partial = HashSet::new();
         let mut waste = 0u64;
-        let (mut reserved, mut held) = (0u64, 0u64);
+        let (mut reserved, mut reserved_max, mut held) = (0u64, 0u64, 0u64);
         for id in cache.seq_ids() {
             let len = cache.context_len(id);
             if !len.is_multiple_of(bs) && partial.insert(cache.block_table(id).last().copied()) {
                 waste += (bs - len % bs) as u64;
             }
-            reserved += final_len(id).max(len as u64);
-            held += len as u64;
+            let len = len as u64;
+            let final_len = final_len(id).max(len);
+            reserved += config.contiguous_tokens(final_len);
+            reserved_max += config.contiguous_tokens(final_len.max(config.max_context as u64));
+            held += config.contiguous_tokens(len);
         }
+        let fraction = |reserved: u64| (reserved - held) as f64 / reserved as f64;
         if reserved > 0 {
-            let fraction = (reserved - held) as f64 / reserved as f64;
-            self.contiguous_fraction_sum += fraction;
-            s.peak_contiguous_waste_fraction = s.peak_contiguous_waste_fraction.max(fraction);
+            let f = fraction(reserved);
+            self.contiguous_fraction_sum += f;
+            s.peak_contiguous_waste_fraction = s.peak_contiguous_waste_fraction.max(f);
+        }
+        if reserved_max > 0 && config.max_context > 0 {
+            let f = fraction(reserved_max);
+            self.max_context_fraction_sum += f;
+            s.peak_max_context_waste_fraction = s.peak_max_context_waste_fraction.max(f);
         }
         s.peak_fragmentation_slots = s.peak_fragmentation_slots.max(waste);
         self.frag_slot_sum += waste;
@@ -360,6 +401,7 @@ impl StatsAcc {
         s.mean_fragmentation_slots = self.frag_slot_sum as f64 / steps;
         s.mean_fragmentation_fraction = self.frag_fraction_sum / steps;
         s.mean_contiguous_waste_fraction = self.contiguous_fraction_sum / steps;
+        s.mean_max_context_waste_fraction = self.max_context_fraction_sum / steps;
         s
     }
 }

@@ -102,7 +102,7 @@ pub fn run_scenario(
 ) -> Result<Measurement, EngineError> {
     let layout = &scenario.layout;
     let num_blocks = scenario.num_blocks();
-    let mut executor = StepExecutor::new(ctx, layout, num_blocks)?;
+    let mut executor = StepExecutor::new(ctx, layout, num_blocks, scenario.sliding_window)?;
     warm_up(&mut executor)?;
     let cache = KvCacheManager::new(layout.clone(), num_blocks, true)?;
     let mut scheduler = Scheduler::new(
@@ -112,6 +112,8 @@ pub fn run_scenario(
             max_running: config.max_running,
             preemption: config.preemption,
             watermark_blocks: num_blocks / 100,
+            sliding_window: scenario.sliding_window,
+            max_context: scenario.max_context,
         },
     )?;
     scheduler.set_shareable_tokens(total_shareable_tokens(scenario));
@@ -166,7 +168,12 @@ pub fn run_scenario(
         }
         let checking = Instant::now();
         for (p, got) in pending.iter().zip(&rows) {
-            let want = expected_row(layout, &specs[&p.request], p.position);
+            let want = expected_row(
+                layout,
+                &specs[&p.request],
+                p.position,
+                scenario.sliding_window,
+            );
             let (max_abs_error, passed) = compare_row(layout, got, &want);
             checks.push(SpotCheck {
                 request: p.request,

@@ -65,6 +65,8 @@ struct Req {
     preempted: u32,
     /// Tokens saved on the host while swapped out.
     swapped_len: u32,
+    /// Leading blocks a sliding window had given back when it was swapped out (not saved).
+    swapped_released: u32,
     /// While waiting: hash chain of the full blocks it could reuse at admission.
     chain: Vec<PrefixHash>,
 }
@@ -115,6 +117,11 @@ impl Scheduler {
                 "max_step_tokens and max_running must be at least 1".into(),
             ));
         }
+        if config.sliding_window == Some(0) {
+            return Err(SchedulerError::InvalidConfig(
+                "a sliding window must hold at least one key".into(),
+            ));
+        }
         if cache.seq_ids().next().is_some() {
             return Err(SchedulerError::InvalidConfig(
                 "the cache must start without live sequences (request ids name them)".into(),
@@ -153,11 +160,11 @@ impl Scheduler {
     }
 
     /// Queues a request (FIFO). A request that can never run (duplicate id, empty prompt, or
-    /// more blocks for prompt plus generation than the whole pool) is reported Rejected by the
-    /// next [`Self::complete`] instead of being queued, so nothing waits forever.
+    /// more blocks than the whole pool: for prompt plus generation, or with a sliding window
+    /// for the window) is reported Rejected by the next [`Self::complete`] instead of being
+    /// queued, so nothing waits forever.
     pub fn submit(&mut self, spec: RequestSpec) {
-        let bs = self.cache.block_size() as u64;
-        let need = spec.final_len().div_ceil(bs);
+        let need = self.blocks_to_hold(spec.final_len()) as u64;
         let reason = if !self.seen.insert(spec.id) {
             Some("duplicate request id".to_string())
         } else if spec.prompt.is_empty() {
@@ -183,6 +190,7 @@ impl Scheduler {
             admitted: false,
             preempted: 0,
             swapped_len: 0,
+            swapped_released: 0,
             chain: Vec::new(),
         };
         self.enter_waiting(&mut req);
@@ -264,14 +272,15 @@ impl Scheduler {
         }
         let reqs = &self.reqs;
         let final_len = |id: SeqId| reqs.get(&id.0).map_or(0, |r| r.spec.final_len());
-        self.acc.record_step(&self.cache, final_len);
+        self.acc.record_step(&self.cache, &self.config, final_len);
         self.in_flight = Some(step.plan.work());
         Ok(step.plan)
     }
 
     /// Acknowledges that the GPU ran `plan` (the one [`Self::schedule`] just returned):
-    /// decodes count as generated tokens, and requests that generated `generation_len` tokens
-    /// finish and free their blocks (full prefix blocks stay cached for reuse). Returns the
+    /// decodes count as generated tokens, requests that generated `generation_len` tokens
+    /// finish and free their blocks (full prefix blocks stay cached for reuse), and under a
+    /// sliding window the others give back the blocks they slid past. Returns the
     /// requests finished since the last call, rejected ones included. A plan that is not the
     /// outstanding one is ignored (returns nothing) so it cannot corrupt the accounting.
     pub fn complete(&mut self, plan: &StepPlan) -> Vec<Finished> {
@@ -299,9 +308,34 @@ impl Scheduler {
                     generated,
                     preempted,
                 });
+            } else if r.state == State::Running {
+                self.slide(id);
             }
         }
         std::mem::take(&mut self.finished)
+    }
+
+    /// Blocks a request of `len` tokens must hold at once to make progress: all of them, or
+    /// with a sliding window the window's blocks plus the block being written and one that
+    /// a window starting mid-block keeps.
+    fn blocks_to_hold(&self, len: u64) -> u32 {
+        let bs = self.cache.block_size() as u64;
+        let all = len.div_ceil(bs);
+        let held = match self.config.sliding_window {
+            Some(w) => all.min((w as u64).div_ceil(bs) + 2),
+            None => all,
+        };
+        held.min(u32::MAX as u64) as u32
+    }
+
+    /// Under a sliding window, gives back the blocks no later query of running request `id`
+    /// can see. The step that last read them has finished, so they may be reused at once.
+    fn slide(&mut self, id: u64) {
+        if let Some(window) = self.config.sliding_window {
+            // Fails only for an unknown sequence or a zero window, both ruled out by
+            // construction; a failure leaves the blocks held, which is merely wasteful.
+            let _ = self.cache.release_outside_window(SeqId(id), window);
+        }
     }
 
     fn reject(&mut self, id: u64, reason: String, generated: u32) {

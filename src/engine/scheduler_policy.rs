@@ -3,7 +3,9 @@
 //! `scheduler.rs` (the public surface) to keep each file readable.
 
 use super::{Req, Scheduler, SchedulerError, State, Step};
-use crate::cache::{AppendPlan, PrefixHash, SeqId, chain_hashes};
+use crate::cache::{
+    AppendPlan, CacheError, KvCacheManager, PrefixHash, RELEASED, SeqId, chain_hashes,
+};
 use crate::engine::request::{DecodeItem, PreemptionMode, PrefillChunk, SwapIn, SwapOut};
 
 impl Scheduler {
@@ -94,7 +96,10 @@ impl Scheduler {
     fn preempt(&mut self, id: u64, step: &mut Step) -> Result<(), SchedulerError> {
         let seq = SeqId(id);
         let pool = self.cache.pool();
-        let blocks = self.cache.block_table(seq).to_vec();
+        let table = self.cache.block_table(seq);
+        // A sliding window gives back a table's leading blocks; only the rest is live.
+        let released = table.iter().take_while(|&&b| b == RELEASED).count();
+        let blocks = table[released..].to_vec();
         let mode = self.config.preemption;
         for &b in blocks.iter().filter(|&&b| pool.refcount(b) == 1) {
             match pool.cached_hash(b) {
@@ -124,6 +129,7 @@ impl Scheduler {
             });
             r.state = State::Swapped;
             r.swapped_len = len;
+            r.swapped_released = released as u32;
             self.swapped.push_front(id);
         } else {
             self.enter_waiting(&mut r);
@@ -133,12 +139,22 @@ impl Scheduler {
         Ok(())
     }
 
-    /// `append_tokens`, counting cached blocks the LRU drops while a waiting request's prompt
-    /// chain still contains them (evictions that cost a future hit).
+    /// `append_tokens`, with [`Self::allocate_tracked`]'s eviction accounting.
     fn append_tracked(&mut self, seq: SeqId, tokens: &[u32]) -> Result<AppendPlan, SchedulerError> {
         let need = self
             .cache
             .blocks_needed_to_append(seq, tokens.len() as u32)?;
+        self.allocate_tracked(need, |cache| cache.append_tokens(seq, tokens))
+    }
+
+    /// Runs `allocate`, which takes `need` blocks from the pool, counting cached blocks the
+    /// LRU drops while a waiting request's prompt chain still contains them (evictions that
+    /// cost a future hit).
+    fn allocate_tracked<T>(
+        &mut self,
+        need: u32,
+        allocate: impl FnOnce(&mut KvCacheManager) -> Result<T, CacheError>,
+    ) -> Result<T, SchedulerError> {
         let pool = self.cache.pool();
         let free_list = pool.free_blocks().len() as u32;
         let at_risk: Vec<Option<PrefixHash>> = pool
@@ -147,14 +163,14 @@ impl Scheduler {
             .map(|b| pool.cached_hash(b))
             .collect();
         let before = self.cache.stats().evicted_cached_blocks;
-        let plan = self.cache.append_tokens(seq, tokens)?;
+        let done = allocate(&mut self.cache)?;
         let dropped = (self.cache.stats().evicted_cached_blocks - before) as usize;
         for h in at_risk.into_iter().take(dropped).flatten() {
             if !self.counted_lru.remove(&h) && self.waiting_hashes.contains_key(&h) {
                 self.acc.stats.evicted_blocks += 1;
             }
         }
-        Ok(plan)
+        Ok(done)
     }
 
     fn decode(&mut self, id: u64, step: &mut Step) -> Result<(), SchedulerError> {
@@ -242,21 +258,23 @@ impl Scheduler {
     }
 
     /// Swaps requests back in, oldest preempted first, while blocks and running slots allow.
+    /// Only the blocks that were saved come back; a sliding window's released ones stay gone.
     pub(super) fn swap_in(&mut self, step: &mut Step) -> Result<(), SchedulerError> {
         let bs = self.cache.block_size();
         while let Some(&id) = self.swapped.front() {
-            let len = self.req(id)?.swapped_len;
-            if self.running.len() >= self.config.max_running as usize
-                || !self.fits(len.div_ceil(bs))
-            {
+            let (len, released) = {
+                let r = self.req(id)?;
+                (r.swapped_len, r.swapped_released)
+            };
+            let need = len.div_ceil(bs) - released;
+            if self.running.len() >= self.config.max_running as usize || !self.fits(need) {
                 break;
             }
             self.swapped.pop_front();
-            let seq = SeqId(id);
             let tokens = self.req(id)?.spec.tokens(len);
-            self.cache.add_sequence(seq)?;
-            self.append_tracked(seq, &tokens)?;
-            let blocks = self.cache.block_table(seq).to_vec();
+            let blocks = self.allocate_tracked(need, |cache| {
+                cache.restore_sequence(SeqId(id), &tokens, released)
+            })?;
             self.acc.stats.swap_in_blocks += blocks.len() as u64;
             step.plan.swap_in.push(SwapIn {
                 request: id,
@@ -281,11 +299,15 @@ impl Scheduler {
                 let r = self.req(id)?;
                 r.spec.tokens(r.target())
             };
-            if !self.fits(self.cache.blocks_needed_to_admit(&tokens)) {
+            let need = self.cache.blocks_needed_to_admit(&tokens);
+            if !self.fits(need.min(self.blocks_to_hold(tokens.len() as u64))) {
                 break;
             }
             self.waiting.pop_front();
             let hit = self.cache.admit_with_prefix(SeqId(id), &tokens)?;
+            // Cached blocks before the first query's window were hits (never computed) but
+            // are not held: a windowed prefill chunk fits however long the prefix.
+            self.slide(id);
             let Some(mut r) = self.reqs.remove(&id) else {
                 continue;
             };

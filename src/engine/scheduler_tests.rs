@@ -21,6 +21,8 @@ fn config(max_step_tokens: u32, preemption: PreemptionMode) -> SchedulerConfig {
         max_running: 8,
         preemption,
         watermark_blocks: 0,
+        sliding_window: None,
+        max_context: 0,
     }
 }
 

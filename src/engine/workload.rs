@@ -102,6 +102,8 @@ pub(crate) fn test_scenario(
             requests: 1,
             layers: (1, 1),
         },
+        sliding_window: None,
+        max_context: 64,
     }
 }
 

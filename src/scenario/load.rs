@@ -39,6 +39,7 @@ struct RawScenario {
 struct RawCache {
     block_size: Option<i64>,
     kv_dtype: Option<String>,
+    sliding_window: Option<i64>,
 }
 
 /// Loads every `NN-slug.toml` in `dir`, with presets from `dir/models.toml`, sorted by file
@@ -95,7 +96,7 @@ pub fn load_scenario(
     })?;
     let raw: RawScenario =
         toml::from_str(&text).map_err(|e| parse_error(path.clone(), &text, &e))?;
-    let (scenario, geometry) =
+    let (scenario, geometry, max_context) =
         validate(raw, presets).map_err(|(key, problem)| ScenarioError::Invalid {
             path: path.clone(),
             key,
@@ -106,6 +107,7 @@ pub fn load_scenario(
         path,
         scenario,
         geometry,
+        max_context,
     })
 }
 
@@ -124,7 +126,7 @@ type Failure = (String, Problem);
 fn validate(
     raw: RawScenario,
     presets: &ModelPresets,
-) -> Result<(Scenario, crate::cache::ModelGeometry), Failure> {
+) -> Result<(Scenario, crate::cache::ModelGeometry, u32), Failure> {
     let fail = |key: &str, problem| (key.to_string(), problem);
     let size = |key: &str, value| positive_u32(value).map_err(|p| fail(key, p));
     let batch_size = size("batch_size", raw.batch_size)?;
@@ -180,6 +182,10 @@ fn validate(
     )?;
 
     let cache = cache_options(raw.cache)?;
+    if let Some(window) = cache.sliding_window {
+        check_window(window, &raw.model, preset.max_context)
+            .map_err(|problem| fail("[cache] sliding_window", problem))?;
+    }
     check_reference(&raw.reference)?;
     let scenario = Scenario {
         name: raw.name,
@@ -192,7 +198,24 @@ fn validate(
         cache,
         reference: raw.reference,
     };
-    Ok((scenario, preset.geometry.clone()))
+    Ok((scenario, preset.geometry.clone(), preset.max_context))
+}
+
+/// A sliding window holds at least one key and at most the model's context (a larger one is
+/// no window at all, and most likely a typo).
+pub(super) fn check_window(window: u32, model: &str, max_context: u32) -> Result<(), Problem> {
+    if window == 0 {
+        return Err(Problem::NotPositive(0));
+    }
+    if window > max_context {
+        return Err(Problem::AboveModelLimit {
+            value: window,
+            model: model.to_string(),
+            limit_key: "max_context",
+            limit: max_context,
+        });
+    }
+    Ok(())
 }
 
 /// Applies defaults and checks the `[cache]` table.
@@ -212,6 +235,11 @@ fn cache_options(raw: RawCache) -> Result<CacheOptions, Failure> {
             };
             ("[cache] kv_dtype".to_string(), problem)
         })?;
+    }
+    if let Some(window) = raw.sliding_window {
+        let window = positive_u32(window)
+            .map_err(|problem| ("[cache] sliding_window".to_string(), problem))?;
+        options.sliding_window = Some(window);
     }
     Ok(options)
 }

@@ -62,14 +62,20 @@ pub struct CacheOptions {
     pub block_size: u32,
     /// Storage dtype of K and V.
     pub kv_dtype: KvFormat,
+    /// Sliding-window attention: each query attends to at most this many newest keys, and a
+    /// request holds only the blocks its window still sees. At most the model's context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<u32>,
 }
 
 impl Default for CacheOptions {
-    /// 16 tokens per block (vLLM's default) and f16 storage (how these models are served).
+    /// 16 tokens per block (vLLM's default), f16 storage (how these models are served) and
+    /// full attention.
     fn default() -> Self {
         Self {
             block_size: 16,
             kv_dtype: KvFormat::F16,
+            sliding_window: None,
         }
     }
 }
@@ -126,12 +132,19 @@ impl Scenario {
         self.sequence_length as u64 + self.generation_length as u64
     }
 
+    /// Tokens one finished request keeps cached: all of them, or with a sliding window the
+    /// window's worth.
+    pub fn held_tokens_per_request(&self) -> u64 {
+        let all = self.tokens_per_request();
+        self.cache.sliding_window.map_or(all, |w| all.min(w as u64))
+    }
+
     /// Bytes the workload would hold if every request were resident and finished at once
-    /// (the demand). Saturates at `u64::MAX`, far above any real scenario (scenario 11
-    /// is about 3.4e12).
+    /// (the demand; with a sliding window, each request's window). Saturates at `u64::MAX`,
+    /// far above any real scenario (scenario 11 is about 3.4e12).
     pub fn demand_bytes(&self, layout: &CacheLayout) -> u64 {
         let bytes = self.requests() as u128
-            * self.tokens_per_request() as u128
+            * self.held_tokens_per_request() as u128
             * layout.bytes_per_token() as u128;
         bytes.min(u64::MAX as u128) as u64
     }
@@ -153,6 +166,9 @@ pub struct LoadedScenario {
     pub scenario: Scenario,
     /// The model preset's geometry (validated).
     pub geometry: ModelGeometry,
+    /// The model's native context length (the preset's `max_context`): bounds prompts and
+    /// sliding windows, and is what a contiguous cache reserves per request.
+    pub max_context: u32,
 }
 
 impl LoadedScenario {
@@ -179,6 +195,16 @@ impl LoadedScenario {
     pub fn demand_pct(&self) -> f64 {
         self.scenario
             .demand_pct(&self.layout(), self.budget_bytes())
+    }
+
+    /// Runs the scenario with a sliding window of `window` keys (`None`: full attention),
+    /// refusing a window of 0 or one longer than the model's context.
+    pub fn set_sliding_window(&mut self, window: Option<u32>) -> Result<(), Problem> {
+        if let Some(w) = window {
+            load::check_window(w, &self.scenario.model, self.max_context)?;
+        }
+        self.scenario.cache.sliding_window = window;
+        Ok(())
     }
 
     /// Short label for tables and logs, e.g. `04 Very Large Sequence, Extreme Stress`.

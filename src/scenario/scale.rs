@@ -85,6 +85,14 @@ pub struct ScaledScenario {
     pub budget_bytes: u64,
     /// The divisors applied.
     pub factors: ScaleFactors,
+    /// Sliding window in scaled tokens (the scenario's, divided like every token count and
+    /// rounded up), or `None` for full attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<u32>,
+    /// The model's context length in scaled tokens: what a contiguous cache would reserve
+    /// per request (for the waste comparison).
+    #[serde(default)]
+    pub max_context: u32,
 }
 
 impl ScalePreset {
@@ -159,6 +167,7 @@ struct ScaleRun {
     requests_per_stream: u32,
     streams: u32,
     budget_bytes: u64,
+    sliding_window: Option<u32>,
 }
 
 impl ScaleRun {
@@ -187,14 +196,25 @@ impl ScaleRun {
             requests_per_stream,
             streams,
             budget_bytes: budget as u64,
+            sliding_window: s.cache.sliding_window.map(|w| w.div_ceil(tokens)),
         }
     }
 
     fn sequences_that_fit(&self) -> u64 {
         let tokens = self.prompt_tokens as u64 + self.generation_tokens as u64;
-        let per_request = self.layout.blocks_for_tokens(tokens).max(1);
+        let per_request = held_blocks(&self.layout, tokens, self.sliding_window).max(1);
         self.layout.blocks_for_budget(self.budget_bytes) as u64 / per_request
     }
+}
+
+/// Blocks a finished request of `tokens` tokens holds: all of its blocks, or under a sliding
+/// window those its window's keys span (a window starting mid-block spans one more).
+fn held_blocks(layout: &CacheLayout, tokens: u64, window: Option<u32>) -> u64 {
+    let all = layout.blocks_for_tokens(tokens);
+    window.map_or(all, |w| {
+        let bs = layout.block_size as u64;
+        all.min((w as u64).div_ceil(bs) + 1)
+    })
 }
 
 /// Doubles a divisor from 1 until `check(d)` says it fits (first) or cannot shrink further
@@ -278,6 +298,8 @@ impl LoadedScenario {
             requests_per_stream: run.requests_per_stream,
             budget_bytes: run.budget_bytes,
             factors,
+            sliding_window: run.sliding_window,
+            max_context: self.max_context.div_ceil(factors.tokens),
         }
     }
 }
@@ -293,10 +315,16 @@ impl ScaledScenario {
         self.prompt_tokens as u64 + self.generation_tokens as u64
     }
 
-    /// Scaled demand: requests x tokens x bytes per token of the run layout.
+    /// Tokens one finished scaled request keeps cached: all, or its sliding window's worth.
+    pub fn held_tokens_per_request(&self) -> u64 {
+        let all = self.tokens_per_request();
+        self.sliding_window.map_or(all, |w| all.min(w as u64))
+    }
+
+    /// Scaled demand: requests x held tokens x bytes per token of the run layout.
     pub fn demand_bytes(&self) -> u64 {
         let bytes = self.requests() as u128
-            * self.tokens_per_request() as u128
+            * self.held_tokens_per_request() as u128
             * self.layout.bytes_per_token() as u128;
         bytes.min(u64::MAX as u128) as u64
     }
@@ -316,7 +344,7 @@ impl ScaledScenario {
     /// `min_resident` where the full-size pool allows; a user budget (`--budget`) may still
     /// make it zero, and the engine then reports every request as unservable rather than hang.
     pub fn sequences_that_fit(&self) -> u64 {
-        let per_request = self.layout.blocks_for_tokens(self.tokens_per_request());
-        self.num_blocks() as u64 / per_request
+        let per_request = held_blocks(&self.layout, self.tokens_per_request(), self.sliding_window);
+        self.num_blocks() as u64 / per_request.max(1)
     }
 }
