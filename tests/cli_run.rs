@@ -43,6 +43,23 @@ fn run_rejects_bad_flags_before_any_work() {
     assert_input_error(&pagekv(&["run", "--budget", "0"]), &["--budget"]);
     assert_input_error(&pagekv(&["run", "--preemption", "drop"]), &["drop"]);
     assert_input_error(
+        &pagekv(&["run", "--window", "0"]),
+        &["--window", "positive"],
+    );
+    assert_input_error(
+        &pagekv(&["run", "--window", "40000"]),
+        &["--window", "40000", "max_context of 32768"],
+    );
+    assert_input_error(&pagekv(&["run", "--window", "-5"]), &["-5"]);
+    assert_input_error(
+        &pagekv(&["whatif", "--window", "0", "--claims-only"]),
+        &["--window", "positive"],
+    );
+    assert_input_error(
+        &pagekv(&["whatif", "--scale", "huge"]),
+        &["--scale", "huge"],
+    );
+    assert_input_error(
         &pagekv(&["run", "--backend", "cuda"]),
         &["--backend", "cuda"],
     );
@@ -226,4 +243,87 @@ fn run_refuses_a_pool_the_device_cannot_hold() {
         "{err:?}"
     );
     assert!(stdout(&out).contains("KV pool"), "{}", stdout(&out));
+}
+
+/// `whatif --claims-only` needs no GPU: every remedy claim with its full-size arithmetic.
+#[test]
+fn whatif_claims_come_from_the_real_geometry() {
+    let out = pagekv(&["whatif", "--claims-only"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = stdout(&out);
+    // Short needles: the table wraps its cells.
+    for needle in [
+        "INT8 quantization",
+        "INT4 quantization",
+        "range by 2x",
+        "linear memory",
+        "20-30%",
+        "32K",
+        "43.8% less",
+        "does not hold",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+}
+
+/// A small remedy sweep: one table per scenario with a row per remedy, one results file per
+/// remedy, and `compare` on a pair of them (same preset and budget, so no `--force`).
+#[test]
+fn whatif_runs_every_remedy_and_compare_reads_any_pair() {
+    if !have_gpu(module_path!()) {
+        return;
+    }
+    let dir = temp_dir("whatif");
+    let out = pagekv(&[
+        "whatif",
+        "--scale",
+        "ci",
+        "--only",
+        "5",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{:?}\n{text}",
+        stderr_lines(&out)
+    );
+    for needle in [
+        "05 Maximum Context Window",
+        "int8 + window 2048",
+        "fp8-e4m3",
+        "vs f16",
+        "measured (scaled sweep)",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    let names = [
+        "f16",
+        "int8",
+        "int4",
+        "fp8-e4m3",
+        "f16-window-2048",
+        "int8-window-2048",
+    ];
+    let mut factors = Vec::new();
+    for name in names {
+        let path = dir.join(format!("whatif-{name}.json"));
+        let results = pagekv::report::file::read(&path).unwrap();
+        assert!(results.complete, "{name}");
+        let s = results.scenario(5).unwrap();
+        assert!(s.measured.as_ref().unwrap().is_correct(), "{name}");
+        assert_eq!(s.scaled.sliding_window.is_some(), name.contains("window"));
+        factors.push(s.scaled.factors);
+    }
+    assert!(factors.windows(2).all(|w| w[0] == w[1]), "{factors:?}");
+    let out = pagekv(&[
+        "compare",
+        dir.join("whatif-f16.json").to_str().unwrap(),
+        dir.join("whatif-int8-window-2048.json").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    assert!(stdout(&out).contains("int8"), "{}", stdout(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -185,6 +185,47 @@ fn quantized_formats_swap_and_share_prefixes_with_correct_outputs() {
     }
 }
 
+/// A sliding window under a squeezed budget, in both preemption modes: spot checks against
+/// the windowed CPU reference pass (preempted requests included), and a swap-out saves only
+/// the blocks the window still sees. Scheduling is deterministic, so the pool size and step
+/// budget are chosen where both modes preempt (windows rarely need to: a request's blocks
+/// stop growing).
+#[test]
+fn a_sliding_window_preempts_swaps_and_matches_the_reference() {
+    let all = scenarios();
+    let mut s3 = all.iter().find(|s| s.id == 3).unwrap().clone();
+    let preset = ScalePreset::by_name("ci").unwrap();
+    // 6144 full-size tokens: 48 at this preset, three blocks of a 68-token request.
+    s3.set_sliding_window(Some(6144)).unwrap();
+    let normal = s3.scale(&preset);
+    assert_eq!(normal.sliding_window, Some(48));
+    let window_blocks = 48u64.div_ceil(normal.layout.block_size as u64) + 1;
+    let factor = normal.num_blocks() as f64 / 11.0;
+    let budget = (s3.budget_bytes() as f64 / factor) as u64;
+    let scaled = s3.scale_with_budget(&preset, budget);
+    assert_eq!(scaled.num_blocks(), 11);
+    for ctx in common::contexts() {
+        for mode in [PreemptionMode::Recompute, PreemptionMode::Swap] {
+            let config = RunConfig {
+                max_step_tokens: 64,
+                ..config(mode)
+            };
+            let m = run_scenario(&ctx, &scaled, &config, &mut |_| {}).unwrap();
+            let label = format!("{} {mode:?} window", ctx.info.backend);
+            assert_accounted(&label, &scaled, &m);
+            let st = &m.scheduler;
+            assert!(st.preemptions > 0, "{label}: {st:?}");
+            if mode == PreemptionMode::Swap {
+                assert!(st.swap_out_blocks > 0, "{label}");
+                assert!(
+                    st.swap_out_blocks <= st.preemptions * window_blocks,
+                    "{label}"
+                );
+            }
+        }
+    }
+}
+
 /// A budget below one request: every request is rejected, the scenario FAILs with the reason,
 /// and nothing hangs.
 #[test]

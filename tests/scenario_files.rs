@@ -233,6 +233,7 @@ fn sliding_windows_are_positive_and_within_the_context() {
     // A valid window holds demand to the window's tokens, and scales like every token count.
     let mut s = all().into_iter().find(|s| s.id == 5).unwrap();
     let full = s.demand_pct();
+    let baseline = s.scale(&ScalePreset::by_name("long").unwrap()).factors;
     s.set_sliding_window(Some(2048)).unwrap();
     let per_request = s.scenario.tokens_per_request() as f64;
     assert!((s.demand_pct() - full * 2048.0 / per_request).abs() < 1e-9);
@@ -242,6 +243,12 @@ fn sliding_windows_are_positive_and_within_the_context() {
         Some(2048u32.div_ceil(scaled.factors.tokens))
     );
     assert_eq!(scaled.max_context, 32768 / scaled.factors.tokens);
+    // Remedies run the same scaled workload as the baseline: factors ignore format and window.
+    s.scenario.cache.kv_dtype = pagekv::KvFormat::Int4;
+    assert_eq!(
+        s.scale(&ScalePreset::by_name("long").unwrap()).factors,
+        baseline
+    );
     let message = s.set_sliding_window(Some(0)).unwrap_err().to_string();
     assert!(message.contains("positive"), "{message}");
     let message = s.set_sliding_window(Some(32769)).unwrap_err().to_string();
@@ -284,7 +291,7 @@ fn models_file_errors_name_the_preset() {
 #[test]
 fn presets_exist_and_full_is_unscaled() {
     let names: Vec<String> = ScalePreset::all().into_iter().map(|p| p.name).collect();
-    assert_eq!(names, ["ci", "default", "full"]);
+    assert_eq!(names, ["ci", "default", "long", "full"]);
     assert!(ScalePreset::by_name("nope").is_none());
     let full = ScalePreset::by_name("full").unwrap();
     for s in all() {

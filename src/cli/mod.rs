@@ -15,6 +15,7 @@ mod run;
 mod scenarios;
 mod shaders;
 mod verify;
+mod whatif;
 
 use clap::{Args, Parser, Subcommand};
 use pagekv::gpu::{AdapterFilter, GpuContext, GpuError};
@@ -128,6 +129,9 @@ pub enum Command {
     /// Bytes per token and capacity of every KV format, the report's quantization claims
     /// checked, and (--study) the scale-layout study.
     Formats(formats::FormatsArgs),
+    /// Rerun the report's failing scenarios with each remedy it recommends (quantized KV, a
+    /// sliding window, both) and check its remedy claims.
+    Whatif(whatif::WhatifArgs),
 }
 
 /// Why a command did not succeed. The message is one sentence naming the flag or file at fault.
@@ -229,6 +233,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Verify(args)) => verify::run(&cli.global, &args),
         Some(Command::Shaders(args)) => shaders::run(&args),
         Some(Command::Formats(args)) => formats::run(&args),
+        Some(Command::Whatif(args)) => whatif::run(&cli.global, &args),
     }
 }
 

@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Directory of scenario files and models.toml.
     #[arg(long, value_name = "DIR")]
     pub scenarios_dir: Option<PathBuf>,
-    /// Scale preset: ci, default or full.
+    /// Scale preset: ci, default, long or full.
     #[arg(long, default_value = "default", value_name = "PRESET")]
     pub scale: String,
     /// Full-size KV budget in GiB before scaling (default: each scenario's reference card, 24).
@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// f32, f16, int8, int4, fp8-e4m3 or fp8-e5m2.
     #[arg(long, value_name = "FORMAT")]
     pub kv_dtype: Option<String>,
+    /// Run every scenario with sliding-window attention over this many newest keys (full
+    /// size; scaled like every token count), instead of its file's `sliding_window`.
+    #[arg(long, value_name = "TOKENS")]
+    pub window: Option<u32>,
 }
 
 impl Default for RunArgs {
@@ -78,6 +82,7 @@ impl Default for RunArgs {
             max_running: RunConfig::default().max_running,
             out: None,
             kv_dtype: None,
+            window: None,
         }
     }
 }
@@ -97,7 +102,7 @@ pub fn scenarios_dir(flag: Option<&Path>) -> PathBuf {
 }
 
 /// Loads what `--only` / `--scenario` / `--scenarios-dir` select, in the `--kv-dtype` format
-/// when one is given.
+/// and with the `--window` when given.
 pub fn select(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
     let format = match &args.kv_dtype {
         None => None,
@@ -109,9 +114,13 @@ pub fn select(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
         })?),
     };
     let mut selected = select_files(args)?;
-    if let Some(format) = format {
-        for s in &mut selected {
+    for s in &mut selected {
+        if let Some(format) = format {
             s.scenario.cache.kv_dtype = format;
+        }
+        if let Some(window) = args.window {
+            s.set_sliding_window(Some(window))
+                .map_err(|problem| CliError::input(format!("--window {problem}")))?;
         }
     }
     Ok(selected)
@@ -201,7 +210,8 @@ pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
 
 /// A progress bar per scenario on stderr (hidden when stderr is not a terminal), and one
 /// summary line per finished scenario.
-struct Bars {
+#[derive(Default)]
+pub(super) struct Bars {
     bar: Option<ProgressBar>,
 }
 

@@ -64,14 +64,14 @@ pub fn format_rows(budget_bytes: u64) -> Vec<FormatRow> {
 }
 
 /// Whether a claim survived the arithmetic or the measurement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Holds {
     /// As stated.
     Yes,
     /// Not as stated.
     No,
     /// Only under the stated reading.
-    OnlyIf(&'static str),
+    OnlyIf(String),
 }
 
 impl std::fmt::Display for Holds {
@@ -164,7 +164,7 @@ pub fn accuracy_claim(study: &[StudyRow]) -> Claim {
             cosine("fp8-e5m2, scale per row"),
         ),
         holds: Holds::OnlyIf(
-            "\"minimal\" means cosine >= 0.998 with a data-derived scale (a fixed scale of 1 loses far more)",
+            "\"minimal\" means cosine >= 0.998 with a data-derived scale (a fixed scale of 1 loses far more)".into(),
         ),
     }
 }

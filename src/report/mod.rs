@@ -23,9 +23,11 @@
 //! version; a change of meaning bumps the version.
 
 pub mod bench_compare;
+pub mod claims;
 pub mod compare;
 pub mod file;
 pub mod formats;
+pub mod remedies;
 pub mod status;
 pub mod suite;
 pub mod table;

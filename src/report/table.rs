@@ -92,10 +92,13 @@ pub fn scenario_table(results: &ResultsFile) -> Table {
         let r = &s.scenario.reference;
         let m = s.measured.as_ref();
         let f = s.scaled.factors;
-        let scale = format!(
+        let mut scale = format!(
             "t/{} r/{} l{}/{}",
             f.tokens, f.requests, f.layers.0, f.layers.1
         );
+        if let Some(w) = s.scaled.sliding_window {
+            scale.push_str(&format!(" w{w}"));
+        }
         let hit = m.map_or("-".into(), |m| {
             format!(
                 "{} (of {})",
@@ -150,6 +153,9 @@ pub fn scenario_table(results: &ResultsFile) -> Table {
 pub fn notes(results: &ResultsFile) -> Vec<String> {
     let mut out = Vec::new();
     for s in &results.scenarios {
+        if let Some(note) = window_note(s) {
+            out.push(format!("[{:02}] {note}", s.id));
+        }
         let why = disagreement(
             &s.scenario.reference,
             s.verdict,
@@ -175,6 +181,24 @@ pub fn notes(results: &ResultsFile) -> Vec<String> {
         }
     }
     out
+}
+
+/// What a sliding window becomes at this scale: blocks do not scale, so a window of few
+/// scaled tokens holds proportionally more empty slots than the full-size one would.
+fn window_note(s: &ScenarioResult) -> Option<String> {
+    let full = s.scenario.cache.sliding_window?;
+    let scaled = s.scaled.sliding_window?;
+    let bs = s.scaled.layout.block_size;
+    let blocks = |w: u32| w.div_ceil(bs) + 1;
+    Some(format!(
+        "sliding window {full} (scaled: {scaled} tokens): a request holds at most {} blocks \
+         ({} slots, {:.2}x the window) here, {} blocks ({:.2}x) at full size",
+        blocks(scaled),
+        blocks(scaled) * bs,
+        (blocks(scaled) * bs) as f64 / scaled as f64,
+        blocks(full),
+        (blocks(full) * bs) as f64 / full as f64,
+    ))
 }
 
 /// Bytes per token of each scenario's real geometry beside what the reference's KV Peak
@@ -254,7 +278,7 @@ pub fn detail_table(results: &ResultsFile) -> Table {
             "gen tok/s",
             "TTFT p50/p99 ms",
             "TPOT p50/p99 ms",
-            "waste % paged | contiguous",
+            "waste % paged | contig. final | contig. max ctx",
             "GPU ms gen/app/pre/dec",
             "checks (preempted), max err",
         ]);
@@ -288,9 +312,10 @@ pub fn detail_table(results: &ResultsFile) -> Table {
             Cell::new(ms(m.ttft)),
             Cell::new(ms(m.tpot)),
             Cell::new(format!(
-                "{:.1} | {:.1}",
+                "{:.1} | {:.1} | {:.1}",
                 m.fragmentation_pct,
-                100.0 * m.scheduler.mean_contiguous_waste_fraction
+                100.0 * m.scheduler.mean_contiguous_waste_fraction,
+                100.0 * m.scheduler.mean_max_context_waste_fraction
             )),
             Cell::new(format!(
                 "{}/{}/{}/{}",

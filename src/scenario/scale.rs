@@ -21,16 +21,20 @@ use crate::cache::{CacheLayout, ModelGeometry};
 
 /// The preset table: (name, max_requests, max_tokens_per_sequence, layers_run, min_resident).
 /// Retune here; nothing else hard-codes these numbers. `full` runs the scenario as stated.
-const PRESETS: [(&str, u32, u32, u32, u32); 3] = [
+/// `long` keeps sequences about 10x longer than `default` (one layer instead of two, fewer
+/// requests), so a 2048-token sliding window still spans 4+ blocks of 16 after scaling;
+/// `pagekv whatif` uses it.
+const PRESETS: [(&str, u32, u32, u32, u32); 4] = [
     ("ci", 16, 128, 1, 2),
     ("default", 32, 128, 2, 4),
+    ("long", 32, 1536, 1, 2),
     ("full", u32::MAX, u32::MAX, u32::MAX, 1),
 ];
 
 /// Caps that fix how far a scenario is scaled down.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScalePreset {
-    /// Name printed with every result (`ci`, `default`, `full`).
+    /// Name printed with every result (`ci`, `default`, `long`, `full`).
     pub name: String,
     /// Most requests a scaled scenario keeps, unless fewer would leave a pool that cannot hold
     /// `min_resident` finished requests at once (see [`ScalePreset::factors`]).
@@ -96,7 +100,7 @@ pub struct ScaledScenario {
 }
 
 impl ScalePreset {
-    /// The preset with this name (`ci`, `default`, `full`).
+    /// The preset with this name (`ci`, `default`, `long`, `full`).
     pub fn by_name(name: &str) -> Option<Self> {
         Self::all().into_iter().find(|p| p.name == name)
     }
@@ -117,7 +121,8 @@ impl ScalePreset {
             .collect()
     }
 
-    /// The factors for `scenario` under a full-size budget of `full_budget_bytes`: the
+    /// The factors for `scenario` under a full-size budget of `full_budget_bytes` (the same
+    /// whatever its KV format and sliding window): the
     /// smallest power of two that brings tokens per request under the cap, but never past the
     /// generation length (generation stays at least one whole token, so the prompt:generation
     /// ratio is kept exactly where both are powers of two);
@@ -135,8 +140,14 @@ impl ScalePreset {
         });
         let total_layers = scenario.geometry.layers;
         let layers = (self.layers_run.clamp(1, total_layers), total_layers);
+        // The factors depend on the workload, not on how its KV is stored: resident counts
+        // are those of f16 with full attention, so a format or window remedy runs exactly the
+        // same scaled requests as the baseline it is compared with.
+        let mut workload = scenario.clone();
+        workload.scenario.cache.kv_dtype = crate::cache::KvFormat::F16;
+        workload.scenario.cache.sliding_window = None;
         let resident = |r: u32| {
-            let run = ScaleRun::new(scenario, tokens, r, layers, full_budget_bytes);
+            let run = ScaleRun::new(&workload, tokens, r, layers, full_budget_bytes);
             run.sequences_that_fit()
         };
         let floor = resident(1).min(self.min_resident as u64);
