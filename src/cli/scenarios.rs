@@ -33,7 +33,7 @@ pub fn run(args: &ScenariosArgs) -> Result<(), CliError> {
         "concurrency",
         "gen len",
         "shared prefix",
-        "block, dtype",
+        "block, dtype[, window]",
         "requests",
         "demand (full size)",
         "demand %",
@@ -56,9 +56,12 @@ pub fn run(args: &ScenariosArgs) -> Result<(), CliError> {
             Cell::new(c.generation_length),
             Cell::new(c.shared_prefix_tokens),
             Cell::new(format!(
-                "{}, {}",
+                "{}, {}{}",
                 c.cache.block_size,
-                c.cache.kv_dtype.name()
+                c.cache.kv_dtype.name(),
+                c.cache
+                    .sliding_window
+                    .map_or(String::new(), |w| format!(", window {w}"))
             )),
             Cell::new(c.requests()),
             Cell::new(human_bytes(s.demand_bytes())),

@@ -9,7 +9,8 @@ use comfy_table::{Cell, ContentArrangement, Table};
 use pagekv::engine::RunConfig;
 use pagekv::report::claims::remedy_claims;
 use pagekv::report::remedies::{
-    REPORT_WINDOW, Remedy, RemedyError, run_remedies, scenario_table, scenario_title,
+    REPORT_WINDOW, Remedy, RemedyError, fragmentation_table, run_remedies, scenario_table,
+    scenario_title,
 };
 use pagekv::report::suite::SuiteObserver;
 use pagekv::scenario::BYTES_PER_GB;
@@ -127,6 +128,14 @@ pub fn run(global: &GlobalArgs, args: &WhatifArgs) -> Result<(), CliError> {
                 println!("{title}");
             }
             println!("{}\n", scenario_table(s.id, &runs));
+        }
+        if let Some(table) = fragmentation_table(&runs) {
+            println!(
+                "Fragmentation against contiguous allocation ({} runs, slots allocated but \
+                 holding no token, % of slots allocated or reserved)",
+                remedies[0].label()
+            );
+            println!("{table}\n");
         }
         for r in &runs {
             println!("{}: {}", r.remedy.label(), r.path.display());

@@ -84,7 +84,13 @@ pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
         // What was run: the format, the scaled size and its demand, so that a before/after
         // of two formats (or two budgets) reads as one.
         let format = |s: Option<&super::ScenarioResult>| {
-            s.map_or("-".into(), |s| s.scaled.layout.dtype.name().to_string())
+            s.map_or("-".into(), |s| {
+                let name = s.scaled.layout.dtype.name();
+                match s.scenario.cache.sliding_window {
+                    Some(w) => format!("{name}, window {w}"),
+                    None => name.to_string(),
+                }
+            })
         };
         text_row(&mut table, Some(id), "KV format", format(sa), format(sb));
         let requests = |s: Option<&super::ScenarioResult>| {

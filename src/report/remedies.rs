@@ -216,6 +216,47 @@ pub fn scenario_table(id: u32, runs: &[RemedyRun]) -> Table {
     table
 }
 
+/// Fragmentation against contiguous allocation on the baseline run (the first): per
+/// scenario, the paged pool's empty slots in allocated blocks (mean over steps), beside what
+/// a contiguous cache would hold empty reserving each request's final length, or the
+/// model's context (mean and peak over the same steps).
+pub fn fragmentation_table(runs: &[RemedyRun]) -> Option<Table> {
+    let base = runs.first()?;
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec![
+            "#",
+            "paged: empty slots % (mean)",
+            "contiguous, final length: mean | peak",
+            "contiguous, model context: mean | peak",
+        ]);
+    for s in &base.results.scenarios {
+        let Some(m) = &s.measured else { continue };
+        let st = &m.scheduler;
+        let pair = |mean: f64, peak: f64| format!("{:.1} | {:.1}", 100.0 * mean, 100.0 * peak);
+        table.add_row(vec![
+            Cell::new(format!("{:02}", s.id)),
+            Cell::new(format!("{:.1}", m.fragmentation_pct)),
+            Cell::new(pair(
+                st.mean_contiguous_waste_fraction,
+                st.peak_contiguous_waste_fraction,
+            )),
+            Cell::new(pair(
+                st.mean_max_context_waste_fraction,
+                st.peak_max_context_waste_fraction,
+            )),
+        ]);
+    }
+    for i in 1..4 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    Some(table)
+}
+
 /// The title line of scenario `id`'s table: its name, scale and scaled sizes.
 pub fn scenario_title(id: u32, runs: &[RemedyRun]) -> Option<String> {
     let (_, s) = rows(id, runs).next()?;
