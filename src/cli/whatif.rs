@@ -131,8 +131,9 @@ pub fn run(global: &GlobalArgs, args: &WhatifArgs) -> Result<(), CliError> {
         }
         if let Some(table) = fragmentation_table(&runs) {
             println!(
-                "Fragmentation against contiguous allocation ({} runs, slots allocated but \
-                 holding no token, % of slots allocated or reserved)",
+                "Fragmentation against contiguous allocation ({} runs: slots allocated but \
+                 holding no token, % of the slots allocated or reserved, mean and peak over \
+                 steps)",
                 remedies[0].label()
             );
             println!("{table}\n");

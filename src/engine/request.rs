@@ -295,6 +295,9 @@ pub struct SchedulerStats {
     pub mean_fragmentation_slots: f64,
     /// Mean over steps of those slots as a fraction of the slots in used blocks.
     pub mean_fragmentation_fraction: f64,
+    /// The largest of that fraction in any step.
+    #[serde(default)]
+    pub peak_fragmentation_fraction: f64,
     /// What a contiguous allocator would waste on the same steps: each live request
     /// reserving its whole final length (prompt plus generation) up front, the slots not yet
     /// holding a token over the slots reserved. Mean over steps.
@@ -388,7 +391,9 @@ impl StatsAcc {
         s.peak_fragmentation_slots = s.peak_fragmentation_slots.max(waste);
         self.frag_slot_sum += waste;
         if used > 0 {
-            self.frag_fraction_sum += waste as f64 / (used as f64 * bs as f64);
+            let fraction = waste as f64 / (used as f64 * bs as f64);
+            self.frag_fraction_sum += fraction;
+            s.peak_fragmentation_fraction = s.peak_fragmentation_fraction.max(fraction);
         }
     }
 

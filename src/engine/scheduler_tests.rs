@@ -247,6 +247,7 @@ fn fragmentation_counts_empty_slots_of_partial_blocks() {
     assert_eq!(s.stats().peak_fragmentation_slots, 4);
     assert_eq!(s.stats().peak_used_blocks, 4);
     assert_eq!(s.stats().mean_fragmentation_fraction, 4.0 / 16.0);
+    assert_eq!(s.stats().peak_fragmentation_fraction, 4.0 / 16.0);
     // Contiguous: each request reserves prompt + 1 generated token (6 and 8 slots) and
     // holds its prompt (5 and 7): 2 of 14 empty.
     assert_eq!(s.stats().mean_contiguous_waste_fraction, 2.0 / 14.0);

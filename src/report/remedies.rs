@@ -228,7 +228,7 @@ pub fn fragmentation_table(runs: &[RemedyRun]) -> Option<Table> {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(vec![
             "#",
-            "paged: empty slots % (mean)",
+            "paged: mean | peak",
             "contiguous, final length: mean | peak",
             "contiguous, model context: mean | peak",
         ]);
@@ -238,7 +238,10 @@ pub fn fragmentation_table(runs: &[RemedyRun]) -> Option<Table> {
         let pair = |mean: f64, peak: f64| format!("{:.1} | {:.1}", 100.0 * mean, 100.0 * peak);
         table.add_row(vec![
             Cell::new(format!("{:02}", s.id)),
-            Cell::new(format!("{:.1}", m.fragmentation_pct)),
+            Cell::new(pair(
+                st.mean_fragmentation_fraction,
+                st.peak_fragmentation_fraction,
+            )),
             Cell::new(pair(
                 st.mean_contiguous_waste_fraction,
                 st.peak_contiguous_waste_fraction,
