@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, ContentArrangement, Table};
-use pagekv::engine::RunConfig;
 use pagekv::report::claims::remedy_claims;
 use pagekv::report::remedies::{
     REPORT_WINDOW, Remedy, RemedyError, fragmentation_table, run_remedies, scenario_table,
@@ -89,7 +88,7 @@ pub fn run(global: &GlobalArgs, args: &WhatifArgs) -> Result<(), CliError> {
             ))
         })?;
         let ctx = global.open()?;
-        let c = RunConfig::default();
+        let c = options.config;
         eprintln!(
             "pagekv whatif: {} scenarios x {} remedies at preset `{}` on {}",
             scenarios.len(),
@@ -121,7 +120,7 @@ pub fn run(global: &GlobalArgs, args: &WhatifArgs) -> Result<(), CliError> {
             options.preset.name,
             c.max_step_tokens,
             c.max_running,
-            options.config.preemption
+            c.preemption
         );
         for s in &scenarios {
             if let Some(title) = scenario_title(s.id, &runs) {

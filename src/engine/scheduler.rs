@@ -170,8 +170,12 @@ impl Scheduler {
         } else if spec.prompt.is_empty() {
             Some("empty prompt".to_string())
         } else if need > self.cache.num_blocks() as u64 {
+            let what = match self.config.sliding_window {
+                Some(w) => format!("its {w}-key sliding window"),
+                None => "prompt and generation".to_string(),
+            };
             Some(format!(
-                "needs {need} blocks for prompt and generation but the pool has {}",
+                "needs {need} blocks for {what} but the pool has {}",
                 self.cache.num_blocks()
             ))
         } else {
