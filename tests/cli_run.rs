@@ -153,12 +153,16 @@ fn run_writes_results_and_compare_reads_them() {
     }
     let dir = temp_dir("run-compare");
     let a = dir.join("a.json");
+    let alerts = dir.join("alerts.toml");
+    std::fs::write(&alerts, "[hit_rate_pct]\nwarning = 10\n").unwrap();
     let out = pagekv(&[
         "run",
         "--scale",
         "ci",
         "--only",
         "1,3",
+        "--alerts",
+        alerts.to_str().unwrap(),
         "--out",
         a.to_str().unwrap(),
     ]);
@@ -181,6 +185,43 @@ fn run_writes_results_and_compare_reads_them() {
     let results = pagekv::report::file::read(&a).unwrap();
     assert!(results.complete);
     assert_eq!(results.scenarios.len(), 2);
+    assert_eq!(results.version, 2);
+    assert_eq!(results.alert_rules.hit_rate_pct.warning, Some(10.0));
+    assert_eq!(results.alert_rules.hit_rate_pct.critical, None);
+    assert!(text.contains("rules from"), "{text}");
+    // Scenario 3 overcommits its pool: KV use alerts fire, and the list says so.
+    let s3 = results.scenario(3).unwrap().measured.as_ref().unwrap();
+    assert!(!s3.series.samples.is_empty());
+    assert!(
+        s3.alerts
+            .iter()
+            .any(|e| e.fired && e.metric == pagekv::engine::alerts::Metric::KvUse),
+        "{:?}",
+        s3.alerts
+    );
+    assert!(text.contains("[03] step"), "{text}");
+
+    // A version-1 file (no series, alerts or rules) is still read and compared.
+    let v1 = dir.join("v1.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    value["version"] = 1.into();
+    value.as_object_mut().unwrap().remove("alert_rules");
+    value.as_object_mut().unwrap().remove("alert_rules_file");
+    for s in value["scenarios"].as_array_mut().unwrap() {
+        let m = s["measured"].as_object_mut().unwrap();
+        for key in [
+            "series",
+            "alerts",
+            "alerts_dropped",
+            "throughput_baseline_tokens_per_s",
+        ] {
+            m.remove(key);
+        }
+    }
+    std::fs::write(&v1, serde_json::to_string(&value).unwrap()).unwrap();
+    let out = pagekv(&["compare", v1.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
 
     let out = pagekv(&["compare", a.to_str().unwrap(), a.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));

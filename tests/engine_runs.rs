@@ -66,6 +66,41 @@ fn assert_accounted(label: &str, s: &ScaledScenario, m: &Measurement) {
         );
     }
     assert!(m.wall_seconds > 0.0 && m.requests_per_s > 0.0, "{label}");
+    assert_series(label, m);
+}
+
+/// The time series ends at the last step, agrees with the run's counters, and its KV use
+/// peaks at the run's peak use; alert events name real steps and alternate fire/clear per
+/// metric and level.
+fn assert_series(label: &str, m: &Measurement) {
+    let series = &m.series.samples;
+    assert!(!series.is_empty() && series.len() <= 513, "{label}");
+    let last = series.last().unwrap();
+    assert_eq!(last.step, m.steps, "{label}");
+    assert_eq!(last.preemptions, m.preemptions, "{label}");
+    assert_eq!(
+        last.prefix_hit_tokens, m.scheduler.prefix_hit_tokens,
+        "{label}"
+    );
+    assert_eq!(
+        last.tokens,
+        m.scheduler.prefill_tokens + m.scheduler.decode_tokens,
+        "{label}"
+    );
+    assert!(series.windows(2).all(|w| w[0].step < w[1].step), "{label}");
+    let top = series.iter().map(|s| s.kv_use_pct).fold(0.0, f64::max);
+    assert!(
+        top <= m.peak_use_pct + 1e-9,
+        "{label}: {top} > {}",
+        m.peak_use_pct
+    );
+    if m.steps <= 512 {
+        // Nothing thinned: the peak step is in the series.
+        assert!((top - m.peak_use_pct).abs() < 1e-9, "{label}: {top}");
+    }
+    for e in &m.alerts {
+        assert!(e.step >= 1 && e.step <= m.steps, "{label}: {e}");
+    }
 }
 
 fn ci_suite(ctx: &GpuContext, mode: PreemptionMode) {
@@ -74,6 +109,8 @@ fn ci_suite(ctx: &GpuContext, mode: PreemptionMode) {
         full_budget_bytes: None,
         config: config(mode),
         out: None,
+        alerts: Default::default(),
+        alerts_file: None,
     };
     let t = std::time::Instant::now();
     let results = run_suite(ctx, &scenarios(), &options, &mut Quiet).unwrap();
@@ -284,6 +321,8 @@ fn results_file_is_kept_current_and_round_trips() {
             full_budget_bytes: None,
             config: RunConfig::default(),
             out: Some(path.clone()),
+            alerts: Default::default(),
+            alerts_file: None,
         };
         let mut watcher = FileWatcher {
             path: path.clone(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use pagekv::KvFormat;
+use pagekv::engine::alerts::AlertRules;
 use pagekv::engine::request::PreemptionMode;
 use pagekv::engine::{Progress, RunConfig};
 use pagekv::report::suite::{SuiteObserver, SuiteOptions, run_suite};
@@ -66,6 +67,9 @@ pub struct RunArgs {
     /// size; scaled like every token count), instead of its file's `sliding_window`.
     #[arg(long, value_name = "TOKENS")]
     pub window: Option<u32>,
+    /// Alert thresholds (TOML) instead of the reference report's; see docs/metrics.md.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
 }
 
 impl Default for RunArgs {
@@ -83,6 +87,7 @@ impl Default for RunArgs {
             out: None,
             kv_dtype: None,
             window: None,
+            alerts: None,
         }
     }
 }
@@ -192,7 +197,15 @@ pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
             "--max-step-tokens and --max-running must be at least 1",
         ));
     }
+    let alerts = match &args.alerts {
+        None => AlertRules::default(),
+        Some(path) => {
+            AlertRules::load(path).map_err(|e| CliError::input(format!("--alerts {e}")))?
+        }
+    };
     Ok(SuiteOptions {
+        alerts,
+        alerts_file: args.alerts.as_ref().map(|p| p.display().to_string()),
         preset,
         full_budget_bytes,
         config: RunConfig {

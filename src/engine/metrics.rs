@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::alerts::AlertEvent;
+use super::series::TimeSeries;
+
 use super::check::SpotCheck;
 use super::request::SchedulerStats;
 
@@ -104,6 +107,20 @@ pub struct Measurement {
     pub spot_checks: Vec<SpotCheck>,
     /// Every scheduler counter, for readers who want more than the headline figures.
     pub scheduler: SchedulerStats,
+    /// The engine's state after every step, thinned to at most 512 points
+    /// ([`super::series`]). Empty in version-1 results files.
+    #[serde(default)]
+    pub series: TimeSeries,
+    /// Alerts that fired and cleared during the run ([`super::alerts`]); never a failure.
+    #[serde(default)]
+    pub alerts: Vec<AlertEvent>,
+    /// Alert events past the recorded maximum, counted only.
+    #[serde(default)]
+    pub alerts_dropped: u64,
+    /// The token rate throughput alerts compared against (the scenario's second window of
+    /// steps), if the run was long enough to measure one.
+    #[serde(default)]
+    pub throughput_baseline_tokens_per_s: Option<f64>,
 }
 
 impl Measurement {

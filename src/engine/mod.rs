@@ -5,14 +5,16 @@
 //! reuse are tested without a GPU; [`executor`] only executes each [`scheduler::StepPlan`], and
 //! [`run`] ties them together into one measured scenario run.
 
+pub mod alerts;
 pub mod check;
 pub mod executor;
 pub mod metrics;
 pub mod request;
 pub mod run;
 pub mod scheduler;
+pub mod series;
 pub mod timing;
 pub mod workload;
 
 pub use metrics::{Measurement, Percentiles, TimingSource};
-pub use run::{EngineError, Progress, RunConfig, run_scenario};
+pub use run::{EngineError, Progress, RunConfig, run_scenario, run_scenario_with};

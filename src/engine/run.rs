@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::alerts::{AlertMonitor, AlertRules};
 use super::check::{CheckKind, SpotCheck, SpotCheckPlan, compare_row, expected_row};
 use super::executor::{Capture, Group, StepExecutor};
 use super::metrics::{Measurement, Percentiles, TimingSource};
@@ -14,6 +15,7 @@ use super::request::{
     FinishStatus, PreemptionMode, PrefillChunk, RequestSpec, SchedulerConfig, StepPlan,
 };
 use super::scheduler::{Scheduler, SchedulerError};
+use super::series::{Sample, TimeSeries};
 use super::workload::{build_requests, total_shareable_tokens};
 use crate::cache::{CacheError, KvCacheManager};
 use crate::gpu::{GpuContext, GpuError};
@@ -93,11 +95,23 @@ struct Pending {
     preempted: u32,
 }
 
-/// Runs `scenario` on `ctx` and measures it. `progress` is called after every step.
+/// Runs `scenario` on `ctx` and measures it, with the report's alert thresholds. `progress`
+/// is called after every step.
 pub fn run_scenario(
     ctx: &GpuContext,
     scenario: &ScaledScenario,
     config: &RunConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Measurement, EngineError> {
+    run_scenario_with(ctx, scenario, config, &AlertRules::default(), progress)
+}
+
+/// [`run_scenario`] with alerts evaluated on `rules` after every step.
+pub fn run_scenario_with(
+    ctx: &GpuContext,
+    scenario: &ScaledScenario,
+    config: &RunConfig,
+    rules: &AlertRules,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Measurement, EngineError> {
     let layout = &scenario.layout;
@@ -136,9 +150,15 @@ pub fn run_scenario(
     let mut rejections = Vec::new();
     let mut unknown = Vec::new();
     let mut excluded = Duration::ZERO;
+    let mut series = TimeSeries::new();
+    let mut monitor = AlertMonitor::new(rules.clone());
+    let (mut tokens, mut batch_items) = (0u64, 0u64);
     let start = Instant::now();
     while !scheduler.is_done() {
         let plan = scheduler.schedule()?;
+        // The step's working set: what it holds while it runs (finishing requests free
+        // their blocks at `complete`).
+        let used_blocks = scheduler.cache().num_used_blocks();
         let (captures, pending) = pick_captures(&plan, &scheduler, &specs, &mut sampler);
         let rows = executor.execute(&plan, &captures)?;
         let now = start.elapsed() - excluded;
@@ -186,6 +206,26 @@ pub fn run_scenario(
         }
         excluded += checking.elapsed();
         let stats = scheduler.stats();
+        tokens += plan.num_tokens() as u64;
+        batch_items += (plan.prefill.len() + plan.decode.len()) as u64;
+        let sample = Sample {
+            step: stats.steps,
+            seconds: now.as_secs_f64(),
+            kv_use_pct: 100.0 * used_blocks as f64 * layout.block_bytes() as f64
+                / scenario.budget_bytes as f64,
+            running: scheduler.num_running() as u32,
+            waiting: (scheduler.num_waiting() + scheduler.num_swapped()) as u32,
+            preemptions: stats.preemptions,
+            evicted_blocks: stats.evicted_blocks,
+            blocks_allocated: stats.blocks_allocated,
+            prefix_hit_tokens: stats.prefix_hit_tokens,
+            prefix_lookup_tokens: stats.prefix_lookup_tokens,
+            tokens,
+            batch_items,
+            ..Sample::default()
+        };
+        monitor.observe(&sample);
+        series.push(sample);
         progress(Progress {
             finished: tracks.values().filter(|t| t.reports > 0).count() as u64,
             requests: ids.len() as u64,
@@ -200,6 +240,10 @@ pub fn run_scenario(
     for id in unknown {
         (measurement.problems).push(format!("request {id} finished but was never submitted"));
     }
+    measurement.series = series.finish();
+    measurement.throughput_baseline_tokens_per_s = monitor.baseline_tokens_per_s();
+    measurement.alerts = monitor.events;
+    measurement.alerts_dropped = monitor.dropped;
     Ok(measurement)
 }
 
@@ -377,5 +421,9 @@ fn measure(
             .collect(),
         spot_checks: checks,
         scheduler: stats,
+        series: TimeSeries::default(),
+        alerts: Vec::new(),
+        alerts_dropped: 0,
+        throughput_baseline_tokens_per_s: None,
     }
 }

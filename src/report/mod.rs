@@ -1,12 +1,13 @@
 //! Results: the versioned JSON file a run writes, the status verdicts, the side-by-side table
 //! with the CUDA reference, and comparisons of two result files.
 //!
-//! # Results file format (version 1)
+//! # Results file format (version 2)
 //!
 //! One JSON object ([`ResultsFile`]):
 //!
-//! - `format`: always `"pagekv-results"`; `version`: 1. A reader refuses other formats and
-//!   newer versions rather than misreading them.
+//! - `format`: always `"pagekv-results"`; `version`: 2 (version 1 files, without time
+//!   series and alerts, are still read). A reader refuses other formats and newer versions
+//!   rather than misreading them.
 //! - `complete`: `false` while a run is in progress or when it stopped early (the file is
 //!   rewritten atomically after every scenario, so whatever was measured survives a crash);
 //!   `true` once every selected scenario was attempted.
@@ -18,6 +19,9 @@
 //! - `scenarios`: one [`ScenarioResult`] each, holding the scenario as its file states it
 //!   (including the report's `[reference]` numbers), the scaled counts and factors actually
 //!   run, the [`crate::engine::Measurement`] or the error that stopped it, and the verdict.
+//!   Since version 2 a measurement holds its time series (`series`: one sample per step,
+//!   thinned to at most 512) and its alert events (`alerts`), and the file holds the
+//!   `alert_rules` they were evaluated with.
 //!
 //! Times are seconds, percentages 0-100, sizes bytes. Fields are only ever added within a
 //! version; a change of meaning bumps the version.
@@ -34,6 +38,7 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::alerts::AlertRules;
 use crate::engine::{Measurement, RunConfig};
 use crate::gpu::AdapterReport;
 use crate::scenario::{ScaledScenario, Scenario};
@@ -42,7 +47,7 @@ pub use status::{Band, Verdict};
 /// The `format` tag of results files.
 pub const FORMAT: &str = "pagekv-results";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The wgpu release pagekv is built against (a test keeps it equal to Cargo.lock's).
 pub const WGPU_VERSION: &str = "30.0.2";
 
@@ -69,6 +74,12 @@ pub struct ResultsFile {
     pub full_budget_gb: f64,
     /// Engine configuration.
     pub config: RunConfig,
+    /// The alert thresholds the run evaluated (the report's unless `--alerts`).
+    #[serde(default)]
+    pub alert_rules: AlertRules,
+    /// Where they came from: `None` for the report's defaults, else the `--alerts` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_rules_file: Option<String>,
     /// One entry per scenario attempted, in run order.
     pub scenarios: Vec<ScenarioResult>,
 }

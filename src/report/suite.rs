@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::file::{self, ResultsFileError};
 use super::status::{Verdict, verdict};
 use super::{FORMAT, FORMAT_VERSION, ResultsFile, ScenarioResult, WGPU_VERSION};
-use crate::engine::{EngineError, Progress, RunConfig, run_scenario};
+use crate::engine::alerts::AlertRules;
+use crate::engine::{EngineError, Progress, RunConfig, run_scenario_with};
 use crate::gpu::{GpuContext, KvStorageMode};
 use crate::scenario::{BYTES_PER_GB, LoadedScenario, ScalePreset, ScaledScenario};
 
@@ -22,6 +23,10 @@ pub struct SuiteOptions {
     pub config: RunConfig,
     /// Results file kept current during the run, if any.
     pub out: Option<PathBuf>,
+    /// Alert thresholds evaluated after every step.
+    pub alerts: AlertRules,
+    /// The file they came from (`None`: the report's defaults), recorded in the results.
+    pub alerts_file: Option<String>,
 }
 
 /// Hooks for progress display; the library prints nothing itself.
@@ -66,6 +71,8 @@ pub fn run_suite(
         preset: options.preset.name.clone(),
         full_budget_gb: full_budget as f64 / BYTES_PER_GB as f64,
         config: options.config,
+        alert_rules: options.alerts.clone(),
+        alert_rules_file: options.alerts_file.clone(),
         scenarios: Vec::new(),
     };
     let save = |results: &ResultsFile| match &options.out {
@@ -80,7 +87,9 @@ pub fn run_suite(
         let scaled = scenario.scale_with_budget(&options.preset, budget);
         observer.scenario_started(&scaled, index, scenarios.len());
         let started = Instant::now();
-        let outcome = run_scenario(ctx, &scaled, &options.config, &mut |p| observer.step(p));
+        let outcome = run_scenario_with(ctx, &scaled, &options.config, &options.alerts, &mut |p| {
+            observer.step(p)
+        });
         let refused = matches!(&outcome, Err(EngineError::Gpu(e)) if e.is_refusal());
         let (measured, error) = match outcome {
             Ok(m) => (Some(m), None),

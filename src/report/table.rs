@@ -335,6 +335,55 @@ pub fn detail_table(results: &ResultsFile) -> Table {
     table
 }
 
+/// Alert events printed per scenario under the table (the results file has all of them).
+const ALERTS_SHOWN: usize = 6;
+
+/// The alert list: the rules in one line, then each scenario's firings and clearings.
+pub fn alert_list(results: &ResultsFile) -> Vec<String> {
+    let r = &results.alert_rules;
+    let t = |t: &crate::engine::alerts::Thresholds| {
+        [t.caution, t.warning, t.critical]
+            .iter()
+            .flatten()
+            .map(|v| format!("{v}"))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let mut out = vec![format!(
+        "Alerts ({}: KV use {}%, hit rate below {}%, evictions {}%, throughput {}% below the \
+         scenario's own second window of {} steps; an alert never fails a run)",
+        results
+            .alert_rules_file
+            .as_deref()
+            .map_or("the report's thresholds".to_string(), |f| format!(
+                "rules from {f}"
+            )),
+        t(&r.kv_use_pct),
+        t(&r.hit_rate_pct),
+        t(&r.evictions_pct),
+        t(&r.throughput_drop_pct),
+        r.throughput_window_steps
+    )];
+    for s in &results.scenarios {
+        let Some(m) = &s.measured else { continue };
+        if m.alerts.is_empty() {
+            out.push(format!("[{:02}] none", s.id));
+            continue;
+        }
+        for e in m.alerts.iter().take(ALERTS_SHOWN) {
+            out.push(format!("[{:02}] {e}", s.id));
+        }
+        let more = (m.alerts.len().saturating_sub(ALERTS_SHOWN)) as u64 + m.alerts_dropped;
+        if more > 0 {
+            out.push(format!(
+                "[{:02}] ... and {more} more in the results file",
+                s.id
+            ));
+        }
+    }
+    out
+}
+
 /// Everything `pagekv run` prints after its progress display.
 pub fn render(results: &ResultsFile) -> String {
     let mut out = String::new();
@@ -344,6 +393,11 @@ pub fn render(results: &ResultsFile) -> String {
     out.push('\n');
     for note in notes(results) {
         out.push_str(&note);
+        out.push('\n');
+    }
+    out.push('\n');
+    for line in alert_list(results) {
+        out.push_str(&line);
         out.push('\n');
     }
     out.push_str("\nKV bytes per token: the real geometry against the reference's figures\n");
