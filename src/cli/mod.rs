@@ -11,6 +11,7 @@ mod bench;
 mod compare;
 mod devices;
 mod formats;
+mod metrics_server;
 mod run;
 mod scenarios;
 mod shaders;

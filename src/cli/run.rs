@@ -16,7 +16,9 @@ use pagekv::scenario::{
     load_scenario,
 };
 
+use super::metrics_server::{self, MetricsServer};
 use super::{CliError, GlobalArgs, comma_list};
+use pagekv::report::live_metrics::LiveMetrics;
 
 /// Preemption mode as a flag value.
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -70,6 +72,17 @@ pub struct RunArgs {
     /// Alert thresholds (TOML) instead of the reference report's; see docs/metrics.md.
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts (e.g.
+    /// 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Allow --metrics-listen on an address other machines can reach.
+    #[arg(long)]
+    pub metrics_allow_remote: bool,
+    /// Write the same metrics to FILE (atomically, every second), for node-exporter's
+    /// textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for RunArgs {
@@ -88,6 +101,9 @@ impl Default for RunArgs {
             kv_dtype: None,
             window: None,
             alerts: None,
+            metrics_listen: None,
+            metrics_allow_remote: false,
+            metrics_file: None,
         }
     }
 }
@@ -228,6 +244,35 @@ pub(super) struct Bars {
     bar: Option<ProgressBar>,
 }
 
+/// The progress display plus, when asked for, the live Prometheus metrics.
+struct Observers {
+    bars: Bars,
+    metrics: Option<LiveMetrics>,
+}
+
+impl SuiteObserver for Observers {
+    fn scenario_started(&mut self, s: &ScaledScenario, index: usize, total: usize) {
+        self.bars.scenario_started(s, index, total);
+        if let Some(m) = &mut self.metrics {
+            m.scenario_started(s, index, total);
+        }
+    }
+
+    fn step(&mut self, p: Progress) {
+        if let Some(m) = &mut self.metrics {
+            m.step(p.clone());
+        }
+        self.bars.step(p);
+    }
+
+    fn scenario_finished(&mut self, result: &ScenarioResult) {
+        self.bars.scenario_finished(result);
+        if let Some(m) = &mut self.metrics {
+            m.scenario_finished(result);
+        }
+    }
+}
+
 impl SuiteObserver for Bars {
     fn scenario_started(&mut self, s: &ScaledScenario, index: usize, total: usize) {
         let bar = ProgressBar::new(s.requests());
@@ -261,15 +306,58 @@ impl SuiteObserver for Bars {
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
     let options = options(args)?;
     let scenarios = select(args)?;
+    let listen = args
+        .metrics_listen
+        .as_deref()
+        .map(|text| metrics_server::parse_listen(text, args.metrics_allow_remote))
+        .transpose()?;
+    if let Some(path) = &args.metrics_file {
+        pagekv::report::file::check_destination(path)
+            .map_err(|e| CliError::input(format!("--metrics-file {e}")))?;
+    }
     let ctx = global.open()?;
+    let live = (listen.is_some() || args.metrics_file.is_some()).then(|| {
+        let adapter = ctx.report();
+        LiveMetrics::new(
+            &adapter.name,
+            &adapter.backend,
+            options.config.preemption,
+            args.metrics_file.clone(),
+        )
+    });
+    // Bound before any work, so a port in use stops the run with nothing measured.
+    let server = match (listen, &live) {
+        (Some(addr), Some(live)) => Some(MetricsServer::start(addr, live.registry())?),
+        _ => None,
+    };
     eprintln!(
         "pagekv run: {} scenarios at preset `{}` on {}",
         scenarios.len(),
         options.preset.name,
         ctx.describe()
     );
-    let results = run_suite(&ctx, &scenarios, &options, &mut Bars { bar: None })
+    if let Some(server) = &server {
+        if !server.addr.ip().is_loopback() {
+            eprintln!(
+                "warning: serving metrics on {}, reachable from other machines",
+                server.addr
+            );
+        }
+        eprintln!("metrics: http://{}/metrics", server.addr);
+    }
+    let mut observers = Observers {
+        bars: Bars::default(),
+        metrics: live,
+    };
+    let results = run_suite(&ctx, &scenarios, &options, &mut observers)
         .map_err(|e| CliError::input(e.to_string()))?;
+    if let Some(m) = &mut observers.metrics {
+        m.finish();
+        if let Some(e) = &m.file_error {
+            eprintln!("warning: --metrics-file could not be written: {e}");
+        }
+    }
+    drop(server);
     println!("{}", table::render(&results));
     if let Some(out) = &args.out {
         println!("results written to {}", out.display());

@@ -47,7 +47,25 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// The name printed in alert lists (and used as a Prometheus label).
+    /// Every metric, in the order [`AlertMonitor::levels`] reports them.
+    pub const ALL: [Metric; 4] = [
+        Metric::KvUse,
+        Metric::HitRate,
+        Metric::Evictions,
+        Metric::ThroughputDrop,
+    ];
+
+    /// The key used in alerts files and as a Prometheus label.
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::KvUse => "kv_use",
+            Metric::HitRate => "hit_rate",
+            Metric::Evictions => "evictions",
+            Metric::ThroughputDrop => "throughput_drop",
+        }
+    }
+
+    /// The name printed in alert lists.
     pub fn name(self) -> &'static str {
         match self {
             Metric::KvUse => "kv use %",
@@ -301,18 +319,9 @@ impl AlertMonitor {
         self.state.iter().flatten().max().copied()
     }
 
-    /// Levels firing now, by metric, in [`Metric`] order.
-    pub fn firing(&self) -> impl Iterator<Item = (Metric, Level)> + '_ {
-        let metrics = [
-            Metric::KvUse,
-            Metric::HitRate,
-            Metric::Evictions,
-            Metric::ThroughputDrop,
-        ];
-        metrics
-            .into_iter()
-            .zip(self.state)
-            .filter_map(|(m, s)| s.map(|l| (m, l)))
+    /// The level each metric is at now, in [`Metric::ALL`] order.
+    pub fn levels(&self) -> [Option<Level>; 4] {
+        self.state
     }
 
     /// The token rate throughput alerts compare against, once measured.

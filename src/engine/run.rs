@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::alerts::{AlertMonitor, AlertRules};
+use super::alerts::{AlertMonitor, AlertRules, Level};
 use super::check::{CheckKind, SpotCheck, SpotCheckPlan, compare_row, expected_row};
 use super::executor::{Capture, Group, StepExecutor};
 use super::metrics::{Measurement, Percentiles, TimingSource};
@@ -64,8 +64,8 @@ pub enum EngineError {
     Cache(#[from] CacheError),
 }
 
-/// Progress of a running scenario, for progress bars.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Progress of a running scenario after one step, for progress displays and live metrics.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     /// Requests reported finished so far.
     pub finished: u64,
@@ -75,12 +75,25 @@ pub struct Progress {
     pub steps: u64,
     /// Preemptions so far.
     pub preemptions: u64,
+    /// The engine's state after the step (the time series' sample).
+    pub sample: Sample,
+    /// The alert level each metric is at now, in [`super::alerts::Metric::ALL`] order;
+    /// `None` where nothing fires.
+    pub alerts: [Option<Level>; 4],
+    /// Time to first token of each request whose prompt completed in this step, seconds.
+    pub first_token_seconds: Vec<f64>,
+    /// Time since the same request's previous token for each decode token of this step.
+    pub inter_token_seconds: Vec<f64>,
+    /// The longest sequence (cached tokens) of any request in this step.
+    pub max_sequence_len: u32,
 }
 
 /// Per-request timeline and audit state.
 #[derive(Default)]
 struct Track {
     first_token: Option<Duration>,
+    /// When its latest token (first or decoded) came out, for inter-token latency.
+    last_token: Option<Duration>,
     finished: Option<Duration>,
     decodes: u32,
     reports: u32,
@@ -162,16 +175,31 @@ pub fn run_scenario_with(
         let (captures, pending) = pick_captures(&plan, &scheduler, &specs, &mut sampler);
         let rows = executor.execute(&plan, &captures)?;
         let now = start.elapsed() - excluded;
+        let (mut first_token_seconds, mut inter_token_seconds) = (Vec::new(), Vec::new());
         for chunk in plan.prefill.iter().filter(|c| c.completes_prompt) {
-            if let Some(t) = tracks.get_mut(&chunk.request) {
-                t.first_token.get_or_insert(now);
+            if let Some(t) = tracks.get_mut(&chunk.request)
+                && t.first_token.is_none()
+            {
+                first_token_seconds.push(now.as_secs_f64());
+                t.first_token = Some(now);
+                t.last_token = Some(now);
             }
         }
         for item in &plan.decode {
             if let Some(t) = tracks.get_mut(&item.request) {
                 t.decodes += 1;
+                if let Some(last) = t.last_token.replace(now) {
+                    inter_token_seconds.push((now - last).as_secs_f64());
+                }
             }
         }
+        let max_sequence_len = plan
+            .prefill
+            .iter()
+            .map(|c| c.context_len)
+            .chain(plan.decode.iter().map(|d| d.context_len))
+            .max()
+            .unwrap_or(0);
         for done in scheduler.complete(&plan) {
             let Some(t) = tracks.get_mut(&done.request) else {
                 unknown.push(done.request);
@@ -231,6 +259,11 @@ pub fn run_scenario_with(
             requests: ids.len() as u64,
             steps: stats.steps,
             preemptions: stats.preemptions,
+            sample,
+            alerts: monitor.levels(),
+            first_token_seconds,
+            inter_token_seconds,
+            max_sequence_len,
         });
     }
     let wall = (start.elapsed() - excluded).as_secs_f64();

@@ -31,6 +31,7 @@ pub mod claims;
 pub mod compare;
 pub mod file;
 pub mod formats;
+pub mod live_metrics;
 pub mod remedies;
 pub mod status;
 pub mod suite;
