@@ -9,6 +9,7 @@
 
 mod bench;
 mod compare;
+mod dashboard;
 mod devices;
 mod formats;
 mod metrics_server;

@@ -16,6 +16,9 @@ use pagekv::scenario::{
     load_scenario,
 };
 
+use std::io::IsTerminal;
+
+use super::dashboard::Dashboard;
 use super::metrics_server::{self, MetricsServer};
 use super::{CliError, GlobalArgs, comma_list};
 use pagekv::report::live_metrics::LiveMetrics;
@@ -83,6 +86,9 @@ pub struct RunArgs {
     /// textfile collector.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Print only the final table: no dashboard, progress bars or per-scenario lines.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 impl Default for RunArgs {
@@ -104,6 +110,7 @@ impl Default for RunArgs {
             metrics_listen: None,
             metrics_allow_remote: false,
             metrics_file: None,
+            quiet: false,
         }
     }
 }
@@ -244,15 +251,37 @@ pub(super) struct Bars {
     bar: Option<ProgressBar>,
 }
 
+/// How a run shows its progress.
+enum Display {
+    /// The live dashboard (stdout is a terminal).
+    Dashboard(Dashboard),
+    /// A progress bar on stderr when it is a terminal, and one line per scenario.
+    Lines(Bars),
+    /// Nothing until the final table (`--quiet`).
+    Quiet,
+}
+
 /// The progress display plus, when asked for, the live Prometheus metrics.
 struct Observers {
-    bars: Bars,
+    display: Display,
     metrics: Option<LiveMetrics>,
+}
+
+impl Observers {
+    fn display(&mut self) -> Option<&mut dyn SuiteObserver> {
+        match &mut self.display {
+            Display::Dashboard(d) => Some(d),
+            Display::Lines(b) => Some(b),
+            Display::Quiet => None,
+        }
+    }
 }
 
 impl SuiteObserver for Observers {
     fn scenario_started(&mut self, s: &ScaledScenario, index: usize, total: usize) {
-        self.bars.scenario_started(s, index, total);
+        if let Some(d) = self.display() {
+            d.scenario_started(s, index, total);
+        }
         if let Some(m) = &mut self.metrics {
             m.scenario_started(s, index, total);
         }
@@ -262,11 +291,15 @@ impl SuiteObserver for Observers {
         if let Some(m) = &mut self.metrics {
             m.step(p.clone());
         }
-        self.bars.step(p);
+        if let Some(d) = self.display() {
+            d.step(p);
+        }
     }
 
     fn scenario_finished(&mut self, result: &ScenarioResult) {
-        self.bars.scenario_finished(result);
+        if let Some(d) = self.display() {
+            d.scenario_finished(result);
+        }
         if let Some(m) = &mut self.metrics {
             m.scenario_finished(result);
         }
@@ -330,12 +363,14 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         (Some(addr), Some(live)) => Some(MetricsServer::start(addr, live.registry())?),
         _ => None,
     };
-    eprintln!(
-        "pagekv run: {} scenarios at preset `{}` on {}",
-        scenarios.len(),
-        options.preset.name,
-        ctx.describe()
-    );
+    if !args.quiet {
+        eprintln!(
+            "pagekv run: {} scenarios at preset `{}` on {}",
+            scenarios.len(),
+            options.preset.name,
+            ctx.describe()
+        );
+    }
     if let Some(server) = &server {
         if !server.addr.ip().is_loopback() {
             eprintln!(
@@ -345,12 +380,22 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         }
         eprintln!("metrics: http://{}/metrics", server.addr);
     }
+    let display = if args.quiet {
+        Display::Quiet
+    } else if std::io::stdout().is_terminal() {
+        Display::Dashboard(Dashboard::new(scenarios.len()))
+    } else {
+        Display::Lines(Bars::default())
+    };
     let mut observers = Observers {
-        bars: Bars::default(),
+        display,
         metrics: live,
     };
-    let results = run_suite(&ctx, &scenarios, &options, &mut observers)
-        .map_err(|e| CliError::input(e.to_string()))?;
+    let outcome = run_suite(&ctx, &scenarios, &options, &mut observers);
+    if let Display::Dashboard(d) = &observers.display {
+        d.clear();
+    }
+    let results = outcome.map_err(|e| CliError::input(e.to_string()))?;
     if let Some(m) = &mut observers.metrics {
         m.finish();
         if let Some(e) = &m.file_error {
