@@ -13,6 +13,7 @@ mod dashboard;
 mod devices;
 mod formats;
 mod metrics_server;
+mod report;
 mod run;
 mod scenarios;
 mod shaders;
@@ -131,6 +132,9 @@ pub enum Command {
     /// Bytes per token and capacity of every KV format, the report's quantization claims
     /// checked, and (--study) the scale-layout study.
     Formats(formats::FormatsArgs),
+    /// Write a self-contained HTML report with charts of a results file or a bench report
+    /// (two files of the same kind are overlaid).
+    Report(report::ReportArgs),
     /// Rerun the report's failing scenarios with each remedy it recommends (quantized KV, a
     /// sliding window, both) and check its remedy claims.
     Whatif(whatif::WhatifArgs),
@@ -236,6 +240,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Shaders(args)) => shaders::run(&args),
         Some(Command::Formats(args)) => formats::run(&args),
         Some(Command::Whatif(args)) => whatif::run(&cli.global, &args),
+        Some(Command::Report(args)) => report::run(&args),
     }
 }
 

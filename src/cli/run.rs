@@ -89,6 +89,9 @@ pub struct RunArgs {
     /// Print only the final table: no dashboard, progress bars or per-scenario lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Also write a self-contained HTML report with charts of this run.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 impl Default for RunArgs {
@@ -111,6 +114,7 @@ impl Default for RunArgs {
             metrics_allow_remote: false,
             metrics_file: None,
             quiet: false,
+            html: None,
         }
     }
 }
@@ -348,6 +352,10 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         pagekv::report::file::check_destination(path)
             .map_err(|e| CliError::input(format!("--metrics-file {e}")))?;
     }
+    if let Some(path) = &args.html {
+        pagekv::report::file::check_destination(path)
+            .map_err(|e| CliError::input(format!("--html {e}")))?;
+    }
     let ctx = global.open()?;
     let live = (listen.is_some() || args.metrics_file.is_some()).then(|| {
         let adapter = ctx.report();
@@ -406,6 +414,11 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
     println!("{}", table::render(&results));
     if let Some(out) = &args.out {
         println!("results written to {}", out.display());
+    }
+    if let Some(path) = &args.html {
+        let html = pagekv::report::html::results_html(&[("this run".to_string(), &results)]);
+        super::report::write_html(path, &html, "--html")?;
+        println!("report written to {}", path.display());
     }
     let ids = |keep: &dyn Fn(&ScenarioResult) -> bool| -> Vec<String> {
         results

@@ -27,10 +27,12 @@
 //! version; a change of meaning bumps the version.
 
 pub mod bench_compare;
+pub mod charts;
 pub mod claims;
 pub mod compare;
 pub mod file;
 pub mod formats;
+pub mod html;
 pub mod live_metrics;
 pub mod remedies;
 pub mod status;

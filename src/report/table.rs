@@ -201,6 +201,20 @@ fn window_note(s: &ScenarioResult) -> Option<String> {
     ))
 }
 
+/// A scenario's real KV bytes per token (all layers, K and V, scales included) and the
+/// bytes per token the reference's KV Peak implies (KV Peak / (requests x sequence length)).
+pub fn bytes_per_token_audit(s: &ScenarioResult) -> (u64, f64) {
+    let sc = &s.scenario;
+    let geometry = &s.scaled.layout.geometry;
+    let full_layers = s.scaled.factors.layers.1;
+    let real = 2
+        * full_layers as u64
+        * geometry.kv_heads as u64
+        * s.scaled.layout.dtype.row_bytes(geometry.head_dim);
+    let tokens = sc.requests() as f64 * sc.sequence_length as f64;
+    (real, sc.reference.kv_peak_gb * BYTES_PER_GB as f64 / tokens)
+}
+
 /// Bytes per token of each scenario's real geometry beside what the reference's KV Peak
 /// implies (KV Peak / (requests x sequence length)): why the GB differ.
 pub fn bytes_per_token_table(results: &ResultsFile) -> Table {
@@ -217,14 +231,7 @@ pub fn bytes_per_token_table(results: &ResultsFile) -> Table {
         ]);
     for s in &results.scenarios {
         let sc = &s.scenario;
-        let geometry = &s.scaled.layout.geometry;
-        let full_layers = s.scaled.factors.layers.1;
-        let real = 2
-            * full_layers as u64
-            * geometry.kv_heads as u64
-            * s.scaled.layout.dtype.row_bytes(geometry.head_dim);
-        let tokens = sc.requests() as f64 * sc.sequence_length as f64;
-        let implied = sc.reference.kv_peak_gb * BYTES_PER_GB as f64 / tokens;
+        let (real, implied) = bytes_per_token_audit(s);
         table.add_row(vec![
             Cell::new(format!("{:02}", s.id)),
             Cell::new(format!("{} ({})", sc.model, s.scaled.layout.dtype.name())),
