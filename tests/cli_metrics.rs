@@ -62,15 +62,19 @@ fn metrics_are_served_during_a_run_and_match_the_results() {
         .expect("the run names its metrics address");
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let started = Instant::now();
-    let mut mid_run = None;
+    let (mut mid_run, mut last) = (None, None);
     while started.elapsed() < Duration::from_secs(300) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
         match scrape(&addr) {
             Some(text) if text.contains("pagekv_num_requests_running{") => {
-                mid_run = Some(text);
-                break;
+                mid_run.get_or_insert_with(|| text.clone());
+                last = Some(text);
             }
-            _ => std::thread::sleep(Duration::from_millis(50)),
+            _ => {}
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
     let status = child.wait().unwrap();
     drain.join().unwrap();
@@ -96,6 +100,26 @@ fn metrics_are_served_during_a_run_and_match_the_results() {
     let text = std::fs::read_to_string(&file).unwrap();
     let results = pagekv::report::file::read(&results).unwrap();
     assert_eq!(results.scenarios.len(), 11);
+    // The last scrape over loopback: every scenario finished by then shows its final counts
+    // (the one in progress, the highest id, may not).
+    let last = last.unwrap();
+    let scraped: Vec<u32> = results
+        .scenarios
+        .iter()
+        .map(|s| s.id)
+        .filter(|&id| value(&last, "pagekv_prefix_cache_queries_total", id).is_some())
+        .collect();
+    assert!(scraped.len() >= 2, "the last scrape saw {scraped:?}");
+    for &id in &scraped[..scraped.len() - 1] {
+        let m = results.scenario(id).unwrap().measured.as_ref().unwrap();
+        let got = |name: &str| value(&last, name, id).unwrap();
+        assert_eq!(
+            got("pagekv_prefix_cache_queries_total"),
+            m.scheduler.prefix_lookup_tokens as f64,
+            "scenario {id} over loopback"
+        );
+        assert_eq!(got("pagekv_num_preemptions_total"), m.preemptions as f64);
+    }
     for s in &results.scenarios {
         let m = s.measured.as_ref().unwrap();
         let st = &m.scheduler;

@@ -220,6 +220,11 @@ impl SuiteObserver for LiveMetrics {
         f.preemptions
             .get_or_create(&self.with("mode", self.mode))
             .inc_by(0);
+        f.running.get_or_create(&self.labels).set(0);
+        f.waiting.get_or_create(&self.labels).set(0);
+        // Histograms too, so every family is in the exposition from the first scrape.
+        drop(f.ttft.get_or_create(&self.labels));
+        drop(f.itl.get_or_create(&self.labels));
         for metric in Metric::ALL {
             f.alerts
                 .get_or_create(&self.with("metric", metric.key()))
