@@ -169,7 +169,10 @@ fn each_format_loses_no_more_than_its_bound() {
             outlier: (1e-1, 0.94),
         },
     ];
-    for ctx in common::contexts() {
+    // A format's loss is the adapter's only through the kernels, whose codes and outputs
+    // every other test here checks on every adapter; the bounds are checked on the first
+    // adapter, which halves the shader variants a cold Mesa compiles for this test.
+    for ctx in common::contexts().into_iter().take(1) {
         for b in &bounds {
             let cases = [
                 (64, vec![300], KvData::Uniform, b.uniform),
