@@ -205,6 +205,37 @@ fn draw_bars(
             .enumerate()
             .filter_map(move |(i, v)| v.map(|v| (i as f64 + 0.1 + width * s as f64, width, v)))
     };
+    // The same bars and legend on either y axis; only the coordinate type differs, and
+    // plotters' generic bounds for it are longer than the drawing.
+    macro_rules! draw_on {
+        ($chart:ident, $bottom:expr) => {{
+            let bottom: f64 = $bottom;
+            $chart
+                .configure_mesh()
+                .y_desc(y_desc)
+                .x_labels(categories.len() * 2 + 1)
+                .x_label_formatter(&label)
+                .light_line_style(WHITE.mix(0.0))
+                .draw()?;
+            for (s, (name, _)) in series.iter().enumerate() {
+                let color = PALETTE[s % PALETTE.len()];
+                $chart
+                    .draw_series(bars(s).map(|(x, w, v)| {
+                        Rectangle::new([(x, bottom), (x + w, v.max(bottom))], color.filled())
+                    }))?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                    });
+            }
+            $chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()?;
+        }};
+    }
     if log {
         let bottom = series
             .iter()
@@ -214,56 +245,10 @@ fn draw_bars(
             .min(1.0)
             * 0.5;
         let mut chart = builder.build_cartesian_2d(0.0..n, (bottom..top.max(1.0)).log_scale())?;
-        chart
-            .configure_mesh()
-            .y_desc(y_desc)
-            .x_labels(categories.len() * 2 + 1)
-            .x_label_formatter(&label)
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
-        for (s, (name, _)) in series.iter().enumerate() {
-            let color = PALETTE[s % PALETTE.len()];
-            chart
-                .draw_series(bars(s).map(|(x, w, v)| {
-                    Rectangle::new([(x, bottom), (x + w, v.max(bottom))], color.filled())
-                }))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        draw_on!(chart, bottom);
     } else {
         let mut chart = builder.build_cartesian_2d(0.0..n, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .y_desc(y_desc)
-            .x_labels(categories.len() * 2 + 1)
-            .x_label_formatter(&label)
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
-        for (s, (name, _)) in series.iter().enumerate() {
-            let color = PALETTE[s % PALETTE.len()];
-            chart
-                .draw_series(
-                    bars(s).map(|(x, w, v)| Rectangle::new([(x, 0.0), (x + w, v)], color.filled())),
-                )?
-                .label(name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        draw_on!(chart, 0.0);
     }
     Ok(())
 }
