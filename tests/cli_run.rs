@@ -37,6 +37,16 @@ fn assert_input_error(out: &Output, needles: &[&str]) {
 #[test]
 fn run_rejects_bad_flags_before_any_work() {
     assert_input_error(&pagekv(&["run", "--scale", "huge"]), &["--scale", "huge"]);
+    assert_input_error(&pagekv(&["run", "--time", "0s"]), &["--time", "range"]);
+    assert_input_error(&pagekv(&["run", "--time", "soon"]), &["--time", "soon"]);
+    assert_input_error(
+        &pagekv(&["run", "--scale", "ci", "--time", "5m"]),
+        &["--time", "--scale", "ci"],
+    );
+    assert_input_error(
+        &pagekv(&["whatif", "--scale", "auto"]),
+        &["--scale auto", "whatif"],
+    );
     assert_input_error(&pagekv(&["run", "--only", "3,99"]), &["--only", "99"]);
     assert_input_error(&pagekv(&["run", "--only", "3,x"]), &["--only", "'x'"]);
     assert_input_error(&pagekv(&["run", "--budget", "-3"]), &["--budget"]);
@@ -367,4 +377,51 @@ fn whatif_runs_every_remedy_and_compare_reads_any_pair() {
     assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
     assert!(stdout(&out).contains("int8"), "{}", stdout(&out));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--time` fits each scenario's scale to the adapter: the results file says which scale each
+/// scenario got and what it was predicted to take, and the predictions are near what the same
+/// run measured (a ratio of two figures from one run, never a timed assertion).
+#[test]
+fn a_device_scaled_run_predicts_its_own_time() {
+    if !have_gpu("a_device_scaled_run_predicts_its_own_time") {
+        return;
+    }
+    let dir = temp_dir("auto");
+    let out = dir.join("auto.json");
+    let run = pagekv(&[
+        "run",
+        "--time",
+        "20s",
+        "--only",
+        "2,8",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{:?}", stderr_lines(&run));
+    let text = stdout(&run);
+    assert!(text.contains("device-scaled run"), "{text}");
+    assert!(text.contains("whole run:"), "{text}");
+    let results: pagekv::report::ResultsFile =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(results.preset, "auto");
+    assert_eq!(results.time_budget_s, Some(20.0));
+    for s in &results.scenarios {
+        let predicted = s
+            .predicted_seconds
+            .expect("every auto scenario has a prediction");
+        let ratio = s.total_seconds / predicted;
+        eprintln!(
+            "scenario {}: {} predicted {predicted:.2} s, took {:.2} s",
+            s.id, s.scaled.factors, s.total_seconds
+        );
+        assert!(
+            (0.25..=4.0).contains(&ratio),
+            "scenario {}: took {:.2} s against {predicted:.2} s predicted",
+            s.id,
+            s.total_seconds
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,7 @@ mod common;
 
 use pagekv::KvFormat;
 use pagekv::engine::request::PreemptionMode;
+use pagekv::engine::simulate::dry_run;
 use pagekv::engine::{Measurement, RunConfig, run_scenario};
 use pagekv::gpu::GpuContext;
 use pagekv::report::suite::{Quiet, SuiteObserver, SuiteOptions, run_suite};
@@ -111,6 +112,7 @@ fn ci_suite(ctx: &GpuContext, mode: PreemptionMode) {
         out: None,
         alerts: Default::default(),
         alerts_file: None,
+        auto: None,
     };
     let t = std::time::Instant::now();
     let results = run_suite(ctx, &scenarios(), &options, &mut Quiet).unwrap();
@@ -137,6 +139,16 @@ fn ci_suite(ctx: &GpuContext, mode: PreemptionMode) {
         );
         assert_accounted(&label, &r.scaled, m);
         assert!(r.verdict.passed(), "{label}");
+        // The dry run a device-scaled run predicts time from plans exactly these steps.
+        let dry = dry_run(&r.scaled, &options.config, &mut |_| true).unwrap();
+        assert!(dry.complete, "{label}");
+        assert_eq!(dry.steps.len() as u64, m.steps, "{label}: dry-run steps");
+        assert_eq!(
+            dry.stats, m.scheduler,
+            "{label}: dry-run scheduler counters"
+        );
+        let checked = dry.steps.iter().filter(|w| w.check_keys > 0).count();
+        assert!(checked > 0 && checked <= m.spot_checks.len(), "{label}");
         preempted += m.scheduler.preempted_requests;
     }
     assert!(preempted > 0, "the ci preset must exercise preemption");
@@ -323,6 +335,7 @@ fn results_file_is_kept_current_and_round_trips() {
             out: Some(path.clone()),
             alerts: Default::default(),
             alerts_file: None,
+            auto: None,
         };
         let mut watcher = FileWatcher {
             path: path.clone(),

@@ -12,12 +12,12 @@ use pagekv::engine::{Progress, RunConfig};
 use pagekv::report::suite::{SuiteObserver, SuiteOptions, run_suite};
 use pagekv::report::{ScenarioResult, table};
 use pagekv::scenario::{
-    BYTES_PER_GB, LoadedScenario, ModelPresets, ScalePreset, ScaledScenario, load_dir,
-    load_scenario,
+    BYTES_PER_GB, LoadedScenario, ModelPresets, ScaledScenario, load_dir, load_scenario,
 };
 
 use std::io::IsTerminal;
 
+use super::auto_scale::{self, Scaling};
 use super::dashboard::Dashboard;
 use super::metrics_server::{self, MetricsServer};
 use super::{CliError, GlobalArgs, comma_list};
@@ -46,9 +46,15 @@ pub struct RunArgs {
     /// Directory of scenario files and models.toml.
     #[arg(long, value_name = "DIR")]
     pub scenarios_dir: Option<PathBuf>,
-    /// Scale preset: ci, default, long or full.
-    #[arg(long, default_value = "default", value_name = "PRESET")]
-    pub scale: String,
+    /// Scale: auto (the largest scales whose predicted time fits --time on this adapter), or
+    /// a fixed preset: ci, default, long or full. Without it: auto on GPUs, `default` on CPU
+    /// adapters.
+    #[arg(long, value_name = "PRESET")]
+    pub scale: Option<String>,
+    /// Time budget of an auto-scaled run, calibration included, e.g. 60s, 5m or 1h
+    /// (implies --scale auto; default 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub time: Option<String>,
     /// Full-size KV budget in GiB before scaling (default: each scenario's reference card, 24).
     #[arg(long, value_name = "GIB", allow_negative_numbers = true)]
     pub budget: Option<f64>,
@@ -101,7 +107,8 @@ impl Default for RunArgs {
             only: None,
             scenario: Vec::new(),
             scenarios_dir: None,
-            scale: "default".into(),
+            scale: None,
+            time: None,
             budget: None,
             preemption: PreemptionArg::Recompute,
             max_step_tokens: RunConfig::default().max_step_tokens,
@@ -198,16 +205,13 @@ fn select_files(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
     Ok(out)
 }
 
-/// Validates the flags into suite options.
+/// Validates the flags into suite options (a device-scaled run gets its scales once the
+/// adapter is open: see [`super::auto_scale`]).
 pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
-    let preset = ScalePreset::by_name(&args.scale).ok_or_else(|| {
-        let names: Vec<String> = ScalePreset::all().into_iter().map(|p| p.name).collect();
-        CliError::input(format!(
-            "--scale '{}' is not a preset; use one of {}",
-            args.scale,
-            names.join(", ")
-        ))
-    })?;
+    let preset = match auto_scale::scaling(args)? {
+        Scaling::Preset(preset) => preset,
+        Scaling::Auto { .. } | Scaling::AdapterDefault { .. } => auto_scale::placeholder(),
+    };
     let full_budget_bytes = match args.budget {
         None => None,
         Some(gib) if gib.is_finite() && gib > 0.0 && gib < 1e6 => {
@@ -245,6 +249,7 @@ pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
             ..RunConfig::default()
         },
         out: args.out.clone(),
+        auto: None,
     })
 }
 
@@ -341,7 +346,8 @@ impl SuiteObserver for Bars {
 
 /// Runs the selection and prints the table.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
-    let options = options(args)?;
+    let mut options = options(args)?;
+    let scaling = auto_scale::scaling(args)?;
     let scenarios = select(args)?;
     let listen = args
         .metrics_listen
@@ -371,9 +377,11 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         (Some(addr), Some(live)) => Some(MetricsServer::start(addr, live.registry())?),
         _ => None,
     };
+    let started = std::time::Instant::now();
+    let scale_note = auto_scale::resolve(&ctx, &scenarios, &mut options, &scaling, args.quiet)?;
     if !args.quiet {
         eprintln!(
-            "pagekv run: {} scenarios at preset `{}` on {}",
+            "pagekv run: {} scenarios at preset `{}` on {}{scale_note}",
             scenarios.len(),
             options.preset.name,
             ctx.describe()
@@ -412,6 +420,13 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
     }
     drop(server);
     println!("{}", table::render(&results));
+    if let Some(auto) = &options.auto {
+        let wall = started.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            auto_scale::timing_table(&results, auto.planning_s, wall)
+        );
+    }
     if let Some(out) = &args.out {
         println!("results written to {}", out.display());
     }

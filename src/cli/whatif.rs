@@ -53,7 +53,7 @@ impl WhatifArgs {
         RunArgs {
             only: Some(self.only.clone()),
             scenarios_dir: self.scenarios_dir.clone(),
-            scale: self.scale.clone(),
+            scale: Some(self.scale.clone()),
             budget: self.budget,
             preemption: self.preemption,
             ..RunArgs::default()
@@ -63,6 +63,12 @@ impl WhatifArgs {
 
 /// Runs the sweep (unless `--claims-only`) and prints the tables and the claims.
 pub fn run(global: &GlobalArgs, args: &WhatifArgs) -> Result<(), CliError> {
+    if args.scale == "auto" {
+        return Err(CliError::input(
+            "--scale auto is not for whatif: every remedy must run the same scale; use a preset \
+             (ci, default, long or full)",
+        ));
+    }
     let run_args = args.run_args();
     let options = options(&run_args)?;
     let scenarios = select(&run_args)?;

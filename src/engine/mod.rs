@@ -6,13 +6,16 @@
 //! [`run`] ties them together into one measured scenario run.
 
 pub mod alerts;
+pub mod calibrate;
 pub mod check;
+pub mod cost;
 pub mod executor;
 pub mod metrics;
 pub mod request;
 pub mod run;
 pub mod scheduler;
 pub mod series;
+pub mod simulate;
 pub mod timing;
 pub mod workload;
 

@@ -101,9 +101,9 @@ struct Track {
 }
 
 /// A capture requested this step, with what to compare it against later.
-struct Pending {
+pub(crate) struct Pending {
     request: u64,
-    position: u32,
+    pub(crate) position: u32,
     kind: CheckKind,
     preempted: u32,
 }
@@ -131,19 +131,7 @@ pub fn run_scenario_with(
     let num_blocks = scenario.num_blocks();
     let mut executor = StepExecutor::new(ctx, layout, num_blocks, scenario.sliding_window)?;
     warm_up(&mut executor)?;
-    let cache = KvCacheManager::new(layout.clone(), num_blocks, true)?;
-    let mut scheduler = Scheduler::new(
-        cache,
-        SchedulerConfig {
-            max_step_tokens: config.max_step_tokens,
-            max_running: config.max_running,
-            preemption: config.preemption,
-            watermark_blocks: num_blocks / 100,
-            sliding_window: scenario.sliding_window,
-            max_context: scenario.max_context,
-        },
-    )?;
-    scheduler.set_shareable_tokens(total_shareable_tokens(scenario));
+    let mut scheduler = scheduler_for(scenario, config)?;
     let specs: HashMap<u64, RequestSpec> = build_requests(scenario)
         .into_iter()
         .map(|r| (r.id, r))
@@ -280,6 +268,30 @@ pub fn run_scenario_with(
     Ok(measurement)
 }
 
+/// The scheduler a run of `scenario` plans with: its pool, the run's batch limits and
+/// preemption mode, a 1% watermark, and the scenario's window. The one place this is built,
+/// so a dry run (see [`super::simulate`]) plans exactly the steps a measured run executes.
+pub(crate) fn scheduler_for(
+    scenario: &ScaledScenario,
+    config: &RunConfig,
+) -> Result<Scheduler, EngineError> {
+    let num_blocks = scenario.num_blocks();
+    let cache = KvCacheManager::new(scenario.layout.clone(), num_blocks, true)?;
+    let mut scheduler = Scheduler::new(
+        cache,
+        SchedulerConfig {
+            max_step_tokens: config.max_step_tokens,
+            max_running: config.max_running,
+            preemption: config.preemption,
+            watermark_blocks: num_blocks / 100,
+            sliding_window: scenario.sliding_window,
+            max_context: scenario.max_context,
+        },
+    )?;
+    scheduler.set_shareable_tokens(total_shareable_tokens(scenario));
+    Ok(scheduler)
+}
+
 /// One tiny step through every kernel so driver-side compilation happens before the clock
 /// starts. Block 0's contents are garbage afterwards, which is harmless: attention only reads
 /// slots a sequence wrote itself.
@@ -314,7 +326,7 @@ fn warm_up(executor: &mut StepExecutor) -> Result<(), GpuError> {
 
 /// Chooses this step's captured rows: the last prompt token of a chunk that completes a
 /// (re)prefill, and a request's final decode, for requests the sampler picks.
-fn pick_captures(
+pub(crate) fn pick_captures(
     plan: &StepPlan,
     scheduler: &Scheduler,
     specs: &HashMap<u64, RequestSpec>,

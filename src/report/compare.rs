@@ -20,6 +20,26 @@ pub fn incompatibility(a: &ResultsFile, b: &ResultsFile) -> Option<String> {
             a.full_budget_gb, b.full_budget_gb
         ));
     }
+    // Device-scaled runs choose each scenario's factors per adapter.
+    let differing: Vec<String> = a
+        .scenarios
+        .iter()
+        .filter_map(|x| {
+            let y = b.scenario(x.id)?;
+            (x.scaled.factors != y.scaled.factors).then(|| {
+                format!(
+                    "{:02} ({} against {})",
+                    x.id, x.scaled.factors, y.scaled.factors
+                )
+            })
+        })
+        .collect();
+    if !differing.is_empty() {
+        return Some(format!(
+            "different scales for scenario(s) {}",
+            differing.join(", ")
+        ));
+    }
     None
 }
 

@@ -26,6 +26,7 @@
 //! Times are seconds, percentages 0-100, sizes bytes. Fields are only ever added within a
 //! version; a change of meaning bumps the version.
 
+pub mod autoscale;
 pub mod bench_compare;
 pub mod charts;
 pub mod claims;
@@ -83,6 +84,10 @@ pub struct ResultsFile {
     /// Where they came from: `None` for the report's defaults, else the `--alerts` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_rules_file: Option<String>,
+    /// The time budget of a device-scaled run (`--scale auto`), seconds; each scenario's
+    /// scale was chosen so its predicted time fits its share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget_s: Option<f64>,
     /// One entry per scenario attempted, in run order.
     pub scenarios: Vec<ScenarioResult>,
 }
@@ -114,6 +119,9 @@ pub struct ScenarioResult {
     pub verdict_reasons: Vec<String>,
     /// Seconds spent on the scenario including pipeline creation and warm-up.
     pub total_seconds: f64,
+    /// The calibrated prediction of `total_seconds` a device-scaled run chose its scale by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_seconds: Option<f64>,
 }
 
 impl ResultsFile {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::autoscale::AutoPlan;
 use super::file::{self, ResultsFileError};
 use super::status::{Verdict, verdict};
 use super::{FORMAT, FORMAT_VERSION, ResultsFile, ScenarioResult, WGPU_VERSION};
@@ -27,6 +28,9 @@ pub struct SuiteOptions {
     pub alerts: AlertRules,
     /// The file they came from (`None`: the report's defaults), recorded in the results.
     pub alerts_file: Option<String>,
+    /// A device-scaled run's choices, one per scenario in order (see
+    /// [`super::autoscale::plan_suite`]); `None` scales every scenario with `preset`.
+    pub auto: Option<AutoPlan>,
 }
 
 /// Hooks for progress display; the library prints nothing itself.
@@ -73,6 +77,7 @@ pub fn run_suite(
         config: options.config,
         alert_rules: options.alerts.clone(),
         alert_rules_file: options.alerts_file.clone(),
+        time_budget_s: options.auto.as_ref().map(|a| a.time_budget_s),
         scenarios: Vec::new(),
     };
     let save = |results: &ResultsFile| match &options.out {
@@ -84,7 +89,9 @@ pub fn run_suite(
         let budget = options
             .full_budget_bytes
             .unwrap_or_else(|| scenario.budget_bytes());
-        let scaled = scenario.scale_with_budget(&options.preset, budget);
+        let choice = options.auto.as_ref().and_then(|a| a.choices.get(index));
+        let preset = choice.map_or(&options.preset, |c| &c.preset);
+        let scaled = scenario.scale_with_budget(preset, budget);
         observer.scenario_started(&scaled, index, scenarios.len());
         let started = Instant::now();
         let outcome = run_scenario_with(ctx, &scaled, &options.config, &options.alerts, &mut |p| {
@@ -112,6 +119,7 @@ pub fn run_suite(
             verdict,
             verdict_reasons,
             total_seconds: started.elapsed().as_secs_f64(),
+            predicted_seconds: choice.map(|c| c.predicted_s),
         };
         observer.scenario_finished(&result);
         results.scenarios.push(result);
