@@ -13,7 +13,7 @@ use pagekv::report::suite::{SuiteObserver, SuiteOptions, run_suite};
 use pagekv::report::{ScenarioResult, table};
 use pagekv::scenario::{
     BYTES_PER_GB, LoadedScenario, ModelPresets, ScalePreset, ScaledScenario, load_dir,
-    load_scenario,
+    load_dir_with, load_scenario,
 };
 
 use std::io::IsTerminal;
@@ -33,9 +33,37 @@ pub enum PreemptionArg {
     Swap,
 }
 
+/// A named set of scenario files under the scenarios directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioSet {
+    /// The report's 11 stress scenarios (`NN-slug.toml` in the directory itself).
+    #[default]
+    Report,
+    /// The report's production configurations A-D (`production/`).
+    Production,
+}
+
+impl ScenarioSet {
+    /// Loads the set from the scenarios directory `dir`; every set uses `dir/models.toml`.
+    pub fn load(self, dir: &Path) -> Result<Vec<LoadedScenario>, CliError> {
+        let input = |e: pagekv::scenario::ScenarioError| CliError::input(e.to_string());
+        match self {
+            ScenarioSet::Report => load_dir(dir).map_err(input),
+            ScenarioSet::Production => {
+                let presets = ModelPresets::load(dir.join("models.toml")).map_err(input)?;
+                load_dir_with(dir.join("production"), &presets).map_err(input)
+            }
+        }
+    }
+}
+
 /// Flags of `pagekv run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// Which scenario set to run: `report` (the 11 stress scenarios) or `production` (the
+    /// report's recommended configurations A-D, scenarios/production/).
+    #[arg(long, value_enum, value_name = "SET", conflicts_with_all = ["only", "scenario"])]
+    pub set: Option<ScenarioSet>,
     /// Run only these scenario numbers, e.g. `3,5`.
     #[arg(long, value_name = "IDS", conflicts_with = "scenario")]
     pub only: Option<String>,
@@ -98,6 +126,7 @@ impl Default for RunArgs {
     /// The main job: every scenario at the `default` preset.
     fn default() -> Self {
         Self {
+            set: None,
             only: None,
             scenario: Vec::new(),
             scenarios_dir: None,
@@ -174,7 +203,7 @@ fn select_files(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
         }
         return Ok(out);
     }
-    let all = load_dir(&dir).map_err(input)?;
+    let all = args.set.unwrap_or_default().load(&dir)?;
     let Some(only) = &args.only else {
         return Ok(all);
     };
