@@ -130,6 +130,10 @@ fn plan_rejects_bad_input_in_one_sentence() {
     assert_input_error(&pagekv(&["plan", "--window", "0"]), &["--window"]);
     assert_input_error(&pagekv(&["plan", "--layers", "4"]), &["--q-heads"]);
     assert_input_error(
+        &pagekv(&["plan", "--validate", "--window", "2048"]),
+        &["--validate", "--window"],
+    );
+    assert_input_error(
         &pagekv(&["plan", "--validate", "--row", "3000"]),
         &["--row", "3000"],
     );

@@ -315,6 +315,12 @@ fn validate(
         ));
     }
     let input = &inputs[0];
+    if input.window.is_some() {
+        return Err(CliError::input(
+            "--validate checks full attention only: a scaled window spans proportionally more \
+             blocks and a windowed prefill holds more than its window while it runs; drop --window",
+        ));
+    }
     let preset = ScalePreset::by_name(&args.scale).ok_or_else(|| {
         let names: Vec<String> = ScalePreset::all().into_iter().map(|p| p.name).collect();
         CliError::input(format!(
