@@ -112,6 +112,17 @@ fn plan_json_parses_and_custom_geometry_matches_the_preset() {
     assert_eq!(rows[2]["fits"][2]["count"], 97);
     assert_eq!(preset["plans"][0]["bytes_per_token"], 57344);
     assert_eq!(preset["plans"][0]["markers"].as_array().unwrap().len(), 4);
+    let all = json(&["plan", "--kv-dtype", "all", "--json"]);
+    let formats: Vec<&str> = all["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["input"]["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        formats,
+        ["f32", "f16", "int8", "int4", "fp8-e4m3", "fp8-e5m2"]
+    );
 }
 
 #[test]
@@ -208,6 +219,26 @@ fn run_set_production_runs_the_four_configurations() {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
     assert!(row(&text, "101").contains("PASS"), "{text}");
+    assert!(text.contains("(24, 40 GiB)"), "{text}");
+    // The same files named one by one print the same rows.
+    let dir = scenarios_dir().join("production");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["run", "--scale", "ci", "--quiet", "--scenario"];
+    args.extend(files.iter().map(String::as_str));
+    let by_file = pagekv(&args);
+    let by_file_text = stdout(&by_file);
+    assert_eq!(by_file.status.code(), Some(0), "{by_file_text}");
+    for id in ["101", "102", "103", "104"] {
+        let cells = |t: &str| {
+            let r = row(t, id);
+            r.split('┆').take(4).collect::<Vec<_>>().join("|")
+        };
+        assert_eq!(cells(&text), cells(&by_file_text));
+    }
 }
 
 #[test]
