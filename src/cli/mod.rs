@@ -14,6 +14,7 @@ mod dashboard;
 mod devices;
 mod formats;
 mod metrics_server;
+mod plan;
 mod report;
 mod run;
 mod scenarios;
@@ -139,6 +140,10 @@ pub enum Command {
     /// Rerun the report's failing scenarios with each remedy it recommends (quantized KV, a
     /// sliding window, both) and check its remedy claims.
     Whatif(whatif::WhatifArgs),
+    /// Capacity planning: the largest batch per sequence length and the largest concurrency
+    /// per batch under 60/80/100% of a KV budget, beside the report's tables; --validate runs
+    /// one row's boundary on the GPU.
+    Plan(plan::PlanArgs),
 }
 
 /// Why a command did not succeed. The message is one sentence naming the flag or file at fault.
@@ -242,6 +247,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Formats(args)) => formats::run(&args),
         Some(Command::Whatif(args)) => whatif::run(&cli.global, &args),
         Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Plan(args)) => plan::run(&cli.global, &args),
     }
 }
 

@@ -12,7 +12,8 @@ use pagekv::engine::{Progress, RunConfig};
 use pagekv::report::suite::{SuiteObserver, SuiteOptions, run_suite};
 use pagekv::report::{ScenarioResult, table};
 use pagekv::scenario::{
-    BYTES_PER_GB, LoadedScenario, ModelPresets, ScaledScenario, load_dir, load_scenario,
+    BYTES_PER_GB, LoadedScenario, ModelPresets, ScaledScenario, load_dir, load_dir_with,
+    load_scenario,
 };
 
 use std::io::IsTerminal;
@@ -33,9 +34,37 @@ pub enum PreemptionArg {
     Swap,
 }
 
+/// A named set of scenario files under the scenarios directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioSet {
+    /// The report's 11 stress scenarios (`NN-slug.toml` in the directory itself).
+    #[default]
+    Report,
+    /// The report's production configurations A-D (`production/`).
+    Production,
+}
+
+impl ScenarioSet {
+    /// Loads the set from the scenarios directory `dir`; every set uses `dir/models.toml`.
+    pub fn load(self, dir: &Path) -> Result<Vec<LoadedScenario>, CliError> {
+        let input = |e: pagekv::scenario::ScenarioError| CliError::input(e.to_string());
+        match self {
+            ScenarioSet::Report => load_dir(dir).map_err(input),
+            ScenarioSet::Production => {
+                let presets = ModelPresets::load(dir.join("models.toml")).map_err(input)?;
+                load_dir_with(dir.join("production"), &presets).map_err(input)
+            }
+        }
+    }
+}
+
 /// Flags of `pagekv run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// Which scenario set to run: `report` (the 11 stress scenarios) or `production` (the
+    /// report's recommended configurations A-D, scenarios/production/).
+    #[arg(long, value_enum, value_name = "SET", conflicts_with_all = ["only", "scenario"])]
+    pub set: Option<ScenarioSet>,
     /// Run only these scenario numbers, e.g. `3,5`.
     #[arg(long, value_name = "IDS", conflicts_with = "scenario")]
     pub only: Option<String>,
@@ -101,9 +130,11 @@ pub struct RunArgs {
 }
 
 impl Default for RunArgs {
-    /// The main job: every scenario at the `default` preset.
+    /// The main job: every report scenario, auto-scaled on GPUs and at the `default` preset
+    /// on CPU adapters.
     fn default() -> Self {
         Self {
+            set: None,
             only: None,
             scenario: Vec::new(),
             scenarios_dir: None,
@@ -181,7 +212,7 @@ fn select_files(args: &RunArgs) -> Result<Vec<LoadedScenario>, CliError> {
         }
         return Ok(out);
     }
-    let all = load_dir(&dir).map_err(input)?;
+    let all = args.set.unwrap_or_default().load(&dir)?;
     let Some(only) = &args.only else {
         return Ok(all);
     };

@@ -6,10 +6,9 @@ use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
 use pagekv::gpu::human_bytes;
-use pagekv::scenario::load_dir;
 
 use super::CliError;
-use super::run::scenarios_dir;
+use super::run::{ScenarioSet, scenarios_dir};
 
 /// Flags of `pagekv scenarios`.
 #[derive(Debug, Clone, Default, Args)]
@@ -17,12 +16,15 @@ pub struct ScenariosArgs {
     /// Directory of scenario files and models.toml.
     #[arg(long, value_name = "DIR")]
     pub scenarios_dir: Option<PathBuf>,
+    /// Which set to list: `report` (the 11 stress scenarios) or `production` (A-D).
+    #[arg(long, value_enum, value_name = "SET", default_value_t = ScenarioSet::Report)]
+    pub set: ScenarioSet,
 }
 
 /// Loads and lists every scenario.
 pub fn run(args: &ScenariosArgs) -> Result<(), CliError> {
     let dir = scenarios_dir(args.scenarios_dir.as_deref());
-    let scenarios = load_dir(&dir).map_err(|e| CliError::input(e.to_string()))?;
+    let scenarios = args.set.load(&dir)?;
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
         "#",
@@ -75,8 +77,12 @@ pub fn run(args: &ScenariosArgs) -> Result<(), CliError> {
         }
     }
     println!(
-        "scenarios in {} (demand against each scenario's 24 GiB reference budget):",
-        dir.display()
+        "scenarios in {}{} (demand against each scenario's reference budget):",
+        dir.display(),
+        match args.set {
+            ScenarioSet::Report => "",
+            ScenarioSet::Production => "/production",
+        }
     );
     println!("{table}");
     Ok(())

@@ -43,9 +43,15 @@ pub fn header(results: &ResultsFile) -> String {
             }
         });
     let c = &results.config;
+    let budgets = full_budgets_gib(results);
+    let budget = match budgets.as_slice() {
+        [one] => format!("a {one} GiB full-size budget"),
+        [] => format!("a {:.0} GiB full-size budget", results.full_budget_gb),
+        many => format!("each scenario's full-size budget ({} GiB)", many.join(", ")),
+    };
     format!(
         "adapter: {} ({}, {}, {} {})\n\
-         scale: preset `{}` of a {:.0} GiB full-size budget; tokens, requests and layers are \
+         scale: preset `{}` of {budget}; tokens, requests and layers are \
          divided per scenario as the `scale` column shows, and the budget by the same product\n\
          engine: {} tokens per step, {} running at most, preemption by {:?}, all requests \
          arrive at t=0\n\
@@ -58,11 +64,28 @@ pub fn header(results: &ResultsFile) -> String {
         a.driver,
         a.driver_info,
         results.preset,
-        results.full_budget_gb,
         c.max_step_tokens,
         c.max_running,
         c.preemption,
     )
+}
+
+/// The distinct full-size budgets the scenarios ran with, in whole GiB, recovered from each
+/// scaled budget (scaling divides it by layers, tokens and requests, flooring below a byte), so
+/// a set mixing cards (the production configuration D is sized for 40 GiB) says so.
+fn full_budgets_gib(results: &ResultsFile) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in &results.scenarios {
+        let f = s.scaled.factors;
+        let full =
+            s.scaled.budget_bytes as f64 * f.layers.1 as f64 * f.tokens as f64 * f.requests as f64
+                / f.layers.0.max(1) as f64;
+        let gib = format!("{:.0}", full / BYTES_PER_GB as f64);
+        if !out.contains(&gib) {
+            out.push(gib);
+        }
+    }
+    out
 }
 
 /// The one table: reference beside measured for every scenario.

@@ -48,6 +48,17 @@ struct RawCache {
 pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<LoadedScenario>, ScenarioError> {
     let dir = dir.as_ref();
     let presets = ModelPresets::load(dir.join(MODELS_FILE))?;
+    load_dir_with(dir, &presets)
+}
+
+/// Loads every `NN-slug.toml` in `dir` against presets loaded elsewhere: a set of scenario
+/// files in a subfolder (`scenarios/production/`) shares its parent's models file rather than
+/// keeping a copy that could drift.
+pub fn load_dir_with(
+    dir: impl AsRef<Path>,
+    presets: &ModelPresets,
+) -> Result<Vec<LoadedScenario>, ScenarioError> {
+    let dir = dir.as_ref();
     let read_err = |source| ScenarioError::Read {
         path: dir.to_path_buf(),
         source,
@@ -69,7 +80,7 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<LoadedScenario>, ScenarioEr
     let mut seen: BTreeMap<u32, PathBuf> = BTreeMap::new();
     let mut loaded = Vec::with_capacity(paths.len());
     for path in paths {
-        let scenario = load_scenario(&path, &presets)?;
+        let scenario = load_scenario(&path, presets)?;
         if let Some(other) = seen.insert(scenario.id, path.clone()) {
             return Err(ScenarioError::DuplicateId {
                 path,

@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use error::{Problem, ScenarioError};
-pub use load::{load_dir, load_scenario};
+pub use load::{load_dir, load_dir_with, load_scenario};
 pub use presets::{ModelPreset, ModelPresets};
-pub use scale::{ScaleFactors, ScalePreset, ScaledScenario};
+pub use scale::{ScaleFactors, ScalePreset, ScaledScenario, held_blocks};
 
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 

@@ -219,8 +219,9 @@ impl ScaleRun {
 }
 
 /// Blocks a finished request of `tokens` tokens holds: all of its blocks, or under a sliding
-/// window those its window's keys span (a window starting mid-block spans one more).
-fn held_blocks(layout: &CacheLayout, tokens: u64, window: Option<u32>) -> u64 {
+/// window those its window's keys span (a window starting mid-block spans one more). Shared
+/// with capacity planning so a plan and a scaled run count blocks the same way.
+pub fn held_blocks(layout: &CacheLayout, tokens: u64, window: Option<u32>) -> u64 {
     let all = layout.blocks_for_tokens(tokens);
     window.map_or(all, |w| {
         let bs = layout.block_size as u64;
