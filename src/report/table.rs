@@ -45,7 +45,7 @@ pub fn header(results: &ResultsFile) -> String {
     let c = &results.config;
     format!(
         "adapter: {} ({}, {}, {} {})\n\
-         scale: preset `{}` of a {:.0} GiB full-size budget; tokens, requests and layers are \
+         scale: preset `{}` of a {} full-size budget; tokens, requests and layers are \
          divided per scenario as the `scale` column shows, and the budget by the same product\n\
          engine: {} tokens per step, {} running at most, preemption by {:?}, all requests \
          arrive at t=0\n\
@@ -58,11 +58,24 @@ pub fn header(results: &ResultsFile) -> String {
         a.driver,
         a.driver_info,
         results.preset,
-        results.full_budget_gb,
+        budget_text(results),
         c.max_step_tokens,
         c.max_running,
         c.preemption,
     )
+}
+
+/// The budget as the header states it: `24 GiB`, or the probed figure and what it measured.
+fn budget_text(results: &ResultsFile) -> String {
+    match &results.budget_probe {
+        None => format!("{:.0} GiB", results.full_budget_gb),
+        Some(p) => format!(
+            "{:.2} GiB (probed on this adapter: {} usable{})",
+            results.full_budget_gb,
+            human_bytes(p.usable_bytes),
+            if p.host_memory { ", host memory" } else { "" }
+        ),
+    }
 }
 
 /// The one table: reference beside measured for every scenario.
