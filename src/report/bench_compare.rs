@@ -195,7 +195,7 @@ mod tests {
         let row = text.lines().find(|l| l.contains("x batch 1")).unwrap();
         let ratios: Vec<&str> = row
             .split_whitespace()
-            .filter(|w| w.starts_with('x'))
+            .filter(|w| w.starts_with('x') && w.contains('.'))
             .collect();
         assert_eq!(ratios, ["x2.00", "x4.00"], "{row}");
     }
