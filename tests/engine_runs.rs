@@ -108,6 +108,7 @@ fn ci_suite(ctx: &GpuContext, mode: PreemptionMode) {
     let options = SuiteOptions {
         preset: ScalePreset::by_name("ci").unwrap(),
         full_budget_bytes: None,
+        budget_probe: None,
         config: config(mode),
         out: None,
         alerts: Default::default(),
@@ -331,6 +332,7 @@ fn results_file_is_kept_current_and_round_trips() {
         let options = SuiteOptions {
             preset: ScalePreset::by_name("ci").unwrap(),
             full_budget_bytes: None,
+            budget_probe: None,
             config: RunConfig::default(),
             out: Some(path.clone()),
             alerts: Default::default(),

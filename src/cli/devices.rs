@@ -11,9 +11,12 @@ use serde::Serialize;
 /// Flags of `pagekv devices`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct DevicesArgs {
-    /// Print the adapters as a JSON array instead of a table.
+    /// Print the adapters (or the probe) as a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Memory probing.
+    #[command(flatten)]
+    pub probe: super::probe::ProbeArgs,
 }
 
 /// One adapter as `--json` writes it: the library's report plus the readable vendor and
@@ -75,6 +78,9 @@ fn yes_no(b: bool) -> &'static str {
 /// Lists the adapters matching `--backend`/`--adapter`. The first one listed is the one every
 /// other subcommand picks with the same flags (adapters come sorted best first).
 pub fn run(global: &GlobalArgs, args: &DevicesArgs) -> Result<(), CliError> {
+    if args.probe.probe_memory {
+        return super::probe::run(global, &args.probe, args.json);
+    }
     let filter = global.filter()?;
     let all = list_adapters();
     if all.is_empty() {

@@ -15,8 +15,11 @@ mod devices;
 mod formats;
 mod metrics_server;
 mod plan;
+mod probe;
 mod report;
 mod run;
+mod run_all;
+mod run_display;
 mod scenarios;
 mod shaders;
 mod verify;
@@ -119,13 +122,15 @@ impl GlobalArgs {
 pub enum Command {
     /// Run the stress scenarios on one adapter and print them beside the CUDA reference.
     Run(run::RunArgs),
-    /// Print two results files side by side with ratios.
+    /// Print two or more results files (or bench reports) side by side with ratios to the
+    /// first.
     Compare(compare::CompareArgs),
     /// List the scenario files with their configuration and full-size demand.
     Scenarios(scenarios::ScenariosArgs),
     /// Measure the kernels against the same adapter's copy and matmul rooflines.
     Bench(bench::BenchArgs),
-    /// List every GPU adapter with the limits and features pagekv sizes its work from.
+    /// List every GPU adapter with the limits and features pagekv sizes its work from, or
+    /// (--probe-memory) measure how much memory each can really allocate.
     Devices(devices::DevicesArgs),
     /// Run prefill and decode on the GPU and compare with the f64 CPU reference.
     Verify(verify::VerifyArgs),
@@ -166,14 +171,14 @@ impl CliError {
         CliError::Failed(message.into())
     }
 
-    fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             CliError::Input(_) => 2,
             CliError::Failed(_) => 1,
         }
     }
 
-    fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             CliError::Input(m) | CliError::Failed(m) => m,
         }

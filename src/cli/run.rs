@@ -4,16 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use pagekv::KvFormat;
+use pagekv::engine::RunConfig;
 use pagekv::engine::alerts::AlertRules;
 use pagekv::engine::request::PreemptionMode;
-use pagekv::engine::{Progress, RunConfig};
-use pagekv::report::suite::{SuiteObserver, SuiteOptions, run_suite};
-use pagekv::report::{ScenarioResult, table};
+use pagekv::gpu::GpuContext;
+use pagekv::report::suite::{SuiteOptions, run_suite};
+use pagekv::report::{ResultsFile, ScenarioResult, table};
 use pagekv::scenario::{
-    BYTES_PER_GB, LoadedScenario, ModelPresets, ScaledScenario, load_dir, load_dir_with,
-    load_scenario,
+    Budget, LoadedScenario, ModelPresets, load_dir, load_dir_with, load_scenario,
 };
 
 use std::io::IsTerminal;
@@ -21,6 +20,8 @@ use std::io::IsTerminal;
 use super::auto_scale::{self, Scaling};
 use super::dashboard::Dashboard;
 use super::metrics_server::{self, MetricsServer};
+pub(super) use super::run_display::Bars;
+use super::run_display::{Display, Observers};
 use super::{CliError, GlobalArgs, comma_list};
 use pagekv::report::live_metrics::LiveMetrics;
 
@@ -84,9 +85,10 @@ pub struct RunArgs {
     /// (implies --scale auto; default 5m).
     #[arg(long, value_name = "DURATION")]
     pub time: Option<String>,
-    /// Full-size KV budget in GiB before scaling (default: each scenario's reference card, 24).
-    #[arg(long, value_name = "GIB", allow_negative_numbers = true)]
-    pub budget: Option<f64>,
+    /// Full-size KV budget before scaling: a size in GiB, or `device` for the memory the
+    /// memory probe finds usable on the adapter (default: each scenario's reference card, 24).
+    #[arg(long, value_name = "GIB|device", allow_negative_numbers = true)]
+    pub budget: Option<Budget>,
     /// How a running request is preempted when the pool runs dry.
     #[arg(long, value_enum, default_value_t = PreemptionArg::Recompute)]
     pub preemption: PreemptionArg,
@@ -99,6 +101,17 @@ pub struct RunArgs {
     /// Write the results here (JSON, rewritten atomically after every scenario).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Run the suite on every adapter the filters allow, one after another, writing one
+    /// results file each and comparing them at the end.
+    #[arg(
+        long,
+        conflicts_with_all = ["out", "html", "metrics_listen", "metrics_file"]
+    )]
+    pub all_adapters: bool,
+    /// Where --all-adapters writes its results files
+    /// (`results-<adapter>-<backend>.json`).
+    #[arg(long, value_name = "DIR", requires = "all_adapters")]
+    pub out_dir: Option<PathBuf>,
     /// Store every scenario's KV cache in this format instead of its file's `kv_dtype`:
     /// f32, f16, int8, int4, fp8-e4m3 or fp8-e5m2.
     #[arg(long, value_name = "FORMAT")]
@@ -145,6 +158,8 @@ impl Default for RunArgs {
             max_step_tokens: RunConfig::default().max_step_tokens,
             max_running: RunConfig::default().max_running,
             out: None,
+            all_adapters: false,
+            out_dir: None,
             kv_dtype: None,
             window: None,
             alerts: None,
@@ -243,16 +258,15 @@ pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
         Scaling::Preset(preset) => preset,
         Scaling::Auto { .. } | Scaling::AdapterDefault { .. } => auto_scale::placeholder(),
     };
+    // `device` is resolved per adapter, once it is open (see `with_device_budget`).
     let full_budget_bytes = match args.budget {
-        None => None,
-        Some(gib) if gib.is_finite() && gib > 0.0 && gib < 1e6 => {
-            Some((gib * BYTES_PER_GB as f64) as u64)
-        }
-        Some(gib) => {
-            return Err(CliError::input(format!(
-                "--budget {gib} is not a size in GiB; give a positive number like 24 or 80"
-            )));
-        }
+        None | Some(Budget::Device) => None,
+        Some(Budget::Gib(gib)) => Some(Budget::gib_bytes(gib).ok_or_else(|| {
+            CliError::input(format!(
+                "--budget {gib} is not a size in GiB; give a positive number like 24 or 80, \
+                 or `device`"
+            ))
+        })?),
     };
     if args.max_step_tokens == 0 || args.max_running == 0 {
         return Err(CliError::input(
@@ -270,6 +284,7 @@ pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
         alerts_file: args.alerts.as_ref().map(|p| p.display().to_string()),
         preset,
         full_budget_bytes,
+        budget_probe: None,
         config: RunConfig {
             max_step_tokens: args.max_step_tokens,
             max_running: args.max_running,
@@ -284,102 +299,43 @@ pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
     })
 }
 
-/// A progress bar per scenario on stderr (hidden when stderr is not a terminal), and one
-/// summary line per finished scenario.
-#[derive(Default)]
-pub(super) struct Bars {
-    bar: Option<ProgressBar>,
-}
-
-/// How a run shows its progress.
-enum Display {
-    /// The live dashboard (stdout is a terminal).
-    Dashboard(Dashboard),
-    /// A progress bar on stderr when it is a terminal, and one line per scenario.
-    Lines(Bars),
-    /// Nothing until the final table (`--quiet`).
-    Quiet,
-}
-
-/// The progress display plus, when asked for, the live Prometheus metrics.
-struct Observers {
-    display: Display,
-    metrics: Option<LiveMetrics>,
-}
-
-impl Observers {
-    fn display(&mut self) -> Option<&mut dyn SuiteObserver> {
-        match &mut self.display {
-            Display::Dashboard(d) => Some(d),
-            Display::Lines(b) => Some(b),
-            Display::Quiet => None,
-        }
+/// With `--budget device`, probes `ctx` (default cap and step) and makes its usable bytes
+/// the full-size budget; otherwise returns `options` as they are.
+pub(super) fn with_device_budget(
+    ctx: &GpuContext,
+    args: &RunArgs,
+    mut options: SuiteOptions,
+) -> Result<SuiteOptions, CliError> {
+    if args.budget != Some(Budget::Device) {
+        return Ok(options);
     }
-}
-
-impl SuiteObserver for Observers {
-    fn scenario_started(&mut self, s: &ScaledScenario, index: usize, total: usize) {
-        if let Some(d) = self.display() {
-            d.scenario_started(s, index, total);
-        }
-        if let Some(m) = &mut self.metrics {
-            m.scenario_started(s, index, total);
-        }
+    if !args.quiet {
+        eprintln!("probing the usable memory of {} ...", ctx.describe());
     }
-
-    fn step(&mut self, p: Progress) {
-        if let Some(m) = &mut self.metrics {
-            m.step(p.clone());
-        }
-        if let Some(d) = self.display() {
-            d.step(p);
-        }
+    let plan = super::probe::plan(ctx, None, None)?;
+    let found = super::probe::probe(ctx, &plan)?;
+    if found.usable_bytes == 0 {
+        return Err(CliError::input(format!(
+            "--budget device: the memory probe could not allocate anything on {}",
+            ctx.describe()
+        )));
     }
-
-    fn scenario_finished(&mut self, result: &ScenarioResult) {
-        if let Some(d) = self.display() {
-            d.scenario_finished(result);
-        }
-        if let Some(m) = &mut self.metrics {
-            m.scenario_finished(result);
-        }
+    if !args.quiet {
+        eprintln!("budget: {}", super::probe::summary(&found));
     }
-}
-
-impl SuiteObserver for Bars {
-    fn scenario_started(&mut self, s: &ScaledScenario, index: usize, total: usize) {
-        let bar = ProgressBar::new(s.requests());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} requests {msg} ({elapsed})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("[{}/{total}] {:02} {}", index + 1, s.id, s.name));
-        self.bar = Some(bar);
-    }
-
-    fn step(&mut self, p: Progress) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(p.finished);
-            bar.set_message(format!("step {}, {} preemptions", p.steps, p.preemptions));
-        }
-    }
-
-    fn scenario_finished(&mut self, result: &ScenarioResult) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        eprintln!("{}", table::one_line(result));
-    }
+    options.full_budget_bytes = Some(found.usable_bytes);
+    options.budget_probe = Some(found);
+    Ok(options)
 }
 
 /// Runs the selection and prints the table.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
-    let mut options = options(args)?;
+    let options = options(args)?;
     let scaling = auto_scale::scaling(args)?;
     let scenarios = select(args)?;
+    if args.all_adapters {
+        return super::run_all::run(global, args, &options, &scaling, &scenarios);
+    }
     let listen = args
         .metrics_listen
         .as_deref()
@@ -394,6 +350,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::input(format!("--html {e}")))?;
     }
     let ctx = global.open()?;
+    let mut options = with_device_budget(&ctx, args, options)?;
     let live = (listen.is_some() || args.metrics_file.is_some()).then(|| {
         let adapter = ctx.report();
         LiveMetrics::new(
@@ -427,28 +384,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         }
         eprintln!("metrics: http://{}/metrics", server.addr);
     }
-    let display = if args.quiet {
-        Display::Quiet
-    } else if std::io::stdout().is_terminal() {
-        Display::Dashboard(Dashboard::new(scenarios.len()))
-    } else {
-        Display::Lines(Bars::default())
-    };
-    let mut observers = Observers {
-        display,
-        metrics: live,
-    };
-    let outcome = run_suite(&ctx, &scenarios, &options, &mut observers);
-    if let Display::Dashboard(d) = &observers.display {
-        d.clear();
-    }
-    let results = outcome.map_err(|e| CliError::input(e.to_string()))?;
-    if let Some(m) = &mut observers.metrics {
-        m.finish();
-        if let Some(e) = &m.file_error {
-            eprintln!("warning: --metrics-file could not be written: {e}");
-        }
-    }
+    let results = execute(&ctx, args, &options, &scenarios, live)?;
     drop(server);
     println!("{}", table::render(&results));
     if let Some(auto) = &options.auto {
@@ -466,6 +402,43 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         super::report::write_html(path, &html, "--html")?;
         println!("report written to {}", path.display());
     }
+    outcome(&results)
+}
+
+/// Runs the suite on `ctx` with the display `--quiet` and the terminal call for, feeding
+/// `metrics` when given.
+pub(super) fn execute(
+    ctx: &GpuContext,
+    args: &RunArgs,
+    options: &SuiteOptions,
+    scenarios: &[LoadedScenario],
+    metrics: Option<LiveMetrics>,
+) -> Result<ResultsFile, CliError> {
+    let display = if args.quiet {
+        Display::Quiet
+    } else if std::io::stdout().is_terminal() {
+        Display::Dashboard(Dashboard::new(scenarios.len()))
+    } else {
+        Display::Lines(Bars::default())
+    };
+    let mut observers = Observers { display, metrics };
+    let outcome = run_suite(ctx, scenarios, options, &mut observers);
+    if let Display::Dashboard(d) = &observers.display {
+        d.clear();
+    }
+    let results = outcome.map_err(|e| CliError::input(e.to_string()))?;
+    if let Some(m) = &mut observers.metrics {
+        m.finish();
+        if let Some(e) = &m.file_error {
+            eprintln!("warning: --metrics-file could not be written: {e}");
+        }
+    }
+    Ok(results)
+}
+
+/// The run's exit status: 1 when a scenario lost, duplicated or miscomputed requests or
+/// stopped with an error, 2 when the adapter's limits refused one, else success.
+pub(super) fn outcome(results: &ResultsFile) -> Result<(), CliError> {
     let ids = |keep: &dyn Fn(&ScenarioResult) -> bool| -> Vec<String> {
         results
             .scenarios

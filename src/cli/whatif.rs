@@ -12,7 +12,7 @@ use pagekv::report::remedies::{
     scenario_title,
 };
 use pagekv::report::suite::SuiteObserver;
-use pagekv::scenario::BYTES_PER_GB;
+use pagekv::scenario::{BYTES_PER_GB, Budget};
 
 use super::run::{Bars, PreemptionArg, RunArgs, options, select};
 use super::{CliError, GlobalArgs};
@@ -54,7 +54,7 @@ impl WhatifArgs {
             only: Some(self.only.clone()),
             scenarios_dir: self.scenarios_dir.clone(),
             scale: Some(self.scale.clone()),
-            budget: self.budget,
+            budget: self.budget.map(Budget::Gib),
             preemption: self.preemption,
             ..RunArgs::default()
         }

@@ -180,6 +180,31 @@ pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
     adapters
 }
 
+/// The adapters `filter` accepts, best first, each listed once: some loaders expose the same
+/// device twice (two ICD files for one driver), and probing or running it twice would only
+/// repeat a figure.
+pub fn matching_adapters(filter: &AdapterFilter) -> Vec<wgpu::Adapter> {
+    let mut seen = Vec::new();
+    enumerate_adapters()
+        .into_iter()
+        .filter(|a| {
+            let info = a.get_info();
+            let key = (
+                info.name.clone(),
+                info.backend,
+                info.device_type,
+                info.driver.clone(),
+                info.driver_info.clone(),
+            );
+            if !filter.accepts(&info) || seen.contains(&key) {
+                return false;
+            }
+            seen.push(key);
+            true
+        })
+        .collect()
+}
+
 /// Reports for `pagekv devices`.
 pub fn list_adapters() -> Vec<AdapterReport> {
     enumerate_adapters()

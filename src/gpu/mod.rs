@@ -2,13 +2,20 @@
 //! these modules only own buffers and do what the bookkeeping tells them.
 
 mod context;
+mod probe;
+mod probe_plan;
 mod readback;
 mod shard;
 mod storage;
 
 pub use context::{
     AdapterFilter, AdapterReport, Capabilities, GpuContext, enumerate_adapters, list_adapters,
-    quiet_headless_vulkan,
+    matching_adapters, quiet_headless_vulkan,
+};
+pub use probe::{MemoryProbe, ProbeStop, probe_memory};
+pub use probe_plan::{
+    CAP_PERCENT, CapSource, DEFAULT_STEP_BYTES, DISCRETE_FALLBACK_CAP_BYTES, GIB, MIB, MemoryKind,
+    ProbePlan, ProbePlanError, host_total_bytes, parse_mem_total,
 };
 pub use readback::{read_buffer_f32, read_buffer_u32, storage_buffer_init, upload_or_grow};
 pub use shard::{BlockSplit, KvBacking, KvShard, TEXEL_BYTES, TexturePart};

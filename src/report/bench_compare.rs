@@ -1,15 +1,17 @@
-//! Two bench reports side by side (two vendors, two drivers, two machines). Each figure is
+//! Bench reports side by side (two or more vendors, drivers, machines). Each figure is
 //! shown with its ratio to its own adapter's roofline, which is what compares across
 //! vendors: a kernel at 90% of a Radeon's copy speed and at 60% of an Arc's is better tuned
-//! for the Radeon whatever the two cards' raw bandwidths. B / A is the raw speed-up.
+//! for the Radeon whatever the two cards' raw bandwidths. B / A (C / A, ...) is the raw
+//! speed-up.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
+use super::compare::label;
 use crate::bench::{BenchReport, Figure};
 use crate::gpu::KvBacking;
 
-/// The lines above the table: what A and B are.
+/// The line above the table that says what report `label` is.
 pub fn describe_bench(label: &str, r: &BenchReport) -> String {
     let drift = r.copy_end_bytes_per_s.map_or(String::new(), |end| {
         format!(
@@ -53,26 +55,26 @@ fn speedup(a: Option<&Figure>, b: Option<&Figure>) -> String {
     }
 }
 
-/// Every case in either report, in A's order then B's extras: A and B figures, each as a
-/// ratio of its own roofline, and B / A. A quick and a full grid pair on the cases they share
-/// (the full grid holds every quick decode case); the others show `-` on one side.
-pub fn bench_compare_table(a: &BenchReport, b: &BenchReport) -> Table {
+/// Every case in any report, in A's order then the others' extras: each report's figure and
+/// its ratio of that report's own roofline, then each later report's speed against A's
+/// (`B / A`, `C / A`, ...). A quick and a full grid pair on the cases they share (the full
+/// grid holds every quick decode case); the others show `-` where a report lacks the case.
+pub fn bench_compare_table(reports: &[&BenchReport]) -> Table {
     let mut table = Table::new();
+    let mut header = vec!["section".to_string(), "case".to_string()];
+    for i in 0..reports.len() {
+        let l = label(i);
+        header.push(l.clone());
+        header.push(format!("{l} of roofline"));
+    }
+    header.extend((1..reports.len()).map(|i| format!("{} / A", label(i))));
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(vec![
-            "section",
-            "case",
-            "A",
-            "A of roofline",
-            "B",
-            "B of roofline",
-            "B / A",
-        ]);
+        .set_header(header);
     let key = |f: &Figure| (f.section.clone(), f.case.clone());
-    let mut keys: Vec<(String, String)> = a.figures.iter().map(key).collect();
-    for k in b.figures.iter().map(key) {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for k in reports.iter().flat_map(|r| r.figures.iter().map(key)) {
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -84,18 +86,18 @@ pub fn bench_compare_table(a: &BenchReport, b: &BenchReport) -> Table {
             .cloned()
     };
     for k in &keys {
-        let (fa, fb) = (find(a, k), find(b, k));
-        table.add_row(vec![
-            Cell::new(&k.0),
-            Cell::new(&k.1),
-            Cell::new(value(fa.as_ref())),
-            Cell::new(of_roofline(fa.as_ref())),
-            Cell::new(value(fb.as_ref())),
-            Cell::new(of_roofline(fb.as_ref())),
-            Cell::new(speedup(fa.as_ref(), fb.as_ref())),
-        ]);
+        let figures: Vec<Option<Figure>> = reports.iter().map(|r| find(r, k)).collect();
+        let mut cells = vec![Cell::new(&k.0), Cell::new(&k.1)];
+        for f in &figures {
+            cells.push(Cell::new(value(f.as_ref())));
+            cells.push(Cell::new(of_roofline(f.as_ref())));
+        }
+        for f in figures.iter().skip(1) {
+            cells.push(Cell::new(speedup(figures[0].as_ref(), f.as_ref())));
+        }
+        table.add_row(cells);
     }
-    for i in 2..=6 {
+    for i in 2..2 + 3 * reports.len() {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
@@ -158,7 +160,7 @@ mod tests {
                 figure("decode", "only in b", 2.0, 0.1),
             ],
         );
-        let text = bench_compare_table(&a, &b).to_string();
+        let text = bench_compare_table(&[&a, &b]).to_string();
         let row = |case: &str| {
             text.lines()
                 .find(|l| l.contains(case))
@@ -178,5 +180,23 @@ mod tests {
             "{described}"
         );
         assert!(described.contains("kv pools in textures"), "{described}");
+    }
+
+    #[test]
+    fn three_reports_get_a_column_pair_each_and_ratios_against_the_first() {
+        let a = report("a", vec![figure("decode", "x batch 1", 1.0, 0.5)]);
+        let b = report("b", vec![figure("decode", "x batch 1", 2.0, 0.6)]);
+        let c = report("c", vec![figure("decode", "x batch 1", 4.0, 0.7)]);
+        let text = bench_compare_table(&[&a, &b, &c]).to_string();
+        let header = text.lines().nth(1).unwrap();
+        for title in ["C of roofline", "B / A", "C / A"] {
+            assert!(header.contains(title), "{title} missing: {header}");
+        }
+        let row = text.lines().find(|l| l.contains("x batch 1")).unwrap();
+        let ratios: Vec<&str> = row
+            .split_whitespace()
+            .filter(|w| w.starts_with('x') && w.contains('.'))
+            .collect();
+        assert_eq!(ratios, ["x2.00", "x4.00"], "{row}");
     }
 }

@@ -1,9 +1,10 @@
-//! Two results files side by side (two vendors, two drivers, two scales), with B / A ratios.
+//! Results files side by side (two or more vendors, drivers, scales or budgets), one column
+//! per file and each file's ratio to the first (A).
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
-use super::ResultsFile;
+use super::{ResultsFile, ScenarioResult};
 
 /// Why two files should not be compared without `--force`.
 pub fn incompatibility(a: &ResultsFile, b: &ResultsFile) -> Option<String> {
@@ -54,18 +55,58 @@ fn num(x: Option<f64>, digits: usize) -> String {
     x.map_or("-".into(), |v| format!("{v:.digits$}"))
 }
 
-/// The comparison table: per scenario present in either file, A and B and B / A.
-pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
+/// Most files one comparison takes: they are labelled A to Z.
+pub const MAX_FILES: usize = 26;
+
+/// The label of the `index`-th file of a comparison: A, B, C, ...
+pub fn label(index: usize) -> String {
+    char::from(b'A' + (index % MAX_FILES) as u8).to_string()
+}
+
+/// The header of an N-way table: `fixed` columns, one column per file (`A`, `B`, ...), then
+/// one ratio column per file after the first (`B / A`, `C / A`, ...).
+pub(super) fn header(fixed: &[&str], files: usize) -> Vec<String> {
+    let mut header: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+    header.extend((0..files).map(label));
+    header.extend((1..files).map(|i| format!("{} / A", label(i))));
+    header
+}
+
+/// One row: the fixed cells, each file's value, then each later file's ratio to the first
+/// (blank when `ratios` is false).
+fn row(fixed: [String; 2], values: &[Option<f64>], digits: usize, ratios: bool) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = fixed.into_iter().map(Cell::new).collect();
+    cells.extend(values.iter().map(|v| Cell::new(num(*v, digits))));
+    cells.extend(values.iter().skip(1).map(|v| {
+        Cell::new(if ratios {
+            ratio(values[0], *v)
+        } else {
+            String::new()
+        })
+    }));
+    cells
+}
+
+fn text_row(fixed: [String; 2], texts: Vec<String>) -> Vec<Cell> {
+    let files = texts.len();
+    let mut cells: Vec<Cell> = fixed.into_iter().map(Cell::new).collect();
+    cells.extend(texts.into_iter().map(Cell::new));
+    cells.extend((1..files).map(|_| Cell::new("")));
+    cells
+}
+
+/// The comparison table of two or more files: per scenario present in any file, one column
+/// per file (A, B, C, ...) and each later file's ratio to A. Two files give the familiar
+/// `# | metric | A | B | B / A`.
+pub fn compare_table(files: &[&ResultsFile]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(vec!["#", "metric", "A", "B", "B / A"]);
-    let mut ids: Vec<u32> = a
-        .scenarios
+        .set_header(header(&["#", "metric"], files.len()));
+    let mut ids: Vec<u32> = files
         .iter()
-        .chain(&b.scenarios)
-        .map(|s| s.id)
+        .flat_map(|f| f.scenarios.iter().map(|s| s.id))
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -90,20 +131,12 @@ pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
         ("hit rate %", |m| m.hit_rate_pct, 1),
         ("evictions %", |m| m.evictions_pct, 1),
     ];
-    let text_row = |table: &mut Table, id: Option<u32>, name: &str, a: String, b: String| {
-        table.add_row(vec![
-            Cell::new(id.map_or(String::new(), |id| format!("{id:02}"))),
-            Cell::new(name),
-            Cell::new(a),
-            Cell::new(b),
-            Cell::new(""),
-        ]);
-    };
+    let blank = String::new;
     for id in ids {
-        let (sa, sb) = (a.scenario(id), b.scenario(id));
+        let results: Vec<Option<&ScenarioResult>> = files.iter().map(|f| f.scenario(id)).collect();
         // What was run: the format, the scaled size and its demand, so that a before/after
         // of two formats (or two budgets) reads as one.
-        let format = |s: Option<&super::ScenarioResult>| {
+        let format = |s: &Option<&ScenarioResult>| {
             s.map_or("-".into(), |s| {
                 let name = s.scaled.layout.dtype.name();
                 match s.scenario.cache.sliding_window {
@@ -112,42 +145,39 @@ pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
                 }
             })
         };
-        text_row(&mut table, Some(id), "KV format", format(sa), format(sb));
-        let requests = |s: Option<&super::ScenarioResult>| {
-            s.map_or("-".into(), |s| s.scaled.requests().to_string())
-        };
-        text_row(&mut table, None, "requests run", requests(sa), requests(sb));
-        let demand = |s: Option<&super::ScenarioResult>| s.map(|s| s.scaled.demand_pct());
-        table.add_row(vec![
-            Cell::new(""),
-            Cell::new("demand %"),
-            Cell::new(num(demand(sa), 1)),
-            Cell::new(num(demand(sb), 1)),
-            Cell::new(ratio(demand(sa), demand(sb))),
-        ]);
-        let (ma, mb) = (
-            sa.and_then(|s| s.measured.as_ref()),
-            sb.and_then(|s| s.measured.as_ref()),
-        );
+        table.add_row(text_row(
+            [format!("{id:02}"), "KV format".into()],
+            results.iter().map(format).collect(),
+        ));
+        table.add_row(text_row(
+            [blank(), "requests run".into()],
+            results
+                .iter()
+                .map(|s| s.map_or("-".into(), |s| s.scaled.requests().to_string()))
+                .collect(),
+        ));
+        let demand: Vec<Option<f64>> = results
+            .iter()
+            .map(|s| s.map(|s| s.scaled.demand_pct()))
+            .collect();
+        table.add_row(row([blank(), "demand %".into()], &demand, 1, true));
+        let measured: Vec<Option<&crate::engine::Measurement>> = results
+            .iter()
+            .map(|s| s.and_then(|s| s.measured.as_ref()))
+            .collect();
         for (name, get, digits) in &metrics {
-            let (va, vb) = (ma.and_then(get), mb.and_then(get));
-            table.add_row(vec![
-                Cell::new(""),
-                Cell::new(*name),
-                Cell::new(num(va, *digits)),
-                Cell::new(num(vb, *digits)),
-                Cell::new(ratio(va, vb)),
-            ]);
+            let values: Vec<Option<f64>> = measured.iter().map(|m| m.and_then(get)).collect();
+            table.add_row(row([blank(), (*name).into()], &values, *digits, true));
         }
-        table.add_row(vec![
-            Cell::new(""),
-            Cell::new("status"),
-            Cell::new(sa.map_or("-".into(), |s| s.verdict.to_string())),
-            Cell::new(sb.map_or("-".into(), |s| s.verdict.to_string())),
-            Cell::new(""),
-        ]);
+        table.add_row(text_row(
+            [blank(), "status".into()],
+            results
+                .iter()
+                .map(|s| s.map_or("-".into(), |s| s.verdict.to_string()))
+                .collect(),
+        ));
     }
-    for i in [2, 3, 4] {
+    for i in 2..2 + 2 * files.len() {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
@@ -155,7 +185,16 @@ pub fn compare_table(a: &ResultsFile, b: &ResultsFile) -> Table {
     table
 }
 
-/// The lines above the table: what A and B are.
+/// A budget in GiB as a person writes it: `24`, or `21.3` when it is not whole.
+fn gib(x: f64) -> String {
+    if (x - x.round()).abs() < 0.05 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// The line above the table that says what file `label` is.
 pub fn describe(label: &str, r: &ResultsFile) -> String {
     let mut formats: Vec<&str> = r
         .scenarios
@@ -165,7 +204,7 @@ pub fn describe(label: &str, r: &ResultsFile) -> String {
     formats.sort_unstable();
     formats.dedup();
     format!(
-        "{label}: {} ({}, {} {}), KV {}, preset `{}`, {:.0} GiB budget, preemption {:?}, \
+        "{label}: {} ({}, {} {}), KV {}, preset `{}`, {} GiB budget{}, preemption {:?}, \
          pagekv {}, wgpu {}{}",
         r.adapter.name,
         r.adapter.backend,
@@ -173,7 +212,12 @@ pub fn describe(label: &str, r: &ResultsFile) -> String {
         r.adapter.driver_info,
         formats.join("+"),
         r.preset,
-        r.full_budget_gb,
+        gib(r.full_budget_gb),
+        if r.budget_probe.is_some() {
+            " (probed)"
+        } else {
+            ""
+        },
         r.config.preemption,
         r.pagekv_version,
         r.wgpu_version,

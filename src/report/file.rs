@@ -158,3 +158,49 @@ pub fn read_any(path: &Path) -> Result<AnyFile, ResultsFileError> {
         AnyFile::Results(Box::new(serde_json::from_value(value).map_err(parse)?))
     })
 }
+
+/// The file name `run --all-adapters` gives one adapter's results:
+/// `results-<adapter name as a slug>-<backend>.json`, so that two backends of one device (or
+/// two cards) never overwrite each other.
+pub fn results_file_name(adapter: &crate::gpu::AdapterReport) -> String {
+    let slug = |text: &str| {
+        let mut out = String::new();
+        for c in text.chars() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            } else if !out.is_empty() && !out.ends_with('-') {
+                out.push('-');
+            }
+        }
+        out.trim_end_matches('-').to_string()
+    };
+    let name = match slug(&adapter.name) {
+        s if s.is_empty() => "adapter".to_string(),
+        s => s,
+    };
+    format!("results-{name}-{}.json", slug(&adapter.backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::results_file_name;
+    use crate::gpu::AdapterReport;
+
+    #[test]
+    fn results_file_names_are_slugs_of_name_and_backend() {
+        let named = |name: &str, backend: &str| {
+            results_file_name(&AdapterReport {
+                name: name.into(),
+                backend: backend.into(),
+                ..AdapterReport::default()
+            })
+        };
+        assert_eq!(
+            named("llvmpipe (LLVM 15.0.6, 256 bits)", "Vulkan"),
+            "results-llvmpipe-llvm-15-0-6-256-bits-vulkan.json"
+        );
+        assert_eq!(named("NVIDIA H200", "Gl"), "results-nvidia-h200-gl.json");
+        assert_eq!(named("  ", "Metal"), "results-adapter-metal.json");
+        assert_eq!(named("Ä/../x", "Dx12"), "results-x-dx12.json");
+    }
+}

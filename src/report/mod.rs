@@ -16,6 +16,8 @@
 //!   granted ([`crate::gpu::AdapterReport`]).
 //! - `preset`, `full_budget_gb` (the full-size budget scaled down per scenario) and `config`
 //!   (step token budget, running limit, preemption mode, spot-check counts).
+//! - `budget_probe` (absent unless `run --budget device`): the memory probe whose usable
+//!   bytes became `full_budget_gb` ([`crate::gpu::MemoryProbe`]).
 //! - `scenarios`: one [`ScenarioResult`] each, holding the scenario as its file states it
 //!   (including the report's `[reference]` numbers), the scaled counts and factors actually
 //!   run, the [`crate::engine::Measurement`] or the error that stopped it, and the verdict.
@@ -47,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::alerts::AlertRules;
 use crate::engine::{Measurement, RunConfig};
-use crate::gpu::AdapterReport;
+use crate::gpu::{AdapterReport, MemoryProbe};
 use crate::scenario::{ScaledScenario, Scenario};
 pub use status::{Band, Verdict};
 
@@ -79,6 +81,11 @@ pub struct ResultsFile {
     pub preset: String,
     /// Full-size KV budget in GiB before scaling (the reference card's 24 unless `--budget`).
     pub full_budget_gb: f64,
+    /// Present when `full_budget_gb` is the usable memory the probe measured on this adapter
+    /// (`run --budget device`) rather than a size someone chose: the probe's step, cap and
+    /// why it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_probe: Option<MemoryProbe>,
     /// Engine configuration.
     pub config: RunConfig,
     /// The alert thresholds the run evaluated (the report's unless `--alerts`).

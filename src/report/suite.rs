@@ -10,7 +10,7 @@ use super::status::{Verdict, verdict};
 use super::{FORMAT, FORMAT_VERSION, ResultsFile, ScenarioResult, WGPU_VERSION};
 use crate::engine::alerts::AlertRules;
 use crate::engine::{EngineError, Progress, RunConfig, run_scenario_with};
-use crate::gpu::{GpuContext, KvStorageMode};
+use crate::gpu::{GpuContext, KvStorageMode, MemoryProbe};
 use crate::scenario::{BYTES_PER_GB, LoadedScenario, ScalePreset, ScaledScenario};
 
 /// What a suite run is made of.
@@ -20,6 +20,8 @@ pub struct SuiteOptions {
     pub preset: ScalePreset,
     /// Full-size KV budget in bytes; `None` uses each scenario's reference card (24 GiB).
     pub full_budget_bytes: Option<u64>,
+    /// The memory probe `full_budget_bytes` came from, if it did; recorded in the results.
+    pub budget_probe: Option<MemoryProbe>,
     /// Engine configuration.
     pub config: RunConfig,
     /// Results file kept current during the run, if any.
@@ -74,6 +76,7 @@ pub fn run_suite(
         adapter: ctx.report(),
         preset: options.preset.name.clone(),
         full_budget_gb: full_budget as f64 / BYTES_PER_GB as f64,
+        budget_probe: options.budget_probe.clone(),
         config: options.config,
         alert_rules: options.alerts.clone(),
         alert_rules_file: options.alerts_file.clone(),

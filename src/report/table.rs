@@ -45,6 +45,9 @@ pub fn header(results: &ResultsFile) -> String {
     let c = &results.config;
     let budgets = full_budgets_gib(results);
     let budget = match budgets.as_slice() {
+        _ if results.budget_probe.is_some() => {
+            format!("a {} full-size budget", budget_text(results))
+        }
         [one] => format!("a {one} GiB full-size budget"),
         [] => format!("a {:.0} GiB full-size budget", results.full_budget_gb),
         many => format!("each scenario's full-size budget ({} GiB)", many.join(", ")),
@@ -86,6 +89,19 @@ fn full_budgets_gib(results: &ResultsFile) -> Vec<String> {
         }
     }
     out
+}
+
+/// The budget as the header states it: `24 GiB`, or the probed figure and what it measured.
+fn budget_text(results: &ResultsFile) -> String {
+    match &results.budget_probe {
+        None => format!("{:.0} GiB", results.full_budget_gb),
+        Some(p) => format!(
+            "{:.2} GiB (probed on this adapter: {} usable{})",
+            results.full_budget_gb,
+            human_bytes(p.usable_bytes),
+            if p.host_memory { ", host memory" } else { "" }
+        ),
+    }
 }
 
 /// The one table: reference beside measured for every scenario.

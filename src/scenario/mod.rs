@@ -6,6 +6,7 @@
 //! to them. Model geometry comes from `scenarios/models.toml`. Full-size scenarios are far too
 //! big to run everywhere, so a [`ScalePreset`] shrinks them by stated factors that keep demand % fixed.
 
+mod budget;
 mod error;
 mod load;
 mod presets;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use budget::Budget;
 pub use error::{Problem, ScenarioError};
 pub use load::{load_dir, load_dir_with, load_scenario};
 pub use presets::{ModelPreset, ModelPresets};
