@@ -39,11 +39,16 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
             [describe_bench("A", a), describe_bench("B", b)],
             bench_compare_table(a, b),
         ),
+        (AnyFile::Sweep(_), AnyFile::Sweep(_)) => {
+            return Err(CliError::input(format!(
+                "{} and {} are demand sweeps, which compare does not read; chart each with \
+                 `pagekv report FILE --html OUT`",
+                args.a.display(),
+                args.b.display()
+            )));
+        }
         _ => {
-            let kind = |f: &AnyFile| match f {
-                AnyFile::Results(_) => "a run's results",
-                AnyFile::Bench(_) => "a bench report",
-            };
+            let kind = AnyFile::kind;
             return Err(CliError::input(format!(
                 "{} is {} and {} is {}; compare two files of the same kind",
                 args.a.display(),

@@ -17,6 +17,7 @@ mod report;
 mod run;
 mod scenarios;
 mod shaders;
+mod sweep;
 mod verify;
 mod whatif;
 
@@ -138,6 +139,9 @@ pub enum Command {
     /// Rerun the report's failing scenarios with each remedy it recommends (quantized KV, a
     /// sliding window, both) and check its remedy claims.
     Whatif(whatif::WhatifArgs),
+    /// Run one scenario at a series of demand % values (the same requests, a smaller pool
+    /// each time) and print throughput against utilization beside the report's bands.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Why a command did not succeed. The message is one sentence naming the flag or file at fault.
@@ -241,6 +245,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Formats(args)) => formats::run(&args),
         Some(Command::Whatif(args)) => whatif::run(&cli.global, &args),
         Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Sweep(args)) => sweep::run(&cli.global, &args),
     }
 }
 

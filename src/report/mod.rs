@@ -37,6 +37,10 @@ pub mod live_metrics;
 pub mod remedies;
 pub mod status;
 pub mod suite;
+pub mod sweep;
+pub mod sweep_html;
+pub mod sweep_run;
+pub mod sweep_table;
 pub mod table;
 
 use serde::{Deserialize, Serialize};
