@@ -223,8 +223,20 @@ fn clap_error(e: clap::Error) -> ExitCode {
         }
         _ => {
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
+            // "the following required arguments were not provided:" names them on the lines
+            // after it, up to the usage.
+            let named: Vec<&str> = if first.ends_with(':') {
+                lines.take_while(|l| !l.starts_with("Usage:")).collect()
+            } else {
+                Vec::new()
+            };
+            let first = match named.is_empty() {
+                true => first.to_string(),
+                false => format!("{first} {}", named.join(", ")),
+            };
             eprintln!("pagekv: {first} (see `pagekv --help`)");
             ExitCode::from(2)
         }

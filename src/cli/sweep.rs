@@ -33,10 +33,10 @@ pub struct SweepArgs {
     #[arg(long, value_name = "ID|FILE")]
     pub scenario: String,
     /// Demand % values: a range `20..400` (with --points) or a list `20,50,80,100,150`.
-    #[arg(long, value_name = "A..B|LIST")]
+    #[arg(long, value_name = "A..B|LIST", allow_hyphen_values = true)]
     pub demand: String,
     /// Points of a range (default 12).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub points: Option<u32>,
     /// How the points of a range are spaced.
     #[arg(long, value_enum, default_value_t = SpacingArg::Geometric)]
