@@ -248,6 +248,8 @@ pub struct CurvePoint {
     pub peak_use_pct: Option<f64>,
     /// Measured completed requests per second.
     pub requests_per_s: Option<f64>,
+    /// Measured preemptions.
+    pub preemptions: Option<u64>,
 }
 
 /// The baseline req/s: that of the lowest-demand point with a positive measurement.
@@ -264,6 +266,24 @@ pub fn relative_pct(point: &CurvePoint, base: Option<f64>) -> Option<f64> {
     Some(100.0 * point.requests_per_s? / base?)
 }
 
+/// The lowest and highest req/s, as % of the baseline, among the points whose pool held
+/// every request at once (demand at most 100%, no preemption): they run the same work with
+/// the same concurrency and differ only in unused pool, so their spread is the run's noise.
+/// `None` with fewer than two such points.
+pub fn noise_spread(points: &[CurvePoint]) -> Option<(f64, f64)> {
+    let base = baseline(points);
+    let calm: Vec<f64> = points
+        .iter()
+        .filter(|p| p.demand_pct <= 100.0 && p.preemptions == Some(0))
+        .filter_map(|p| relative_pct(p, base))
+        .collect();
+    (calm.len() >= 2).then(|| {
+        let low = calm.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = calm.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (low, high)
+    })
+}
+
 /// One of the report's drops and the first measured point past it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Knee {
@@ -274,6 +294,9 @@ pub struct Knee {
     /// The first point, in demand order, whose req/s is more than `drop_pct` below the
     /// baseline: (demand %, peak use %, req/s as % of baseline); `None` if none is.
     pub first: Option<(f64, f64, f64)>,
+    /// True when that point's req/s is no lower than the lowest of the [`noise_spread`]: the
+    /// drop is not distinguishable from the run's noise.
+    pub within_noise: bool,
 }
 
 /// The report's three drops: (drop below baseline %, utilization % where it starts).
@@ -282,17 +305,23 @@ pub const REPORT_DROPS: [(f64, f64); 3] = [(5.0, 60.0), (15.0, 70.0), (40.0, 80.
 /// Where the measured curve first falls more than 5%, 15% and 40% below its baseline.
 pub fn knees(points: &[CurvePoint]) -> Vec<Knee> {
     let base = baseline(points);
+    let noise = noise_spread(points);
     let mut ordered: Vec<&CurvePoint> = points.iter().collect();
     ordered.sort_by(|a, b| a.demand_pct.total_cmp(&b.demand_pct));
     REPORT_DROPS
         .iter()
-        .map(|&(drop_pct, report_utilization_pct)| Knee {
-            drop_pct,
-            report_utilization_pct,
-            first: ordered.iter().find_map(|p| {
+        .map(|&(drop_pct, report_utilization_pct)| {
+            let first = ordered.iter().find_map(|p| {
                 let rel = relative_pct(p, base)?;
-                (rel < 100.0 - drop_pct).then(|| (p.demand_pct, p.peak_use_pct.unwrap_or(0.0), rel))
-            }),
+                (rel < 100.0 - drop_pct)
+                    .then(|| (p.demand_pct, p.peak_use_pct.unwrap_or(0.0), rel))
+            });
+            Knee {
+                drop_pct,
+                report_utilization_pct,
+                first,
+                within_noise: matches!((first, noise), (Some((_, _, rel)), Some((low, _))) if rel >= low),
+            }
         })
         .collect()
 }
@@ -310,8 +339,13 @@ pub fn knee_lines(knees: &[Knee]) -> Vec<String> {
             match k.first {
                 Some((demand, peak, rel)) => format!(
                     "more than {:.0}% below baseline: first at demand {demand:.1}% (peak use \
-                     {peak:.1}%, {rel:.1}% of baseline); {report}",
-                    k.drop_pct
+                     {peak:.1}%, {rel:.1}% of baseline{}); {report}",
+                    k.drop_pct,
+                    if k.within_noise {
+                        ", within the noise spread"
+                    } else {
+                        ""
+                    }
                 ),
                 None => format!(
                     "more than {:.0}% below baseline: no point falls that far; {report}",
@@ -401,6 +435,8 @@ mod tests {
             demand_pct: demand,
             peak_use_pct: Some(peak),
             requests_per_s: rps,
+            // Preempted only where the finished requests cannot all fit.
+            preemptions: rps.map(|_| u64::from(demand > 100.0)),
         }
     }
 
@@ -409,7 +445,7 @@ mod tests {
         // Given out of order, with an unmeasured point: the baseline is the lowest demand
         // that was measured (30%), not the unmeasured 20%.
         let points = [
-            point(100.0, 98.0, Some(50.0)),
+            point(110.0, 98.0, Some(50.0)),
             point(20.0, 20.0, None),
             point(30.0, 30.0, Some(100.0)),
             point(60.0, 59.0, Some(97.0)),
@@ -422,10 +458,17 @@ mod tests {
         assert_eq!(k.len(), 3);
         assert_eq!(k[0].first, Some((70.0, 69.0, 94.0)));
         assert_eq!(k[1].first, Some((80.0, 79.0, 80.0)));
-        assert_eq!(k[2].first, Some((100.0, 98.0, 50.0)));
+        assert_eq!(k[2].first, Some((110.0, 98.0, 50.0)));
         assert_eq!((k[0].report_utilization_pct, k[2].drop_pct), (60.0, 40.0));
         let lines = knee_lines(&k);
         assert!(lines[0].contains("demand 70.0%") && lines[0].contains("from 60%"));
+        // The unpressured points (demand <= 100%, no preemption) span 70% to 100%: the 5% and
+        // 15% knees are inside that spread, the 40% one (50%) is not.
+        assert_eq!(noise_spread(&points), Some((70.0, 100.0)));
+        let noise: Vec<bool> = k.iter().map(|k| k.within_noise).collect();
+        assert_eq!(noise, [true, true, false]);
+        assert!(lines[0].contains("within the noise spread"), "{}", lines[0]);
+        assert!(!lines[2].contains("noise"), "{}", lines[2]);
     }
 
     #[test]

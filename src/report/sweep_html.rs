@@ -51,7 +51,7 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
     let a = &sweep.adapter;
     let _ = write!(
         body,
-        "<p class=\"meta\">{} ({}, {}), preset <code>{}</code>, {}, {} points{}. Throughput is \
+        "<p class=\"meta\">{} ({}, {}), preset <code>{}</code>, {}{}. Throughput is \
          completed requests per second, wall clock over fence-waited engine steps, each point \
          run once, as % of the lowest-demand point. The report's bands are its \"Throughput \
          vs. Cache Utilization\" table, drawn against demand % and against peak use %.</p>",
@@ -60,7 +60,6 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
         escape(&a.driver),
         escape(&sweep.preset),
         escape(&sweep.plan.describe()),
-        sweep.points.len(),
         if sweep.complete {
             ""
         } else {
@@ -69,11 +68,14 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
     );
     let curve = sweep.curve();
     let base = baseline(&curve);
+    // In x order: peak use saturates near 100% while demand keeps rising.
     let rel = |x: fn(&CurvePoint) -> Option<f64>| -> Vec<(f64, f64)> {
-        curve
+        let mut points: Vec<(f64, f64)> = curve
             .iter()
             .filter_map(|p| Some((x(p)?, relative_pct(p, base)?)))
-            .collect()
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points
     };
     let by_demand = rel(|p| Some(p.demand_pct));
     let by_peak = rel(|p| p.peak_use_pct);

@@ -88,6 +88,7 @@ impl SweepPoint {
             demand_pct: self.demand_pct_planned,
             peak_use_pct: m.map(|m| m.peak_use_pct),
             requests_per_s: m.map(|m| m.requests_per_s),
+            preemptions: m.map(|m| m.preemptions),
         }
     }
 

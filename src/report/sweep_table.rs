@@ -4,7 +4,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
-use super::sweep::{ReportBand, baseline, knee_lines, knees, relative_pct};
+use super::sweep::{ReportBand, baseline, knee_lines, knees, noise_spread, relative_pct};
 use super::sweep_run::{SweepFile, SweepPoint};
 use crate::gpu::human_bytes;
 
@@ -136,10 +136,21 @@ pub fn table(sweep: &SweepFile) -> Table {
 /// The lines under the table: where the measured curve first falls past each of the
 /// report's drops, and why any point was not measured.
 pub fn notes(sweep: &SweepFile) -> Vec<String> {
-    let mut lines: Vec<String> = knee_lines(&knees(&sweep.curve()))
+    let curve = sweep.curve();
+    let mut lines: Vec<String> = knee_lines(&knees(&curve))
         .into_iter()
         .map(|l| format!("knee: {l}"))
         .collect();
+    lines.push(match noise_spread(&curve) {
+        Some((low, high)) => format!(
+            "noise spread: {low:.1}% to {high:.1}% of baseline among the points whose pool held \
+             every request at once (demand <= 100%, no preemption), which run the same work at \
+             the same concurrency; a drop inside it cannot be told from noise"
+        ),
+        None => "noise spread: fewer than two points held every request at once, so this \
+                 sweep cannot say how noisy its req/s is"
+            .into(),
+    });
     for p in &sweep.points {
         if let Some(why) = &p.unservable {
             lines.push(format!(
