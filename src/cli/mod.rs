@@ -133,8 +133,8 @@ pub enum Command {
     /// Bytes per token and capacity of every KV format, the report's quantization claims
     /// checked, and (--study) the scale-layout study.
     Formats(formats::FormatsArgs),
-    /// Write a self-contained HTML report with charts of a results file or a bench report
-    /// (two files of the same kind are overlaid).
+    /// Write a self-contained HTML report with charts of a results file, a bench report
+    /// (two files of the same kind are overlaid) or a demand sweep.
     Report(report::ReportArgs),
     /// Rerun the report's failing scenarios with each remedy it recommends (quantized KV, a
     /// sliding window, both) and check its remedy claims.

@@ -1,5 +1,6 @@
 //! `pagekv report FILE [FILE] --html OUT`: a self-contained HTML report with charts of a
-//! run's results or a bench report; two files of the same kind are overlaid.
+//! run's results, a bench report or a demand sweep; two results files or two bench reports
+//! are overlaid.
 
 use std::path::{Path, PathBuf};
 
