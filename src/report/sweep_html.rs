@@ -99,6 +99,8 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
             label: "measured".into(),
             points,
         }];
+        // Head room above the data for the legend.
+        let top = lines[0].points.iter().map(|p| p.1).fold(100.0, f64::max) * 1.35;
         lines.extend(band_lines(end));
         figure(
             &mut body,
@@ -108,7 +110,7 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
                 "% of baseline req/s",
                 &lines,
                 &[],
-                None,
+                Some(top),
                 (560, 320),
             ),
         );
@@ -121,6 +123,7 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
             Some((p.demand_pct_planned, m.preemptions as f64))
         })
         .collect();
+    let top_preemptions = preemptions.iter().map(|p| p.1).fold(1.0, f64::max) * 1.35;
     figure(
         &mut body,
         &line_chart(
@@ -132,7 +135,7 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
                 points: preemptions,
             }],
             &[],
-            None,
+            Some(top_preemptions),
             (560, 320),
         ),
     );
