@@ -124,7 +124,7 @@ pub fn point_scenario(base: &ScaledScenario, demand_pct: f64) -> (ScaledScenario
     let unservable = (scaled.sequences_that_fit() == 0).then(|| {
         let per_request = scaled.layout.blocks_for_tokens(scaled.tokens_per_request());
         format!(
-            "at {demand_pct:.1}% demand the pool has {} blocks and one request needs {}",
+            "the pool has {} blocks and one request needs {}",
             scaled.num_blocks(),
             per_request
         )
