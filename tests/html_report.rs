@@ -143,6 +143,57 @@ fn reports_chart_runs_comparisons_and_benches() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_sweep_charts_throughput_against_demand_and_peak_use_with_the_report_bands() {
+    if !have_gpu(module_path!()) {
+        return;
+    }
+    let dir = temp_dir("sweep");
+    let (file, html) = (dir.join("sweep.json"), dir.join("sweep.html"));
+    let out = pagekv(&[
+        "sweep",
+        "--scenario",
+        "3",
+        "--scale",
+        "ci",
+        "--demand",
+        "40,90,250",
+        "--quiet",
+        "--out",
+        file.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let direct = std::fs::read_to_string(&html).unwrap();
+    // Throughput against demand and against peak use, and preemptions against demand.
+    assert_charts(&direct, 3);
+    let figs = figures(&direct);
+    assert_eq!(figs.len(), 3);
+    // Three measured points plus the bands' two step lines (10 + 2 vertices) each.
+    assert_eq!(figs[0].0, 3 + 12, "{:?}", figs[0].0);
+    assert_eq!(figs[2].0, 3);
+    for needle in [
+        "report: 100 / 95 / 85 / 60%",
+        "report: 50% (above 80%)",
+        "0-60%: 100%",
+        "knee: more than 15% below baseline",
+    ] {
+        assert!(direct.contains(needle), "{needle}");
+    }
+    // `report` on the file writes the same page.
+    let again = dir.join("again.html");
+    let out = pagekv(&[
+        "report",
+        file.to_str().unwrap(),
+        "--html",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), direct);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Headless Chromium from Debian's packages (installed by `.ci/run`); without it the test
 /// fails unless PAGEKV_ALLOW_NO_BROWSER=1.
 fn chromium() -> Option<&'static str> {

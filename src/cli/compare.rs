@@ -31,10 +31,7 @@ pub fn run(args: &CompareArgs) -> Result<(), CliError> {
 }
 
 fn kind(f: &AnyFile) -> &'static str {
-    match f {
-        AnyFile::Results(_) => "a run's results",
-        AnyFile::Bench(_) => "a bench report",
-    }
+    f.kind()
 }
 
 /// Prints the N-way comparison of `paths`. Results files made at a preset or budget other
@@ -49,6 +46,17 @@ pub fn print_comparison(paths: &[PathBuf], force: bool, prefix: &str) -> Result<
     let read = |p: &PathBuf| file::read_any(p).map_err(|e| CliError::input(e.to_string()));
     let files = paths.iter().map(read).collect::<Result<Vec<_>, _>>()?;
     let show = |p: &Path| p.display().to_string();
+    if let Some((path, _)) = paths
+        .iter()
+        .zip(&files)
+        .find(|(_, f)| matches!(f, AnyFile::Sweep(_)))
+    {
+        return Err(CliError::input(format!(
+            "{} is a demand sweep, which compare does not read; chart it with \
+             `pagekv report FILE --html OUT`",
+            show(path)
+        )));
+    }
     for (path, f) in paths.iter().zip(&files).skip(1) {
         if std::mem::discriminant(f) != std::mem::discriminant(&files[0]) {
             return Err(CliError::input(format!(
@@ -64,14 +72,14 @@ pub fn print_comparison(paths: &[PathBuf], force: bool, prefix: &str) -> Result<
         .iter()
         .filter_map(|f| match f {
             AnyFile::Results(r) => Some(r.as_ref()),
-            AnyFile::Bench(_) => None,
+            AnyFile::Bench(_) | AnyFile::Sweep(_) => None,
         })
         .collect();
     let benches: Vec<&BenchReport> = files
         .iter()
         .filter_map(|f| match f {
             AnyFile::Bench(b) => Some(b.as_ref()),
-            AnyFile::Results(_) => None,
+            AnyFile::Results(_) | AnyFile::Sweep(_) => None,
         })
         .collect();
     if !results.is_empty() {

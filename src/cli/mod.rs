@@ -22,6 +22,7 @@ mod run_all;
 mod run_display;
 mod scenarios;
 mod shaders;
+mod sweep;
 mod verify;
 mod whatif;
 
@@ -139,8 +140,8 @@ pub enum Command {
     /// Bytes per token and capacity of every KV format, the report's quantization claims
     /// checked, and (--study) the scale-layout study.
     Formats(formats::FormatsArgs),
-    /// Write a self-contained HTML report with charts of a results file or a bench report
-    /// (two files of the same kind are overlaid).
+    /// Write a self-contained HTML report with charts of a results file, a bench report
+    /// (two files of the same kind are overlaid) or a demand sweep.
     Report(report::ReportArgs),
     /// Rerun the report's failing scenarios with each remedy it recommends (quantized KV, a
     /// sliding window, both) and check its remedy claims.
@@ -149,6 +150,9 @@ pub enum Command {
     /// per batch under 60/80/100% of a KV budget, beside the report's tables; --validate runs
     /// one row's boundary on the GPU.
     Plan(plan::PlanArgs),
+    /// Run one scenario at a series of demand % values (the same requests, a smaller pool
+    /// each time) and print throughput against utilization beside the report's bands.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Why a command did not succeed. The message is one sentence naming the flag or file at fault.
@@ -230,8 +234,20 @@ fn clap_error(e: clap::Error) -> ExitCode {
         }
         _ => {
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
+            // "the following required arguments were not provided:" names them on the lines
+            // after it, up to the usage.
+            let named: Vec<&str> = if first.ends_with(':') {
+                lines.take_while(|l| !l.starts_with("Usage:")).collect()
+            } else {
+                Vec::new()
+            };
+            let first = match named.is_empty() {
+                true => first.to_string(),
+                false => format!("{first} {}", named.join(", ")),
+            };
             eprintln!("pagekv: {first} (see `pagekv --help`)");
             ExitCode::from(2)
         }
@@ -253,6 +269,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Some(Command::Whatif(args)) => whatif::run(&cli.global, &args),
         Some(Command::Report(args)) => report::run(&args),
         Some(Command::Plan(args)) => plan::run(&cli.global, &args),
+        Some(Command::Sweep(args)) => sweep::run(&cli.global, &args),
     }
 }
 

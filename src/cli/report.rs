@@ -1,19 +1,21 @@
 //! `pagekv report FILE [FILE] --html OUT`: a self-contained HTML report with charts of a
-//! run's results or a bench report; two files of the same kind are overlaid.
+//! run's results, a bench report or a demand sweep; two results files or two bench reports
+//! are overlaid.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pagekv::report::file::{self, AnyFile, write_atomic};
 use pagekv::report::html::{bench_html, results_html};
+use pagekv::report::sweep_html::sweep_html;
 
 use super::CliError;
 
 /// Flags of `pagekv report`.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// A results file (`run --out`) or a bench report (`bench --json`); a second file of the
-    /// same kind is overlaid on the first.
+    /// A results file (`run --out`), a bench report (`bench --json`) or a demand sweep
+    /// (`sweep --out`); a second results file or bench report is overlaid on the first.
     #[arg(num_args = 1..=2, required = true)]
     pub files: Vec<PathBuf>,
     /// Where to write the HTML report.
@@ -39,11 +41,28 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     };
     let mut results = Vec::new();
     let mut benches = Vec::new();
+    let mut sweeps = Vec::new();
     for path in &args.files {
         match file::read_any(path).map_err(|e| CliError::input(e.to_string()))? {
             AnyFile::Results(r) => results.push((label(path), r)),
             AnyFile::Bench(b) => benches.push((label(path), b)),
+            AnyFile::Sweep(s) => sweeps.push(s),
         }
+    }
+    if !sweeps.is_empty() {
+        let [sweep] = &sweeps[..] else {
+            return Err(CliError::input(
+                "report charts one demand sweep at a time; give a single sweep file",
+            ));
+        };
+        if !results.is_empty() || !benches.is_empty() {
+            return Err(CliError::input(
+                "report got a demand sweep and another kind of file; give files of the same kind",
+            ));
+        }
+        write_html(&args.html, &sweep_html(sweep), "--html")?;
+        println!("report written to {}", args.html.display());
+        return Ok(());
     }
     let html = match (results.is_empty(), benches.is_empty()) {
         (false, true) => {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::sweep_run::{SWEEP_FORMAT, SWEEP_FORMAT_VERSION, SweepFile};
 use super::{FORMAT, FORMAT_VERSION, ResultsFile};
 use crate::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchReport};
 
@@ -42,11 +43,16 @@ pub enum ResultsFileError {
 
 /// Writes `results` to `path` atomically.
 pub fn write(path: &Path, results: &ResultsFile) -> Result<(), ResultsFileError> {
+    write_json(path, results)
+}
+
+/// Writes any of pagekv's files (results, sweep) to `path` atomically, as pretty JSON.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ResultsFileError> {
     let io = |source| ResultsFileError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut text = serde_json::to_string_pretty(results).map_err(|e| ResultsFileError::Parse {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| ResultsFileError::Parse {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -94,28 +100,42 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
     }
 }
 
-/// A file `pagekv compare` reads: a run's results or a bench report.
+/// A file `pagekv compare` and `pagekv report` read: a run's results, a bench report or a
+/// demand sweep.
 #[derive(Debug)]
 pub enum AnyFile {
     /// `pagekv run --out`.
     Results(Box<ResultsFile>),
     /// `pagekv bench --json`.
     Bench(Box<BenchReport>),
+    /// `pagekv sweep --out`.
+    Sweep(Box<SweepFile>),
+}
+
+impl AnyFile {
+    /// What kind of file it is, for messages: e.g. `a bench report`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyFile::Results(_) => "a run's results",
+            AnyFile::Bench(_) => "a bench report",
+            AnyFile::Sweep(_) => "a demand sweep",
+        }
+    }
 }
 
 /// Reads a results file, refusing other formats and newer versions with a clear message.
 pub fn read(path: &Path) -> Result<ResultsFile, ResultsFileError> {
     match read_any(path)? {
         AnyFile::Results(results) => Ok(*results),
-        AnyFile::Bench(_) => Err(ResultsFileError::Version {
+        other => Err(ResultsFileError::Version {
             path: path.to_path_buf(),
-            message: format!("a bench report (`format` \"{BENCH_FORMAT}\"), not a run's results"),
+            message: format!("{}, not a run's results", other.kind()),
         }),
     }
 }
 
-/// Reads a results file or a bench report, whichever `format` says, refusing other formats
-/// and versions newer than this build reads.
+/// Reads a results file, a bench report or a sweep, whichever `format` says, refusing other
+/// formats and versions newer than this build reads.
 pub fn read_any(path: &Path) -> Result<AnyFile, ResultsFileError> {
     let text = fs::read_to_string(path).map_err(|source| ResultsFileError::Io {
         path: path.to_path_buf(),
@@ -130,11 +150,13 @@ pub fn read_any(path: &Path) -> Result<AnyFile, ResultsFileError> {
     let (kind, newest) = match format {
         Some(FORMAT) => ("results", FORMAT_VERSION),
         Some(BENCH_FORMAT) => ("bench", BENCH_FORMAT_VERSION),
+        Some(SWEEP_FORMAT) => ("sweep", SWEEP_FORMAT_VERSION),
         _ => {
             return Err(ResultsFileError::Version {
                 path: path.to_path_buf(),
                 message: format!(
-                    "`format` is {format:?}, expected \"{FORMAT}\" or \"{BENCH_FORMAT}\""
+                    "`format` is {format:?}, expected \"{FORMAT}\", \"{BENCH_FORMAT}\" or \
+                     \"{SWEEP_FORMAT}\""
                 ),
             });
         }
@@ -152,10 +174,10 @@ pub fn read_any(path: &Path) -> Result<AnyFile, ResultsFileError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    Ok(if kind == "bench" {
-        AnyFile::Bench(Box::new(serde_json::from_value(value).map_err(parse)?))
-    } else {
-        AnyFile::Results(Box::new(serde_json::from_value(value).map_err(parse)?))
+    Ok(match kind {
+        "bench" => AnyFile::Bench(Box::new(serde_json::from_value(value).map_err(parse)?)),
+        "sweep" => AnyFile::Sweep(Box::new(serde_json::from_value(value).map_err(parse)?)),
+        _ => AnyFile::Results(Box::new(serde_json::from_value(value).map_err(parse)?)),
     })
 }
 

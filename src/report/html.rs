@@ -16,14 +16,14 @@ p.meta{color:#555;font-size:13px;margin:2px 0}figure{display:inline-block;margin
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;\
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}";
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn figure(out: &mut String, chart: &Chart) {
+pub(super) fn figure(out: &mut String, chart: &Chart) {
     let _ = write!(
         out,
         "<figure data-points=\"{}\">{}</figure>",
@@ -31,7 +31,7 @@ fn figure(out: &mut String, chart: &Chart) {
     );
 }
 
-fn page(title: &str, body: &str) -> String {
+pub(super) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>{}</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n",

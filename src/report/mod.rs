@@ -43,6 +43,10 @@ pub mod plan_validate;
 pub mod remedies;
 pub mod status;
 pub mod suite;
+pub mod sweep;
+pub mod sweep_html;
+pub mod sweep_run;
+pub mod sweep_table;
 pub mod table;
 
 use serde::{Deserialize, Serialize};

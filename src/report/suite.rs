@@ -96,34 +96,8 @@ pub fn run_suite(
         let preset = choice.map_or(&options.preset, |c| &c.preset);
         let scaled = scenario.scale_with_budget(preset, budget);
         observer.scenario_started(&scaled, index, scenarios.len());
-        let started = Instant::now();
-        let outcome = run_scenario_with(ctx, &scaled, &options.config, &options.alerts, &mut |p| {
-            observer.step(p)
-        });
-        let refused = matches!(&outcome, Err(EngineError::Gpu(e)) if e.is_refusal());
-        let (measured, error) = match outcome {
-            Ok(m) => (Some(m), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        let (verdict, verdict_reasons) = match (&measured, &error) {
-            (Some(m), _) => verdict(m),
-            (None, e) => (Verdict::Fail, e.iter().cloned().collect()),
-        };
-        let storage = KvStorageMode::choose(scaled.layout.dtype, ctx.capabilities.shader_f16);
-        let result = ScenarioResult {
-            id: scenario.id,
-            file: scenario.path.display().to_string(),
-            scenario: scenario.scenario.clone(),
-            scaled,
-            kv_storage: storage.name().into(),
-            measured,
-            error,
-            refused,
-            verdict,
-            verdict_reasons,
-            total_seconds: started.elapsed().as_secs_f64(),
-            predicted_seconds: choice.map(|c| c.predicted_s),
-        };
+        let mut result = run_scaled(ctx, scenario, scaled, options, observer);
+        result.predicted_seconds = choice.map(|c| c.predicted_s);
         observer.scenario_finished(&result);
         results.scenarios.push(result);
         save(&results)?;
@@ -131,4 +105,44 @@ pub fn run_suite(
     results.complete = true;
     save(&results)?;
     Ok(results)
+}
+
+/// Runs one scaled scenario and records it: its measurement and verdict, or the error that
+/// stopped it as FAIL (marked `refused` when the device's limits refused it). Shared by
+/// [`run_suite`] and the demand sweep, so both record a point the same way.
+pub fn run_scaled(
+    ctx: &GpuContext,
+    scenario: &LoadedScenario,
+    scaled: ScaledScenario,
+    options: &SuiteOptions,
+    observer: &mut dyn SuiteObserver,
+) -> ScenarioResult {
+    let started = Instant::now();
+    let outcome = run_scenario_with(ctx, &scaled, &options.config, &options.alerts, &mut |p| {
+        observer.step(p)
+    });
+    let refused = matches!(&outcome, Err(EngineError::Gpu(e)) if e.is_refusal());
+    let (measured, error) = match outcome {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (verdict, verdict_reasons) = match (&measured, &error) {
+        (Some(m), _) => verdict(m),
+        (None, e) => (Verdict::Fail, e.iter().cloned().collect()),
+    };
+    let storage = KvStorageMode::choose(scaled.layout.dtype, ctx.capabilities.shader_f16);
+    ScenarioResult {
+        id: scenario.id,
+        file: scenario.path.display().to_string(),
+        scenario: scenario.scenario.clone(),
+        scaled,
+        kv_storage: storage.name().into(),
+        measured,
+        error,
+        refused,
+        verdict,
+        verdict_reasons,
+        total_seconds: started.elapsed().as_secs_f64(),
+        predicted_seconds: None,
+    }
 }
