@@ -105,6 +105,8 @@ fn bad_input_is_one_sentence_with_status_2() {
         (&["verify", "--preset", "llama-70b"], "--preset"),
         (&["verify", "--context", "1,x"], "--context"),
         (&["verify", "--block-size", "twelve"], "--block-size"),
+        (&["verify", "--algorithm", "fastest"], "--algorithm"),
+        (&["bench", "--algorithm", "gpu"], "--algorithm"),
         (&["--backend", "cuda", "devices"], "--backend"),
         (&["--backend", "cuda"], "--backend"),
         (&["shaders", "--frobnicate"], "--frobnicate"),
@@ -228,6 +230,46 @@ fn verify_passes_and_prints_a_table() {
         "variants",
     ] {
         assert!(text.contains(row), "missing {row}: {text}");
+    }
+}
+
+/// `--algorithm` forces either attention path on any adapter, and the output says which ran.
+#[test]
+fn verify_algorithm_forces_either_path_and_says_which_ran() {
+    if !have_gpu("verify_algorithm_forces_either_path_and_says_which_ran") {
+        return;
+    }
+    for (algorithm, variant) in [("tiled", "decode_"), ("flat", "flat_")] {
+        let out = pagekv(&[
+            "verify",
+            "--algorithm",
+            algorithm,
+            "--q-heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--head-dim",
+            "64",
+            "--context",
+            "1,33",
+        ]);
+        let text = stdout(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}\n{:?}",
+            stderr_lines(&out)
+        );
+        let line = format!("attention: {algorithm} (forced by --algorithm)");
+        assert!(text.contains(&line), "missing {line}: {text}");
+        // The header line and the case table's attention row.
+        assert!(
+            text.matches(&format!("{algorithm} (forced by --algorithm)"))
+                .count()
+                >= 2,
+            "{text}"
+        );
+        assert!(text.contains(variant), "no {variant} variant: {text}");
     }
 }
 

@@ -268,6 +268,8 @@ fn run_writes_results_and_compare_reads_them() {
         complete: true,
         matmul_flops: 1e9,
         kv_backing: None,
+        attention: None,
+        attention_forced: false,
         figures: Vec::new(),
         targets: Vec::new(),
     };

@@ -94,6 +94,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
         max_pool_bytes: 1 << 30,
         sections: vec!["host".into()],
         cases: Vec::new(),
+        algorithm: None,
     };
     for ctx in common::contexts() {
         let mut seen = Vec::new();
@@ -128,6 +129,7 @@ fn interleaved_decode_times_each_case_and_skips_only_the_refused_one() {
         dtype: KvFormat::F16,
         batch,
         context,
+        algorithm: None,
     };
     let cases = [case(1, 256), case(64, 4096), case(2, 512)];
     let cap = cases[2].kv_bytes();

@@ -7,10 +7,11 @@ use rand::{SeedableRng, rngs::StdRng};
 
 use super::stopwatch::{Record, Stopwatch};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
-use crate::gpu::{GpuContext, GpuError, KvStorage, human_bytes};
+use crate::gpu::{GpuContext, GpuError, KvStorage, KvStorageMode, human_bytes};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::{
-    AppendBatch, AppendInput, AttentionIo, DecodeBatch, PagedAttention, PrefillBatch, SeqView,
+    AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
+    PagedAttention, PrefillBatch, SeqView,
 };
 use crate::tool_kernels::copy::CopyKernel;
 use crate::tool_kernels::matmul::MatmulKernel;
@@ -101,6 +102,8 @@ pub struct AttentionCase {
     pub batch: u32,
     /// Tokens per sequence.
     pub context: u32,
+    /// Force the tiled or flat attention kernels; `None` lets the adapter's class choose.
+    pub algorithm: Option<AttentionAlgorithm>,
 }
 
 impl AttentionCase {
@@ -144,8 +147,15 @@ impl AttentionCase {
         let layout = self.layout();
         let per_seq = self.context.div_ceil(layout.block_size);
         let blocks = per_seq * self.batch;
-        let storage = KvStorage::new(ctx, &layout, blocks, 1, None).map_err(BenchSkip::from)?;
-        let kernels = PagedAttention::new(ctx, &storage)?;
+        let mode = KvStorageMode::choose(layout.dtype, ctx.capabilities.shader_f16);
+        let backing = AttentionAlgorithm::pool_backing(self.algorithm, ctx, &layout);
+        let storage = KvStorage::with_backing(ctx, &layout, blocks, 1, None, mode, backing)
+            .map_err(BenchSkip::from)?;
+        let options = AttentionOptions {
+            algorithm: self.algorithm,
+            ..Default::default()
+        };
+        let kernels = PagedAttention::with_options(ctx, &storage, options)?;
         let mut ids: Vec<u32> = (0..blocks).collect();
         ids.shuffle(&mut StdRng::seed_from_u64(11));
         let tables = ids.chunks(per_seq as usize).map(<[u32]>::to_vec).collect();

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{AdapterReport, GpuContext, GpuError, KvBacking};
+use crate::kernels::AttentionAlgorithm;
 use kernels::{AttentionCase, BenchSkip};
 pub use stopwatch::{Clock, Stopwatch};
 
@@ -49,6 +50,9 @@ pub struct BenchOptions {
     /// `7b f16 batch 8 ctx 4096`); empty means every case. Rerunning one row of the grid
     /// several times is how a noisy figure is told apart from a slow kernel.
     pub cases: Vec<String>,
+    /// Force the tiled or flat attention kernels on every attention case; `None` runs what
+    /// the adapter's class gets by default (flat on CPU adapters, tiled on GPUs).
+    pub algorithm: Option<AttentionAlgorithm>,
 }
 
 /// The sections `--only` can pick.
@@ -130,6 +134,14 @@ pub struct BenchReport {
     /// from builds before texture-backed pools (buffers).
     #[serde(default)]
     pub kv_backing: Option<KvBacking>,
+    /// The attention algorithm the decode and prefill cases ran (forced, or the adapter's
+    /// default; a format the flat kernel cannot read still runs tiled, as in serving).
+    /// `None` in files from builds before the choice was recorded.
+    #[serde(default)]
+    pub attention: Option<AttentionAlgorithm>,
+    /// Whether `attention` was forced (`--algorithm`) rather than chosen by adapter class.
+    #[serde(default)]
+    pub attention_forced: bool,
     /// Every figure.
     pub figures: Vec<Figure>,
     /// The performance targets (docs/performance.md), judged on this run.
@@ -322,6 +334,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                         dtype,
                         batch,
                         context,
+                        algorithm: options.algorithm,
                     };
                     out.push(PlannedCase::new(Work::Decode(case)));
                 }
@@ -334,6 +347,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
             dtype: KvFormat::F16,
             batch: 1,
             context: 8192,
+            algorithm: options.algorithm,
         };
         out.push(PlannedCase {
             group: Some(0),
@@ -358,6 +372,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                     dtype,
                     batch,
                     context,
+                    algorithm: options.algorithm,
                 };
                 out.push(PlannedCase {
                     group: Some(group),
@@ -375,6 +390,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                 dtype: KvFormat::F16,
                 batch: 1,
                 context,
+                algorithm: options.algorithm,
             };
             out.push(PlannedCase::new(Work::Prefill(case)));
         }
@@ -390,6 +406,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                 dtype,
                 batch: 1,
                 context: if quick { 1024 } else { 8192 },
+                algorithm: options.algorithm,
             };
             out.push(PlannedCase::new(Work::Append(case)));
         }
@@ -426,7 +443,8 @@ pub fn run_bench(
             copy_end_bytes_per_s: None,
             complete: false,
             matmul_flops: matmul,
-            kv_backing: Some(KvBacking::for_device(
+            kv_backing: Some(AttentionAlgorithm::pool_backing(
+                options.algorithm,
                 ctx,
                 &CacheLayout {
                     geometry: ModelGeometry::qwen2_5_0_5b(),
@@ -434,6 +452,12 @@ pub fn run_bench(
                     dtype: KvFormat::F16,
                 },
             )),
+            attention: Some(
+                options
+                    .algorithm
+                    .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx)),
+            ),
+            attention_forced: options.algorithm.is_some(),
             figures: Vec::new(),
             targets: Vec::new(),
         },
@@ -578,6 +602,7 @@ mod tests {
             max_pool_bytes: 1 << 30,
             sections: sections.iter().map(|s| s.to_string()).collect(),
             cases: cases.iter().map(|s| s.to_string()).collect(),
+            algorithm: None,
         }
     }
 
@@ -626,6 +651,26 @@ mod tests {
                 assert!(group.iter().any(|c| c.label.contains(" f16 ")));
             }
         }
+    }
+
+    #[test]
+    fn a_forced_algorithm_reaches_every_attention_case_and_keeps_the_labels() {
+        let mut forced = options(true, &[], &[]);
+        forced.algorithm = Some(AttentionAlgorithm::Tiled);
+        let planned = plan(&forced);
+        let attention: Vec<&AttentionCase> = planned
+            .iter()
+            .filter_map(|c| match &c.work {
+                Work::Decode(a) | Work::Format(a) | Work::Prefill(a) | Work::Append(a) => Some(a),
+                Work::Host(_) => None,
+            })
+            .collect();
+        assert!(!attention.is_empty());
+        for case in &attention {
+            assert_eq!(case.algorithm, Some(AttentionAlgorithm::Tiled), "{case:?}");
+        }
+        let labels = |p: Vec<PlannedCase>| p.into_iter().map(|c| c.label).collect::<Vec<_>>();
+        assert_eq!(labels(planned), labels(plan(&options(true, &[], &[]))));
     }
 
     #[test]

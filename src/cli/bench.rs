@@ -9,6 +9,7 @@ use pagekv::bench::{BenchEvent, BenchOptions, BenchReport, Clock, SECTIONS, plan
 use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
 
+use super::algorithm::AlgorithmChoice;
 use super::{CliError, GlobalArgs};
 
 /// Flags of `pagekv bench`.
@@ -31,6 +32,10 @@ pub struct BenchArgs {
     /// `--case "batch 128"` or `--case "7b f16 batch 8 ctx 4096"`; rooflines always run.
     #[arg(long = "case", value_name = "TEXT")]
     pub cases: Vec<String>,
+    /// Attention kernels for the decode, formats and prefill cases: tiled (workgroup memory,
+    /// what GPUs get), flat (no barriers, what CPU adapters get) or auto (by adapter class).
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = AlgorithmChoice::Auto)]
+    pub algorithm: AlgorithmChoice,
 }
 
 /// Runs the bench and prints its table and targets.
@@ -57,6 +62,7 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
         max_pool_bytes: (gib * BYTES_PER_GB as f64) as u64,
         sections: args.only.clone(),
         cases: args.cases.clone(),
+        algorithm: args.algorithm.forced(),
     };
     if !args.cases.is_empty() && plan(&options).is_empty() {
         return Err(CliError::input(format!(
@@ -72,6 +78,7 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
     }
     let ctx = global.open()?;
     eprintln!("pagekv bench on {}", ctx.describe());
+    eprintln!("{}", args.algorithm.describe(&ctx));
     // The JSON file is rewritten after every figure, so a run that fails part-way keeps
     // what it measured (marked incomplete).
     let mut latest: Option<BenchReport> = None;
@@ -171,6 +178,14 @@ pub fn render(report: &BenchReport) -> String {
         report.matmul_flops / 1e9,
         if report.quick { "; quick grid" } else { "" },
     );
+    if let Some(algorithm) = report.attention {
+        let why = if report.attention_forced {
+            "forced by --algorithm"
+        } else {
+            "auto, by adapter class"
+        };
+        out += &format!("attention: {} ({why})\n", algorithm.name());
+    }
     if let Some(backing) = report.kv_backing {
         out += &format!("kv pools: {}", backing.name());
         if backing == pagekv::gpu::KvBacking::Textures {

@@ -7,6 +7,7 @@
 //! 2 for bad input (flags, files, no usable adapter), 1 for work that ran and failed (a
 //! verification past tolerance, a shader that does not translate).
 
+mod algorithm;
 mod auto_scale;
 mod bench;
 mod compare;

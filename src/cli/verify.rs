@@ -3,6 +3,7 @@
 //! assert with. `--dump` writes the tensors as NumPy files so anyone can re-check a result
 //! with their own code.
 
+use super::algorithm::AlgorithmChoice;
 use super::{CliError, GlobalArgs, comma_list};
 use clap::Args;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
@@ -11,7 +12,7 @@ use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HE
 use pagekv::gpu::GpuContext;
 use pagekv::npy;
 use pagekv::reference::ErrorStats;
-use pagekv::verify::{KvData, SequenceDump, VerifyCase, VerifyError, VerifyOutcome, run_case};
+use pagekv::verify::{KvData, VerifyCase, VerifyError, VerifyOutcome, run_case};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -97,6 +98,10 @@ pub struct VerifyArgs {
     /// long-context decode checks without the quadratic prefill.
     #[arg(long)]
     pub decode_only: bool,
+    /// Attention kernels to check: tiled (workgroup memory, what GPUs get), flat (no barriers,
+    /// what CPU adapters get) or auto (by adapter class). Tiled pools are always buffers.
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = AlgorithmChoice::Auto)]
+    pub algorithm: AlgorithmChoice,
     /// Seed for the random Q/K/V and block placement [default: 7].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -322,6 +327,7 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
                 case.data = kv_data;
                 case.decode_only = args.decode_only;
                 case.window = args.window;
+                case.algorithm = args.algorithm.forced();
                 cases.push(case);
             }
         }
@@ -451,6 +457,18 @@ fn print_case(ctx: &GpuContext, case: &VerifyCase, out: &VerifyOutcome, seconds:
             ),
         ),
         ("shards / layer", out.shards.to_string()),
+        (
+            "attention",
+            format!(
+                "{} ({})",
+                out.algorithm.name(),
+                if case.algorithm.is_some() {
+                    "forced by --algorithm"
+                } else {
+                    "auto, by adapter class and format"
+                }
+            ),
+        ),
         ("decode partitions", out.decode_partitions.to_string()),
         ("variants", out.variants.join("\n")),
         ("rows checked", rows_checked),
@@ -481,8 +499,9 @@ fn write_dumps(
     dir: &Path,
     ctx: &GpuContext,
     case: &VerifyCase,
-    dumps: &[SequenceDump],
+    outcome: &VerifyOutcome,
 ) -> Result<(), CliError> {
+    let dumps = &outcome.dumps;
     let io = |path: &Path, e: std::io::Error| {
         CliError::input(format!("cannot write --dump file {}: {e}", path.display()))
     };
@@ -549,6 +568,7 @@ fn write_dumps(
             "description": format_text(case.dtype, g.head_dim),
         },
         "kv_data": case.data.name(),
+        "attention_algorithm": outcome.algorithm.name(),
         "sliding_window": case.window,
         "file_dtype": "<f4 (little-endian f32, C order)",
         "scale": 1.0 / (g.head_dim as f64).sqrt(),
@@ -593,6 +613,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<(), CliError> {
     }
     let ctx = global.open()?;
     println!("adapter: {}", ctx.describe());
+    println!("{}", args.algorithm.describe(&ctx));
     if plan.auto_sampled {
         println!(
             "a context exceeds {SAMPLE_ABOVE} tokens: checking {AUTO_SAMPLE_ROWS} sampled prefill rows per sequence and layer against the f64 reference (--sample-rows 0 checks all)"
@@ -642,7 +663,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<(), CliError> {
             } else {
                 dir.join(case_label(case))
             };
-            write_dumps(&dir, &ctx, case, &outcome.dumps)?;
+            write_dumps(&dir, &ctx, case, &outcome)?;
         }
     }
     if plan.cases.len() > 1 {

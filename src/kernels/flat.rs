@@ -10,6 +10,7 @@
 use super::batch::{AttentionBatch, SeqView};
 use super::params::AttnParams;
 use super::variant::{Family, MAX_FLAT_GROUP, Variant};
+use crate::cache::CacheLayout;
 use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
 use crate::kernels::pipeline::ComputeKernel;
 
@@ -33,6 +34,31 @@ impl AttentionAlgorithm {
             AttentionAlgorithm::Flat
         } else {
             AttentionAlgorithm::Tiled
+        }
+    }
+
+    /// Every algorithm, in the order tools list them.
+    pub const ALL: [AttentionAlgorithm; 2] = [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat];
+
+    /// Lowercase name, as reports and the CLI write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionAlgorithm::Tiled => "tiled",
+            AttentionAlgorithm::Flat => "flat",
+        }
+    }
+
+    /// Where a pool for `layout` should live when the kernels reading it are `forced` (or
+    /// chosen by adapter class when `None`): the tiled kernels read only buffers, so forcing
+    /// them means buffers even on a CPU adapter, whose flat kernels otherwise read textures.
+    pub fn pool_backing(
+        forced: Option<AttentionAlgorithm>,
+        ctx: &GpuContext,
+        layout: &CacheLayout,
+    ) -> KvBacking {
+        match forced {
+            Some(AttentionAlgorithm::Tiled) => KvBacking::Buffers,
+            Some(AttentionAlgorithm::Flat) | None => KvBacking::for_device(ctx, layout),
         }
     }
 

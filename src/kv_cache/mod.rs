@@ -26,7 +26,7 @@ pub use step::{AppendStep, DecodeStep, PrefillStep};
 use crate::cache::{
     CacheError, CacheLayout, CacheStats, KvCacheManager, KvFormat, ModelGeometry, PrefixHit, SeqId,
 };
-use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode};
+use crate::gpu::{GpuContext, GpuError, KvStorage, KvStorageMode};
 use crate::kernels::{
     AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, PagedAttention, SeqView,
 };
@@ -232,11 +232,7 @@ impl KvCache {
             ));
         }
         let manager = KvCacheManager::new(layout.clone(), blocks, config.prefix_caching)?;
-        // The tiled kernels read buffers; a CPU adapter otherwise holds the pool in textures.
-        let backing = match options.algorithm {
-            Some(AttentionAlgorithm::Tiled) => KvBacking::Buffers,
-            Some(AttentionAlgorithm::Flat) | None => KvBacking::for_device(ctx, &layout),
-        };
+        let backing = AttentionAlgorithm::pool_backing(options.algorithm, ctx, &layout);
         let mode = KvStorageMode::choose(layout.dtype, ctx.capabilities.shader_f16);
         let storage = KvStorage::with_backing(ctx, &layout, blocks, layers, None, mode, backing)?;
         let kernels = PagedAttention::with_options(ctx, &storage, options)?;

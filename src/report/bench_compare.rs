@@ -139,6 +139,8 @@ mod tests {
             complete: true,
             matmul_flops: 1e9,
             kv_backing: Some(KvBacking::Textures),
+            attention: None,
+            attention_forced: false,
             figures,
             targets: Vec::new(),
         }

@@ -147,6 +147,8 @@ pub struct VerifyOutcome {
     pub decode_partitions: u32,
     /// Copy-on-write block copies performed.
     pub cow_copies: usize,
+    /// The attention algorithm that ran (forced by the case, or the adapter's default).
+    pub algorithm: AttentionAlgorithm,
     /// Shader variants used.
     pub variants: Vec<String>,
     /// Per-sequence tensors, filled only when requested.
@@ -296,11 +298,9 @@ pub fn run_case(
         case.dtype,
         ctx.capabilities.shader_f16 && !case.force_packed_f16,
     );
-    let backing = match (case.backing, case.algorithm) {
-        (Some(backing), _) => backing,
-        (None, Some(AttentionAlgorithm::Tiled)) => KvBacking::Buffers,
-        (None, _) => KvBacking::for_device(ctx, &layout),
-    };
+    let backing = case
+        .backing
+        .unwrap_or_else(|| AttentionAlgorithm::pool_backing(case.algorithm, ctx, &layout));
     let storage = KvStorage::with_backing(
         ctx,
         &layout,
@@ -403,6 +403,7 @@ pub fn run_case(
         shards: storage.plan.num_shards(),
         decode_partitions,
         cow_copies: cow.len(),
+        algorithm: kernels.algorithm(),
         variants: {
             let names = kernels.variant_names();
             vec![names.append, names.prefill, names.decode, names.combine]

@@ -1,0 +1,230 @@
+//! The tiled attention kernels (decode.wgsl, prefill.wgsl and the split combine: what GPUs
+//! run) forced on every adapter present and checked against the f64 reference, decode and
+//! prefill alike. CPU adapters run the flat kernels by default, so without this file the
+//! tiled path would be checked there only at the presets' head dims.
+//!
+//! Mesa compiles each shader variant on first use, and a tiled variant is fixed by (KV
+//! encoding, head dim) alone: GQA group, block size, shards, splits and chunking are runtime
+//! parameters. So the matrix is a Latin square, not a cross product: every supported head dim,
+//! every GQA group size 1..=8, each block size and each pool feature (several shards, a forked
+//! prefix with copy-on-write, chunked prefill) appears at least twice, paired with different
+//! partners, and a quantized format rides on two rows. Every case forces short context splits
+//! so the combine pass always merges several partitions. GL adapters run the two rows that
+//! share one variant set ([`GL_ROWS`]): llvmpipe's GL driver compiles a tiled set in minutes.
+
+#![cfg(feature = "tool")]
+
+mod common;
+
+use pagekv::CacheLayout;
+use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS};
+use pagekv::gpu::GpuContext;
+use pagekv::kernels::AttentionAlgorithm;
+use pagekv::verify::{VerifyCase, run_case};
+
+/// One row of the matrix.
+struct Row {
+    q_heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    block_size: u32,
+    dtype: KvFormat,
+    /// Split the pool into shards of this many blocks.
+    shard_blocks: Option<u64>,
+    /// Tokens of sequence 0 the others share by forking (not a block multiple: copy-on-write).
+    shared_prefix: u32,
+    /// Prompt tokens per prefill chunk (0: one chunk).
+    chunk: u32,
+}
+
+const fn row(q_heads: u32, kv_heads: u32, head_dim: u32, block_size: u32, dtype: KvFormat) -> Row {
+    Row {
+        q_heads,
+        kv_heads,
+        head_dim,
+        block_size,
+        dtype,
+        shard_blocks: None,
+        shared_prefix: 0,
+        chunk: 0,
+    }
+}
+
+/// GQA groups 1..=8 in order; head dims and block sizes cycle against them. Rows 0 and 6
+/// ([`GL_ROWS`]) share one variant set (f16, head dim 64) and between them cover every pool
+/// feature and two block sizes.
+static MATRIX: [Row; 8] = [
+    Row {
+        shard_blocks: Some(3),
+        chunk: 5,
+        ..row(2, 2, 64, 8, KvFormat::F16)
+    },
+    Row {
+        shared_prefix: 21,
+        ..row(4, 2, 80, 16, KvFormat::F16)
+    },
+    Row {
+        chunk: 7,
+        shard_blocks: Some(2),
+        ..row(3, 1, 96, 32, KvFormat::F16)
+    },
+    Row {
+        shard_blocks: Some(3),
+        shared_prefix: 13,
+        ..row(8, 2, 128, 8, KvFormat::Int8)
+    },
+    Row {
+        shared_prefix: 20,
+        chunk: 9,
+        ..row(5, 1, 256, 16, KvFormat::F16)
+    },
+    Row {
+        chunk: 11,
+        ..row(6, 1, 128, 16, KvFormat::Int8)
+    },
+    Row {
+        shard_blocks: Some(4),
+        shared_prefix: 9,
+        ..row(7, 1, 64, 32, KvFormat::F16)
+    },
+    Row {
+        shared_prefix: 37,
+        chunk: 16,
+        ..row(8, 1, 80, 8, KvFormat::F16)
+    },
+];
+
+/// The rows run on GL adapters. llvmpipe's GL driver takes minutes of CPU to compile one tiled
+/// variant set (measured: 157 s wall for the f16 head-dim-64 set on a loaded 2-core machine,
+/// against under 5 s on lavapipe's Vulkan), so GL runs the two rows that share one set. GL is
+/// where f16 is packed in u32 (no SHADER_F16), so these rows check the packed tiled reads.
+const GL_ROWS: [usize; 2] = [0, 6];
+
+/// The matrix rows an adapter runs: all of them, or [`GL_ROWS`] on GL.
+fn rows_for(ctx: &GpuContext) -> Vec<&'static Row> {
+    if ctx.info.backend == wgpu::Backend::Gl {
+        GL_ROWS.iter().map(|&i| &MATRIX[i]).collect()
+    } else {
+        MATRIX.iter().collect()
+    }
+}
+
+fn case_for(r: &Row) -> VerifyCase {
+    let geometry = ModelGeometry::new(
+        &format!("q{}kv{}d{}", r.q_heads, r.kv_heads, r.head_dim),
+        1,
+        r.q_heads,
+        r.kv_heads,
+        r.head_dim,
+    );
+    let bs = r.block_size;
+    // Around block boundaries, plus one long enough for several splits and shards.
+    let mut case = VerifyCase::new(
+        geometry.clone(),
+        r.dtype,
+        bs,
+        vec![3 * bs + 5, 1, bs - 1, bs + 1, 70],
+    );
+    case.algorithm = Some(AttentionAlgorithm::Tiled);
+    case.partition_tokens = Some(16);
+    case.prefill_chunk = r.chunk;
+    case.shared_prefix_tokens = r.shared_prefix;
+    if r.shared_prefix > 0 {
+        // Every sequence must hold the shared prompt and one decoded token.
+        for c in &mut case.contexts {
+            *c = (*c).max(r.shared_prefix + 2);
+        }
+    }
+    case.max_shard_bytes = r.shard_blocks.map(|blocks| {
+        let layout = CacheLayout {
+            geometry,
+            block_size: bs,
+            dtype: r.dtype,
+        };
+        blocks * layout.block_bytes_per_layer()
+    });
+    case
+}
+
+fn check(ctx: &GpuContext, r: &Row) {
+    let case = case_for(r);
+    let what = format!(
+        "{} {} bs{} shards of {:?} blocks, shared {}, chunk {} on {}",
+        case.geometry.name,
+        r.dtype.name(),
+        r.block_size,
+        r.shard_blocks,
+        r.shared_prefix,
+        r.chunk,
+        ctx.describe()
+    );
+    let start = std::time::Instant::now();
+    let out = run_case(ctx, &case, false).unwrap_or_else(|e| panic!("{what}: {e}"));
+    // Cold Mesa caches compile each new variant here; the time shows where a slow run goes.
+    eprintln!("{what}: {:.1} s", start.elapsed().as_secs_f64());
+    assert!(
+        out.passed,
+        "{what}: prefill {:?} decode {:?} cache {:?} tolerance {:?}",
+        out.prefill, out.decode, out.cache_roundtrip, out.tolerance
+    );
+    assert_eq!(out.algorithm, AttentionAlgorithm::Tiled, "{what}");
+    for family in ["decode_", "prefill_", "combine_"] {
+        assert!(
+            out.variants.iter().any(|v| v.starts_with(family)),
+            "{what}: no tiled {family} variant in {:?}",
+            out.variants
+        );
+    }
+    assert!(
+        out.decode_partitions > out.shards,
+        "{what}: split-K not exercised ({} partitions over {} shards)",
+        out.decode_partitions,
+        out.shards
+    );
+    if r.shard_blocks.is_some() {
+        assert!(out.shards > 2, "{what}: only {} shards", out.shards);
+    }
+    if r.shared_prefix > 0 {
+        assert!(out.cow_copies > 0, "{what}: no copy-on-write");
+    }
+}
+
+#[test]
+fn the_matrix_covers_every_head_dim_group_block_size_and_feature() {
+    let distinct = |f: fn(&Row) -> u32| {
+        let mut v: Vec<u32> = MATRIX.iter().map(f).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    assert_eq!(distinct(|r| r.head_dim), SUPPORTED_HEAD_DIMS);
+    assert_eq!(distinct(|r| r.block_size), SUPPORTED_BLOCK_SIZES);
+    assert_eq!(
+        distinct(|r| r.q_heads / r.kv_heads),
+        (1..=8).collect::<Vec<_>>()
+    );
+    let count = |f: fn(&Row) -> bool| MATRIX.iter().filter(|r| f(r)).count();
+    assert!(count(|r| r.shard_blocks.is_some()) >= 2);
+    assert!(count(|r| r.shared_prefix % r.block_size != 0) >= 2);
+    assert!(count(|r| r.chunk > 0) >= 2);
+    assert!(count(|r| r.dtype.codec().is_some()) >= 1);
+    assert!(count(|r| r.dtype == KvFormat::F16) >= 1);
+    // The GL rows share one variant set and still cover every pool feature.
+    let gl: Vec<&Row> = GL_ROWS.iter().map(|&i| &MATRIX[i]).collect();
+    assert!(
+        gl.iter()
+            .all(|r| (r.head_dim, r.dtype) == (gl[0].head_dim, gl[0].dtype))
+    );
+    assert!(gl.iter().any(|r| r.shard_blocks.is_some()));
+    assert!(gl.iter().any(|r| r.shared_prefix % r.block_size != 0));
+    assert!(gl.iter().any(|r| r.chunk > 0));
+}
+
+#[test]
+fn tiled_kernels_match_the_reference_on_every_adapter() {
+    for ctx in common::contexts() {
+        for r in rows_for(&ctx) {
+            check(&ctx, r);
+        }
+    }
+}
