@@ -171,6 +171,6 @@ fn a_tiny_sweep_records_every_point_at_its_demand() {
     ]);
     assert_input_error(&out, &["one demand sweep"]);
     let out = pagekv(&["compare", file.to_str().unwrap(), file.to_str().unwrap()]);
-    assert_input_error(&out, &["demand sweeps"]);
+    assert_input_error(&out, &["demand sweep"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
