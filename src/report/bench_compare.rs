@@ -110,16 +110,11 @@ mod tests {
     use crate::gpu::AdapterReport;
 
     fn figure(section: &str, case: &str, value: f64, ratio: f64) -> Figure {
-        Figure {
-            section: section.into(),
-            case: case.into(),
-            seconds: Some(1.0 / value),
-            value: Some(value),
-            unit: "GB/s".into(),
-            ratio: Some(ratio),
-            time_vs_f16: None,
-            skipped: None,
-        }
+        let mut f = Figure::blank(section, case, "GB/s");
+        f.seconds = Some(1.0 / value);
+        f.value = Some(value);
+        f.ratio = Some(ratio);
+        f
     }
 
     fn report(name: &str, figures: Vec<Figure>) -> BenchReport {
@@ -136,9 +131,13 @@ mod tests {
             copy_end_bytes_per_s: Some(1.1e9),
             complete: true,
             matmul_flops: 1e9,
+            matmul_tries: Vec::new(),
+            buffer_read_bytes_per_s: None,
+            texture_read_bytes_per_s: None,
             kv_backing: Some(KvBacking::Textures),
             figures,
             targets: Vec::new(),
+            long_context: None,
         }
     }
 
