@@ -240,12 +240,11 @@ pub enum BenchEvent<'a> {
     Measured(&'a BenchReport),
 }
 
+/// A report with every field set, for tests of readers and renderers.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn sample_report() -> BenchReport {
     use crate::cache::KvFormat;
-
-    fn full_report() -> BenchReport {
+    {
         let mut decode = Figure::blank("decode", "qwen2.5-7b f16 batch 8 ctx 4096", "GB/s");
         decode.seconds = Some(0.01);
         decode.value = Some(12.5);
@@ -303,6 +302,15 @@ mod tests {
                 }],
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_report() -> BenchReport {
+        sample_report()
     }
 
     #[test]

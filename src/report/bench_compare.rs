@@ -40,9 +40,20 @@ fn value(f: Option<&Figure>) -> String {
     }
 }
 
+/// The ratio to the copy or matmul roofline, and the share of the case's own roofline bound
+/// where the file has one (version 2).
 fn of_roofline(f: Option<&Figure>) -> String {
-    f.and_then(|f| f.ratio)
-        .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r))
+    let ratio = f
+        .and_then(|f| f.ratio)
+        .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
+    match f.and_then(|f| Some((f.of_bound?, f.binding?))) {
+        Some((share, binding)) => format!(
+            "{ratio} ({:.0}% of {} bound)",
+            100.0 * share,
+            binding.name()
+        ),
+        None => ratio,
+    }
 }
 
 /// B / A speed: higher is faster in B (rates compare directly, times inversely).

@@ -53,11 +53,13 @@ impl MatmulShape {
     /// The flat shape used where one is needed without a trial (16x16 per invocation).
     pub const FLAT_DEFAULT: MatmulShape = MatmulShape::Flat { rows: 16, col4s: 4 };
 
-    /// The flat shapes generated besides the default (`pagekv shaders` lists them all).
+    /// The flat shapes generated besides the default (`pagekv shaders` lists them all). On
+    /// lavapipe (2 cores, AVX2) 32x16 measured 1.5-2.7x the 16x16 default; 8x16, 4x32 and
+    /// the narrower blocks down to 4x4 were slower than 16x16, as were 32x8, 64x8 and 64x16.
     pub const FLAT_EXTRA: [MatmulShape; 3] = [
+        MatmulShape::Flat { rows: 32, col4s: 4 },
+        MatmulShape::Flat { rows: 16, col4s: 8 },
         MatmulShape::Flat { rows: 8, col4s: 8 },
-        MatmulShape::Flat { rows: 8, col4s: 4 },
-        MatmulShape::Flat { rows: 4, col4s: 8 },
     ];
 
     /// The shapes worth timing on this adapter, the class's usual winner first: flat shapes
@@ -68,9 +70,7 @@ impl MatmulShape {
         flat.extend(Self::FLAT_EXTRA);
         match AttentionAlgorithm::for_device(ctx) {
             AttentionAlgorithm::Flat => flat,
-            AttentionAlgorithm::Tiled => {
-                vec![MatmulShape::Tiled, flat[0], flat[2]]
-            }
+            AttentionAlgorithm::Tiled => vec![MatmulShape::Tiled, flat[0], flat[3]],
         }
     }
 
