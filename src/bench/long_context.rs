@@ -85,6 +85,9 @@ pub struct LongPoint {
     pub of_bound: f64,
     /// Which side binds it.
     pub binding: Binding,
+    /// Flops the step counts ([`bound::decode_flops`]).
+    #[serde(default)]
+    pub flops: f64,
 }
 
 /// One (model, format, batch) curve.
@@ -130,6 +133,15 @@ pub struct LongContext {
 }
 
 impl LongContext {
+    /// Every point's flop rate, FLOP/s.
+    pub fn flop_rates(&self) -> impl Iterator<Item = f64> + '_ {
+        self.curves
+            .iter()
+            .flat_map(|c| &c.points)
+            .filter(|p| p.flops > 0.0 && p.seconds > 0.0)
+            .map(|p| p.flops / p.seconds)
+    }
+
     /// The worst flatness over the curves that have one.
     pub fn worst_flatness(&self) -> Option<(f64, String)> {
         self.curves
@@ -192,13 +204,14 @@ pub(super) fn run(
                     rec.starting(&format!("long-context {} ctx {context}", curve.label()));
                     match kernels::decode(ctx, watch, repeats, &case, max_pool_bytes) {
                         Ok(seconds) => {
-                            let (bound, _) = rates.decode(ctx, &case);
+                            let (bound, flops) = rates.decode(ctx, &case);
                             curve.points.push(LongPoint {
                                 context,
                                 seconds,
                                 ns_per_position: seconds * 1e9 / (batch as f64 * context as f64),
                                 of_bound: bound::of_bound(bound.seconds, seconds),
                                 binding: bound.binding,
+                                flops,
                             });
                             previous = Some(seconds);
                         }
@@ -242,6 +255,7 @@ mod tests {
             ns_per_position: ns,
             of_bound: 0.5,
             binding: Binding::Memory,
+            flops: 1e6,
         }
     }
 

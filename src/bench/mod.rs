@@ -222,7 +222,8 @@ impl BenchReport {
     /// How much the matmul yardstick trails the fastest attention case's flop rate, `None`
     /// when it beats them all (only then is the compute side of a bound a bound).
     pub fn yardstick_shortfall(&self) -> Option<f64> {
-        let rates: Vec<f64> = self.figures.iter().filter_map(Figure::flop_rate).collect();
+        let mut rates: Vec<f64> = self.figures.iter().filter_map(Figure::flop_rate).collect();
+        rates.extend(self.long_context.iter().flat_map(LongContext::flop_rates));
         bound::yardstick_shortfall(self.matmul_flops, &rates)
     }
 }
@@ -297,6 +298,7 @@ pub(crate) fn sample_report() -> BenchReport {
                         ns_per_position: 122.0,
                         of_bound: 0.4,
                         binding: Binding::Compute,
+                        flops: 2e6,
                     }],
                     stopped: Some("stopped at ctx 4096: too big".into()),
                 }],

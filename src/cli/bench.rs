@@ -293,7 +293,8 @@ pub fn render_long(long: &LongContext) -> String {
             );
         }
         row.push(curve.points.last().map_or("-".into(), |p| {
-            format!("{:.0}% {}", 100.0 * p.of_bound, p.binding.name())
+            let flag = if p.of_bound > 1.0 { " (!)" } else { "" };
+            format!("{:.0}%{flag} {}", 100.0 * p.of_bound, p.binding.name())
         }));
         row.push(curve.flatness().map_or("-".into(), |f| format!("{f:.2}x")));
         table.add_row(row);
