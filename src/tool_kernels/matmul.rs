@@ -55,7 +55,9 @@ impl MatmulShape {
 
     /// The flat shapes generated besides the default (`pagekv shaders` lists them all). On
     /// lavapipe (2 cores, AVX2) 32x16 measured 1.5-2.7x the 16x16 default; 8x16, 4x32 and
-    /// the narrower blocks down to 4x4 were slower than 16x16, as were 32x8, 64x8 and 64x16.
+    /// the narrower blocks down to 4x4 were slower than 16x16, as were 32x8, 64x8 and 64x16,
+    /// and a column-per-invocation layout (B loads contiguous across SIMD lanes, 16 or 32
+    /// rows each) ran at a fifth of 16x16.
     pub const FLAT_EXTRA: [MatmulShape; 3] = [
         MatmulShape::Flat { rows: 32, col4s: 4 },
         MatmulShape::Flat { rows: 16, col4s: 8 },
