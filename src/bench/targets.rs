@@ -5,7 +5,7 @@
 //! way round.
 
 use super::long_context::FLATNESS_TARGET;
-use super::{BenchReport, Figure, TargetCheck};
+use super::{BenchReport, Binding, Figure, TargetCheck};
 
 fn ctx_of(case: &str) -> u32 {
     word_after(case, "ctx")
@@ -39,15 +39,36 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             "; the matmul yardstick is {s:.2}x slower than the fastest attention case, so compute bounds are not bounds"
         )
     });
-    let share = |target: &str, worst: Option<(f64, &str)>, need: f64| TargetCheck {
-        target: format!("{target}: >= {:.0}% of its bound", 100.0 * need),
-        measured: worst.map_or("not measured".into(), |(w, case)| {
-            format!(
-                "worst {:.0}% ({case}), judged against this run's bound{weaker}",
-                100.0 * w
-            )
-        }),
-        met: worst.map(|(w, _)| w >= need),
+    // A compute-bound case's bound is only a bound when the yardstick outruns every case;
+    // otherwise it is left unjudged (and said so) rather than passed on a weak yardstick.
+    let shortfall = report.yardstick_shortfall();
+    let share = |target: &str, set: Vec<&Figure>, need: f64| {
+        let (judged, unjudged): (Vec<&Figure>, Vec<&Figure>) = set
+            .into_iter()
+            .partition(|f| shortfall.is_none() || f.binding != Some(Binding::Compute));
+        let worst = worst(judged.into_iter());
+        let note = match (shortfall, unjudged.len()) {
+            (Some(s), n) if n > 0 => format!(
+                "{n} compute-bound case(s) not judged: the matmul yardstick is {s:.2}x slower than the fastest attention case, so their bound is not a bound"
+            ),
+            _ => String::new(),
+        };
+        TargetCheck {
+            target: format!("{target}: >= {:.0}% of its bound", 100.0 * need),
+            measured: match (worst, note.is_empty()) {
+                (Some((w, case)), true) => format!(
+                    "worst {:.0}% ({case}), judged against this run's bound",
+                    100.0 * w
+                ),
+                (Some((w, case)), false) => format!(
+                    "worst {:.0}% ({case}), judged against this run's bound; {note}",
+                    100.0 * w
+                ),
+                (None, false) => format!("not judged: {note}"),
+                (None, true) => "not measured".into(),
+            },
+            met: worst.map(|(w, _)| w >= need),
+        }
     };
     if let Some(long) = &report.long_context {
         // A long-context run measures no grid: only its own target applies.
@@ -76,51 +97,46 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
     let mut out = vec![
         share(
             "decode f16, batch >= 8, context >= 4K",
-            worst(
-                figures
-                    .iter()
-                    .filter(decode("decode", true))
-                    .filter(|f| batch_of(&f.case) >= 8),
-            ),
+            figures
+                .iter()
+                .filter(decode("decode", true))
+                .filter(|f| batch_of(&f.case) >= 8)
+                .collect(),
             0.80,
         ),
         share(
             "decode f16, batch 1, context >= 4K",
-            worst(
-                figures
-                    .iter()
-                    .filter(decode("decode", true))
-                    .filter(|f| batch_of(&f.case) == 1),
-            ),
+            figures
+                .iter()
+                .filter(decode("decode", true))
+                .filter(|f| batch_of(&f.case) == 1)
+                .collect(),
             0.70,
         ),
         share(
             "quantized decode (int8, int4, fp8) on their real bytes, batch >= 8, context >= 4K",
-            worst(
-                figures
-                    .iter()
-                    .filter(decode("formats", false))
-                    .filter(|f| batch_of(&f.case) >= 8),
-            ),
+            figures
+                .iter()
+                .filter(decode("formats", false))
+                .filter(|f| batch_of(&f.case) >= 8)
+                .collect(),
             0.80,
         ),
         share(
             "quantized decode on their real bytes, batch 1, context >= 4K",
-            worst(
-                figures
-                    .iter()
-                    .filter(decode("formats", false))
-                    .filter(|f| batch_of(&f.case) == 1),
-            ),
+            figures
+                .iter()
+                .filter(decode("formats", false))
+                .filter(|f| batch_of(&f.case) == 1)
+                .collect(),
             0.70,
         ),
         share(
             "prefill at 2K tokens",
-            worst(
-                figures
-                    .iter()
-                    .filter(|f| f.section == "prefill" && f.case.ends_with("ctx 2048")),
-            ),
+            figures
+                .iter()
+                .filter(|f| f.section == "prefill" && f.case.ends_with("ctx 2048"))
+                .collect(),
             0.60,
         ),
     ];
@@ -161,7 +177,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, Binding, Clock};
+    use crate::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, Clock};
     use crate::gpu::AdapterReport;
 
     fn figure(section: &str, case: &str, of_bound: f64) -> Figure {
@@ -225,14 +241,23 @@ mod tests {
     }
 
     #[test]
-    fn a_weaker_yardstick_is_said_in_the_judgement() {
+    fn a_weaker_yardstick_leaves_compute_bound_cases_unjudged() {
         // 1e9 flops in 1 s beats a 0.5 GFLOP/s matmul by 2x.
-        let r = report(
-            vec![figure("decode", "qwen2.5-0.5b f16 batch 8 ctx 4096", 1.4)],
-            0.5e9,
-        );
+        let mut compute = figure("decode", "qwen2.5-0.5b f16 batch 8 ctx 4096", 1.4);
+        compute.binding = Some(Binding::Compute);
+        let r = report(vec![compute.clone()], 0.5e9);
         assert!((r.yardstick_shortfall().unwrap() - 2.0).abs() < 1e-12);
         let t = judge(&r);
+        assert_eq!(t[0].met, None, "{:?}", t[0]);
+        assert!(t[0].measured.starts_with("not judged"), "{}", t[0].measured);
         assert!(t[0].measured.contains("2.00x slower"), "{}", t[0].measured);
+        // A memory-bound case beside it is still judged, and the note stays.
+        let memory = figure("decode", "qwen2.5-7b f16 batch 8 ctx 4096", 0.5);
+        let t = judge(&report(vec![compute.clone(), memory], 0.5e9));
+        assert_eq!(t[0].met, Some(false));
+        assert!(t[0].measured.contains("1 compute-bound case(s) not judged"));
+        // With a yardstick faster than every case, compute-bound cases are judged.
+        let t = judge(&report(vec![compute], 1e12));
+        assert_eq!(t[0].met, Some(true));
     }
 }
