@@ -113,6 +113,10 @@ fn bad_input_is_one_sentence_with_status_2() {
         (&["bench", "--only", "decode,frob"], "--only frob"),
         (&["bench", "--max-pool-gib", "0"], "--max-pool-gib"),
         (
+            &["bench", "--long-context", "--only", "decode"],
+            "--long-context",
+        ),
+        (
             &["bench", "--json", "/nonexistent-pagekv-dir/b.json"],
             "--json",
         ),

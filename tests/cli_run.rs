@@ -267,11 +267,15 @@ fn run_writes_results_and_compare_reads_them() {
         copy_end_bytes_per_s: None,
         complete: true,
         matmul_flops: 1e9,
+        matmul_tries: Vec::new(),
+        buffer_read_bytes_per_s: None,
+        texture_read_bytes_per_s: None,
         kv_backing: None,
         attention: None,
         attention_forced: false,
         figures: Vec::new(),
         targets: Vec::new(),
+        long_context: None,
     };
     std::fs::write(&bench, serde_json::to_string(&report).unwrap()).unwrap();
     let out = pagekv(&["compare", a.to_str().unwrap(), bench.to_str().unwrap()]);

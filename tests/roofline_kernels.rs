@@ -7,11 +7,11 @@
 mod common;
 
 use pagekv::bench::kernels::{AttentionCase, BenchSkip, decode_interleaved};
-use pagekv::bench::{BenchEvent, BenchOptions, Stopwatch, run_bench};
+use pagekv::bench::{BenchEvent, BenchOptions, LongContextOptions, Stopwatch, run_bench};
 use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::tool_kernels::copy::CopyKernel;
-use pagekv::tool_kernels::matmul::MatmulKernel;
+use pagekv::tool_kernels::matmul::{MatmulKernel, MatmulShape};
 use pagekv::{KvFormat, ModelGeometry};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -49,10 +49,23 @@ fn matmul_matches_the_f64_reference() {
                     .sum();
             }
         }
-        for (ctx, algorithm) in common::contexts().into_iter().flat_map(|ctx| {
-            [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat].map(|a| (ctx.clone(), a))
-        }) {
-            let kernel = MatmulKernel::with_algorithm(&ctx, algorithm).unwrap();
+        // Both kinds on every adapter; every generated register block on the first.
+        let contexts = common::contexts();
+        let mut runs: Vec<_> = contexts
+            .iter()
+            .flat_map(|ctx| {
+                [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat]
+                    .map(|a| (ctx.clone(), MatmulKernel::with_algorithm(ctx, a).unwrap()))
+            })
+            .collect();
+        if let Some(ctx) = contexts.first() {
+            runs.extend(
+                MatmulShape::FLAT_EXTRA
+                    .map(|s| (ctx.clone(), MatmulKernel::with_shape(ctx, s).unwrap())),
+            );
+        }
+        for (ctx, kernel) in runs {
+            let algorithm = kernel.shape;
             let (ab, bb) = (
                 storage_buffer_init(&ctx, "a", bytemuck::cast_slice(&a)),
                 storage_buffer_init(&ctx, "b", bytemuck::cast_slice(&b)),
@@ -95,6 +108,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
         sections: vec!["host".into()],
         cases: Vec::new(),
         algorithm: None,
+        long_context: None,
     };
     for ctx in common::contexts() {
         let mut seen = Vec::new();
@@ -150,4 +164,69 @@ fn interleaved_decode_times_each_case_and_skips_only_the_refused_one() {
             ctx.describe()
         );
     }
+}
+
+/// `bench --long-context --quick` gives a curve per model from 1K up, each point with its
+/// time per position and share of its bound, a flatness where the curve passes 4K (or the
+/// reason it stopped), and the flatness target judged; the report survives a JSON round trip.
+#[test]
+fn long_context_quick_produces_a_curve_per_model() {
+    let Some(ctx) = common::contexts().into_iter().next() else {
+        return;
+    };
+    let options = BenchOptions {
+        quick: true,
+        max_pool_bytes: 1 << 30,
+        sections: Vec::new(),
+        cases: Vec::new(),
+        long_context: Some(LongContextOptions::quick()),
+        algorithm: None,
+    };
+    let report = run_bench(&ctx, &options, &mut |_| {}).unwrap();
+    let long = report.long_context.as_ref().expect("long-context curves");
+    assert_eq!(long.contexts, [1024, 2048, 4096, 8192, 16384]);
+    let labels: Vec<String> = long.curves.iter().map(|c| c.label()).collect();
+    assert_eq!(
+        labels,
+        ["qwen2.5-0.5b f16 batch 1", "qwen2.5-7b f16 batch 1"]
+    );
+    for curve in &long.curves {
+        assert_eq!(
+            curve.points.first().map(|p| p.context),
+            Some(1024),
+            "{curve:?}"
+        );
+        assert!(
+            curve
+                .points
+                .windows(2)
+                .all(|w| w[1].context == 2 * w[0].context)
+        );
+        for p in &curve.points {
+            let ns = p.seconds * 1e9 / p.context as f64;
+            assert!((p.ns_per_position - ns).abs() <= 1e-9 * ns, "{p:?}");
+            assert!(p.of_bound > 0.0 && p.of_bound.is_finite(), "{p:?}");
+        }
+        // Either it reached 16K and has a flatness, or it says why it stopped.
+        match curve.points.len() {
+            5 => assert!(curve.flatness().is_some_and(|f| f > 0.0)),
+            _ => assert!(curve.stopped.is_some(), "{curve:?}"),
+        }
+    }
+    assert!(
+        report
+            .targets
+            .iter()
+            .any(|t| t.target.starts_with("long context") && t.met.is_some())
+    );
+    // No grid ran: only the rooflines are figures.
+    assert!(
+        report
+            .figures
+            .iter()
+            .all(|f| f.section == "copy" || f.section == "matmul")
+    );
+    let text = serde_json::to_string(&report).unwrap();
+    let back: pagekv::bench::BenchReport = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, report);
 }

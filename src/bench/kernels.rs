@@ -5,6 +5,7 @@
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 
+use super::MatmulTry;
 use super::stopwatch::{Record, Stopwatch};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvStorage, KvStorageMode, human_bytes};
@@ -14,7 +15,7 @@ use crate::kernels::{
     PagedAttention, PrefillBatch, SeqView,
 };
 use crate::tool_kernels::copy::CopyKernel;
-use crate::tool_kernels::matmul::MatmulKernel;
+use crate::tool_kernels::matmul::{MatmulKernel, MatmulShape};
 use crate::tool_kernels::read::{ReadKernel, ReadPath, ReadSource};
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
@@ -71,24 +72,50 @@ pub fn read_rooflines(
     Ok((rates[0], rates[1], source.bytes()))
 }
 
-/// Matmul roofline at `size`^3: FLOP/s.
-pub fn matmul_roofline(
+/// The matmul yardstick at `size`^3: every candidate shape for this adapter
+/// ([`MatmulShape::candidates`]) timed in turn, each with its FLOP/s or why it has none.
+/// Fails only when no shape ran.
+pub fn matmul_yardstick(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
     size: u32,
-) -> Result<f64, GpuError> {
-    let kernel = MatmulKernel::new(ctx)?;
+) -> Result<Vec<MatmulTry>, GpuError> {
     let bytes = size as u64 * size as u64 * 4;
     let (a, b, c) = (
         scratch(ctx, "bench a", bytes),
         scratch(ctx, "bench b", bytes),
         scratch(ctx, "bench c", bytes),
     );
-    let seconds = watch.time(ctx, repeats, |encoder, ts| {
-        kernel.record(ctx, encoder, (size, size, size), &a, &b, &c, ts)
-    })?;
-    Ok(2.0 * (size as f64).powi(3) / seconds)
+    let mut tries = Vec::new();
+    let mut last_error = None;
+    for shape in MatmulShape::candidates(ctx) {
+        let timed = MatmulKernel::with_shape(ctx, shape).and_then(|kernel| {
+            watch.time(ctx, repeats, |encoder, ts| {
+                kernel.record(ctx, encoder, (size, size, size), &a, &b, &c, ts)
+            })
+        });
+        tries.push(match timed {
+            Ok(seconds) => MatmulTry {
+                kernel: shape.name(),
+                flops: Some(2.0 * (size as f64).powi(3) / seconds),
+                error: None,
+            },
+            Err(e) => {
+                let message = e.to_string();
+                last_error = Some(e);
+                MatmulTry {
+                    kernel: shape.name(),
+                    flops: None,
+                    error: Some(message),
+                }
+            }
+        });
+    }
+    match last_error {
+        Some(e) if tries.iter().all(|t| t.flops.is_none()) => Err(e),
+        _ => Ok(tries),
+    }
 }
 
 /// One attention shape to bench: geometry (one layer), dtype, batch, context.
@@ -107,7 +134,8 @@ pub struct AttentionCase {
 }
 
 impl AttentionCase {
-    fn layout(&self) -> CacheLayout {
+    /// The one-layer layout its pool is built with (the pool's backing follows from it).
+    pub fn layout(&self) -> CacheLayout {
         CacheLayout {
             geometry: ModelGeometry::new(
                 &self.geometry.name,
@@ -129,6 +157,13 @@ impl AttentionCase {
             * g.kv_heads as u64
             * self.dtype.row_bytes(g.head_dim)
             * 2
+    }
+
+    /// f32 query and output bytes of a step with `query_len` queries per sequence (read from
+    /// and written to storage buffers).
+    pub fn io_bytes(&self, query_len: u32) -> u64 {
+        let g = &self.geometry;
+        2 * self.batch as u64 * query_len as u64 * (g.q_heads * g.head_dim) as u64 * 4
     }
 
     /// A pool holding the case, each sequence's blocks shuffled over the pool, and the kernels.
@@ -345,13 +380,6 @@ pub fn prefill(
         max_pool_bytes,
         Attention::Prefill,
     )
-}
-
-/// Causal attention FLOPs of a prefill case: QK and PV, 2 FLOPs per multiply-add each.
-pub fn prefill_flops(case: &AttentionCase) -> f64 {
-    let n = case.context as f64;
-    let g = &case.geometry;
-    case.batch as f64 * 4.0 * g.q_heads as f64 * g.head_dim as f64 * n * (n + 1.0) / 2.0
 }
 
 /// Append of `case.batch * case.context` tokens into shuffled slots: seconds.

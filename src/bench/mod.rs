@@ -2,7 +2,11 @@
 //! run, so figures compare across lavapipe, Radeon, Arc and M-series GPUs.
 //!
 //! - Copy roofline: a vec4 copy over the largest buffer a binding allows; bytes read plus
-//!   written per second. Decode and append are stated as ratios to it.
+//!   written per second. Decode and append are also stated as ratios to it.
+//! - Roofline bound, per case: its bytes at the read rate of the path its kernel reads them
+//!   through, or its flops at the run's best matmul rate, whichever takes longer
+//!   ([`bound`]). Every attention figure says which side binds, its flops per byte and its
+//!   speed as a share of that bound.
 //! - Read rooflines, beside it: the same bytes read once through a storage buffer and once
 //!   through a texture. Where the texture path is faster (CPU adapters), pagekv keeps KV in
 //!   textures and decode can beat the copy roofline; these rows say by how much it could.
@@ -12,29 +16,38 @@
 //! - Formats: decode of every KV format beside f16, each (model, batch, context) group timed
 //!   in alternation, bytes counted on each format's real bytes (scales included), and its
 //!   time relative to f16's in the same group.
-//! - Prefill: causal attention FLOP/s beside a tiled matmul's FLOP/s.
+//! - Prefill: causal attention FLOP/s beside the matmul yardstick's FLOP/s (the fastest of a
+//!   few register-tiled shapes, picked in the same run).
 //! - Append: bytes moved / kernel time, for f16 and for every quantized format (the append
 //!   kernel quantizes).
 //! - Host: block-pool allocate+free pairs, forks and prefix lookups per second.
 
+pub mod bound;
 pub mod host;
 pub mod kernels;
+pub mod long_context;
+mod plan;
+mod run;
 pub mod stopwatch;
 mod targets;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
-use crate::gpu::{AdapterReport, GpuContext, GpuError, KvBacking};
+use crate::gpu::{AdapterReport, KvBacking};
 use crate::kernels::AttentionAlgorithm;
-use kernels::{AttentionCase, BenchSkip};
+pub use bound::Binding;
+pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
+pub use plan::{HostOp, PlannedCase, Work, plan};
+pub use run::run_bench;
 pub use stopwatch::{Clock, Stopwatch};
 
 /// The `format` field of a bench JSON file.
 pub const BENCH_FORMAT: &str = "pagekv-bench";
 
-/// The bench JSON version this build writes and the newest it reads.
-pub const BENCH_FORMAT_VERSION: u32 = 1;
+/// The bench JSON version this build writes and the newest it reads. Version 2 added each
+/// figure's roofline bound, the read rooflines, the matmul shapes tried and the long-context
+/// curves; version 1 files read with those absent.
+pub const BENCH_FORMAT_VERSION: u32 = 2;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -50,6 +63,8 @@ pub struct BenchOptions {
     /// `7b f16 batch 8 ctx 4096`); empty means every case. Rerunning one row of the grid
     /// several times is how a noisy figure is told apart from a slow kernel.
     pub cases: Vec<String>,
+    /// Measure the long-context curves instead of the grid (the rooflines still run).
+    pub long_context: Option<LongContextOptions>,
     /// Force the tiled or flat attention kernels on every attention case; `None` runs what
     /// the adapter's class gets by default (flat on CPU adapters, tiled on GPUs).
     pub algorithm: Option<AttentionAlgorithm>,
@@ -89,6 +104,61 @@ pub struct Figure {
     pub time_vs_f16: Option<f64>,
     /// Why the case was not measured.
     pub skipped: Option<String>,
+    /// Flops the case counts (attention sections; see [`bound`] for what is counted).
+    #[serde(default)]
+    pub flops: Option<f64>,
+    /// The case's roofline bound, seconds: the larger of its bytes at the read rate of its
+    /// access path and its flops at the run's matmul rate.
+    #[serde(default)]
+    pub bound_seconds: Option<f64>,
+    /// Which side of the roofline binds the case.
+    #[serde(default)]
+    pub binding: Option<Binding>,
+    /// Arithmetic intensity, flops per byte moved.
+    #[serde(default)]
+    pub intensity: Option<f64>,
+    /// Bound seconds over measured seconds: 1 is at the bound.
+    #[serde(default)]
+    pub of_bound: Option<f64>,
+}
+
+impl Figure {
+    /// A figure with only its section, case and unit set.
+    pub fn blank(section: &str, case: &str, unit: &str) -> Self {
+        Self {
+            section: section.into(),
+            case: case.into(),
+            seconds: None,
+            value: None,
+            unit: unit.into(),
+            ratio: None,
+            time_vs_f16: None,
+            skipped: None,
+            flops: None,
+            bound_seconds: None,
+            binding: None,
+            intensity: None,
+            of_bound: None,
+        }
+    }
+
+    /// The case's flop rate, FLOP/s, where it counts flops and was measured.
+    pub fn flop_rate(&self) -> Option<f64> {
+        let (flops, seconds) = (self.flops?, self.seconds?);
+        (flops > 0.0 && seconds > 0.0).then(|| flops / seconds)
+    }
+}
+
+/// One matmul shape tried for the yardstick, and its rate in this run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatmulTry {
+    /// The shader variant, e.g. `matmulflat_r8c8`.
+    pub kernel: String,
+    /// FLOP/s, or `None` when it failed to build or run (then `error` says why).
+    pub flops: Option<f64>,
+    /// Why it has no rate.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// A performance target and whether this run met it.
@@ -127,8 +197,17 @@ pub struct BenchReport {
     /// so a run that stops early keeps what it measured and says it is incomplete.
     #[serde(default = "complete_by_default")]
     pub complete: bool,
-    /// Matmul roofline, FLOP/s.
+    /// Matmul roofline, FLOP/s: the fastest of `matmul_tries`.
     pub matmul_flops: f64,
+    /// Every matmul shape tried for the yardstick, in order (empty in version 1 files).
+    #[serde(default)]
+    pub matmul_tries: Vec<MatmulTry>,
+    /// Read roofline through a storage buffer, bytes per second (`None` in version 1 files).
+    #[serde(default)]
+    pub buffer_read_bytes_per_s: Option<f64>,
+    /// Read roofline through a texture, bytes per second.
+    #[serde(default)]
+    pub texture_read_bytes_per_s: Option<f64>,
     /// Where the attention cases' KV pools lived (textures on CPU adapters, buffers on
     /// GPUs): decode reading textures can beat the buffer copy roofline. `None` in files
     /// from builds before texture-backed pools (buffers).
@@ -146,58 +225,23 @@ pub struct BenchReport {
     pub figures: Vec<Figure>,
     /// The performance targets (docs/performance.md), judged on this run.
     pub targets: Vec<TargetCheck>,
+    /// `--long-context` curves, when that mode ran.
+    #[serde(default)]
+    pub long_context: Option<LongContext>,
+}
+
+impl BenchReport {
+    /// How much the matmul yardstick trails the fastest attention case's flop rate, `None`
+    /// when it beats them all (only then is the compute side of a bound a bound).
+    pub fn yardstick_shortfall(&self) -> Option<f64> {
+        let mut rates: Vec<f64> = self.figures.iter().filter_map(Figure::flop_rate).collect();
+        rates.extend(self.long_context.iter().flat_map(LongContext::flop_rates));
+        bound::yardstick_shortfall(self.matmul_flops, &rates)
+    }
 }
 
 fn complete_by_default() -> bool {
     true
-}
-
-fn geometries() -> [ModelGeometry; 2] {
-    [ModelGeometry::qwen2_5_0_5b(), ModelGeometry::qwen2_5_7b()]
-}
-
-fn label(case: &AttentionCase) -> String {
-    format!(
-        "{} {} batch {} ctx {}",
-        case.geometry.name,
-        case.dtype.name(),
-        case.batch,
-        case.context
-    )
-}
-
-/// Turns a case result into a figure: `amount / seconds` in units of 1e9 (`GB/s`,
-/// `GFLOP/s`), with its ratio to `roofline` (same units per second, unscaled).
-fn figure(
-    planned: &PlannedCase,
-    unit: &str,
-    amount: f64,
-    roofline: f64,
-    result: Result<f64, BenchSkip>,
-) -> Result<Figure, GpuError> {
-    match result {
-        Ok(seconds) => Ok(Figure {
-            section: planned.section().into(),
-            case: planned.label.clone(),
-            seconds: Some(seconds),
-            value: Some(amount / seconds / 1e9),
-            unit: unit.into(),
-            ratio: Some(amount / seconds / roofline),
-            time_vs_f16: None,
-            skipped: None,
-        }),
-        Err(BenchSkip::Skipped(reason)) => Ok(Figure {
-            section: planned.section().into(),
-            case: planned.label.clone(),
-            seconds: None,
-            value: None,
-            unit: unit.into(),
-            ratio: None,
-            time_vs_f16: None,
-            skipped: Some(reason),
-        }),
-        Err(BenchSkip::Failed(e)) => Err(e),
-    }
 }
 
 /// What a bench run reports while it runs.
@@ -209,491 +253,123 @@ pub enum BenchEvent<'a> {
     Measured(&'a BenchReport),
 }
 
-/// The report under construction and who hears about it.
-struct Recorder<'o> {
-    report: BenchReport,
-    observer: &'o mut dyn FnMut(BenchEvent<'_>),
-}
-
-impl Recorder<'_> {
-    fn starting(&mut self, case: &str) {
-        (self.observer)(BenchEvent::Starting(case));
-    }
-
-    fn add(&mut self, figure: Figure) {
-        self.report.figures.push(figure);
-        self.report.targets = targets::judge(&self.report.figures);
-        (self.observer)(BenchEvent::Measured(&self.report));
-    }
-}
-
-/// What one planned case measures.
-#[derive(Clone, Debug)]
-pub enum Work {
-    /// Decode attention bandwidth (KV bytes read / time), a ratio of the copy roofline.
-    Decode(AttentionCase),
-    /// Decode of one KV format, timed in alternation with the other formats of its group.
-    Format(AttentionCase),
-    /// Prefill FLOP/s, a ratio of the matmul roofline.
-    Prefill(AttentionCase),
-    /// Append bandwidth (bytes moved / time), a ratio of the copy roofline.
-    Append(AttentionCase),
-    /// Host bookkeeping operations per second (no GPU).
-    Host(HostOp),
-}
-
-/// The host bookkeeping operations the bench rates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HostOp {
-    /// Block-pool allocate + free pairs.
-    PoolPairs,
-    /// Fork and free of a 64-block sequence.
-    Forks,
-    /// Prefix-cache lookups of a 1024-token prompt.
-    PrefixLookups,
-}
-
-impl HostOp {
-    fn label(self) -> &'static str {
-        match self {
-            HostOp::PoolPairs => "block pool allocate+free pairs",
-            HostOp::Forks => "fork + free of a 64-block sequence",
-            HostOp::PrefixLookups => "prefix lookup of a 1024-token prompt",
-        }
-    }
-
-    /// Operations per second; `scale` multiplies the repetitions (the full grid takes more).
-    fn rate(self, scale: u64) -> f64 {
-        match self {
-            HostOp::PoolPairs => host::pool_pairs_per_s(2_000_000 * scale),
-            HostOp::Forks => host::forks_per_s(20_000 * scale),
-            HostOp::PrefixLookups => host::prefix_lookups_per_s(20_000 * scale),
-        }
-    }
-}
-
-/// One case of the grid, before it runs.
-#[derive(Clone, Debug)]
-pub struct PlannedCase {
-    /// What it measures.
-    pub work: Work,
-    /// The label its figure will carry.
-    pub label: String,
-    /// Cases of one group are timed in alternation, because their ratio to each other is
-    /// the point (the ggml shape at GQA 1 and GQA 4; the formats of one decode shape).
-    pub group: Option<u32>,
-}
-
-impl PlannedCase {
-    fn new(work: Work) -> Self {
-        let label = match &work {
-            Work::Decode(case) | Work::Format(case) | Work::Prefill(case) => label(case),
-            Work::Append(case) => format!("{} tokens, {}", case.context, label(case)),
-            Work::Host(op) => op.label().into(),
-        };
-        Self {
-            work,
-            label,
-            group: None,
-        }
-    }
-
-    /// The section name `--only` selects it by.
-    pub fn section(&self) -> &'static str {
-        match self.work {
-            Work::Decode(_) => "decode",
-            Work::Format(_) => "formats",
-            Work::Prefill(_) => "prefill",
-            Work::Append(_) => "append",
-            Work::Host(_) => "host",
-        }
-    }
-}
-
-/// Every case `options` selects, in the order they run (the rooflines come first and are not
-/// listed). Callers check a `--case` filter against this before any work.
-pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
-    let quick = options.quick;
-    let mut out = Vec::new();
-    let (batches, contexts): (&[u32], &[u32]) = if quick {
-        (&[1, 8], &[512, 4096])
-    } else {
-        (&[1, 8, 32, 128], &[512, 4096, 16384, 32768])
-    };
-    let dtypes: &[KvFormat] = if quick {
-        &[KvFormat::F16]
-    } else {
-        &[KvFormat::F32, KvFormat::F16]
-    };
-    for geometry in geometries() {
-        for &dtype in dtypes {
-            for &batch in batches {
-                for &context in contexts {
-                    let case = AttentionCase {
-                        geometry: geometry.clone(),
-                        dtype,
-                        batch,
-                        context,
-                        algorithm: options.algorithm,
-                    };
-                    out.push(PlannedCase::new(Work::Decode(case)));
-                }
-            }
-        }
-    }
-    for gqa in [1, 4] {
-        let case = AttentionCase {
-            geometry: ModelGeometry::new(&format!("ggml-shape-gqa{gqa}"), 1, 8 * gqa, 8, 128),
-            dtype: KvFormat::F16,
-            batch: 1,
-            context: 8192,
-            algorithm: options.algorithm,
-        };
-        out.push(PlannedCase {
-            group: Some(0),
-            ..PlannedCase::new(Work::Decode(case))
-        });
-    }
-    // Every format beside f16, one group per (model, batch, context).
-    let (format_models, format_shapes): (&[ModelGeometry], &[(u32, u32)]) = if quick {
-        (&geometries()[1..], &[(8, 4096)])
-    } else {
-        (
-            &geometries(),
-            &[(1, 4096), (8, 4096), (1, 16384), (8, 16384)],
-        )
-    };
-    let mut group = 1;
-    for geometry in format_models {
-        for &(batch, context) in format_shapes {
-            for dtype in KvFormat::ALL {
-                let case = AttentionCase {
-                    geometry: geometry.clone(),
-                    dtype,
-                    batch,
-                    context,
-                    algorithm: options.algorithm,
-                };
-                out.push(PlannedCase {
-                    group: Some(group),
-                    ..PlannedCase::new(Work::Format(case))
-                });
-            }
-            group += 1;
-        }
-    }
-    let prefill_lengths: &[u32] = if quick { &[256] } else { &[512, 2048] };
-    for geometry in geometries() {
-        for &context in prefill_lengths {
-            let case = AttentionCase {
-                geometry: geometry.clone(),
-                dtype: KvFormat::F16,
-                batch: 1,
-                context,
-                algorithm: options.algorithm,
-            };
-            out.push(PlannedCase::new(Work::Prefill(case)));
-        }
-    }
-    for geometry in geometries() {
-        for dtype in KvFormat::ALL {
-            // f16 for both models; the quantizing formats at the 7B shape.
-            if dtype == KvFormat::F32 || (dtype != KvFormat::F16 && geometry.head_dim != 128) {
-                continue;
-            }
-            let case = AttentionCase {
-                geometry: geometry.clone(),
-                dtype,
-                batch: 1,
-                context: if quick { 1024 } else { 8192 },
-                algorithm: options.algorithm,
-            };
-            out.push(PlannedCase::new(Work::Append(case)));
-        }
-    }
-    for op in [HostOp::PoolPairs, HostOp::Forks, HostOp::PrefixLookups] {
-        out.push(PlannedCase::new(Work::Host(op)));
-    }
-    out.retain(|c| options.wants(c.section()) && options.wants_case(&c.label));
-    out
-}
-
-/// Runs the bench on `ctx`, telling `observer` about each case and each figure as it goes.
-pub fn run_bench(
-    ctx: &GpuContext,
-    options: &BenchOptions,
-    observer: &mut dyn FnMut(BenchEvent<'_>),
-) -> Result<BenchReport, GpuError> {
-    let watch = Stopwatch::new(ctx, if options.quick { 0.2 } else { 0.5 });
-    let repeats = if options.quick { 2 } else { 3 };
-    let copy_roofline = || kernels::copy_roofline(ctx, &watch, repeats, 1 << 30);
-    observer(BenchEvent::Starting("copy roofline"));
-    let (copy, copy_bytes) = copy_roofline()?;
-    let size = if options.quick { 512 } else { 1024 };
-    observer(BenchEvent::Starting("matmul roofline"));
-    let matmul = kernels::matmul_roofline(ctx, &watch, repeats, size)?;
-    let mut rec = Recorder {
-        report: BenchReport {
+/// A report with every field set, for tests of readers and renderers.
+#[cfg(test)]
+pub(crate) fn sample_report() -> BenchReport {
+    use crate::cache::KvFormat;
+    {
+        let mut decode = Figure::blank("decode", "qwen2.5-7b f16 batch 8 ctx 4096", "GB/s");
+        decode.seconds = Some(0.01);
+        decode.value = Some(12.5);
+        decode.ratio = Some(0.9);
+        decode.flops = Some(3e8);
+        decode.bound_seconds = Some(0.008);
+        decode.binding = Some(Binding::Memory);
+        decode.intensity = Some(1.75);
+        decode.of_bound = Some(0.8);
+        BenchReport {
             format: BENCH_FORMAT.into(),
             version: BENCH_FORMAT_VERSION,
-            adapter: ctx.report(),
-            clock: watch.clock(),
-            quick: options.quick,
-            copy_bytes_per_s: copy,
-            copy_end_bytes_per_s: None,
-            complete: false,
-            matmul_flops: matmul,
-            kv_backing: Some(AttentionAlgorithm::pool_backing(
-                options.algorithm,
-                ctx,
-                &CacheLayout {
-                    geometry: ModelGeometry::qwen2_5_0_5b(),
-                    block_size: kernels::BENCH_BLOCK_SIZE,
-                    dtype: KvFormat::F16,
+            adapter: AdapterReport::default(),
+            clock: Clock::GpuTimestamps,
+            quick: true,
+            copy_bytes_per_s: 1e10,
+            copy_end_bytes_per_s: Some(1.1e10),
+            complete: true,
+            matmul_flops: 5e9,
+            matmul_tries: vec![
+                MatmulTry {
+                    kernel: "matmulflat_r16c4".into(),
+                    flops: Some(5e9),
+                    error: None,
                 },
-            )),
-            attention: Some(
-                options
-                    .algorithm
-                    .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx)),
-            ),
-            attention_forced: options.algorithm.is_some(),
-            figures: Vec::new(),
-            targets: Vec::new(),
-        },
-        observer,
-    };
-    rec.add(Figure {
-        section: "copy".into(),
-        case: format!("vec4 copy of {}", crate::gpu::human_bytes(copy_bytes)),
-        seconds: Some(2.0 * copy_bytes as f64 / copy),
-        value: Some(copy / 1e9),
-        unit: "GB/s".into(),
-        ratio: Some(1.0),
-        time_vs_f16: None,
-        skipped: None,
-    });
-    rec.starting("read rooflines (buffer and texture)");
-    let (buffer_read, texture_read, read_bytes) =
-        kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
-    for (path, rate) in [("buffer", buffer_read), ("texture", texture_read)] {
-        rec.add(Figure {
-            section: "copy".into(),
-            case: format!(
-                "{path} read of {} (no writes)",
-                crate::gpu::human_bytes(read_bytes)
-            ),
-            seconds: Some(read_bytes as f64 / rate),
-            value: Some(rate / 1e9),
-            unit: "GB/s".into(),
-            ratio: Some(rate / copy),
-            time_vs_f16: None,
-            skipped: None,
-        });
-    }
-    rec.add(Figure {
-        section: "matmul".into(),
-        case: format!("f32 {size}x{size}x{size}"),
-        seconds: Some(2.0 * (size as f64).powi(3) / matmul),
-        value: Some(matmul / 1e9),
-        unit: "GFLOP/s".into(),
-        ratio: Some(1.0),
-        time_vs_f16: None,
-        skipped: None,
-    });
-    let cap = options.max_pool_bytes;
-    let host_scale = if options.quick { 1 } else { 4 };
-    let planned_cases = plan(options);
-    // Results of a group's cases, timed together when its first case comes up.
-    let mut group_results: Option<(u32, std::vec::IntoIter<Result<f64, BenchSkip>>)> = None;
-    let mut group_f16: Option<f64> = None;
-    for planned in &planned_cases {
-        let group_cases: Vec<AttentionCase> = planned_cases
-            .iter()
-            .filter(|p| p.group.is_some() && p.group == planned.group)
-            .filter_map(|p| match &p.work {
-                Work::Decode(case) | Work::Format(case) => Some(case.clone()),
-                _ => None,
-            })
-            .collect();
-        let alternation = match &planned.work {
-            _ if group_cases.len() < 2 => "",
-            Work::Format(_) => " (timed in alternation with the other formats)",
-            _ => " (timed in alternation with the other ggml shape)",
-        };
-        rec.starting(&format!(
-            "{} {}{alternation}",
-            planned.section(),
-            planned.label
-        ));
-        let (result, amount, unit, roofline) = match &planned.work {
-            Work::Decode(case) | Work::Format(case) if planned.group.is_some() => {
-                let group = planned.group.expect("matched");
-                if group_results.as_ref().is_none_or(|(g, _)| *g != group) {
-                    let results =
-                        kernels::decode_interleaved(ctx, &watch, repeats, &group_cases, cap);
-                    group_f16 = group_cases
-                        .iter()
-                        .zip(&results)
-                        .find(|(c, _)| c.dtype == KvFormat::F16)
-                        .and_then(|(_, r)| r.as_ref().ok().copied());
-                    group_results = Some((group, results.into_iter()));
-                }
-                let (_, results) = group_results.as_mut().expect("set above");
-                (
-                    results.next().expect("one result per grouped case"),
-                    case.kv_bytes() as f64,
-                    "GB/s",
-                    copy,
-                )
-            }
-            Work::Decode(case) | Work::Format(case) => (
-                kernels::decode(ctx, &watch, repeats, case, cap),
-                case.kv_bytes() as f64,
-                "GB/s",
-                copy,
-            ),
-            Work::Prefill(case) => (
-                kernels::prefill(ctx, &watch, repeats, case, cap),
-                kernels::prefill_flops(case),
-                "GFLOP/s",
-                matmul,
-            ),
-            Work::Append(case) => (
-                kernels::append(ctx, &watch, repeats, case, cap),
-                kernels::append_bytes(case) as f64,
-                "GB/s",
-                copy,
-            ),
-            Work::Host(op) => {
-                rec.add(Figure {
-                    section: "host".into(),
-                    case: planned.label.clone(),
-                    seconds: None,
-                    value: Some(op.rate(host_scale) / 1e6),
-                    unit: "M/s".into(),
-                    ratio: None,
-                    time_vs_f16: None,
-                    skipped: None,
-                });
-                continue;
-            }
-        };
-        let mut figure = figure(planned, unit, amount, roofline, result)?;
-        if matches!(planned.work, Work::Format(_)) {
-            figure.time_vs_f16 = figure.seconds.zip(group_f16).map(|(t, f16)| t / f16);
+                MatmulTry {
+                    kernel: "matmul".into(),
+                    flops: None,
+                    error: Some("refused".into()),
+                },
+            ],
+            buffer_read_bytes_per_s: Some(8e9),
+            texture_read_bytes_per_s: Some(2e10),
+            kv_backing: Some(KvBacking::Textures),
+            attention: None,
+            attention_forced: false,
+            figures: vec![decode],
+            targets: vec![TargetCheck {
+                target: "t".into(),
+                measured: "m".into(),
+                met: Some(false),
+            }],
+            long_context: Some(LongContext {
+                contexts: vec![1024, 4096, 8192],
+                curves: vec![LongCurve {
+                    model: "qwen2.5-7b".into(),
+                    format: KvFormat::Int4,
+                    batch: 8,
+                    points: vec![LongPoint {
+                        context: 1024,
+                        seconds: 1e-3,
+                        ns_per_position: 122.0,
+                        of_bound: 0.4,
+                        binding: Binding::Compute,
+                        flops: 2e6,
+                    }],
+                    stopped: Some("stopped at ctx 4096: too big".into()),
+                }],
+            }),
         }
-        rec.add(figure);
     }
-    rec.starting("copy roofline again (drift over the run)");
-    rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
-    rec.report.complete = true;
-    rec.report.targets = targets::judge(&rec.report.figures);
-    Ok(rec.report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn options(quick: bool, sections: &[&str], cases: &[&str]) -> BenchOptions {
-        BenchOptions {
-            quick,
-            max_pool_bytes: 1 << 30,
-            sections: sections.iter().map(|s| s.to_string()).collect(),
-            cases: cases.iter().map(|s| s.to_string()).collect(),
-            algorithm: None,
-        }
+    fn full_report() -> BenchReport {
+        sample_report()
     }
 
     #[test]
-    fn the_grids_cover_every_section_and_the_target_grid() {
-        for quick in [true, false] {
-            let plan = plan(&options(quick, &[], &[]));
-            let mut sections: Vec<_> = plan.iter().map(PlannedCase::section).collect();
-            sections.dedup();
-            assert_eq!(sections, SECTIONS, "sections in plan order");
-        }
-        // batch {1, 8, 32, 128} x context {512, 4K, 16K, 32K} x 2 models x 2 dtypes, plus
-        // the two ggml shapes.
-        let full = plan(&options(false, &["decode"], &[]));
-        assert_eq!(full.len(), 4 * 4 * 2 * 2 + 2);
-        assert!(
-            full.iter()
-                .any(|c| c.label == "qwen2.5-7b f16 batch 128 ctx 32768")
-        );
+    fn a_version_2_report_round_trips_through_json() {
+        let report = full_report();
+        let text = serde_json::to_string_pretty(&report).unwrap();
+        assert!(text.contains("\"binding\": \"memory\""), "{text}");
+        assert!(text.contains("\"format\": \"int4\""), "{text}");
+        let back: BenchReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, report);
     }
 
     #[test]
-    fn the_ggml_pair_and_each_format_group_are_timed_in_alternation() {
-        for quick in [true, false] {
-            let planned = plan(&options(quick, &[], &[]));
-            let ggml: Vec<_> = planned
-                .iter()
-                .filter(|c| c.group == Some(0))
-                .map(|c| c.label.as_str())
-                .collect();
-            assert_eq!(
-                ggml,
-                [
-                    "ggml-shape-gqa1 f16 batch 1 ctx 8192",
-                    "ggml-shape-gqa4 f16 batch 1 ctx 8192"
-                ]
-            );
-            let formats: Vec<_> = planned
-                .iter()
-                .filter(|c| c.section() == "formats")
-                .collect();
-            let groups = if quick { 1 } else { 2 * 4 };
-            assert_eq!(formats.len(), groups * KvFormat::ALL.len());
-            for group in formats.chunks(KvFormat::ALL.len()) {
-                assert!(group.iter().all(|c| c.group == group[0].group));
-                assert!(group.iter().any(|c| c.label.contains(" f16 ")));
-            }
+    fn a_version_1_report_still_reads_with_the_new_fields_absent() {
+        let mut value = serde_json::to_value(full_report()).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object.insert("version".into(), 1.into());
+        for key in [
+            "matmul_tries",
+            "buffer_read_bytes_per_s",
+            "texture_read_bytes_per_s",
+            "long_context",
+        ] {
+            assert!(object.remove(key).is_some(), "{key}");
         }
-    }
-
-    #[test]
-    fn a_forced_algorithm_reaches_every_attention_case_and_keeps_the_labels() {
-        let mut forced = options(true, &[], &[]);
-        forced.algorithm = Some(AttentionAlgorithm::Tiled);
-        let planned = plan(&forced);
-        let attention: Vec<&AttentionCase> = planned
-            .iter()
-            .filter_map(|c| match &c.work {
-                Work::Decode(a) | Work::Format(a) | Work::Prefill(a) | Work::Append(a) => Some(a),
-                Work::Host(_) => None,
-            })
-            .collect();
-        assert!(!attention.is_empty());
-        for case in &attention {
-            assert_eq!(case.algorithm, Some(AttentionAlgorithm::Tiled), "{case:?}");
+        let figure = object["figures"][0].as_object_mut().unwrap();
+        for key in ["flops", "bound_seconds", "binding", "intensity", "of_bound"] {
+            assert!(figure.remove(key).is_some(), "{key}");
         }
-        let labels = |p: Vec<PlannedCase>| p.into_iter().map(|c| c.label).collect::<Vec<_>>();
-        assert_eq!(labels(planned), labels(plan(&options(true, &[], &[]))));
-    }
-
-    #[test]
-    fn case_filters_match_label_substrings_within_the_chosen_sections() {
-        let picked = plan(&options(
-            false,
-            &["decode"],
-            &["batch 8 ctx 4096", "ggml-shape-gqa4"],
-        ));
-        let labels: Vec<_> = picked.iter().map(|c| c.label.as_str()).collect();
-        assert_eq!(
-            labels,
-            [
-                "qwen2.5-0.5b f32 batch 8 ctx 4096",
-                "qwen2.5-0.5b f16 batch 8 ctx 4096",
-                "qwen2.5-7b f32 batch 8 ctx 4096",
-                "qwen2.5-7b f16 batch 8 ctx 4096",
-                "ggml-shape-gqa4 f16 batch 1 ctx 8192",
-            ]
-        );
-        assert!(plan(&options(true, &["prefill"], &["batch 8"])).is_empty());
-        let host = plan(&options(true, &["host"], &["block pool"]));
-        assert_eq!(host.len(), 1);
-        assert!(matches!(host[0].work, Work::Host(HostOp::PoolPairs)));
+        let dir = std::env::temp_dir().join(format!("pagekv-bench-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.json");
+        std::fs::write(&path, value.to_string()).unwrap();
+        let read = crate::report::file::read_any(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let crate::report::file::AnyFile::Bench(old) = read else {
+            panic!("a bench file reads as a bench report");
+        };
+        assert_eq!(old.version, 1);
+        assert_eq!(old.figures[0].of_bound, None);
+        assert_eq!(old.figures[0].binding, None);
+        assert_eq!(old.figures[0].ratio, Some(0.9));
+        assert!(old.matmul_tries.is_empty() && old.long_context.is_none());
+        assert_eq!(old.yardstick_shortfall(), None);
     }
 }

@@ -74,6 +74,11 @@ impl Stopwatch {
         }
     }
 
+    /// Kernel seconds a short kernel is sampled for (see [`Stopwatch::new`]).
+    pub fn min_total_seconds(&self) -> f64 {
+        self.min_total_seconds
+    }
+
     /// Which clock the figures come from.
     pub fn clock(&self) -> Clock {
         if self.timestamps.is_some() {

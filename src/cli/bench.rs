@@ -1,11 +1,16 @@
-//! `pagekv bench`: kernel speeds as ratios to the same adapter's copy and matmul rooflines.
+//! `pagekv bench`: kernel speeds as shares of each case's roofline bound and as ratios to the
+//! same adapter's copy and matmul rooflines; `--long-context` charts decode cost per position
+//! against context.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
-use pagekv::bench::{BenchEvent, BenchOptions, BenchReport, Clock, SECTIONS, plan, run_bench};
+use pagekv::bench::{
+    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, SECTIONS, plan,
+    run_bench,
+};
 use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
 
@@ -24,6 +29,11 @@ pub struct BenchArgs {
     /// Skip cases whose KV pool is larger than this (default 4 GiB, 1 GiB with --quick).
     #[arg(long, value_name = "GIB")]
     pub max_pool_gib: Option<f64>,
+    /// Instead of the grid, decode time per KV position per layer from 1K to 128K context
+    /// (doubling) for both models, f16/int8/int4/fp8-e4m3, batch 1 and 8, and each curve's
+    /// flatness; with --quick, 1K to 16K, f16, batch 1.
+    #[arg(long, conflicts_with_all = ["only", "cases"])]
+    pub long_context: bool,
     /// Measure only these sections (decode, formats, prefill, append, host), comma-separated; the copy
     /// and matmul rooflines are always measured.
     #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
@@ -63,6 +73,13 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
         sections: args.only.clone(),
         cases: args.cases.clone(),
         algorithm: args.algorithm.forced(),
+        long_context: args.long_context.then(|| {
+            if args.quick {
+                LongContextOptions::quick()
+            } else {
+                LongContextOptions::full()
+            }
+        }),
     };
     if !args.cases.is_empty() && plan(&options).is_empty() {
         return Err(CliError::input(format!(
@@ -135,13 +152,17 @@ pub fn render(report: &BenchReport) -> String {
             "wall clock from submit to fence (no timestamp queries; includes submission)"
         }
     };
+    let shortfall = report.yardstick_shortfall();
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
         "section",
         "case",
         "ms",
         "figure",
-        "of roofline",
+        "of copy",
+        "of bound",
+        "binds",
+        "flop/byte",
         "time vs f16",
     ]);
     for f in &report.figures {
@@ -153,6 +174,12 @@ pub fn render(report: &BenchReport) -> String {
                 f.ratio.map_or("-".into(), |r| format!("{:.0}%", 100.0 * r)),
             ),
         };
+        // Above 100% the bound is not one: flagged, not hidden.
+        let of_bound = f.of_bound.map_or(String::new(), |r| {
+            format!("{:.0}%{}", 100.0 * r, if r > 1.0 { " (!)" } else { "" })
+        });
+        let binds = f.binding.map_or("", |b| b.name());
+        let intensity = f.intensity.map_or(String::new(), |i| format!("{i:.2}"));
         let vs_f16 = f.time_vs_f16.map_or(String::new(), |r| format!("{r:.2}x"));
         table.add_row(vec![
             Cell::new(&f.section),
@@ -160,16 +187,30 @@ pub fn render(report: &BenchReport) -> String {
             Cell::new(ms),
             Cell::new(value),
             Cell::new(ratio),
+            Cell::new(of_bound),
+            Cell::new(binds),
+            Cell::new(intensity),
             Cell::new(vs_f16),
         ]);
     }
-    for i in [2, 3, 4, 5] {
+    for i in [2, 3, 4, 5, 7, 8] {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
+    let reads = match (
+        report.buffer_read_bytes_per_s,
+        report.texture_read_bytes_per_s,
+    ) {
+        (Some(b), Some(t)) => format!(
+            ", read {:.2} GB/s (buffer) / {:.2} GB/s (texture)",
+            b / 1e9,
+            t / 1e9
+        ),
+        _ => String::new(),
+    };
     let mut out = format!(
-        "adapter: {} ({}, {} {})\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written), matmul {:.2} GFLOP/s{}\n",
+        "adapter: {} ({}, {} {})\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written){reads}, matmul {:.2} GFLOP/s{}\n",
         report.adapter.name,
         report.adapter.backend,
         report.adapter.driver,
@@ -186,10 +227,30 @@ pub fn render(report: &BenchReport) -> String {
         };
         out += &format!("attention: {} ({why})\n", algorithm.name());
     }
+    if !report.matmul_tries.is_empty() {
+        let tries: Vec<String> = report
+            .matmul_tries
+            .iter()
+            .map(|t| match (t.flops, &t.error) {
+                (Some(f), _) => format!("{} {:.2}", t.kernel, f / 1e9),
+                (None, e) => format!("{} failed ({})", t.kernel, e.as_deref().unwrap_or("?")),
+            })
+            .collect();
+        out += &format!(
+            "matmul shapes tried (GFLOP/s, this run; the fastest is the yardstick): {}\n",
+            tries.join(", ")
+        );
+    }
+    out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append at the copy rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
+    if let Some(s) = shortfall {
+        out += &format!(
+            "WARNING: the matmul yardstick is weaker than the fastest attention case by {s:.2}x: compute-side bounds under-state this adapter, and cases above 100% of their bound are flagged (!)\n"
+        );
+    }
     if let Some(backing) = report.kv_backing {
         out += &format!("kv pools: {}", backing.name());
         if backing == pagekv::gpu::KvBacking::Textures {
-            out += " (decode reads texels, and can beat the buffer copy; see the texture read row)";
+            out += " (decode reads texels, and can beat the buffer copy; its bound uses the texture read rate)";
         }
         out += "\n";
     }
@@ -204,7 +265,11 @@ pub fn render(report: &BenchReport) -> String {
         out += "incomplete: the run stopped before its last case\n";
     }
     out += &table.to_string();
-    out += "\ntargets:\n";
+    if let Some(long) = &report.long_context {
+        out += "\n";
+        out += &render_long(long);
+    }
+    out += "\ntargets (judged against this run's bound):\n";
     for t in &report.targets {
         let mark = match t.met {
             Some(true) => "met",
@@ -212,6 +277,57 @@ pub fn render(report: &BenchReport) -> String {
             None => "n/a",
         };
         out += &format!("  [{mark}] {}: {}\n", t.target, t.measured);
+    }
+    out
+}
+
+/// The long-context curves: ns per KV position per layer at each context, the share of the
+/// bound at the longest point, the flatness, and where each curve stopped.
+pub fn render_long(long: &LongContext) -> String {
+    let mut table = Table::new();
+    let mut header = vec!["curve (ns per position per layer)".to_string()];
+    header.extend(long.contexts.iter().map(|c| {
+        if c % 1024 == 0 {
+            format!("{}K", c / 1024)
+        } else {
+            c.to_string()
+        }
+    }));
+    header.extend(["longest of bound".into(), "longest / 4K".into()]);
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    let mut notes = String::new();
+    for curve in &long.curves {
+        let mut row = vec![curve.label()];
+        for &c in &long.contexts {
+            row.push(
+                curve
+                    .points
+                    .iter()
+                    .find(|p| p.context == c)
+                    .map_or("-".into(), |p| format!("{:.3}", p.ns_per_position)),
+            );
+        }
+        row.push(curve.points.last().map_or("-".into(), |p| {
+            let flag = if p.of_bound > 1.0 { " (!)" } else { "" };
+            format!("{:.0}%{flag} {}", 100.0 * p.of_bound, p.binding.name())
+        }));
+        row.push(curve.flatness().map_or("-".into(), |f| format!("{f:.2}x")));
+        table.add_row(row);
+        if let Some(why) = &curve.stopped {
+            notes += &format!("  {}: {why}\n", curve.label());
+        }
+    }
+    for i in 1..=long.contexts.len() + 2 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated\n".to_string();
+    out += &table.to_string();
+    out += "\n";
+    if !notes.is_empty() {
+        out += "curves that stopped early:\n";
+        out += &notes;
     }
     out
 }

@@ -42,9 +42,20 @@ fn value(f: Option<&Figure>) -> String {
     }
 }
 
+/// The ratio to the copy or matmul roofline, and the share of the case's own roofline bound
+/// where the file has one (version 2).
 fn of_roofline(f: Option<&Figure>) -> String {
-    f.and_then(|f| f.ratio)
-        .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r))
+    let ratio = f
+        .and_then(|f| f.ratio)
+        .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
+    match f.and_then(|f| Some((f.of_bound?, f.binding?))) {
+        Some((share, binding)) => format!(
+            "{ratio} ({:.0}% of {} bound)",
+            100.0 * share,
+            binding.name()
+        ),
+        None => ratio,
+    }
 }
 
 /// B / A speed: higher is faster in B (rates compare directly, times inversely).
@@ -112,16 +123,11 @@ mod tests {
     use crate::gpu::AdapterReport;
 
     fn figure(section: &str, case: &str, value: f64, ratio: f64) -> Figure {
-        Figure {
-            section: section.into(),
-            case: case.into(),
-            seconds: Some(1.0 / value),
-            value: Some(value),
-            unit: "GB/s".into(),
-            ratio: Some(ratio),
-            time_vs_f16: None,
-            skipped: None,
-        }
+        let mut f = Figure::blank(section, case, "GB/s");
+        f.seconds = Some(1.0 / value);
+        f.value = Some(value);
+        f.ratio = Some(ratio);
+        f
     }
 
     fn report(name: &str, figures: Vec<Figure>) -> BenchReport {
@@ -138,11 +144,15 @@ mod tests {
             copy_end_bytes_per_s: Some(1.1e9),
             complete: true,
             matmul_flops: 1e9,
+            matmul_tries: Vec::new(),
+            buffer_read_bytes_per_s: None,
+            texture_read_bytes_per_s: None,
             kv_backing: Some(KvBacking::Textures),
             attention: None,
             attention_forced: false,
             figures,
             targets: Vec::new(),
+            long_context: None,
         }
     }
 

@@ -146,6 +146,98 @@ fn draw_lines(
     Ok(())
 }
 
+/// A line chart with a logarithmic x axis (context doubling from 1K to 128K), y from zero.
+/// Points at x <= 0 cannot sit on a log axis and are dropped (and not counted).
+pub fn log_x_line_chart(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: &[Line],
+    size: (u32, u32),
+) -> Chart {
+    let xs = || {
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.0))
+            .filter(|x| *x > 0.0)
+    };
+    let points = xs().count();
+    let x_min = xs().fold(f64::INFINITY, f64::min);
+    let x_max = xs().fold(0.0, f64::max);
+    let y_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().filter(|p| p.0 > 0.0).map(|p| p.1))
+        .fold(0.0, f64::max);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let (lo, hi) = if points == 0 {
+            (1.0, 10.0)
+        } else {
+            (x_min / 1.2, x_max * 1.2)
+        };
+        let _ = draw_log_x_lines(
+            &root,
+            title,
+            x_desc,
+            y_desc,
+            lines,
+            (lo, hi),
+            nice_max(y_max),
+        );
+        let _ = root.present();
+    }
+    Chart { svg, points }
+}
+
+fn draw_log_x_lines(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: &[Line],
+    (x_lo, x_hi): (f64, f64),
+    y_max: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 15))
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d((x_lo..x_hi).log_scale(), 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| {
+            if *x >= 1024.0 {
+                format!("{:.0}K", x / 1024.0)
+            } else {
+                format!("{x:.0}")
+            }
+        })
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    for (i, line) in lines.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                line.points.iter().copied().filter(|p| p.0 > 0.0),
+                color.stroke_width(2),
+            ))?
+            .label(&line.label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
 /// Grouped bars: for each category (a scenario), one bar per series. A value of `None` draws
 /// no bar. With `log`, the y axis is logarithmic (for demand %, which spans 4 decades).
 pub fn bar_chart(

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::charts::{Chart, Line, Rule, bar_chart, line_chart};
+use super::charts::{Chart, Line, Rule, bar_chart, line_chart, log_x_line_chart};
 use super::table::bytes_per_token_audit;
 use super::{ResultsFile, ScenarioResult};
 use crate::bench::BenchReport;
@@ -395,10 +395,60 @@ pub fn bench_html(runs: &[(String, &BenchReport)]) -> String {
         );
         figure(&mut body, &chart);
     }
-    if models.is_empty() {
+    let long = long_context_charts(runs, &mut body);
+    if models.is_empty() && !long {
         body.push_str("<p class=\"meta\">No decode figures in this report.</p>");
     }
     page("pagekv bench", &body)
+}
+
+/// `--long-context` curves: ns per KV position per layer against context (log x), one chart
+/// per model, a line per (run, format, batch). False when no run has curves.
+fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bool {
+    let mut models: Vec<&str> = Vec::new();
+    for (_, r) in runs {
+        for c in r.long_context.iter().flat_map(|l| &l.curves) {
+            if !models.contains(&c.model.as_str()) {
+                models.push(&c.model);
+            }
+        }
+    }
+    if models.is_empty() {
+        return false;
+    }
+    body.push_str("<h2>Long context: decode time per KV position per layer</h2>");
+    for model in models {
+        let mut lines = Vec::new();
+        for (label, r) in runs {
+            for c in r.long_context.iter().flat_map(|l| &l.curves) {
+                if c.model != model {
+                    continue;
+                }
+                let prefix = if runs.len() > 1 {
+                    format!("{label} ")
+                } else {
+                    String::new()
+                };
+                lines.push(Line {
+                    label: format!("{prefix}{} batch {}", c.format.name(), c.batch),
+                    points: c
+                        .points
+                        .iter()
+                        .map(|p| (p.context as f64, p.ns_per_position))
+                        .collect(),
+                });
+            }
+        }
+        let chart = log_x_line_chart(
+            &format!("{model}: ns per position per layer"),
+            "context (tokens, log scale)",
+            "ns",
+            &lines,
+            (660, 320),
+        );
+        figure(body, &chart);
+    }
+    true
 }
 
 #[cfg(test)]
@@ -413,6 +463,18 @@ mod tests {
             ("qwen2.5-7b", "int8", 8, 4096)
         );
         assert!(parse_case("copy 256 MiB").is_none());
+    }
+
+    #[test]
+    fn long_context_curves_are_charted_against_a_log_context_axis() {
+        let report = crate::bench::sample_report();
+        let page = bench_html(&[("a".into(), &report)]);
+        assert!(page.contains("Long context: decode time per KV position per layer"));
+        assert!(page.contains("qwen2.5-7b: ns per position per layer"));
+        assert!(page.contains("int4 batch 8"));
+        let mut plain = report.clone();
+        plain.long_context = None;
+        assert!(!bench_html(&[("a".into(), &plain)]).contains("Long context"));
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! The matmul family: an f32 matmul that gives the adapter's practical arithmetic rate.
-//! `pagekv bench` sets prefill's FLOP/s beside it. GPUs get the tiled kernel (64x64 tiles
-//! through workgroup memory, 4x4 per thread); CPU adapters get the barrier-free one (16x16 per
-//! invocation), for the same reason and by the same rule as attention
-//! ([`AttentionAlgorithm::for_device`]), so the yardstick is as tuned as what it measures.
+//! The matmul family: an f32 matmul that gives the adapter's practical arithmetic rate, the
+//! compute side of `pagekv bench`'s roofline bounds. Two kinds: the tiled kernel (64x64
+//! tiles through workgroup memory, 4x4 per thread), which GPUs run best, and register-tiled
+//! flat kernels with no workgroup memory or barriers (a barrier turns a shader into
+//! coroutines on lavapipe), each invocation owning an `rows x 4*col4s` block of C in
+//! registers and streaming A and B in vec4s. The flat kernels are generated per block shape
+//! ([`MatmulShape`]); the bench times a few shapes in the same run and keeps the fastest, so
+//! the yardstick is as tuned for the adapter as the attention kernels it measures.
 
 use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
@@ -29,36 +32,175 @@ pub struct MatmulParams {
 /// Rows and columns of C per workgroup; every dimension must be a multiple of it.
 pub const MATMUL_TILE: u32 = 64;
 
+/// Invocations per workgroup of the flat kernels.
+const FLAT_WG: u32 = 8;
+
+/// Which matmul kernel: the workgroup-tiled one, or a flat one with its register block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulShape {
+    /// 64x64 tiles through workgroup memory, 4x4 per thread.
+    Tiled,
+    /// No workgroup memory: each invocation owns `rows` rows by `col4s` vec4 columns of C.
+    Flat {
+        /// Rows of C per invocation (divides 64).
+        rows: u32,
+        /// vec4 columns of C per invocation (4 x it divides 64).
+        col4s: u32,
+    },
+}
+
+impl MatmulShape {
+    /// The flat shape used where one is needed without a trial (16x16 per invocation).
+    pub const FLAT_DEFAULT: MatmulShape = MatmulShape::Flat { rows: 16, col4s: 4 };
+
+    /// The flat shapes generated besides the default (`pagekv shaders` lists them all). On
+    /// lavapipe (2 cores, AVX2) 32x16 measured 1.5-2.7x the 16x16 default; 8x16, 4x32 and
+    /// the narrower blocks down to 4x4 were slower than 16x16, as were 32x8, 64x8 and 64x16,
+    /// and a column-per-invocation layout (B loads contiguous across SIMD lanes, 16 or 32
+    /// rows each) ran at a fifth of 16x16.
+    pub const FLAT_EXTRA: [MatmulShape; 3] = [
+        MatmulShape::Flat { rows: 32, col4s: 4 },
+        MatmulShape::Flat { rows: 16, col4s: 8 },
+        MatmulShape::Flat { rows: 8, col4s: 8 },
+    ];
+
+    /// The shapes worth timing on this adapter, the class's usual winner first: flat shapes
+    /// on CPU adapters (where the tiled kernel is several times slower), the tiled kernel and
+    /// two flat shapes elsewhere.
+    pub fn candidates(ctx: &GpuContext) -> Vec<MatmulShape> {
+        let mut flat = vec![Self::FLAT_DEFAULT];
+        flat.extend(Self::FLAT_EXTRA);
+        match AttentionAlgorithm::for_device(ctx) {
+            AttentionAlgorithm::Flat => flat,
+            AttentionAlgorithm::Tiled => vec![MatmulShape::Tiled, flat[0], flat[3]],
+        }
+    }
+
+    /// The module's name, e.g. `matmulflat_r8c8`.
+    pub fn name(self) -> String {
+        self.module().name
+    }
+
+    /// The WGSL module.
+    pub fn module(self) -> WgslModule {
+        match self {
+            MatmulShape::Tiled => ToolKernel::Matmul.module(0),
+            MatmulShape::Flat { rows, col4s } => flat_module(rows, col4s),
+        }
+    }
+
+    /// Workgroups along x and y for an `m x n` C.
+    fn workgroups(self, m: u32, n: u32) -> (u32, u32) {
+        match self {
+            MatmulShape::Tiled => (n / MATMUL_TILE, m / MATMUL_TILE),
+            MatmulShape::Flat { rows, col4s } => {
+                (((m / rows) * (n / (4 * col4s))).div_ceil(FLAT_WG), 1)
+            }
+        }
+    }
+}
+
+/// The flat matmul with a `rows x 4*col4s` register block per invocation: straight-line code
+/// per row and column (a private array indexed in a loop would live in per-lane scratch
+/// memory on llvmpipe), every vec4 of B loaded feeding `rows` x 4 multiply-adds and every
+/// vec4 of A feeding `col4s` x 16.
+pub fn flat_module(rows: u32, col4s: u32) -> WgslModule {
+    use std::fmt::Write;
+    let name = format!("matmulflat_r{rows}c{col4s}");
+    let mut s = format!(
+        "// pagekv generated variant `{name}`: f32 C = A x B, row-major, every dimension a\n\
+         // multiple of 64; one invocation per {rows}x{} block of C, blocks numbered row-major,\n\
+         // no workgroup memory or barriers.\n\n\
+         struct MatmulParams {{\n    m: u32,\n    n: u32,\n    k: u32,\n    _pad: u32,\n}}\n\n\
+         @group(0) @binding(0) var<uniform> params: MatmulParams;\n\
+         @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;\n\
+         @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;\n\
+         @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;\n\n\
+         @compute @workgroup_size({FLAT_WG})\n\
+         fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
+         \x20   let blocks_x = params.n / {}u;\n\
+         \x20   if (gid.x >= blocks_x * (params.m / {rows}u)) {{\n        return;\n    }}\n\
+         \x20   let col4 = (gid.x % blocks_x) * {col4s}u;\n\
+         \x20   let row = (gid.x / blocks_x) * {rows}u;\n\
+         \x20   let k4 = params.k / 4u;\n\
+         \x20   let n4 = params.n / 4u;\n",
+        4 * col4s,
+        4 * col4s
+    );
+    for r in 0..rows {
+        for q in 0..col4s {
+            let _ = writeln!(s, "    var c{r}_{q} = vec4<f32>(0.0);");
+        }
+    }
+    s += "    for (var kk = 0u; kk < k4; kk++) {\n";
+    for j in 0..4 {
+        for q in 0..col4s {
+            let _ = writeln!(
+                s,
+                "        let b{j}_{q} = b[(kk * 4u + {j}u) * n4 + col4 + {q}u];"
+            );
+        }
+    }
+    for r in 0..rows {
+        let _ = writeln!(s, "        let a{r} = a[(row + {r}u) * k4 + kk];");
+        for q in 0..col4s {
+            let _ = writeln!(
+                s,
+                "        c{r}_{q} += a{r}.x * b0_{q} + a{r}.y * b1_{q} + a{r}.z * b2_{q} + a{r}.w * b3_{q};"
+            );
+        }
+    }
+    s += "    }\n";
+    for r in 0..rows {
+        for q in 0..col4s {
+            let _ = writeln!(s, "    c[(row + {r}u) * n4 + col4 + {q}u] = c{r}_{q};");
+        }
+    }
+    s += "}\n";
+    WgslModule {
+        name,
+        source: s,
+        needs_f16: false,
+    }
+}
+
 /// Compiled matmul pipeline.
 pub struct MatmulKernel {
     pipeline: ComputeKernel,
     /// The module built.
     pub module: WgslModule,
-    /// The algorithm built (decides the dispatch shape).
-    pub algorithm: AttentionAlgorithm,
+    /// The kernel built (decides the dispatch shape).
+    pub shape: MatmulShape,
 }
 
 impl MatmulKernel {
-    /// Builds the matmul the device's class runs best.
+    /// Builds the matmul the device's class usually runs best (without a trial).
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         Self::with_algorithm(ctx, AttentionAlgorithm::for_device(ctx))
     }
 
-    /// Builds a chosen algorithm (tests run both on every adapter).
+    /// Builds the tiled kernel or the default flat shape (tests run both on every adapter).
     pub fn with_algorithm(
         ctx: &GpuContext,
         algorithm: AttentionAlgorithm,
     ) -> Result<Self, GpuError> {
-        let kernel = match algorithm {
-            AttentionAlgorithm::Tiled => ToolKernel::Matmul,
-            AttentionAlgorithm::Flat => ToolKernel::MatmulFlat,
-        };
-        let module = kernel.module(0);
+        Self::with_shape(
+            ctx,
+            match algorithm {
+                AttentionAlgorithm::Tiled => MatmulShape::Tiled,
+                AttentionAlgorithm::Flat => MatmulShape::FLAT_DEFAULT,
+            },
+        )
+    }
+
+    /// Builds one shape.
+    pub fn with_shape(ctx: &GpuContext, shape: MatmulShape) -> Result<Self, GpuError> {
+        let module = shape.module();
         let pipeline = pipeline::build_derived(ctx, &module, &["matmul"])?.remove(0);
         Ok(Self {
             pipeline,
             module,
-            algorithm,
+            shape,
         })
     }
 
@@ -82,12 +224,12 @@ impl MatmulKernel {
                 problem: format!("each must be a positive multiple of {MATMUL_TILE}"),
             });
         }
-        let flat_workgroups = (m / 16) * (n / 16) / 8;
-        if flat_workgroups > ctx.capabilities.max_workgroups_per_dimension {
+        let (x, y) = self.shape.workgroups(m, n);
+        if x.max(y) > ctx.capabilities.max_workgroups_per_dimension {
             return Err(GpuError::Limit(LimitExceeded {
                 what: format!("matmul {m}x{n}x{k}"),
                 limit: DeviceLimit::WorkgroupsPerDimension,
-                needed: flat_workgroups as u64,
+                needed: x.max(y) as u64,
                 allowed: ctx.capabilities.max_workgroups_per_dimension as u64,
                 remedy: "use a smaller matmul",
             }));
@@ -117,13 +259,7 @@ impl MatmulKernel {
         });
         self.pipeline.set(&mut pass);
         pass.set_bind_group(0, &group, &[]);
-        match self.algorithm {
-            // One invocation per 16x16 block of C, 8 per workgroup.
-            AttentionAlgorithm::Flat => pass.dispatch_workgroups(flat_workgroups, 1, 1),
-            AttentionAlgorithm::Tiled => {
-                pass.dispatch_workgroups(n / MATMUL_TILE, m / MATMUL_TILE, 1)
-            }
-        }
+        pass.dispatch_workgroups(x, y, 1);
         Ok(())
     }
 }

@@ -16,7 +16,6 @@ const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const READ: &str = include_str!("../../shaders/read.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-const MATMUL_FLAT: &str = include_str!("../../shaders/matmul_flat.wgsl");
 
 /// One tool kernel and its shader file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,7 +28,8 @@ pub enum ToolKernel {
     Read,
     /// The arithmetic roofline: a tiled f32 matmul (GPUs).
     Matmul,
-    /// The same roofline without workgroup memory or barriers (CPU adapters).
+    /// The same roofline without workgroup memory or barriers (CPU adapters), generated per
+    /// register block ([`matmul::MatmulShape`]); this is the default block.
     MatmulFlat,
 }
 
@@ -60,7 +60,7 @@ impl ToolKernel {
             ToolKernel::Copy => COPY,
             ToolKernel::Read => READ,
             ToolKernel::Matmul => MATMUL,
-            ToolKernel::MatmulFlat => MATMUL_FLAT,
+            ToolKernel::MatmulFlat => "",
         }
     }
 
@@ -76,6 +76,9 @@ impl ToolKernel {
 
     /// The module for `head_dim` (ignored by the rooflines).
     pub fn module(self, head_dim: u32) -> WgslModule {
+        if self == ToolKernel::MatmulFlat {
+            return matmul::MatmulShape::FLAT_DEFAULT.module();
+        }
         let head_dim = if self.per_head_dim() { head_dim } else { 0 };
         let name = if self.per_head_dim() {
             format!("{}_hd{head_dim}", self.name())
@@ -104,6 +107,7 @@ impl ToolKernel {
                 out.push(kernel.module(0));
             }
         }
+        out.extend(matmul::MatmulShape::FLAT_EXTRA.map(matmul::MatmulShape::module));
         out
     }
 }

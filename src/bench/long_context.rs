@@ -1,0 +1,318 @@
+//! `pagekv bench --long-context`: decode time per KV position per layer from 1K tokens of
+//! context upward, doubling, for both model geometries, several KV formats and two batch
+//! sizes. A paged decode that reads every block once should cost the same per position at
+//! any context; the curve's flatness (ns per position at the longest context over that at
+//! 4K) says how close it comes. Each point is also stated against its roofline bound.
+//!
+//! A curve stops at the first context the adapter or `--max-pool-gib` refuses, or whose
+//! estimated time (twice the previous point's, per sample) passes the per-point budget; the
+//! curve records where and why.
+
+use serde::{Deserialize, Serialize};
+
+use super::bound::{self, Binding};
+use super::kernels::{self, AttentionCase, BenchSkip};
+use super::plan::geometries;
+use super::run::{Rates, Recorder};
+use super::stopwatch::{MAX_SAMPLES, Stopwatch};
+use crate::cache::KvFormat;
+use crate::gpu::{GpuContext, GpuError};
+
+/// The context the flatness is measured against.
+pub const FLATNESS_REFERENCE: u32 = 4096;
+
+/// The flatness target: ns per position at the longest context within this factor of 4K's.
+pub const FLATNESS_TARGET: f64 = 1.3;
+
+/// What `--long-context` measures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LongContextOptions {
+    /// Contexts, in order (doubling).
+    pub contexts: Vec<u32>,
+    /// KV formats.
+    pub formats: Vec<KvFormat>,
+    /// Batch sizes.
+    pub batches: Vec<u32>,
+    /// A point whose estimated time passes this many seconds is skipped, with the rest of
+    /// its curve.
+    pub point_budget_s: f64,
+}
+
+impl LongContextOptions {
+    /// The full sweep: 1K to 128K, f16, int8, int4 and fp8-e4m3, batch 1 and 8.
+    pub fn full() -> Self {
+        Self {
+            contexts: doubling(1024, 131_072),
+            formats: vec![
+                KvFormat::F16,
+                KvFormat::Int8,
+                KvFormat::Int4,
+                KvFormat::Fp8E4M3,
+            ],
+            batches: vec![1, 8],
+            point_budget_s: 60.0,
+        }
+    }
+
+    /// The CI sweep: 1K to 16K, f16, batch 1.
+    pub fn quick() -> Self {
+        Self {
+            contexts: doubling(1024, 16_384),
+            formats: vec![KvFormat::F16],
+            batches: vec![1],
+            point_budget_s: 20.0,
+        }
+    }
+}
+
+/// `from`, `2 from`, ... up to `to` inclusive.
+fn doubling(from: u32, to: u32) -> Vec<u32> {
+    std::iter::successors(Some(from), |c| c.checked_mul(2))
+        .take_while(|&c| c <= to)
+        .collect()
+}
+
+/// One measured point of a curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongPoint {
+    /// Tokens per sequence.
+    pub context: u32,
+    /// Median kernel seconds of one decode step (one layer).
+    pub seconds: f64,
+    /// `seconds / (batch x context)`, in nanoseconds: time per KV position per layer.
+    pub ns_per_position: f64,
+    /// The step's roofline bound over its measured time.
+    pub of_bound: f64,
+    /// Which side binds it.
+    pub binding: Binding,
+    /// Flops the step counts ([`bound::decode_flops`]).
+    #[serde(default)]
+    pub flops: f64,
+}
+
+/// One (model, format, batch) curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongCurve {
+    /// Model geometry name.
+    pub model: String,
+    /// KV format.
+    pub format: KvFormat,
+    /// Sequences per step.
+    pub batch: u32,
+    /// Points in context order.
+    pub points: Vec<LongPoint>,
+    /// Where the curve stopped short of the last planned context, and why.
+    #[serde(default)]
+    pub stopped: Option<String>,
+}
+
+impl LongCurve {
+    /// `model format batch N`, as tables label it.
+    pub fn label(&self) -> String {
+        format!("{} {} batch {}", self.model, self.format.name(), self.batch)
+    }
+
+    /// ns per position at the longest context over that at 4K ([`bound::flatness`]).
+    pub fn flatness(&self) -> Option<f64> {
+        let points: Vec<(u32, f64)> = self
+            .points
+            .iter()
+            .map(|p| (p.context, p.ns_per_position))
+            .collect();
+        bound::flatness(&points, FLATNESS_REFERENCE)
+    }
+}
+
+/// Every curve of a `--long-context` run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongContext {
+    /// The contexts planned for every curve.
+    pub contexts: Vec<u32>,
+    /// The curves, in run order.
+    pub curves: Vec<LongCurve>,
+}
+
+impl LongContext {
+    /// Every point's flop rate, FLOP/s.
+    pub fn flop_rates(&self) -> impl Iterator<Item = f64> + '_ {
+        self.curves
+            .iter()
+            .flat_map(|c| &c.points)
+            .filter(|p| p.flops > 0.0 && p.seconds > 0.0)
+            .map(|p| p.flops / p.seconds)
+    }
+
+    /// The worst flatness over the curves that have one.
+    pub fn worst_flatness(&self) -> Option<(f64, String)> {
+        self.curves
+            .iter()
+            .filter_map(|c| Some((c.flatness()?, c.label())))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    }
+}
+
+/// Estimated seconds to time a point whose step takes about `step_s`: the warm-up and the
+/// samples the stopwatch takes (at least `repeats`, more until `min_total_s`).
+pub fn estimate_point_seconds(step_s: f64, repeats: u32, min_total_s: f64) -> f64 {
+    let samples = (repeats as f64).max((min_total_s / step_s).ceil().min(MAX_SAMPLES as f64));
+    step_s * (samples + 1.0)
+}
+
+/// Runs every curve, storing each point in the report as it is measured.
+pub(super) fn run(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    options: &LongContextOptions,
+    rates: &Rates,
+    max_pool_bytes: u64,
+    rec: &mut Recorder<'_>,
+) -> Result<(), GpuError> {
+    rec.report.long_context = Some(LongContext {
+        contexts: options.contexts.clone(),
+        curves: Vec::new(),
+    });
+    for geometry in geometries() {
+        for &format in &options.formats {
+            for &batch in &options.batches {
+                let mut curve = LongCurve {
+                    model: geometry.name.clone(),
+                    format,
+                    batch,
+                    points: Vec::new(),
+                    stopped: None,
+                };
+                let mut previous: Option<f64> = None;
+                for &context in &options.contexts {
+                    let case = AttentionCase {
+                        geometry: geometry.clone(),
+                        dtype: format,
+                        batch,
+                        context,
+                        // The run's --algorithm, when one forced it.
+                        algorithm: rec.report.attention.filter(|_| rec.report.attention_forced),
+                    };
+                    if let Some(prev) = previous {
+                        let estimate =
+                            estimate_point_seconds(2.0 * prev, repeats, watch.min_total_seconds());
+                        if estimate > options.point_budget_s {
+                            curve.stopped = Some(format!(
+                                "stopped before ctx {context}: estimated {estimate:.0} s to time, over the {:.0} s budget per point",
+                                options.point_budget_s
+                            ));
+                            break;
+                        }
+                    }
+                    rec.starting(&format!("long-context {} ctx {context}", curve.label()));
+                    match kernels::decode(ctx, watch, repeats, &case, max_pool_bytes) {
+                        Ok(seconds) => {
+                            let (bound, flops) = rates.decode(ctx, &case);
+                            curve.points.push(LongPoint {
+                                context,
+                                seconds,
+                                ns_per_position: seconds * 1e9 / (batch as f64 * context as f64),
+                                of_bound: bound::of_bound(bound.seconds, seconds),
+                                binding: bound.binding,
+                                flops,
+                            });
+                            previous = Some(seconds);
+                        }
+                        Err(BenchSkip::Skipped(reason)) => {
+                            curve.stopped = Some(format!("stopped at ctx {context}: {reason}"));
+                            break;
+                        }
+                        Err(BenchSkip::Failed(e)) => return Err(e),
+                    }
+                    store(rec, &curve);
+                }
+                store(rec, &curve);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts `curve` in the report (replacing its earlier state) and tells the observer.
+fn store(rec: &mut Recorder<'_>, curve: &LongCurve) {
+    let long = rec
+        .report
+        .long_context
+        .as_mut()
+        .expect("set at the start of the run");
+    match long.curves.iter_mut().find(|c| c.label() == curve.label()) {
+        Some(old) => *old = curve.clone(),
+        None => long.curves.push(curve.clone()),
+    }
+    rec.measured();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(context: u32, ns: f64) -> LongPoint {
+        LongPoint {
+            context,
+            seconds: ns * context as f64 * 1e-9,
+            ns_per_position: ns,
+            of_bound: 0.5,
+            binding: Binding::Memory,
+            flops: 1e6,
+        }
+    }
+
+    #[test]
+    fn the_sweeps_double_from_1k() {
+        let full = LongContextOptions::full();
+        assert_eq!(full.contexts.first(), Some(&1024));
+        assert_eq!(full.contexts.last(), Some(&131_072));
+        assert_eq!(full.contexts.len(), 8);
+        assert!(full.contexts.windows(2).all(|w| w[1] == 2 * w[0]));
+        let quick = LongContextOptions::quick();
+        assert_eq!(quick.contexts, [1024, 2048, 4096, 8192, 16384]);
+        assert_eq!(
+            (quick.formats.as_slice(), quick.batches.as_slice()),
+            (&[KvFormat::F16][..], &[1][..])
+        );
+    }
+
+    #[test]
+    fn a_curve_reports_its_flatness_and_the_worst_is_found() {
+        let flat = LongCurve {
+            model: "m".into(),
+            format: KvFormat::F16,
+            batch: 1,
+            points: vec![point(1024, 3.0), point(4096, 2.0), point(16384, 2.2)],
+            stopped: None,
+        };
+        assert!((flat.flatness().unwrap() - 1.1).abs() < 1e-12);
+        let steep = LongCurve {
+            batch: 8,
+            points: vec![point(4096, 1.0), point(8192, 1.5)],
+            ..flat.clone()
+        };
+        let short = LongCurve {
+            format: KvFormat::Int8,
+            points: vec![point(1024, 1.0)],
+            ..flat.clone()
+        };
+        assert_eq!(short.flatness(), None);
+        let all = LongContext {
+            contexts: vec![1024, 4096, 8192, 16384],
+            curves: vec![flat, steep, short],
+        };
+        let (worst, label) = all.worst_flatness().unwrap();
+        assert!((worst - 1.5).abs() < 1e-12);
+        assert_eq!(label, "m f16 batch 8");
+    }
+
+    #[test]
+    fn the_time_estimate_counts_warm_up_and_samples() {
+        // A 1 s step: 3 samples plus the warm-up.
+        assert_eq!(estimate_point_seconds(1.0, 3, 0.5), 4.0);
+        // A 10 ms step is sampled until 0.5 s: 50 samples plus the warm-up.
+        assert!((estimate_point_seconds(0.01, 3, 0.5) - 0.51).abs() < 1e-9);
+        // Never more than the stopwatch's cap.
+        assert!(estimate_point_seconds(1e-6, 3, 0.5) <= (MAX_SAMPLES as f64 + 1.0) * 1e-6);
+    }
+}

@@ -1,0 +1,338 @@
+//! One bench run: the rooflines first, then every planned case (or the long-context curves),
+//! each figure stated against the same run's rooflines and its own roofline bound.
+
+use super::bound::{self, Bound, Stream};
+use super::kernels::{self, AttentionCase, BenchSkip};
+use super::plan::{PlannedCase, Work, plan};
+use super::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchEvent, BenchOptions, BenchReport, Figure};
+use super::{Stopwatch, long_context, targets};
+use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
+use crate::gpu::{GpuContext, GpuError, KvBacking};
+use crate::kernels::AttentionAlgorithm;
+
+/// The rates one run measured, which every bound in it is computed from.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rates {
+    /// Copy roofline, bytes read + written per second.
+    pub copy: f64,
+    /// Read through a storage buffer, bytes per second.
+    pub buffer_read: f64,
+    /// Read through a texture, bytes per second.
+    pub texture_read: f64,
+    /// The matmul yardstick, FLOP/s.
+    pub matmul: f64,
+}
+
+impl Rates {
+    /// The read rate of the path the case's KV pool is read through: textures where the
+    /// pool lives in textures (CPU adapters), buffers elsewhere.
+    fn pool_read(&self, ctx: &GpuContext, case: &AttentionCase) -> f64 {
+        // The same choice the case's storage makes (a forced tiled path reads buffers).
+        match AttentionAlgorithm::pool_backing(case.algorithm, ctx, &case.layout()) {
+            KvBacking::Textures => self.texture_read,
+            KvBacking::Buffers => self.buffer_read,
+        }
+    }
+
+    /// Decode's bound and counted flops: KV bytes at the pool's read rate, f32 Q and output
+    /// at the buffer read rate, [`bound::decode_flops`] at the matmul rate.
+    pub fn decode(&self, ctx: &GpuContext, case: &AttentionCase) -> (Bound, f64) {
+        let flops = bound::decode_flops(&case.geometry, case.batch, case.context);
+        (self.attention(ctx, case, 1, flops), flops)
+    }
+
+    /// Prefill's bound and counted flops ([`bound::prefill_flops`]).
+    fn prefill(&self, ctx: &GpuContext, case: &AttentionCase) -> (Bound, f64) {
+        let flops = bound::prefill_flops(&case.geometry, case.batch, case.context);
+        (self.attention(ctx, case, case.context, flops), flops)
+    }
+
+    fn attention(&self, ctx: &GpuContext, case: &AttentionCase, queries: u32, flops: f64) -> Bound {
+        let streams = [
+            Stream {
+                bytes: case.kv_bytes() as f64,
+                rate: self.pool_read(ctx, case),
+            },
+            Stream {
+                bytes: case.io_bytes(queries) as f64,
+                rate: self.buffer_read,
+            },
+        ];
+        bound::bound(&streams, flops, self.matmul)
+    }
+
+    /// Append's bound: its bytes read and written at the copy rate (which counts both); it
+    /// counts no flops, so it is memory-bound by construction.
+    fn append(&self, case: &AttentionCase) -> (Bound, f64) {
+        let streams = [Stream {
+            bytes: kernels::append_bytes(case) as f64,
+            rate: self.copy,
+        }];
+        (bound::bound(&streams, 0.0, self.matmul), 0.0)
+    }
+}
+
+/// Turns a case result into a figure: `amount / seconds` in units of 1e9 (`GB/s`,
+/// `GFLOP/s`), its ratio to `roofline` (same units per second, unscaled) and its share of
+/// `bound`.
+fn figure(
+    planned: &PlannedCase,
+    unit: &str,
+    amount: f64,
+    roofline: f64,
+    (bound, flops): (Bound, f64),
+    result: Result<f64, BenchSkip>,
+) -> Result<Figure, GpuError> {
+    let mut figure = Figure::blank(planned.section(), &planned.label, unit);
+    match result {
+        Ok(seconds) => {
+            figure.seconds = Some(seconds);
+            figure.value = Some(amount / seconds / 1e9);
+            figure.ratio = Some(amount / seconds / roofline);
+            figure.flops = Some(flops);
+            figure.bound_seconds = Some(bound.seconds);
+            figure.binding = Some(bound.binding);
+            figure.intensity = Some(bound.intensity);
+            figure.of_bound = Some(bound::of_bound(bound.seconds, seconds));
+        }
+        Err(BenchSkip::Skipped(reason)) => figure.skipped = Some(reason),
+        Err(BenchSkip::Failed(e)) => return Err(e),
+    }
+    Ok(figure)
+}
+
+/// The report under construction and who hears about it.
+pub(super) struct Recorder<'o> {
+    pub report: BenchReport,
+    observer: &'o mut dyn FnMut(BenchEvent<'_>),
+}
+
+impl Recorder<'_> {
+    pub fn starting(&mut self, case: &str) {
+        (self.observer)(BenchEvent::Starting(case));
+    }
+
+    pub fn add(&mut self, figure: Figure) {
+        self.report.figures.push(figure);
+        self.measured();
+    }
+
+    /// Re-judges the targets and tells the observer the report changed.
+    pub fn measured(&mut self) {
+        self.report.targets = targets::judge(&self.report);
+        (self.observer)(BenchEvent::Measured(&self.report));
+    }
+}
+
+/// Runs the bench on `ctx`, telling `observer` about each case and each figure as it goes.
+pub fn run_bench(
+    ctx: &GpuContext,
+    options: &BenchOptions,
+    observer: &mut dyn FnMut(BenchEvent<'_>),
+) -> Result<BenchReport, GpuError> {
+    let watch = Stopwatch::new(ctx, if options.quick { 0.2 } else { 0.5 });
+    let repeats = if options.quick { 2 } else { 3 };
+    let copy_roofline = || kernels::copy_roofline(ctx, &watch, repeats, 1 << 30);
+    observer(BenchEvent::Starting("copy roofline"));
+    let (copy, copy_bytes) = copy_roofline()?;
+    observer(BenchEvent::Starting("read rooflines (buffer and texture)"));
+    let (buffer_read, texture_read, read_bytes) =
+        kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
+    let size = if options.quick { 512 } else { 1024 };
+    observer(BenchEvent::Starting(
+        "matmul yardstick (each register-tiled shape in turn; the fastest is kept)",
+    ));
+    let tries = kernels::matmul_yardstick(ctx, &watch, repeats, size)?;
+    let (best, matmul) = tries
+        .iter()
+        .filter_map(|t| Some((t.kernel.clone(), t.flops?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("matmul_yardstick fails when no shape ran");
+    let rates = Rates {
+        copy,
+        buffer_read,
+        texture_read,
+        matmul,
+    };
+    let mut rec = Recorder {
+        report: BenchReport {
+            format: BENCH_FORMAT.into(),
+            version: BENCH_FORMAT_VERSION,
+            adapter: ctx.report(),
+            clock: watch.clock(),
+            quick: options.quick,
+            copy_bytes_per_s: copy,
+            copy_end_bytes_per_s: None,
+            complete: false,
+            matmul_flops: matmul,
+            matmul_tries: tries,
+            buffer_read_bytes_per_s: Some(buffer_read),
+            texture_read_bytes_per_s: Some(texture_read),
+            kv_backing: Some(AttentionAlgorithm::pool_backing(
+                options.algorithm,
+                ctx,
+                &CacheLayout {
+                    geometry: ModelGeometry::qwen2_5_0_5b(),
+                    block_size: kernels::BENCH_BLOCK_SIZE,
+                    dtype: KvFormat::F16,
+                },
+            )),
+            attention: Some(
+                options
+                    .algorithm
+                    .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx)),
+            ),
+            attention_forced: options.algorithm.is_some(),
+            figures: Vec::new(),
+            targets: Vec::new(),
+            long_context: None,
+        },
+        observer,
+    };
+    let mut copy_figure = Figure::blank(
+        "copy",
+        &format!("vec4 copy of {}", crate::gpu::human_bytes(copy_bytes)),
+        "GB/s",
+    );
+    copy_figure.seconds = Some(2.0 * copy_bytes as f64 / copy);
+    copy_figure.value = Some(copy / 1e9);
+    copy_figure.ratio = Some(1.0);
+    rec.add(copy_figure);
+    for (path, rate) in [("buffer", buffer_read), ("texture", texture_read)] {
+        let mut read = Figure::blank(
+            "copy",
+            &format!(
+                "{path} read of {} (no writes)",
+                crate::gpu::human_bytes(read_bytes)
+            ),
+            "GB/s",
+        );
+        read.seconds = Some(read_bytes as f64 / rate);
+        read.value = Some(rate / 1e9);
+        read.ratio = Some(rate / copy);
+        rec.add(read);
+    }
+    let mut matmul_figure = Figure::blank(
+        "matmul",
+        &format!("f32 {size}x{size}x{size} {best}"),
+        "GFLOP/s",
+    );
+    matmul_figure.seconds = Some(2.0 * (size as f64).powi(3) / matmul);
+    matmul_figure.value = Some(matmul / 1e9);
+    matmul_figure.ratio = Some(1.0);
+    rec.add(matmul_figure);
+    if let Some(long) = &options.long_context {
+        long_context::run(
+            ctx,
+            &watch,
+            repeats,
+            long,
+            &rates,
+            options.max_pool_bytes,
+            &mut rec,
+        )?;
+    } else {
+        run_grid(ctx, &watch, repeats, options, &rates, &mut rec)?;
+    }
+    rec.starting("copy roofline again (drift over the run)");
+    rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
+    rec.report.complete = true;
+    rec.report.targets = targets::judge(&rec.report);
+    Ok(rec.report)
+}
+
+/// Every planned case of the grid, in order.
+fn run_grid(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    options: &BenchOptions,
+    rates: &Rates,
+    rec: &mut Recorder<'_>,
+) -> Result<(), GpuError> {
+    let cap = options.max_pool_bytes;
+    let host_scale = if options.quick { 1 } else { 4 };
+    let planned_cases = plan(options);
+    // Results of a group's cases, timed together when its first case comes up.
+    let mut group_results: Option<(u32, std::vec::IntoIter<Result<f64, BenchSkip>>)> = None;
+    let mut group_f16: Option<f64> = None;
+    for planned in &planned_cases {
+        let group_cases: Vec<AttentionCase> = planned_cases
+            .iter()
+            .filter(|p| p.group.is_some() && p.group == planned.group)
+            .filter_map(|p| match &p.work {
+                Work::Decode(case) | Work::Format(case) => Some(case.clone()),
+                _ => None,
+            })
+            .collect();
+        let alternation = match &planned.work {
+            _ if group_cases.len() < 2 => "",
+            Work::Format(_) => " (timed in alternation with the other formats)",
+            _ => " (timed in alternation with the other ggml shape)",
+        };
+        rec.starting(&format!(
+            "{} {}{alternation}",
+            planned.section(),
+            planned.label
+        ));
+        let (result, amount, unit, roofline, bound) = match &planned.work {
+            Work::Decode(case) | Work::Format(case) if planned.group.is_some() => {
+                let group = planned.group.expect("matched");
+                if group_results.as_ref().is_none_or(|(g, _)| *g != group) {
+                    let results =
+                        kernels::decode_interleaved(ctx, watch, repeats, &group_cases, cap);
+                    group_f16 = group_cases
+                        .iter()
+                        .zip(&results)
+                        .find(|(c, _)| c.dtype == KvFormat::F16)
+                        .and_then(|(_, r)| r.as_ref().ok().copied());
+                    group_results = Some((group, results.into_iter()));
+                }
+                let (_, results) = group_results.as_mut().expect("set above");
+                (
+                    results.next().expect("one result per grouped case"),
+                    case.kv_bytes() as f64,
+                    "GB/s",
+                    rates.copy,
+                    rates.decode(ctx, case),
+                )
+            }
+            Work::Decode(case) | Work::Format(case) => (
+                kernels::decode(ctx, watch, repeats, case, cap),
+                case.kv_bytes() as f64,
+                "GB/s",
+                rates.copy,
+                rates.decode(ctx, case),
+            ),
+            Work::Prefill(case) => {
+                let bound = rates.prefill(ctx, case);
+                (
+                    kernels::prefill(ctx, watch, repeats, case, cap),
+                    bound.1,
+                    "GFLOP/s",
+                    rates.matmul,
+                    bound,
+                )
+            }
+            Work::Append(case) => (
+                kernels::append(ctx, watch, repeats, case, cap),
+                kernels::append_bytes(case) as f64,
+                "GB/s",
+                rates.copy,
+                rates.append(case),
+            ),
+            Work::Host(op) => {
+                let mut host = Figure::blank("host", &planned.label, "M/s");
+                host.value = Some(op.rate(host_scale) / 1e6);
+                rec.add(host);
+                continue;
+            }
+        };
+        let mut figure = figure(planned, unit, amount, roofline, bound, result)?;
+        if matches!(planned.work, Work::Format(_)) {
+            figure.time_vs_f16 = figure.seconds.zip(group_f16).map(|(t, f16)| t / f16);
+        }
+        rec.add(figure);
+    }
+    Ok(())
+}
