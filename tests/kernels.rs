@@ -217,8 +217,22 @@ fn small_device_limits_are_reported_or_worked_around() {
     for adapter in adapters {
         let mut limits = adapter.limits();
         limits.max_compute_workgroup_storage_size = 8192;
-        let ctx = GpuContext::from_adapter_with_limits(&adapter, limits)
-            .expect("lower limits are always grantable");
+        let ctx = match GpuContext::from_adapter_with_limits(&adapter, limits) {
+            Ok(ctx) => ctx,
+            // NVIDIA's GL driver (EGL) refuses a second device on an adapter whose display
+            // another device of this process already holds ("Parent device is lost"); the
+            // limit is then checked on the other backends of the machine.
+            Err(GpuError::RequestDevice(why))
+                if adapter.get_info().backend == wgpu::Backend::Gl =>
+            {
+                eprintln!(
+                    "{}: a second GL device was refused ({why})",
+                    adapter.get_info().name
+                );
+                continue;
+            }
+            Err(e) => panic!("lower limits are always grantable: {e}"),
+        };
         // head dim 256 cannot fit any attention tile in 8 KiB: pagekv must say which limit.
         let layout = pagekv::CacheLayout {
             geometry: geometry(4, 2, 256),

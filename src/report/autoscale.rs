@@ -215,10 +215,15 @@ pub fn plan_suite(
         };
         model_of.push(index);
     }
+    // A rung predicted past a few equal shares is never chosen unless most scenarios are
+    // tiny; stopping there bounds the dry runs (a dry run costs CPU time in proportion to the
+    // steps it plans).
+    let limit = (4.0 * time_budget_s / scenarios.len().max(1) as f64)
+        .min(time_budget_s)
+        .max(1.0);
     let mut lists = Vec::with_capacity(scenarios.len());
     for (scenario, &m) in scenarios.iter().zip(&model_of) {
         let model = &calibrations[m].1.model;
-        let limit = time_budget_s.max(1.0);
         lists.push(candidates(
             scenario,
             budget_for(scenario),
@@ -231,7 +236,6 @@ pub fn plan_suite(
     let left = (time_budget_s - planning_s).max(0.0);
     let chosen = allocate(&lists, left);
     let share = left / scenarios.len().max(1) as f64;
-    let limit = time_budget_s.max(1.0);
     let choices = lists
         .iter()
         .zip(chosen)
