@@ -61,7 +61,7 @@ pub fn calibration_runs(cpu: bool, geometry: &ModelGeometry) -> Vec<CalibrationR
             run(16, 256, 2, 1, 0),
             run(8, 96, 32, 1, 2048),
             run(8, 96, 32, 2, 2048),
-            run(4, 768, 24, 1, 2048),
+            run(12, 1024, 32, 1, 2048),
         ]
     } else {
         // Prefill is quadratic: a few thousand tokens of prompt already cost milliseconds
