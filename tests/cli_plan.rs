@@ -5,26 +5,14 @@
 #![cfg(feature = "tool")]
 
 use std::path::Path;
-use std::process::Output;
 
 mod common;
 
-use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
+use common::cli::{assert_input_error, have_gpu, pagekv, stderr_lines, stdout};
 use pagekv::scenario::{ModelPresets, load_dir_with};
 
 fn scenarios_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
-}
-
-/// Asserts status 2 and a single stderr line containing every `needle`.
-fn assert_input_error(out: &Output, needles: &[&str]) {
-    let err = stderr_lines(out);
-    assert_eq!(out.status.code(), Some(2), "{err:?}");
-    assert_eq!(err.len(), 1, "one sentence: {err:?}");
-    for n in needles {
-        assert!(err[0].contains(n), "{n:?} missing from {:?}", err[0]);
-    }
-    assert!(stdout(out).is_empty(), "nothing may print: {}", stdout(out));
 }
 
 /// The table row whose first cell is `first`.

@@ -4,29 +4,10 @@
 #![cfg(feature = "tool")]
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 mod common;
 
-use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pagekv-cli-probe-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Asserts status 2 and a single stderr line containing every `needle`, with nothing run.
-fn assert_input_error(out: &Output, needles: &[&str]) {
-    let err = stderr_lines(out);
-    assert_eq!(out.status.code(), Some(2), "{err:?}");
-    assert_eq!(err.len(), 1, "one sentence: {err:?}");
-    for n in needles {
-        assert!(err[0].contains(n), "{n:?} missing from {:?}", err[0]);
-    }
-    assert!(stdout(out).is_empty(), "nothing may run: {}", stdout(out));
-}
+use common::cli::{assert_input_error, have_gpu, pagekv, stderr_lines, stdout};
 
 /// The cells of a table row (comfy-table's condensed UTF-8 borders).
 fn cells(line: &str) -> Vec<String> {
@@ -147,7 +128,7 @@ fn all_adapters_writes_a_file_each_and_compare_takes_n_files() {
     if !have_gpu(module_path!()) {
         return;
     }
-    let dir = temp_dir("all");
+    let dir = common::temp_dir("cli-probe", "all");
     let out = pagekv(&[
         "run",
         "--all-adapters",

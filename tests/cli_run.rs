@@ -3,35 +3,16 @@
 
 #![cfg(feature = "tool")]
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
 mod common;
 
-use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
+use common::cli::{assert_input_error, have_gpu, pagekv, stderr_lines, stdout};
 use pagekv::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchReport, Clock};
 use pagekv::gpu::AdapterReport;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pagekv-cli-run-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn scenarios_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
-}
-
-/// Asserts status 2 and a single stderr line containing every `needle`.
-fn assert_input_error(out: &Output, needles: &[&str]) {
-    let err = stderr_lines(out);
-    assert_eq!(out.status.code(), Some(2), "{err:?}");
-    assert_eq!(err.len(), 1, "one sentence: {err:?}");
-    for n in needles {
-        assert!(err[0].contains(n), "{n:?} missing from {:?}", err[0]);
-    }
-    assert!(stdout(out).is_empty(), "nothing may run: {}", stdout(out));
 }
 
 #[test]
@@ -77,7 +58,7 @@ fn run_rejects_bad_flags_before_any_work() {
 
 #[test]
 fn run_rejects_a_bad_scenario_file_naming_file_and_key() {
-    let dir = temp_dir("bad-scenario");
+    let dir = common::temp_dir("cli-run", "bad-scenario");
     std::fs::copy(scenarios_dir().join("models.toml"), dir.join("models.toml")).unwrap();
     let good =
         std::fs::read_to_string(scenarios_dir().join("01-short-sequence-low-stress.toml")).unwrap();
@@ -135,7 +116,7 @@ fn scenarios_lists_every_file_with_its_demand() {
 
 #[test]
 fn compare_refuses_unreadable_files() {
-    let dir = temp_dir("compare-bad");
+    let dir = common::temp_dir("cli-run", "compare-bad");
     let other = dir.join("other.json");
     std::fs::write(&other, "{\"format\": \"something-else\"}").unwrap();
     let missing = dir.join("missing.json");
@@ -161,7 +142,7 @@ fn run_writes_results_and_compare_reads_them() {
     if !have_gpu(module_path!()) {
         return;
     }
-    let dir = temp_dir("run-compare");
+    let dir = common::temp_dir("cli-run", "run-compare");
     let a = dir.join("a.json");
     let alerts = dir.join("alerts.toml");
     std::fs::write(&alerts, "[hit_rate_pct]\nwarning = 10\n").unwrap();
@@ -330,7 +311,7 @@ fn whatif_runs_every_remedy_and_compare_reads_any_pair() {
     if !have_gpu(module_path!()) {
         return;
     }
-    let dir = temp_dir("whatif");
+    let dir = common::temp_dir("cli-run", "whatif");
     let out = pagekv(&[
         "whatif",
         "--scale",
@@ -393,7 +374,7 @@ fn a_device_scaled_run_predicts_its_own_time() {
     if !have_gpu("a_device_scaled_run_predicts_its_own_time") {
         return;
     }
-    let dir = temp_dir("auto");
+    let dir = common::temp_dir("cli-run", "auto");
     let out = dir.join("auto.json");
     let run = pagekv(&[
         "run",

@@ -4,31 +4,12 @@
 
 #![cfg(feature = "tool")]
 
-use std::path::PathBuf;
 use std::process::Output;
 
 mod common;
 
-use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
+use common::cli::{assert_input_error, have_gpu, pagekv, stderr_lines, stdout};
 use pagekv::report::file::{AnyFile, read_any};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pagekv-sweep-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Asserts status 2 and a single stderr line containing every `needle`, nothing on stdout.
-fn assert_input_error(out: &Output, needles: &[&str]) {
-    let err = stderr_lines(out);
-    assert_eq!(out.status.code(), Some(2), "{err:?}");
-    assert_eq!(err.len(), 1, "one sentence: {err:?}");
-    for n in needles {
-        assert!(err[0].contains(n), "{n:?} missing from {:?}", err[0]);
-    }
-    assert!(stdout(out).is_empty(), "nothing may run: {}", stdout(out));
-}
 
 fn sweep(demand: &str, extra: &[&str]) -> Output {
     let mut args = vec!["sweep", "--scenario", "3", "--demand", demand];
@@ -88,7 +69,7 @@ fn a_tiny_sweep_records_every_point_at_its_demand() {
     if !have_gpu(module_path!()) {
         return;
     }
-    let dir = temp_dir("tiny");
+    let dir = common::temp_dir("sweep", "tiny");
     let (file, html) = (dir.join("sweep.json"), dir.join("sweep.html"));
     let out = sweep(
         "50..300",

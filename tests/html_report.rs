@@ -11,13 +11,6 @@ mod common;
 
 use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pagekv-html-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The `data-points` of every `<figure>` in `html`, each with its SVG.
 fn figures(html: &str) -> Vec<(usize, &str)> {
     html.split("<figure data-points=\"")
@@ -70,7 +63,7 @@ fn reports_chart_runs_comparisons_and_benches() {
     if !have_gpu(module_path!()) {
         return;
     }
-    let dir = temp_dir("structure");
+    let dir = common::temp_dir("html", "structure");
     let (results, html) = ci_run(&dir);
     let text = std::fs::read_to_string(&html).unwrap();
     // 4 across-scenario charts, then KV use, requests and preemptions per scenario.
@@ -148,7 +141,7 @@ fn a_sweep_charts_throughput_against_demand_and_peak_use_with_the_report_bands()
     if !have_gpu(module_path!()) {
         return;
     }
-    let dir = temp_dir("sweep");
+    let dir = common::temp_dir("html", "sweep");
     let (file, html) = (dir.join("sweep.json"), dir.join("sweep.html"));
     let out = pagekv(&[
         "sweep",
@@ -222,7 +215,7 @@ fn chromium_loads_the_report_without_console_messages_and_draws_it() {
     if !have_gpu(module_path!()) {
         return;
     }
-    let dir = temp_dir("browser");
+    let dir = common::temp_dir("html", "browser");
     let (_, html) = ci_run(&dir);
     let url = format!("file://{}", html.display());
     let common_flags = [

@@ -131,16 +131,7 @@ pub fn run_scenario_with(
     let num_blocks = scenario.num_blocks();
     let mut executor = StepExecutor::new(ctx, layout, num_blocks, scenario.sliding_window)?;
     warm_up(&mut executor)?;
-    let mut scheduler = scheduler_for(scenario, config)?;
-    let specs: HashMap<u64, RequestSpec> = build_requests(scenario)
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
-    let mut ids: Vec<u64> = specs.keys().copied().collect();
-    ids.sort_unstable();
-    for id in &ids {
-        scheduler.submit(specs[id].clone());
-    }
+    let (mut scheduler, specs, ids) = submitted(scenario, config)?;
     let mut tracks: HashMap<u64, Track> = ids.iter().map(|&id| (id, Track::default())).collect();
     let mut sampler = SpotCheckPlan::new(
         ids.len() as u64,
@@ -290,6 +281,28 @@ pub(crate) fn scheduler_for(
     )?;
     scheduler.set_shareable_tokens(total_shareable_tokens(scenario));
     Ok(scheduler)
+}
+
+/// A scheduler for `scenario` (see [`scheduler_for`]) with every request of its workload
+/// submitted in id order, the requests by id, and the ids in order.
+pub(crate) type Submitted = (Scheduler, HashMap<u64, RequestSpec>, Vec<u64>);
+
+/// Builds the scheduler and submits the workload, as every run and dry run starts.
+pub(crate) fn submitted(
+    scenario: &ScaledScenario,
+    config: &RunConfig,
+) -> Result<Submitted, EngineError> {
+    let mut scheduler = scheduler_for(scenario, config)?;
+    let specs: HashMap<u64, RequestSpec> = build_requests(scenario)
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    let mut ids: Vec<u64> = specs.keys().copied().collect();
+    ids.sort_unstable();
+    for id in &ids {
+        scheduler.submit(specs[id].clone());
+    }
+    Ok((scheduler, specs, ids))
 }
 
 /// One tiny step through every kernel so driver-side compilation happens before the clock

@@ -4,14 +4,11 @@
 //! The scheduler is deterministic and never looks at attention outputs, so the plans of a dry
 //! run are exactly those a measured run executes (same pool, same limits, same preemptions).
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::check::SpotCheckPlan;
-use super::request::{RequestSpec, SchedulerStats, StepPlan};
-use super::run::{EngineError, RunConfig, pick_captures, scheduler_for};
-use super::workload::build_requests;
+use super::request::{SchedulerStats, StepPlan};
+use super::run::{EngineError, RunConfig, pick_captures, submitted};
 use crate::scenario::ScaledScenario;
 
 /// The work of one engine step, per layer: what its cost grows with.
@@ -62,16 +59,7 @@ pub fn dry_run(
     config: &RunConfig,
     keep_going: &mut dyn FnMut(&[StepWork]) -> bool,
 ) -> Result<DryRun, EngineError> {
-    let mut scheduler = scheduler_for(scenario, config)?;
-    let specs: HashMap<u64, RequestSpec> = build_requests(scenario)
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
-    let mut ids: Vec<u64> = specs.keys().copied().collect();
-    ids.sort_unstable();
-    for id in &ids {
-        scheduler.submit(specs[id].clone());
-    }
+    let (mut scheduler, specs, ids) = submitted(scenario, config)?;
     // The same sampler as the measured run, so the same rows are checked.
     let mut sampler = SpotCheckPlan::new(
         ids.len() as u64,

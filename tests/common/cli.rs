@@ -33,3 +33,15 @@ pub fn have_gpu(test: &str) -> bool {
     super::no_gpu(test);
     false
 }
+
+/// Asserts exit status 2 and a single stderr line containing every `needle`, with nothing on
+/// stdout: bad input is one sentence, reported before any work.
+pub fn assert_input_error(out: &Output, needles: &[&str]) {
+    let err = stderr_lines(out);
+    assert_eq!(out.status.code(), Some(2), "{err:?}");
+    assert_eq!(err.len(), 1, "one sentence: {err:?}");
+    for n in needles {
+        assert!(err[0].contains(n), "{n:?} missing from {:?}", err[0]);
+    }
+    assert!(stdout(out).is_empty(), "nothing may run: {}", stdout(out));
+}

@@ -8,7 +8,18 @@
 #[cfg(feature = "tool")]
 pub mod cli;
 
+use std::path::PathBuf;
+
 use pagekv::gpu::{GpuContext, enumerate_adapters};
+
+/// A fresh, empty directory for one test: `pagekv-<suite>-<tag>-<pid>` under the system's
+/// temporary directory (the pid keeps concurrent test binaries apart).
+pub fn temp_dir(suite: &str, tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pagekv-{suite}-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// One context per adapter wgpu can see (Vulkan via lavapipe and GL via llvmpipe here).
 /// Without adapters the test fails, unless PAGEKV_ALLOW_NO_GPU=1 skips it (see [`no_gpu`]).
