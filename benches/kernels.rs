@@ -26,6 +26,7 @@ fn gpu(c: &mut Criterion) {
         batch: 4,
         context: 1024,
         algorithm: None,
+        reductions: None,
     };
     group.bench_function("decode qwen2.5-0.5b f16 batch 4 ctx 1024", |b| {
         b.iter(|| {

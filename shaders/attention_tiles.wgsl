@@ -1,7 +1,9 @@
 // The tiled attention core prefill uses: one workgroup streams the keys of one sequence and
 // one KV head through workgroup memory, tile by tile, for up to ROWS query rows ((query token,
 // head of the GQA group) pairs), keeping an online softmax per row. Every K/V row is read once
-// per workgroup however many query heads share it. Follows attention_bindings.wgsl.
+// per workgroup however many query heads share it. Follows attention_bindings.wgsl; the
+// composer appends `update_softmax` (softmax_serial.wgsl, or softmax_subgroup.wgsl where the
+// adapter has subgroups).
 
 // The tiled kernels read buffer-backed pools only (GPUs, where buffers stream at full speed).
 @group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
@@ -42,7 +44,11 @@ fn v_slice(at: vec2<u32>, i: u32) -> vec4<f32> {
 }
 
 var<workgroup> q_tile: array<vec4<f32>, ROWS * HD4>;
-var<workgroup> kv_tile: array<vec4<f32>, TILE_KEYS * HD4>;
+// Key kk's slices start at kk * KV_STRIDE: one slice of padding per row, so the threads of a
+// warp scoring consecutive keys read slice i of rows that fall in different memory banks (an
+// unpadded row of 16..64 slices puts every row's slice i in the same bank).
+const KV_STRIDE: u32 = HD4 + 1u;
+var<workgroup> kv_tile: array<vec4<f32>, TILE_KEYS * KV_STRIDE>;
 var<workgroup> p_tile: array<f32, ROWS * TILE_KEYS>;
 var<workgroup> key_slot: array<vec2<u32>, TILE_KEYS>;
 var<workgroup> row_m: array<f32, ROWS>;
@@ -87,7 +93,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             if (at.x != INVALID) {
                 value = k_slice(at, idx % HD4);
             }
-            kv_tile[idx] = value;
+            kv_tile[(idx / HD4) * KV_STRIDE + idx % HD4] = value;
         }
         workgroupBarrier();
         for (var idx = tid; idx < ROWS * TILE_KEYS; idx += WG) {
@@ -98,44 +104,23 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             if (r < rows && key_slot[kk].x != INVALID && key < row_limit[r] && key >= row_first[r]) {
                 var dot4 = vec4<f32>(0.0);
                 for (var i = 0u; i < HD4; i++) {
-                    dot4 += q_tile[r * HD4 + i] * kv_tile[kk * HD4 + i];
+                    dot4 += q_tile[r * HD4 + i] * kv_tile[kk * KV_STRIDE + i];
                 }
                 score = dot4.x + dot4.y + dot4.z + dot4.w;
             }
             p_tile[idx] = score;
         }
         workgroupBarrier();
-        // K is no longer needed: load V into the same tile while row leaders update softmax state.
+        // K is no longer needed: load V into the same tile, then update the rows' softmax state.
         for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
             let at = key_slot[idx / HD4];
             var value = vec4<f32>(0.0);
             if (at.x != INVALID) {
                 value = v_slice(at, idx % HD4);
             }
-            kv_tile[idx] = value;
+            kv_tile[(idx / HD4) * KV_STRIDE + idx % HD4] = value;
         }
-        if (tid < rows) {
-            let m_old = row_m[tid];
-            var m_tile = MASKED;
-            for (var kk = 0u; kk < TILE_KEYS; kk++) {
-                m_tile = max(m_tile, p_tile[tid * TILE_KEYS + kk]);
-            }
-            let m_new = max(m_old, m_tile);
-            var sum = 0.0;
-            for (var kk = 0u; kk < TILE_KEYS; kk++) {
-                let score = p_tile[tid * TILE_KEYS + kk];
-                var p = 0.0;
-                if (score > MASKED) {
-                    p = exp(score - m_new);
-                }
-                p_tile[tid * TILE_KEYS + kk] = p;
-                sum += p;
-            }
-            let alpha = exp(m_old - m_new);
-            row_alpha[tid] = alpha;
-            row_l[tid] = row_l[tid] * alpha + sum;
-            row_m[tid] = m_new;
-        }
+        update_softmax(rows, tid);
         workgroupBarrier();
         for (var j = 0u; j < ACC_SLOTS; j++) {
             let pair = tid + j * WG;
@@ -144,7 +129,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
                 let i = pair % HD4;
                 var a = acc[j] * row_alpha[r];
                 for (var kk = 0u; kk < TILE_KEYS; kk++) {
-                    a += p_tile[r * TILE_KEYS + kk] * kv_tile[kk * HD4 + i];
+                    a += p_tile[r * TILE_KEYS + kk] * kv_tile[kk * KV_STRIDE + i];
                 }
                 acc[j] = a;
             }

@@ -3,7 +3,8 @@
 // COMBINE_ROWS output rows per workgroup, WG / COMBINE_ROWS threads per row splitting its head
 // dim: GPUs give a row a whole workgroup; CPU adapters (combineflat) give each SIMD lane its
 // own row, since there every thread's scan of the partitions is a per-lane loop of scalar
-// loads. The composer prepends HEAD_DIM, HD4, WG and COMBINE_ROWS.
+// loads. The composer prepends HEAD_DIM, HD4, WG and COMBINE_ROWS, and appends `row_state`
+// (combine_scan_serial.wgsl, or combine_scan_subgroup.wgsl where the adapter has subgroups).
 
 struct CombineParams {
     rows: u32,
@@ -30,15 +31,9 @@ fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         return;
     }
     let first = row * params.num_partitions;
-    var m = MASKED;
-    for (var p = 0u; p < params.num_partitions; p++) {
-        m = max(m, partial_ml[first + p].x);
-    }
-    var l = 0.0;
-    for (var p = 0u; p < params.num_partitions; p++) {
-        let ml = partial_ml[first + p];
-        l += exp(ml.x - m) * ml.y;
-    }
+    let state = row_state(first);
+    let m = state.x;
+    let l = state.y;
     let inv_l = select(0.0, 1.0 / l, l > 0.0);
     for (var i = lane; i < HD4; i += ROW_THREADS) {
         var o = vec4<f32>(0.0);

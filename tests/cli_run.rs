@@ -254,6 +254,8 @@ fn run_writes_results_and_compare_reads_them() {
         kv_backing: None,
         attention: None,
         attention_forced: false,
+        reductions: None,
+        reductions_forced: false,
         figures: Vec::new(),
         targets: Vec::new(),
         long_context: None,

@@ -108,6 +108,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
         sections: vec!["host".into()],
         cases: Vec::new(),
         algorithm: None,
+        reductions: None,
         long_context: None,
     };
     for ctx in common::contexts() {
@@ -144,6 +145,7 @@ fn interleaved_decode_times_each_case_and_skips_only_the_refused_one() {
         batch,
         context,
         algorithm: None,
+        reductions: None,
     };
     let cases = [case(1, 256), case(64, 4096), case(2, 512)];
     let cap = cases[2].kv_bytes();
@@ -181,6 +183,7 @@ fn long_context_quick_produces_a_curve_per_model() {
         cases: Vec::new(),
         long_context: Some(LongContextOptions::quick()),
         algorithm: None,
+        reductions: None,
     };
     let report = run_bench(&ctx, &options, &mut |_| {}).unwrap();
     let long = report.long_context.as_ref().expect("long-context curves");

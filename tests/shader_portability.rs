@@ -22,6 +22,17 @@ fn every_variant_validates_and_translates() {
         "expected the full variant set, got {}",
         variants.len()
     );
+    // Decode, prefill and combine come in both reduction forms; the subgroup form must
+    // translate for every backend too (GL, MSL and HLSL have subgroup/wave operations).
+    let subgroup: Vec<&WgslModule> = variants.iter().filter(|v| v.needs_subgroups).collect();
+    assert!(
+        subgroup.len() >= 20
+            && ["decode_", "prefill_", "combine_"].iter().all(|f| subgroup
+                .iter()
+                .any(|v| v.name.starts_with(f) && v.name.ends_with("_sg"))),
+        "expected subgroup variants of decode, prefill and combine, got {}",
+        subgroup.len()
+    );
     let mut failures = Vec::new();
     for variant in &variants {
         match portability::check(variant) {

@@ -11,6 +11,8 @@
 //! partners, and a quantized format rides on two rows. Every case forces short context splits
 //! so the combine pass always merges several partitions. GL adapters run the two rows that
 //! share one variant set ([`GL_ROWS`]): llvmpipe's GL driver compiles a tiled set in minutes.
+//! Adapters with subgroups run half the rows in the subgroup reduction form and half forced
+//! to the serial fallback; GL (no subgroups) runs the fallback.
 
 #![cfg(feature = "tool")]
 
@@ -19,11 +21,14 @@ mod common;
 use pagekv::CacheLayout;
 use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS};
 use pagekv::gpu::GpuContext;
-use pagekv::kernels::AttentionAlgorithm;
+use pagekv::kernels::{AttentionAlgorithm, Reductions};
 use pagekv::verify::{VerifyCase, run_case};
 
 /// One row of the matrix.
 struct Row {
+    /// Force the serial reductions on an adapter with subgroups (it runs the subgroup form
+    /// otherwise), so both forms are checked there; adapters without subgroups run serial.
+    serial: bool,
     q_heads: u32,
     kv_heads: u32,
     head_dim: u32,
@@ -39,6 +44,7 @@ struct Row {
 
 const fn row(q_heads: u32, kv_heads: u32, head_dim: u32, block_size: u32, dtype: KvFormat) -> Row {
     Row {
+        serial: false,
         q_heads,
         kv_heads,
         head_dim,
@@ -61,11 +67,13 @@ static MATRIX: [Row; 8] = [
     },
     Row {
         shared_prefix: 21,
+        serial: true,
         ..row(4, 2, 80, 16, KvFormat::F16)
     },
     Row {
         chunk: 7,
         shard_blocks: Some(2),
+        serial: true,
         ..row(3, 1, 96, 32, KvFormat::F16)
     },
     Row {
@@ -80,11 +88,13 @@ static MATRIX: [Row; 8] = [
     },
     Row {
         chunk: 11,
+        serial: true,
         ..row(6, 1, 128, 16, KvFormat::Int8)
     },
     Row {
         shard_blocks: Some(4),
         shared_prefix: 9,
+        serial: true,
         ..row(7, 1, 64, 32, KvFormat::F16)
     },
     Row {
@@ -126,6 +136,7 @@ fn case_for(r: &Row) -> VerifyCase {
         vec![3 * bs + 5, 1, bs - 1, bs + 1, 70],
     );
     case.algorithm = Some(AttentionAlgorithm::Tiled);
+    case.reductions = r.serial.then_some(Reductions::Serial);
     case.partition_tokens = Some(16);
     case.prefill_chunk = r.chunk;
     case.shared_prefix_tokens = r.shared_prefix;
@@ -168,6 +179,12 @@ fn check(ctx: &GpuContext, r: &Row) {
         out.prefill, out.decode, out.cache_roundtrip, out.tolerance
     );
     assert_eq!(out.algorithm, AttentionAlgorithm::Tiled, "{what}");
+    // Decode, prefill and combine are built in the subgroup form exactly where the adapter
+    // has it and the row does not force the serial one.
+    let subgroups = Reductions::supported(ctx) && !r.serial;
+    for v in out.variants.iter().filter(|v| !v.starts_with("append")) {
+        assert_eq!(v.ends_with("_sg"), subgroups, "{what}: variant {v}");
+    }
     for family in ["decode_", "prefill_", "combine_"] {
         assert!(
             out.variants.iter().any(|v| v.starts_with(family)),
@@ -209,6 +226,15 @@ fn the_matrix_covers_every_head_dim_group_block_size_and_feature() {
     assert!(count(|r| r.chunk > 0) >= 2);
     assert!(count(|r| r.dtype.codec().is_some()) >= 1);
     assert!(count(|r| r.dtype == KvFormat::F16) >= 1);
+    // Both reduction forms, each over at least three head dims and on a quantized row.
+    for serial in [false, true] {
+        let rows: Vec<&Row> = MATRIX.iter().filter(|r| r.serial == serial).collect();
+        let mut dims: Vec<u32> = rows.iter().map(|r| r.head_dim).collect();
+        dims.sort_unstable();
+        dims.dedup();
+        assert!(dims.len() >= 3, "serial {serial}: head dims {dims:?}");
+        assert!(rows.iter().any(|r| r.dtype.codec().is_some()));
+    }
     // The GL rows share one variant set and still cover every pool feature.
     let gl: Vec<&Row> = GL_ROWS.iter().map(|&i| &MATRIX[i]).collect();
     assert!(

@@ -12,7 +12,7 @@ use crate::gpu::{GpuContext, GpuError, KvStorage, KvStorageMode, human_bytes};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::{
     AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
-    PagedAttention, PrefillBatch, SeqView,
+    PagedAttention, PrefillBatch, Reductions, SeqView,
 };
 use crate::tool_kernels::copy::CopyKernel;
 use crate::tool_kernels::matmul::{MatmulKernel, MatmulShape};
@@ -131,6 +131,8 @@ pub struct AttentionCase {
     pub context: u32,
     /// Force the tiled or flat attention kernels; `None` lets the adapter's class choose.
     pub algorithm: Option<AttentionAlgorithm>,
+    /// Force the tiled kernels' reduction form; `None` takes subgroups where present.
+    pub reductions: Option<Reductions>,
 }
 
 impl AttentionCase {
@@ -188,6 +190,7 @@ impl AttentionCase {
             .map_err(BenchSkip::from)?;
         let options = AttentionOptions {
             algorithm: self.algorithm,
+            reductions: self.reductions,
             ..Default::default()
         };
         let kernels = PagedAttention::with_options(ctx, &storage, options)?;

@@ -191,6 +191,10 @@ pub(super) fn run(
                         context,
                         // The run's --algorithm, when one forced it.
                         algorithm: rec.report.attention.filter(|_| rec.report.attention_forced),
+                        reductions: rec
+                            .report
+                            .reductions
+                            .filter(|_| rec.report.reductions_forced),
                     };
                     if let Some(prev) = previous {
                         let estimate =

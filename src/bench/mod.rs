@@ -34,7 +34,7 @@ mod targets;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{AdapterReport, KvBacking};
-use crate::kernels::AttentionAlgorithm;
+use crate::kernels::{AttentionAlgorithm, Reductions};
 pub use bound::Binding;
 pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
 pub use plan::{HostOp, PlannedCase, Work, plan};
@@ -68,6 +68,9 @@ pub struct BenchOptions {
     /// Force the tiled or flat attention kernels on every attention case; `None` runs what
     /// the adapter's class gets by default (flat on CPU adapters, tiled on GPUs).
     pub algorithm: Option<AttentionAlgorithm>,
+    /// Force the tiled kernels' reduction form (serial or subgroup); `None` takes subgroups
+    /// where the adapter has them.
+    pub reductions: Option<Reductions>,
 }
 
 /// The sections `--only` can pick.
@@ -221,6 +224,13 @@ pub struct BenchReport {
     /// Whether `attention` was forced (`--algorithm`) rather than chosen by adapter class.
     #[serde(default)]
     pub attention_forced: bool,
+    /// The tiled kernels' reduction form, when the attention cases ran tiled (`None` for the
+    /// flat kernels, which have no cross-thread reductions, and in older files).
+    #[serde(default)]
+    pub reductions: Option<Reductions>,
+    /// Whether `reductions` was forced (`--reductions`).
+    #[serde(default)]
+    pub reductions_forced: bool,
     /// Every figure.
     pub figures: Vec<Figure>,
     /// The performance targets (docs/performance.md), judged on this run.
@@ -294,6 +304,8 @@ pub(crate) fn sample_report() -> BenchReport {
             kv_backing: Some(KvBacking::Textures),
             attention: None,
             attention_forced: false,
+            reductions: None,
+            reductions_forced: false,
             figures: vec![decode],
             targets: vec![TargetCheck {
                 target: "t".into(),

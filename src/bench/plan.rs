@@ -131,6 +131,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                         batch,
                         context,
                         algorithm: options.algorithm,
+                        reductions: options.reductions,
                     };
                     out.push(PlannedCase::new(Work::Decode(case)));
                 }
@@ -144,6 +145,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
             batch: 1,
             context: 8192,
             algorithm: options.algorithm,
+            reductions: options.reductions,
         };
         out.push(PlannedCase {
             group: Some(0),
@@ -169,6 +171,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                     batch,
                     context,
                     algorithm: options.algorithm,
+                    reductions: options.reductions,
                 };
                 out.push(PlannedCase {
                     group: Some(group),
@@ -187,6 +190,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                 batch: 1,
                 context,
                 algorithm: options.algorithm,
+                reductions: options.reductions,
             };
             out.push(PlannedCase::new(Work::Prefill(case)));
         }
@@ -203,6 +207,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                 batch: 1,
                 context: if quick { 1024 } else { 8192 },
                 algorithm: options.algorithm,
+                reductions: options.reductions,
             };
             out.push(PlannedCase::new(Work::Append(case)));
         }
@@ -227,6 +232,7 @@ mod tests {
             cases: cases.iter().map(|s| s.to_string()).collect(),
             long_context: None,
             algorithm: None,
+            reductions: None,
         }
     }
 

@@ -8,7 +8,7 @@ use super::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchEvent, BenchOptions, BenchR
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvBacking};
-use crate::kernels::AttentionAlgorithm;
+use crate::kernels::{AttentionAlgorithm, Reductions};
 
 /// The rates one run measured, which every bound in it is computed from.
 #[derive(Clone, Copy, Debug)]
@@ -183,6 +183,16 @@ pub fn run_bench(
                     .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx)),
             ),
             attention_forced: options.algorithm.is_some(),
+            reductions: (options
+                .algorithm
+                .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx))
+                == AttentionAlgorithm::Tiled)
+                .then(|| {
+                    options
+                        .reductions
+                        .unwrap_or_else(|| Reductions::for_device(ctx))
+                }),
+            reductions_forced: options.reductions.is_some(),
             figures: Vec::new(),
             targets: Vec::new(),
             long_context: None,

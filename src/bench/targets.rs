@@ -206,6 +206,8 @@ mod tests {
             kv_backing: None,
             attention: None,
             attention_forced: false,
+            reductions: None,
+            reductions_forced: false,
             figures,
             targets: Vec::new(),
             long_context: None,

@@ -1,9 +1,10 @@
-//! `--algorithm`, shared by `verify` and `bench`: force the tiled (GPU) or flat (CPU adapter)
-//! attention kernels on any adapter, so each path can be checked and timed everywhere.
+//! `--algorithm` and `--reductions`, shared by `verify` and `bench`: force the tiled (GPU) or
+//! flat (CPU adapter) attention kernels, and the tiled kernels' serial or subgroup reductions,
+//! so each path can be checked and timed on any adapter that can run it.
 
 use clap::ValueEnum;
 use pagekv::gpu::GpuContext;
-use pagekv::kernels::AttentionAlgorithm;
+use pagekv::kernels::{AttentionAlgorithm, Reductions};
 
 /// The attention kernels a command runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -38,5 +39,47 @@ impl AlgorithmChoice {
                 ctx.info.device_type
             ),
         }
+    }
+}
+
+/// How the tiled kernels reduce across a workgroup's threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReductionsChoice {
+    /// Subgroup operations where the adapter has them, serial loops elsewhere.
+    #[default]
+    Auto,
+    /// One thread per row scans serially (the fallback every adapter runs).
+    Serial,
+    /// Subgroup shuffles and reductions; refused on adapters without them.
+    Subgroup,
+}
+
+impl ReductionsChoice {
+    /// The form to force, or `None` to let the library choose by adapter.
+    pub fn forced(self) -> Option<Reductions> {
+        match self {
+            ReductionsChoice::Auto => None,
+            ReductionsChoice::Serial => Some(Reductions::Serial),
+            ReductionsChoice::Subgroup => Some(Reductions::Subgroup),
+        }
+    }
+
+    /// The one sentence that refuses `--reductions subgroup` on an adapter without subgroups
+    /// of at least 8 lanes, before any kernel is built.
+    pub fn check(self, ctx: &GpuContext) -> Result<(), String> {
+        if self == ReductionsChoice::Subgroup && !Reductions::supported(ctx) {
+            return Err(format!(
+                "--reductions subgroup: {} has no subgroups of at least {} lanes (SUBGROUP {}, smallest subgroup {}); use --reductions serial or auto",
+                ctx.describe(),
+                pagekv::kernels::ROW_LANES_MAX,
+                if ctx.capabilities.subgroup {
+                    "granted"
+                } else {
+                    "not granted"
+                },
+                ctx.info.subgroup_min_size
+            ));
+        }
+        Ok(())
     }
 }

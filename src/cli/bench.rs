@@ -14,7 +14,7 @@ use pagekv::bench::{
 use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
 
-use super::algorithm::AlgorithmChoice;
+use super::algorithm::{AlgorithmChoice, ReductionsChoice};
 use super::{CliError, GlobalArgs};
 
 /// Flags of `pagekv bench`.
@@ -46,6 +46,11 @@ pub struct BenchArgs {
     /// what GPUs get), flat (no barriers, what CPU adapters get) or auto (by adapter class).
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = AlgorithmChoice::Auto)]
     pub algorithm: AlgorithmChoice,
+    /// How the tiled kernels reduce across threads: subgroup (shuffles and subgroup
+    /// reductions), serial (one thread per row, the fallback) or auto (subgroups where the
+    /// adapter has them). The flat kernels have no cross-thread reductions.
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = ReductionsChoice::Auto)]
+    pub reductions: ReductionsChoice,
 }
 
 /// Runs the bench and prints its table and targets.
@@ -73,6 +78,7 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
         sections: args.only.clone(),
         cases: args.cases.clone(),
         algorithm: args.algorithm.forced(),
+        reductions: args.reductions.forced(),
         long_context: args.long_context.then(|| {
             if args.quick {
                 LongContextOptions::quick()
@@ -94,6 +100,7 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
         )));
     }
     let ctx = global.open()?;
+    args.reductions.check(&ctx).map_err(CliError::input)?;
     eprintln!("pagekv bench on {}", ctx.describe());
     eprintln!("{}", args.algorithm.describe(&ctx));
     // The JSON file is rewritten after every figure, so a run that fails part-way keeps
@@ -225,7 +232,16 @@ pub fn render(report: &BenchReport) -> String {
         } else {
             "auto, by adapter class"
         };
-        out += &format!("attention: {} ({why})\n", algorithm.name());
+        out += &format!("attention: {} ({why})", algorithm.name());
+        if let Some(reductions) = report.reductions {
+            let why = if report.reductions_forced {
+                "forced by --reductions"
+            } else {
+                "auto: subgroups where the adapter has them"
+            };
+            out += &format!(", {} reductions ({why})", reductions.name());
+        }
+        out += "\n";
     }
     if !report.matmul_tries.is_empty() {
         let tries: Vec<String> = report

@@ -3,7 +3,7 @@
 //! assert with. `--dump` writes the tensors as NumPy files so anyone can re-check a result
 //! with their own code.
 
-use super::algorithm::AlgorithmChoice;
+use super::algorithm::{AlgorithmChoice, ReductionsChoice};
 use super::{CliError, GlobalArgs, comma_list};
 use clap::Args;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
@@ -102,6 +102,11 @@ pub struct VerifyArgs {
     /// what CPU adapters get) or auto (by adapter class). Tiled pools are always buffers.
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = AlgorithmChoice::Auto)]
     pub algorithm: AlgorithmChoice,
+    /// How the tiled kernels reduce across threads: subgroup (shuffles and subgroup
+    /// reductions), serial (one thread per row, the fallback) or auto (subgroups where the
+    /// adapter has them). The flat kernels have no cross-thread reductions.
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = ReductionsChoice::Auto)]
+    pub reductions: ReductionsChoice,
     /// Seed for the random Q/K/V and block placement [default: 7].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -328,6 +333,7 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
                 case.decode_only = args.decode_only;
                 case.window = args.window;
                 case.algorithm = args.algorithm.forced();
+                case.reductions = args.reductions.forced();
                 cases.push(case);
             }
         }
@@ -612,6 +618,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<(), CliError> {
         })?;
     }
     let ctx = global.open()?;
+    args.reductions.check(&ctx).map_err(CliError::input)?;
     println!("adapter: {}", ctx.describe());
     println!("{}", args.algorithm.describe(&ctx));
     if plan.auto_sampled {

@@ -6,6 +6,7 @@
 use super::batch::{AttentionBatch, BindKey, range_key, uniform_at};
 use super::flat::AttentionAlgorithm;
 use super::params::CombineParams;
+use super::reductions::Reductions;
 use super::variant::{FLAT_WORKGROUP_SIZE, Family, Variant};
 use super::{layouts, pipeline};
 use crate::gpu::{GpuContext, GpuError, KvStorageMode};
@@ -24,13 +25,15 @@ impl CombineKernel {
         ctx: &GpuContext,
         head_dim: u32,
         algorithm: AttentionAlgorithm,
+        reductions: Reductions,
     ) -> Result<Self, GpuError> {
         let family = match algorithm {
             AttentionAlgorithm::Tiled => Family::Combine,
             AttentionAlgorithm::Flat => Family::CombineFlat,
         };
         let variant = Variant::for_device(family, KvStorageMode::F32, head_dim, u32::MAX)
-            .expect("combine has no tile constraints");
+            .expect("combine has no tile constraints")
+            .with_reductions(reductions);
         let pipeline =
             pipeline::build(ctx, &variant.module(), &[("combine", layouts::COMBINE)])?.remove(0);
         Ok(Self { pipeline, variant })

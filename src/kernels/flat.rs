@@ -9,6 +9,7 @@
 
 use super::batch::{AttentionBatch, SeqView};
 use super::params::AttnParams;
+use super::reductions::Reductions;
 use super::variant::{Family, MAX_FLAT_GROUP, Variant};
 use crate::cache::CacheLayout;
 use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
@@ -152,6 +153,7 @@ pub(crate) fn build(
     ctx: &GpuContext,
     storage: &KvStorage,
     algorithm: AttentionAlgorithm,
+    reductions: Reductions,
     tiled: Family,
 ) -> Result<(Variant, ComputeKernel), GpuError> {
     let geometry = &storage.layout.geometry;
@@ -186,7 +188,8 @@ pub(crate) fn build(
                 allowed: ctx.capabilities.max_workgroup_storage as u64,
                 remedy: "use the flat kernels",
             })
-        })?,
+        })?
+        .with_reductions(reductions),
         AttentionAlgorithm::Flat => {
             Variant::for_device(Family::Flat, storage.mode, head_dim, u32::MAX)
                 .ok_or_else(|| GpuError::InvalidInput {

@@ -17,11 +17,13 @@ pub(crate) mod pipeline;
 pub mod portability;
 mod prefill;
 mod prelude;
+mod reductions;
 pub mod variant;
 
 pub use append::{AppendBatch, AppendInput, SKIP_SLOT};
 pub use batch::{AttentionIo, SeqView};
 pub use flat::AttentionAlgorithm;
+pub use reductions::{ROW_LANES_MAX, Reductions};
 pub use variant::{Family, TileShape, Variant, WgslModule};
 
 use append::AppendKernel;
@@ -78,6 +80,9 @@ pub struct AttentionOptions {
     /// own included), as models such as Mistral and Gemma's local layers do; `None` attends
     /// to the whole context.
     pub sliding_window: Option<u32>,
+    /// How the tiled kernels reduce across threads; `None` takes subgroups where the
+    /// adapter has them ([`Reductions::for_device`]). Ignored by the flat kernels.
+    pub reductions: Option<Reductions>,
 }
 
 /// Names of the compiled variants, for reports.
@@ -145,10 +150,13 @@ impl PagedAttention {
                 problem: "a window must hold at least one key".into(),
             });
         }
-        let mut decode = DecodeKernel::with_algorithm(ctx, storage, algorithm)?;
+        let reductions = options
+            .reductions
+            .unwrap_or_else(|| Reductions::for_device(ctx));
+        let mut decode = DecodeKernel::with_algorithm(ctx, storage, algorithm, reductions)?;
         decode.splits.forced_partition_tokens = options.decode_partition_tokens;
         decode.window = options.sliding_window;
-        let mut prefill = PrefillKernel::with_algorithm(ctx, storage, algorithm)?;
+        let mut prefill = PrefillKernel::with_algorithm(ctx, storage, algorithm, reductions)?;
         prefill.window = options.sliding_window;
         Ok(Self {
             ctx: ctx.clone(),
@@ -160,6 +168,7 @@ impl PagedAttention {
                 ctx,
                 storage.layout.geometry.head_dim,
                 algorithm,
+                reductions,
             )?,
             algorithm,
         })

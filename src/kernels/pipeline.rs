@@ -52,6 +52,12 @@ fn build_with<'a>(
             needed_by: format!("shader variant {}", module.name),
         });
     }
+    if module.needs_subgroups && !super::Reductions::supported(ctx) {
+        return Err(GpuError::MissingFeature {
+            feature: "SUBGROUP (subgroups of at least 8 lanes)",
+            needed_by: format!("shader variant {}", module.name),
+        });
+    }
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let compiled = ctx
         .device

@@ -29,6 +29,9 @@ pub fn validate(variant: &WgslModule) -> Result<(naga::Module, naga::valid::Modu
     if variant.needs_f16 {
         caps |= naga::valid::Capabilities::SHADER_FLOAT16;
     }
+    if variant.needs_subgroups {
+        caps |= naga::valid::Capabilities::SUBGROUP;
+    }
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| format!("{}: {}", variant.name, e.emit_to_string(source)))?;

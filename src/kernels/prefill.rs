@@ -7,6 +7,7 @@ use super::batch::{AttentionBatch, AttentionIo, SeqView};
 use super::combine::CombineKernel;
 use super::flat::{self, AttentionAlgorithm, SplitPolicy};
 use super::params::AttnParams;
+use super::reductions::Reductions;
 use super::variant::{Family, Variant};
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 use crate::kernels::pipeline::ComputeKernel;
@@ -28,8 +29,10 @@ impl PrefillKernel {
         ctx: &GpuContext,
         storage: &KvStorage,
         algorithm: AttentionAlgorithm,
+        reductions: Reductions,
     ) -> Result<Self, GpuError> {
-        let (variant, pipeline) = flat::build(ctx, storage, algorithm, Family::Prefill)?;
+        let (variant, pipeline) =
+            flat::build(ctx, storage, algorithm, reductions, Family::Prefill)?;
         Ok(Self {
             pipeline,
             variant,

@@ -9,6 +9,7 @@
 //! standalone file a user can feed to a vendor compiler (`pagekv shaders --emit`).
 //! The KV dtype is a generated choice too, because it changes the binding's element type.
 
+use super::reductions::Reductions;
 use crate::cache::SUPPORTED_HEAD_DIMS;
 use crate::gpu::{KvBacking, KvStorageMode};
 
@@ -91,6 +92,11 @@ impl Family {
     fn uses_tiles(self) -> bool {
         matches!(self, Family::Decode | Family::Prefill)
     }
+
+    /// The families with a subgroup form ([`Reductions`]).
+    fn reduces_across_threads(self) -> bool {
+        matches!(self, Family::Decode | Family::Prefill | Family::Combine)
+    }
 }
 
 /// The entry points of the append family for a storage mode and backing: the append itself,
@@ -118,7 +124,8 @@ impl TileShape {
     /// Workgroup bytes the attention core declares for this shape.
     pub fn bytes(self, head_dim: u32) -> u32 {
         let (r, k) = (self.rows, self.keys);
-        4 * (r * head_dim + k * head_dim + r * k + 2 * k + 5 * r)
+        // K/V rows carry one padding slice (KV_STRIDE in attention_tiles.wgsl).
+        4 * (r * head_dim + k * (head_dim + 4) + r * k + 2 * k + 5 * r)
     }
 
     /// The largest key tile (a power of two, 4..=32) whose footprint fits `limit` bytes.
@@ -149,6 +156,8 @@ pub struct WgslModule {
     pub source: String,
     /// Whether the module uses `enable f16;`.
     pub needs_f16: bool,
+    /// Whether the module uses subgroup operations (the `SUBGROUP` feature).
+    pub needs_subgroups: bool,
 }
 
 /// One concrete, fully constant WGSL module.
@@ -167,6 +176,9 @@ pub struct Variant {
     /// What the pool is read from: the flat kernel reads buffers or textures, every other
     /// family buffers (append picks its entry point instead).
     pub backing: KvBacking,
+    /// How the tiled families (decode, prefill, combine) reduce across threads; always
+    /// `Serial` for the others, which have no cross-thread reductions.
+    pub reductions: Reductions,
 }
 
 impl Variant {
@@ -199,7 +211,19 @@ impl Variant {
             tiles,
             group: if family == Family::Flat { 1 } else { 0 },
             backing: KvBacking::Buffers,
+            reductions: Reductions::Serial,
         })
+    }
+
+    /// This variant with `reductions`; families without cross-thread reductions keep the
+    /// serial form (there is nothing to reduce).
+    pub fn with_reductions(self, reductions: Reductions) -> Self {
+        let reductions = if self.family.reduces_across_threads() {
+            reductions
+        } else {
+            Reductions::Serial
+        };
+        Self { reductions, ..self }
     }
 
     /// The flat variant reading a pool held in `backing`.
@@ -258,7 +282,7 @@ impl Variant {
         if self.backing == KvBacking::Textures {
             name += "_tex";
         }
-        name
+        name + self.reductions.suffix()
     }
 
     /// Whether this variant needs the SHADER_F16 feature.
@@ -272,6 +296,7 @@ impl Variant {
             name: self.name(),
             source: self.source(),
             needs_f16: self.needs_f16(),
+            needs_subgroups: self.reductions.needs_subgroups(),
         }
     }
 
@@ -323,11 +348,15 @@ impl Variant {
             Family::Combine | Family::CombineFlat => {
                 src += &format!("const COMBINE_ROWS: u32 = {}u;\n\n", self.combine_rows());
                 src += COMBINE;
+                src += "\n";
+                src += self.reductions.combine_scan_source();
             }
             Family::Decode => {
                 src += ATTENTION_BINDINGS;
                 src += "\n";
                 src += ATTENTION_TILES;
+                src += "\n";
+                src += self.reductions.softmax_source();
                 src += "\n";
                 src += DECODE;
             }
@@ -353,6 +382,8 @@ impl Variant {
                 src += "\n";
                 src += ATTENTION_TILES;
                 src += "\n";
+                src += self.reductions.softmax_source();
+                src += "\n";
                 src += PREFILL;
             }
         }
@@ -360,7 +391,7 @@ impl Variant {
     }
 
     /// Every variant pagekv can build: all families, storage modes and head dims, for the
-    /// 16 KiB (WebGPU default) and 32 KiB workgroup-memory classes.
+    /// 16 KiB (WebGPU default) and 32 KiB workgroup-memory classes, in both reduction forms.
     pub fn all() -> Vec<Variant> {
         let mut out = Vec::new();
         for limit in [16 * 1024, 32 * 1024] {
@@ -385,13 +416,16 @@ impl Variant {
                         };
                         for group in groups {
                             for &backing in backings {
-                                let v = Variant {
-                                    group,
-                                    backing,
-                                    ..v
-                                };
-                                if !out.contains(&v) {
-                                    out.push(v);
+                                for reductions in [Reductions::Serial, Reductions::Subgroup] {
+                                    let v = Variant {
+                                        group,
+                                        backing,
+                                        ..v
+                                    }
+                                    .with_reductions(reductions);
+                                    if !out.contains(&v) {
+                                        out.push(v);
+                                    }
                                 }
                             }
                         }

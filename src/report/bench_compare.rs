@@ -150,6 +150,8 @@ mod tests {
             kv_backing: Some(KvBacking::Textures),
             attention: None,
             attention_forced: false,
+            reductions: None,
+            reductions_forced: false,
             figures,
             targets: Vec::new(),
             long_context: None,

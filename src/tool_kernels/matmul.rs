@@ -161,6 +161,7 @@ pub fn flat_module(rows: u32, col4s: u32) -> WgslModule {
         name,
         source: s,
         needs_f16: false,
+        needs_subgroups: false,
     }
 }
 

@@ -94,6 +94,7 @@ impl ToolKernel {
             name,
             source,
             needs_f16: false,
+            needs_subgroups: false,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::gpu::{
 };
 use crate::kernels::{
     AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
-    PagedAttention, PrefillBatch, SeqView,
+    PagedAttention, PrefillBatch, Reductions, SeqView,
 };
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
@@ -57,6 +57,9 @@ pub struct VerifyCase {
     /// Force an attention algorithm (decode and prefill) instead of the device class's default
     /// (tests run both).
     pub algorithm: Option<AttentionAlgorithm>,
+    /// Force the tiled kernels' reduction form instead of the adapter's (subgroups where it
+    /// has them); tests check the serial fallback on adapters with subgroups too.
+    pub reductions: Option<Reductions>,
     /// Force the pool's backing instead of the device's default (tests run the flat kernel on
     /// both); a forced tiled algorithm implies buffers, the only pools it reads.
     pub backing: Option<KvBacking>,
@@ -89,6 +92,7 @@ impl VerifyCase {
             seed: 7,
             force_packed_f16: false,
             algorithm: None,
+            reductions: None,
             backing: None,
             data: KvData::Uniform,
             window: None,
@@ -314,6 +318,7 @@ pub fn run_case(
         algorithm: case.algorithm,
         decode_partition_tokens: case.partition_tokens,
         sliding_window: case.window,
+        reductions: case.reductions,
     };
     let kernels = PagedAttention::with_options(ctx, &storage, options)?;
 
