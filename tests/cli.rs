@@ -493,3 +493,33 @@ fn no_adapter_says_what_to_install() {
         assert!(err[0].contains("mesa-vulkan-drivers"), "{err:?}");
     }
 }
+
+/// `--reductions subgroup` on an adapter without subgroups is refused in one sentence before
+/// anything runs, by verify and bench alike (here: llvmpipe's GL adapter).
+#[test]
+fn forcing_subgroup_reductions_without_subgroups_is_one_sentence() {
+    if !have_gpu("forcing_subgroup_reductions_without_subgroups_is_one_sentence") {
+        return;
+    }
+    let Some(adapter) = pagekv::gpu::list_adapters()
+        .into_iter()
+        .find(|a| !a.capabilities.subgroup)
+    else {
+        eprintln!("every adapter here has subgroups: nothing to refuse");
+        return;
+    };
+    let backend = adapter.backend.to_lowercase();
+    for command in [&["verify"][..], &["bench", "--quick"][..]] {
+        let mut args = command.to_vec();
+        args.extend([
+            "--backend",
+            &backend,
+            "--adapter",
+            &adapter.name,
+            "--reductions",
+            "subgroup",
+        ]);
+        let out = pagekv(&args);
+        common::cli::assert_input_error(&out, &["--reductions subgroup", "--reductions serial"]);
+    }
+}

@@ -256,6 +256,7 @@ fn run_writes_results_and_compare_reads_them() {
         attention_forced: false,
         reductions: None,
         reductions_forced: false,
+        concurrent_workgroups: None,
         figures: Vec::new(),
         targets: Vec::new(),
         long_context: None,

@@ -49,7 +49,8 @@ fn matmul_matches_the_f64_reference() {
                     .sum();
             }
         }
-        // Both kinds on every adapter; every generated register block on the first.
+        // Both kinds on every adapter; every generated register block, buffer- and texel-fed, on
+        // the first.
         let contexts = common::contexts();
         let mut runs: Vec<_> = contexts
             .iter()
@@ -61,6 +62,8 @@ fn matmul_matches_the_f64_reference() {
         if let Some(ctx) = contexts.first() {
             runs.extend(
                 MatmulShape::FLAT_EXTRA
+                    .into_iter()
+                    .chain(MatmulShape::FLAT_TEXELS)
                     .map(|s| (ctx.clone(), MatmulKernel::with_shape(ctx, s).unwrap())),
             );
         }

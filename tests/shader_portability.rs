@@ -8,10 +8,7 @@ fn every_module() -> Vec<WgslModule> {
     #[cfg(feature = "tool")]
     return pagekv::tool_kernels::all_modules();
     #[cfg(not(feature = "tool"))]
-    return pagekv::kernels::Variant::all()
-        .iter()
-        .map(pagekv::kernels::Variant::module)
-        .collect();
+    return pagekv::kernels::all_modules();
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! for the WGSL struct of the same name (padding members excepted, which only fill space).
 
 use pagekv::gpu::KvStorageMode;
-use pagekv::kernels::params::{AppendParams, AttnParams, CombineParams};
+use pagekv::kernels::params::{AppendParams, AttnParams, CombineParams, ProbeParams};
 use pagekv::kernels::{Family, Variant, WgslModule};
 use std::mem::{offset_of, size_of};
 
@@ -53,6 +53,12 @@ macro_rules! fields {
 
 #[test]
 fn host_structs_match_wgsl() {
+    assert_layout(
+        pagekv::kernels::occupancy::module(4096),
+        "ProbeParams",
+        size_of::<ProbeParams>(),
+        fields!(ProbeParams: iterations, one),
+    );
     assert_layout(
         core(Family::Decode),
         "AttnParams",

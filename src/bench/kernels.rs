@@ -82,9 +82,15 @@ pub fn matmul_yardstick(
     size: u32,
 ) -> Result<Vec<MatmulTry>, GpuError> {
     let bytes = size as u64 * size as u64 * 4;
+    // A and B are also copy sources: the texel-fed shapes read texture copies of them.
+    let input = |label| {
+        let mut buffer = GrowBuffer::default();
+        buffer.reserve(ctx, label, STORAGE | wgpu::BufferUsages::COPY_SRC, bytes);
+        buffer.get().clone()
+    };
     let (a, b, c) = (
-        scratch(ctx, "bench a", bytes),
-        scratch(ctx, "bench b", bytes),
+        input("bench a"),
+        input("bench b"),
         scratch(ctx, "bench c", bytes),
     );
     let mut tries = Vec::new();

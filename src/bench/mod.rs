@@ -231,6 +231,11 @@ pub struct BenchReport {
     /// Whether `reductions` was forced (`--reductions`).
     #[serde(default)]
     pub reductions_forced: bool,
+    /// When the attention cases ran tiled: the workgroups of the head-dim-64 decode tile the
+    /// occupancy probe found the device running at once, which the tiled decode's context
+    /// splits are sized to (`None` for the flat kernels and in older files).
+    #[serde(default)]
+    pub concurrent_workgroups: Option<u32>,
     /// Every figure.
     pub figures: Vec<Figure>,
     /// The performance targets (docs/performance.md), judged on this run.
@@ -306,6 +311,7 @@ pub(crate) fn sample_report() -> BenchReport {
             attention_forced: false,
             reductions: None,
             reductions_forced: false,
+            concurrent_workgroups: None,
             figures: vec![decode],
             targets: vec![TargetCheck {
                 target: "t".into(),

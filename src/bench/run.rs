@@ -8,7 +8,7 @@ use super::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchEvent, BenchOptions, BenchR
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvBacking};
-use crate::kernels::{AttentionAlgorithm, Reductions};
+use crate::kernels::{AttentionAlgorithm, Family, Reductions, TileShape};
 
 /// The rates one run measured, which every bound in it is computed from.
 #[derive(Clone, Copy, Debug)]
@@ -154,6 +154,25 @@ pub fn run_bench(
         texture_read,
         matmul,
     };
+    let tiled = options
+        .algorithm
+        .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx))
+        == AttentionAlgorithm::Tiled;
+    // What the tiled decode's splits will be sized to (the probe runs once per device and
+    // footprint; the cases reuse its answer).
+    let concurrent_workgroups =
+        match TileShape::choose(Family::Decode, 64, ctx.capabilities.max_workgroup_storage) {
+            Some(tiles) if tiled => {
+                observer(BenchEvent::Starting(
+                    "occupancy probe (sizes the tiled decode's splits)",
+                ));
+                Some(crate::kernels::occupancy::concurrent_workgroups(
+                    ctx,
+                    tiles.bytes(64),
+                )?)
+            }
+            _ => None,
+        };
     let mut rec = Recorder {
         report: BenchReport {
             format: BENCH_FORMAT.into(),
@@ -183,16 +202,13 @@ pub fn run_bench(
                     .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx)),
             ),
             attention_forced: options.algorithm.is_some(),
-            reductions: (options
-                .algorithm
-                .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx))
-                == AttentionAlgorithm::Tiled)
-                .then(|| {
-                    options
-                        .reductions
-                        .unwrap_or_else(|| Reductions::for_device(ctx))
-                }),
+            reductions: tiled.then(|| {
+                options
+                    .reductions
+                    .unwrap_or_else(|| Reductions::for_device(ctx))
+            }),
             reductions_forced: options.reductions.is_some(),
+            concurrent_workgroups,
             figures: Vec::new(),
             targets: Vec::new(),
             long_context: None,

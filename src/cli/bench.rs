@@ -241,6 +241,11 @@ pub fn render(report: &BenchReport) -> String {
             };
             out += &format!(", {} reductions ({why})", reductions.name());
         }
+        if let Some(count) = report.concurrent_workgroups {
+            out += &format!(
+                "; decode splits sized to fill {count} concurrent workgroups (occupancy probe, wall clock)"
+            );
+        }
         out += "\n";
     }
     if !report.matmul_tries.is_empty() {

@@ -6,8 +6,9 @@
 //! portable fallback, so the same binary runs on lavapipe, GL and any real GPU.
 
 use super::GpuError;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Which adapter to use. Empty means "the best one" (discrete, integrated, virtual, cpu).
 #[derive(Clone, Debug, Default)]
@@ -137,6 +138,9 @@ pub struct GpuContext {
     pub capabilities: Capabilities,
     /// Buffers, textures and bind groups pagekv has created on this device (shared by clones).
     created: Arc<AtomicU64>,
+    /// Measured concurrent workgroups per workgroup-memory footprint (bytes), shared by
+    /// clones: the occupancy probe runs once per device and footprint.
+    concurrency: Arc<Mutex<HashMap<u32, u32>>>,
 }
 
 fn wanted_features(available: wgpu::Features) -> wgpu::Features {
@@ -275,6 +279,7 @@ impl GpuContext {
             info,
             capabilities,
             created: Arc::default(),
+            concurrency: Arc::default(),
         }
     }
 
@@ -314,6 +319,29 @@ impl GpuContext {
             driver_info: self.info.driver_info.clone(),
             capabilities: self.capabilities.clone(),
         }
+    }
+
+    /// The concurrent workgroups measured for `shared_bytes` of workgroup memory, measuring
+    /// them with `measure` the first time this device is asked (clones share the answer).
+    pub(crate) fn concurrency_for(
+        &self,
+        shared_bytes: u32,
+        measure: impl FnOnce() -> Result<u32, GpuError>,
+    ) -> Result<u32, GpuError> {
+        let known = self
+            .concurrency
+            .lock()
+            .map_err(|_| GpuError::Device("occupancy cache poisoned".into()))?
+            .get(&shared_bytes)
+            .copied();
+        if let Some(count) = known {
+            return Ok(count);
+        }
+        let count = measure()?;
+        if let Ok(mut cache) = self.concurrency.lock() {
+            cache.insert(shared_bytes, count);
+        }
+        Ok(count)
     }
 
     /// Blocks until all submitted work finished; used at readback and timing points only.

@@ -79,6 +79,24 @@ impl AttentionAlgorithm {
     }
 }
 
+/// The tiled decode's split target before (or without) measuring the device.
+pub const UNMEASURED_TILED_TARGET: u32 = 512;
+
+/// Most key tiles one tiled decode workgroup walks (4096 keys at 32-key tiles). On GPUs this
+/// bounds the straggler: a long sequence in a batch of short ones is split over several
+/// workgroups instead of one walking its whole context while the rest of the device idles
+/// (vLLM's split decode uses 512-key partitions for the same reason). On lavapipe it is also
+/// a correctness bound: one workgroup walking a few hundred tiles of a 7- or 8-head group at
+/// head dim 128 or 256 returns wrong rows there (seen at 219 tiles; 188 passed, and llvmpipe's
+/// GL driver passes the same dispatch), so the cap stays well below that.
+pub const MAX_TILED_PARTITION_TILES: u32 = 128;
+
+/// Fewest keys per tiled decode split (4 tiles of 32 keys).
+pub const MIN_TILED_PARTITION_TOKENS: u32 = 128;
+
+/// Flat decode invocations aimed at per host core on a CPU adapter.
+pub const FLAT_INVOCATIONS_PER_CORE: u32 = 32;
+
 /// How a step's context is split across work items (flash-decoding).
 #[derive(Clone, Copy, Debug)]
 pub struct SplitPolicy {
@@ -89,9 +107,8 @@ pub struct SplitPolicy {
     pub min_partition_tokens: u32,
     /// Force a split length (tests use it to exercise many splits on short contexts).
     pub forced_partition_tokens: Option<u32>,
-    /// Longest split: the tiled kernel keeps one workgroup's loop far below the ~65K barriers
-    /// per workgroup that lavapipe handles correctly (5 barriers per key tile, 2048 tiles);
-    /// the flat kernel has no barriers and no bound.
+    /// Longest split in key tiles: [`MAX_TILED_PARTITION_TILES`] for the tiled kernel; the
+    /// flat kernel has no barriers and no bound.
     pub max_partition_tiles: Option<u32>,
 }
 
@@ -102,23 +119,56 @@ impl Default for SplitPolicy {
 }
 
 impl SplitPolicy {
-    /// The tiled kernel counts workgroups of 64 threads; the flat kernel counts invocations,
-    /// and on a CPU adapter a few dozen per core keep every core busy while long splits keep
-    /// the combine pass small (measured on lavapipe: 64 beat 32, 256 and 1024).
+    /// Before a device is measured: the tiled kernel aims at [`UNMEASURED_TILED_TARGET`]
+    /// workgroups, the flat kernel at [`SplitPolicy::flat`]'s invocations.
     pub fn for_algorithm(algorithm: AttentionAlgorithm) -> Self {
         match algorithm {
-            AttentionAlgorithm::Tiled => Self {
-                target_workgroups: 512,
-                min_partition_tokens: 256,
-                forced_partition_tokens: None,
-                max_partition_tiles: Some(2048),
-            },
-            AttentionAlgorithm::Flat => Self {
-                target_workgroups: 64,
-                min_partition_tokens: 256,
-                forced_partition_tokens: None,
-                max_partition_tiles: None,
-            },
+            AttentionAlgorithm::Tiled => Self::tiled(UNMEASURED_TILED_TARGET),
+            AttentionAlgorithm::Flat => Self::flat(),
+        }
+    }
+
+    /// The tiled decode on a device that runs `concurrent` of its workgroups at once
+    /// ([`super::occupancy`]): split until one step is one full wave of them, but never below
+    /// [`MIN_TILED_PARTITION_TOKENS`] keys per split, so each workgroup still streams several
+    /// tiles for its one Q load and partial-state write, and the combine pass stays small.
+    pub fn tiled(concurrent: u32) -> Self {
+        Self {
+            target_workgroups: concurrent.max(1),
+            min_partition_tokens: MIN_TILED_PARTITION_TOKENS,
+            forced_partition_tokens: None,
+            max_partition_tiles: Some(MAX_TILED_PARTITION_TILES),
+        }
+    }
+
+    /// The flat kernel counts invocations, and on a CPU adapter (whose cores are the host's)
+    /// a few dozen per core keep every core busy while long splits keep the combine pass small
+    /// (measured on lavapipe with 2 cores: 64 beat 32, 256 and 1024).
+    pub fn flat() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        Self {
+            target_workgroups: FLAT_INVOCATIONS_PER_CORE * cores,
+            min_partition_tokens: 256,
+            forced_partition_tokens: None,
+            max_partition_tiles: None,
+        }
+    }
+
+    /// The policy `variant` gets on `ctx`: the tiled decode sized to the device's measured
+    /// concurrency at the variant's workgroup memory (or to `target` when the caller gives
+    /// one, which skips the measurement); other variants [`SplitPolicy::for_algorithm`].
+    pub fn for_device(
+        ctx: &GpuContext,
+        variant: &Variant,
+        target: Option<u32>,
+    ) -> Result<Self, GpuError> {
+        match (variant.tiles, target) {
+            (Some(_), Some(target)) => Ok(Self::tiled(target)),
+            (Some(tiles), None) => Ok(Self::tiled(super::occupancy::concurrent_workgroups(
+                ctx,
+                tiles.bytes(variant.head_dim),
+            )?)),
+            (None, _) => Ok(Self::flat()),
         }
     }
 
@@ -354,11 +404,36 @@ mod tests {
     #[test]
     fn only_the_tiled_split_is_bounded() {
         let tiled = SplitPolicy::for_algorithm(AttentionAlgorithm::Tiled);
-        assert_eq!(tiled.partition_tokens(10_000, 1 << 20, 16), 2048 * 16);
-        let flat = SplitPolicy::for_algorithm(AttentionAlgorithm::Flat);
+        assert_eq!(
+            tiled.partition_tokens(10_000, 1 << 20, 16),
+            MAX_TILED_PARTITION_TILES * 16
+        );
+        let flat = SplitPolicy {
+            target_workgroups: 64,
+            ..SplitPolicy::flat()
+        };
         // 8 work items want 8 splits of a 32K context.
         assert_eq!(flat.partition_tokens(8, 32768, 1), 4096);
         // Enough work items already: one split of the whole context.
         assert_eq!(flat.partition_tokens(4096, 1 << 20, 1), 1 << 20);
+    }
+
+    #[test]
+    fn the_tiled_split_fills_one_wave_of_the_measured_device() {
+        // A GPU measured at 1024 concurrent workgroups, batch 1 with 2 KV heads at 4K: as
+        // many splits as the minimum split length allows (32 of 128 keys: 64 workgroups).
+        let gpu = SplitPolicy::tiled(1024);
+        assert_eq!(gpu.partition_tokens(2, 4096, 32), 128);
+        // 64K context: 512 splits per KV head fill the wave.
+        assert_eq!(gpu.partition_tokens(2, 65536, 32), 128);
+        assert_eq!(gpu.partition_tokens(2, 1 << 20, 32), 2048);
+        // A batch that fills the device alone is not split, up to the longest split.
+        assert_eq!(gpu.partition_tokens(1024, 4096, 32), 4096);
+        assert_eq!(gpu.partition_tokens(1024, 32768, 32), 4096);
+        // A device that runs two at once (lavapipe's two cores): whole contexts up to 4096.
+        assert_eq!(SplitPolicy::tiled(2).partition_tokens(2, 4000, 32), 4000);
+        // Flat: the host's cores set the target.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        assert_eq!(SplitPolicy::flat().target_workgroups, 32 * cores);
     }
 }

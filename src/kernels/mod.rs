@@ -12,6 +12,7 @@ mod decode;
 mod flat;
 mod flat_source;
 mod layouts;
+pub mod occupancy;
 pub mod params;
 pub(crate) mod pipeline;
 pub mod portability;
@@ -33,6 +34,15 @@ use decode::DecodeKernel;
 use prefill::PrefillKernel;
 
 use crate::gpu::{GpuContext, GpuError, KvStorage};
+
+/// Every WGSL module the core builds: the attention variants ([`Variant::all`]) and the
+/// occupancy probe at a decode tile's footprint. `portability` checks them all.
+pub fn all_modules() -> Vec<WgslModule> {
+    let mut out: Vec<WgslModule> = Variant::all().iter().map(Variant::module).collect();
+    let tile = TileShape::choose(Family::Decode, 128, 32 * 1024).expect("fits 32 KiB");
+    out.push(occupancy::module(tile.bytes(128)));
+    out
+}
 
 /// Reusable metadata of a decode step (one query per sequence). A distinct type from
 /// [`PrefillBatch`], so a batch prepared for one kind of step cannot be recorded as the other.
@@ -83,6 +93,10 @@ pub struct AttentionOptions {
     /// How the tiled kernels reduce across threads; `None` takes subgroups where the
     /// adapter has them ([`Reductions::for_device`]). Ignored by the flat kernels.
     pub reductions: Option<Reductions>,
+    /// Workgroups the tiled decode splits a step's contexts to fill; `None` measures how
+    /// many the device runs at once ([`occupancy`], about 0.1 s once per device and tile
+    /// footprint). Ignored when `decode_partition_tokens` forces a split length.
+    pub decode_target_workgroups: Option<u32>,
 }
 
 /// Names of the compiled variants, for reports.
@@ -154,7 +168,17 @@ impl PagedAttention {
             .reductions
             .unwrap_or_else(|| Reductions::for_device(ctx));
         let mut decode = DecodeKernel::with_algorithm(ctx, storage, algorithm, reductions)?;
-        decode.splits.forced_partition_tokens = options.decode_partition_tokens;
+        decode.splits = match options.decode_partition_tokens {
+            Some(tokens) => flat::SplitPolicy {
+                forced_partition_tokens: Some(tokens),
+                ..decode.splits
+            },
+            None => flat::SplitPolicy::for_device(
+                ctx,
+                &decode.variant,
+                options.decode_target_workgroups,
+            )?,
+        };
         decode.window = options.sliding_window;
         let mut prefill = PrefillKernel::with_algorithm(ctx, storage, algorithm, reductions)?;
         prefill.window = options.sliding_window;

@@ -77,3 +77,17 @@ pub struct CombineParams {
     /// Padding to 16 bytes.
     pub _pad: u32,
 }
+
+/// Mirror of `ProbeParams` in shaders/occupancy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct ProbeParams {
+    /// Dependent multiply-adds each thread runs.
+    pub iterations: u32,
+    /// 1.0, passed at run time so the compiler cannot fold the chain.
+    pub one: f32,
+    /// Padding to 16 bytes.
+    pub _pad0: u32,
+    /// Padding to 16 bytes.
+    pub _pad1: u32,
+}

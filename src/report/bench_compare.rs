@@ -152,6 +152,7 @@ mod tests {
             attention_forced: false,
             reductions: None,
             reductions_forced: false,
+            concurrent_workgroups: None,
             figures,
             targets: Vec::new(),
             long_context: None,

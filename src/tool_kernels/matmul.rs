@@ -47,6 +47,16 @@ pub enum MatmulShape {
         /// vec4 columns of C per invocation (4 x it divides 64).
         col4s: u32,
     },
+    /// The flat kernel reading A and B as `rgba32uint` textures (four f32 per texel): what
+    /// the flat attention does with its KV pool on CPU adapters, where a texel fetch is
+    /// vectorised and a storage-buffer load is a per-lane loop. Judging the attention there
+    /// against a buffer-fed matmul would measure the two load paths, not the arithmetic.
+    FlatTexels {
+        /// Rows of C per invocation (divides 64).
+        rows: u32,
+        /// vec4 columns of C per invocation (4 x it divides 64).
+        col4s: u32,
+    },
 }
 
 impl MatmulShape {
@@ -64,16 +74,28 @@ impl MatmulShape {
         MatmulShape::Flat { rows: 8, col4s: 8 },
     ];
 
+    /// The texel-fed shapes: the buffer-fed ones that won on lavapipe, read through textures.
+    pub const FLAT_TEXELS: [MatmulShape; 3] = [
+        MatmulShape::FlatTexels { rows: 16, col4s: 4 },
+        MatmulShape::FlatTexels { rows: 32, col4s: 4 },
+        MatmulShape::FlatTexels { rows: 8, col4s: 8 },
+    ];
+
     /// The shapes worth timing on this adapter, the class's usual winner first: flat shapes
-    /// on CPU adapters (where the tiled kernel is several times slower), the tiled kernel and
-    /// two flat shapes elsewhere.
+    /// fed by buffers and by textures on CPU adapters (where the tiled kernel is several times
+    /// slower), the tiled kernel and two flat shapes elsewhere.
     pub fn candidates(ctx: &GpuContext) -> Vec<MatmulShape> {
         let mut flat = vec![Self::FLAT_DEFAULT];
         flat.extend(Self::FLAT_EXTRA);
         match AttentionAlgorithm::for_device(ctx) {
-            AttentionAlgorithm::Flat => flat,
+            AttentionAlgorithm::Flat => flat.into_iter().chain(Self::FLAT_TEXELS).collect(),
             AttentionAlgorithm::Tiled => vec![MatmulShape::Tiled, flat[0], flat[3]],
         }
+    }
+
+    /// Whether the kernel reads A and B as textures.
+    pub fn reads_texels(self) -> bool {
+        matches!(self, MatmulShape::FlatTexels { .. })
     }
 
     /// The module's name, e.g. `matmulflat_r8c8`.
@@ -85,7 +107,8 @@ impl MatmulShape {
     pub fn module(self) -> WgslModule {
         match self {
             MatmulShape::Tiled => ToolKernel::Matmul.module(0),
-            MatmulShape::Flat { rows, col4s } => flat_module(rows, col4s),
+            MatmulShape::Flat { rows, col4s } => flat_module(rows, col4s, false),
+            MatmulShape::FlatTexels { rows, col4s } => flat_module(rows, col4s, true),
         }
     }
 
@@ -93,7 +116,7 @@ impl MatmulShape {
     fn workgroups(self, m: u32, n: u32) -> (u32, u32) {
         match self {
             MatmulShape::Tiled => (n / MATMUL_TILE, m / MATMUL_TILE),
-            MatmulShape::Flat { rows, col4s } => {
+            MatmulShape::Flat { rows, col4s } | MatmulShape::FlatTexels { rows, col4s } => {
                 (((m / rows) * (n / (4 * col4s))).div_ceil(FLAT_WG), 1)
             }
         }
@@ -103,18 +126,41 @@ impl MatmulShape {
 /// The flat matmul with a `rows x 4*col4s` register block per invocation: straight-line code
 /// per row and column (a private array indexed in a loop would live in per-lane scratch
 /// memory on llvmpipe), every vec4 of B loaded feeding `rows` x 4 multiply-adds and every
-/// vec4 of A feeding `col4s` x 16.
-pub fn flat_module(rows: u32, col4s: u32) -> WgslModule {
+/// vec4 of A feeding `col4s` x 16. With `texels`, A and B are `rgba32uint` textures (A
+/// `k/4 x m` texels, B `n/4 x k`: the row-major matrices copied as they are).
+pub fn flat_module(rows: u32, col4s: u32, texels: bool) -> WgslModule {
     use std::fmt::Write;
-    let name = format!("matmulflat_r{rows}c{col4s}");
+    let kind = if texels { "matmultex" } else { "matmulflat" };
+    let name = format!("{kind}_r{rows}c{col4s}");
+    // A's row r and B's row j (vec4 column q) at step kk, through the chosen path.
+    let (inputs, load_a, load_b) = if texels {
+        (
+            "@group(0) @binding(1) var a: texture_2d<u32>;\n\
+             @group(0) @binding(2) var b: texture_2d<u32>;\n",
+            "bitcast<vec4<f32>>(textureLoad(a, vec2<u32>(kk, row + {r}u), 0))",
+            "bitcast<vec4<f32>>(textureLoad(b, vec2<u32>(col4 + {q}u, kk * 4u + {j}u), 0))",
+        )
+    } else {
+        (
+            "@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;\n\
+             @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;\n",
+            "a[(row + {r}u) * k4 + kk]",
+            "b[(kk * 4u + {j}u) * n4 + col4 + {q}u]",
+        )
+    };
+    let load_a = |r: u32| load_a.replace("{r}", &r.to_string());
+    let load_b = |j: u32, q: u32| {
+        load_b
+            .replace("{j}", &j.to_string())
+            .replace("{q}", &q.to_string())
+    };
     let mut s = format!(
         "// pagekv generated variant `{name}`: f32 C = A x B, row-major, every dimension a\n\
          // multiple of 64; one invocation per {rows}x{} block of C, blocks numbered row-major,\n\
          // no workgroup memory or barriers.\n\n\
          struct MatmulParams {{\n    m: u32,\n    n: u32,\n    k: u32,\n    _pad: u32,\n}}\n\n\
          @group(0) @binding(0) var<uniform> params: MatmulParams;\n\
-         @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;\n\
-         @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;\n\
+         {inputs}\
          @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;\n\n\
          @compute @workgroup_size({FLAT_WG})\n\
          fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
@@ -135,14 +181,11 @@ pub fn flat_module(rows: u32, col4s: u32) -> WgslModule {
     s += "    for (var kk = 0u; kk < k4; kk++) {\n";
     for j in 0..4 {
         for q in 0..col4s {
-            let _ = writeln!(
-                s,
-                "        let b{j}_{q} = b[(kk * 4u + {j}u) * n4 + col4 + {q}u];"
-            );
+            let _ = writeln!(s, "        let b{j}_{q} = {};", load_b(j, q));
         }
     }
     for r in 0..rows {
-        let _ = writeln!(s, "        let a{r} = a[(row + {r}u) * k4 + kk];");
+        let _ = writeln!(s, "        let a{r} = {};", load_a(r));
         for q in 0..col4s {
             let _ = writeln!(
                 s,
@@ -163,6 +206,46 @@ pub fn flat_module(rows: u32, col4s: u32) -> WgslModule {
         needs_f16: false,
         needs_subgroups: false,
     }
+}
+
+/// An `rgba32uint` texture of `width x height` texels holding `buffer`'s row-major f32
+/// values (four per texel), copied in `encoder`.
+fn texel_copy(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    width: u32,
+    height: u32,
+) -> wgpu::TextureView {
+    let size = wgpu::Extent3d {
+        width,
+        height,
+        depth_or_array_layers: 1,
+    };
+    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("pagekv matmul input texels"),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Uint,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    ctx.count_created();
+    encoder.copy_buffer_to_texture(
+        wgpu::TexelCopyBufferInfo {
+            buffer,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(width * 16),
+                rows_per_image: Some(height),
+            },
+        },
+        texture.as_image_copy(),
+        size,
+    );
+    texture.create_view(&Default::default())
 }
 
 /// Compiled matmul pipeline.
@@ -225,6 +308,16 @@ impl MatmulKernel {
                 problem: format!("each must be a positive multiple of {MATMUL_TILE}"),
             });
         }
+        let side = ctx.device.limits().max_texture_dimension_2d;
+        if self.shape.reads_texels() && m.max(k).max(n / 4) > side {
+            return Err(GpuError::Limit(LimitExceeded {
+                what: format!("texel-fed matmul {m}x{n}x{k}"),
+                limit: DeviceLimit::TextureDimension2d,
+                needed: m.max(k) as u64,
+                allowed: side as u64,
+                remedy: "use a smaller matmul",
+            }));
+        }
         let (x, y) = self.shape.workgroups(m, n);
         if x.max(y) > ctx.capabilities.max_workgroups_per_dimension {
             return Err(GpuError::Limit(LimitExceeded {
@@ -243,14 +336,29 @@ impl MatmulKernel {
                 contents: bytemuck::bytes_of(&params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
+        // Texel-fed kernels read copies of A and B made before the timed pass.
+        let texels = self.shape.reads_texels().then(|| {
+            (
+                texel_copy(ctx, encoder, a, k / 4, m),
+                texel_copy(ctx, encoder, b, n / 4, k),
+            )
+        });
+        let inputs = match &texels {
+            Some((a_view, b_view)) => [
+                wgpu::BindingResource::TextureView(a_view),
+                wgpu::BindingResource::TextureView(b_view),
+            ],
+            None => [a.as_entire_binding(), b.as_entire_binding()],
+        };
+        let [a_input, b_input] = inputs;
         let group = pipeline::bind(
             ctx,
             &self.pipeline,
             "pagekv matmul",
             &[
                 (0, uniform.as_entire_binding()),
-                (1, a.as_entire_binding()),
-                (2, b.as_entire_binding()),
+                (1, a_input),
+                (2, b_input),
                 (3, c.as_entire_binding()),
             ],
         );

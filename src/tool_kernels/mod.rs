@@ -109,6 +109,7 @@ impl ToolKernel {
             }
         }
         out.extend(matmul::MatmulShape::FLAT_EXTRA.map(matmul::MatmulShape::module));
+        out.extend(matmul::MatmulShape::FLAT_TEXELS.map(matmul::MatmulShape::module));
         out
     }
 }
@@ -116,10 +117,7 @@ impl ToolKernel {
 /// Every WGSL module the crate builds: the core's attention variants, then the tool kernels.
 /// `pagekv shaders` lists, emits and checks exactly these.
 pub fn all_modules() -> Vec<WgslModule> {
-    let mut out: Vec<WgslModule> = crate::kernels::Variant::all()
-        .iter()
-        .map(|v| v.module())
-        .collect();
+    let mut out = crate::kernels::all_modules();
     out.extend(ToolKernel::all_modules());
     out
 }

@@ -319,6 +319,7 @@ pub fn run_case(
         decode_partition_tokens: case.partition_tokens,
         sliding_window: case.window,
         reductions: case.reductions,
+        decode_target_workgroups: None,
     };
     let kernels = PagedAttention::with_options(ctx, &storage, options)?;
 
