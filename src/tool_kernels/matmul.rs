@@ -74,11 +74,15 @@ impl MatmulShape {
         MatmulShape::Flat { rows: 8, col4s: 8 },
     ];
 
-    /// The texel-fed shapes: the buffer-fed ones that won on lavapipe, read through textures.
+    /// The texel-fed shapes. On lavapipe (2 cores, AVX2) 64x32 measured 50-55 GFLOP/s, 32x32
+    /// 46-49 and 32x16 36-38, against 33 for the best buffer-fed block: each texel fetch
+    /// feeds more multiply-adds in the larger blocks, and fetches, not arithmetic, bound these
+    /// kernels there. 64x16 and 64x64 were no faster than 64x32, and 64x64 took two minutes
+    /// to compile.
     pub const FLAT_TEXELS: [MatmulShape; 3] = [
-        MatmulShape::FlatTexels { rows: 16, col4s: 4 },
         MatmulShape::FlatTexels { rows: 32, col4s: 4 },
-        MatmulShape::FlatTexels { rows: 8, col4s: 8 },
+        MatmulShape::FlatTexels { rows: 32, col4s: 8 },
+        MatmulShape::FlatTexels { rows: 64, col4s: 8 },
     ];
 
     /// The shapes worth timing on this adapter, the class's usual winner first: flat shapes
