@@ -266,9 +266,13 @@ fn the_occupancy_probe_counts_concurrent_workgroups_once_per_footprint() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     for ctx in common::contexts() {
         let what = ctx.describe();
+        let start = std::time::Instant::now();
         let count =
             concurrent_workgroups(&ctx, 12 * 1024).unwrap_or_else(|e| panic!("{what}: {e}"));
-        eprintln!("{what}: {count} concurrent workgroups of 12 KiB");
+        eprintln!(
+            "{what}: {count} concurrent workgroups of 12 KiB, measured in {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
         assert!(
             (1..=MAX_PROBE_WORKGROUPS).contains(&count),
             "{what}: {count}"

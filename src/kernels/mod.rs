@@ -94,8 +94,9 @@ pub struct AttentionOptions {
     /// adapter has them ([`Reductions::for_device`]). Ignored by the flat kernels.
     pub reductions: Option<Reductions>,
     /// Workgroups the tiled decode splits a step's contexts to fill; `None` measures how
-    /// many the device runs at once ([`occupancy`], about 0.1 s once per device and tile
-    /// footprint). Ignored when `decode_partition_tokens` forces a split length.
+    /// many the device runs at once ([`occupancy`]: a few dozen short dispatches, once per
+    /// device and tile footprint). Ignored when `decode_partition_tokens` forces a split
+    /// length.
     pub decode_target_workgroups: Option<u32>,
 }
 

@@ -7,11 +7,11 @@
 //! depends on their workgroup memory and on the vendor. So the probe times dispatches of 1, 2,
 //! 4, ... workgroups that hold the attention tile's workgroup memory and run a fixed chain of
 //! dependent multiply-adds. While the device runs all of a dispatch's workgroups together its
-//! time stays at one chain's; past that it grows. The last count before it grows ([`knee`]) is
-//! the answer, within a factor of two. It runs once per device and footprint (cached on the
-//! [`GpuContext`]), in about 0.1 s of GPU time on a GPU, on the context's queue: an embedding
-//! app that cannot spare that at build time passes
-//! [`AttentionOptions::decode_target_workgroups`](super::AttentionOptions).
+//! time stays at one chain's; past that it grows. The largest count still at one chain's time
+//! ([`knee`]) is the answer, within a factor of two. It runs once per device and footprint
+//! (cached on the [`GpuContext`]; 0.1 s on lavapipe, a few dozen dispatches of a few
+//! milliseconds on a GPU), on the context's queue: an embedding app that cannot spare that at
+//! build time passes [`AttentionOptions::decode_target_workgroups`](super::AttentionOptions).
 
 use wgpu::util::DeviceExt;
 
@@ -64,9 +64,11 @@ pub fn concurrent_workgroups(ctx: &GpuContext, shared_bytes: u32) -> Result<u32,
     ctx.concurrency_for(shared_bytes, || measure(ctx, shared_bytes))
 }
 
-/// The largest dispatch size whose time stays within [`FLAT_TOLERANCE`] of the fastest, going
-/// up from the smallest and stopping at the first that does not: `samples` are (workgroups,
-/// seconds) in increasing workgroup order. 1 for no samples.
+/// The largest dispatch size whose time is within [`FLAT_TOLERANCE`] of the fastest;
+/// `samples` are (workgroups, seconds). A dispatch of more workgroups cannot truly take less
+/// time than one of fewer, so a slow small dispatch among fast larger ones is a GPU clock
+/// still ramping up, not the device filling: it does not end the flat region. 1 for no
+/// samples.
 pub fn knee(samples: &[(u32, f64)]) -> u32 {
     let fastest = samples
         .iter()
@@ -74,9 +76,10 @@ pub fn knee(samples: &[(u32, f64)]) -> u32 {
         .fold(f64::INFINITY, f64::min);
     samples
         .iter()
-        .take_while(|&&(_, t)| t <= FLAT_TOLERANCE * fastest)
-        .last()
-        .map_or(1, |&(w, _)| w.max(1))
+        .filter(|&&(_, t)| t <= FLAT_TOLERANCE * fastest)
+        .map(|&(w, _)| w.max(1))
+        .max()
+        .unwrap_or(1)
 }
 
 fn measure(ctx: &GpuContext, shared_bytes: u32) -> Result<u32, GpuError> {
@@ -89,6 +92,8 @@ fn measure(ctx: &GpuContext, shared_bytes: u32) -> Result<u32, GpuError> {
         iterations *= 4;
         single = probe.time(ctx, 1, iterations)?;
     }
+    // Once more at the final length, now that the device has been busy for a while.
+    single = single.min(probe.time(ctx, 1, iterations)?);
     let max = ctx
         .capabilities
         .max_workgroups_per_dimension
@@ -201,9 +206,9 @@ mod tests {
         // Growth from the start (a single-lane device): one.
         let s = [t(1, 2.0), t(2, 4.0), t(4, 8.0)];
         assert_eq!(knee(&s), 1);
-        // A dip after the rise does not extend the flat region.
-        let s = [t(1, 2.0), t(2, 4.0), t(4, 2.0)];
-        assert_eq!(knee(&s), 1);
+        // A slow first sample (clocks ramping up) does not end the flat region either.
+        let s = [t(1, 4.0), t(2, 2.0), t(4, 2.2), t(8, 4.5)];
+        assert_eq!(knee(&s), 4);
         assert_eq!(knee(&[]), 1);
     }
 
