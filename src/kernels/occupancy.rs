@@ -64,7 +64,7 @@ pub fn concurrent_workgroups(ctx: &GpuContext, shared_bytes: u32) -> Result<u32,
     ctx.concurrency_for(shared_bytes, || measure(ctx, shared_bytes))
 }
 
-/// The largest dispatch size whose time is within [`FLAT_TOLERANCE`] of the fastest;
+/// The largest dispatch size whose time is within 1.5x (`FLAT_TOLERANCE`) of the fastest;
 /// `samples` are (workgroups, seconds). A dispatch of more workgroups cannot truly take less
 /// time than one of fewer, so a slow small dispatch among fast larger ones is a GPU clock
 /// still ramping up, not the device filling: it does not end the flat region. 1 for no
