@@ -212,44 +212,15 @@ pub fn flat_module(rows: u32, col4s: u32, texels: bool) -> WgslModule {
     }
 }
 
-/// An `rgba32uint` texture of `width x height` texels holding `buffer`'s row-major f32
-/// values (four per texel), copied in `encoder`.
-fn texel_copy(
+/// A texture view of `buffer`'s row-major f32 values, four per texel.
+fn texel_view(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
     buffer: &wgpu::Buffer,
-    width: u32,
-    height: u32,
+    size: (u32, u32),
 ) -> wgpu::TextureView {
-    let size = wgpu::Extent3d {
-        width,
-        height,
-        depth_or_array_layers: 1,
-    };
-    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("pagekv matmul input texels"),
-        size,
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba32Uint,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-        view_formats: &[],
-    });
-    ctx.count_created();
-    encoder.copy_buffer_to_texture(
-        wgpu::TexelCopyBufferInfo {
-            buffer,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(width * 16),
-                rows_per_image: Some(height),
-            },
-        },
-        texture.as_image_copy(),
-        size,
-    );
-    texture.create_view(&Default::default())
+    super::texels_from_buffer(ctx, encoder, buffer, size, "pagekv matmul input texels")
+        .create_view(&Default::default())
 }
 
 /// Compiled matmul pipeline.
@@ -343,8 +314,8 @@ impl MatmulKernel {
         // Texel-fed kernels read copies of A and B made before the timed pass.
         let texels = self.shape.reads_texels().then(|| {
             (
-                texel_copy(ctx, encoder, a, k / 4, m),
-                texel_copy(ctx, encoder, b, n / 4, k),
+                texel_view(ctx, encoder, a, (k / 4, m)),
+                texel_view(ctx, encoder, b, (n / 4, k)),
             )
         });
         let inputs = match &texels {

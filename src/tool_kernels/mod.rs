@@ -9,6 +9,7 @@ pub mod matmul;
 pub mod read;
 
 use crate::cache::SUPPORTED_HEAD_DIMS;
+use crate::gpu::GpuContext;
 use crate::kernels::WgslModule;
 use crate::kernels::variant::WORKGROUP_SIZE;
 
@@ -120,4 +121,48 @@ pub fn all_modules() -> Vec<WgslModule> {
     let mut out = crate::kernels::all_modules();
     out.extend(ToolKernel::all_modules());
     out
+}
+
+/// An `rgba32uint` texture of `width x height` texels filled, in `encoder`, from the first
+/// `16 x width x height` bytes of `buffer` (row after row). The tool kernels that read
+/// through the texel path (the texture read roofline, the texel-fed matmuls) get their
+/// textures this way: a copy also initialises the texture, where wgpu would otherwise clear
+/// it on first use with a render pass, after which lavapipe's compute timestamps read about
+/// zero for the rest of the process.
+pub(crate) fn texels_from_buffer(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    (width, height): (u32, u32),
+    label: &str,
+) -> wgpu::Texture {
+    let size = wgpu::Extent3d {
+        width,
+        height,
+        depth_or_array_layers: 1,
+    };
+    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Uint,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    ctx.count_created();
+    encoder.copy_buffer_to_texture(
+        wgpu::TexelCopyBufferInfo {
+            buffer,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(width * 16),
+                rows_per_image: None,
+            },
+        },
+        texture.as_image_copy(),
+        size,
+    );
+    texture
 }

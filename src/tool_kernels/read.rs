@@ -75,39 +75,13 @@ impl ReadSource {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("pagekv read source"),
-            size: wgpu::Extent3d {
-                width,
-                height: rows,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Uint,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        // Fill the texture from the (zeroed) buffer: left uninitialised, wgpu would clear it
-        // on first use with a render pass, after which lavapipe's compute timestamps read
-        // about zero for the rest of the process.
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_texture(
-            wgpu::TexelCopyBufferInfo {
-                buffer: &buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(width * TEXEL_BYTES as u32),
-                    rows_per_image: None,
-                },
-            },
-            texture.as_image_copy(),
-            wgpu::Extent3d {
-                width,
-                height: rows,
-                depth_or_array_layers: 1,
-            },
+        let texture = super::texels_from_buffer(
+            ctx,
+            &mut encoder,
+            &buffer,
+            (width, rows),
+            "pagekv read source",
         );
         ctx.queue.submit([encoder.finish()]);
         let sums = ctx.device.create_buffer(&wgpu::BufferDescriptor {
