@@ -8,7 +8,7 @@ use std::path::Path;
 mod common;
 
 use common::cli::{assert_input_error, have_gpu, pagekv, stderr_lines, stdout};
-use pagekv::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchReport, Clock};
+use pagekv::bench::{BenchReport, Clock};
 use pagekv::gpu::AdapterReport;
 
 fn scenarios_dir() -> &'static Path {
@@ -239,27 +239,10 @@ fn run_writes_results_and_compare_reads_them() {
     // A bench report is another kind of file: refused beside a results file, in one sentence.
     let bench = dir.join("bench.json");
     let report = BenchReport {
-        format: BENCH_FORMAT.into(),
-        version: BENCH_FORMAT_VERSION,
-        adapter: AdapterReport::default(),
-        clock: Clock::WallClock,
-        quick: true,
         copy_bytes_per_s: 1e9,
-        copy_end_bytes_per_s: None,
         complete: true,
         matmul_flops: 1e9,
-        matmul_tries: Vec::new(),
-        buffer_read_bytes_per_s: None,
-        texture_read_bytes_per_s: None,
-        kv_backing: None,
-        attention: None,
-        attention_forced: false,
-        reductions: None,
-        reductions_forced: false,
-        concurrent_workgroups: None,
-        figures: Vec::new(),
-        targets: Vec::new(),
-        long_context: None,
+        ..BenchReport::new(AdapterReport::default(), Clock::WallClock, true)
     };
     std::fs::write(&bench, serde_json::to_string(&report).unwrap()).unwrap();
     let out = pagekv(&["compare", a.to_str().unwrap(), bench.to_str().unwrap()]);

@@ -246,6 +246,35 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
+    /// A report of the current format with no figures yet: rates zero, every optional
+    /// measurement absent, not complete. A run fills it as it measures; tests and tools set
+    /// the fields they need with struct-update syntax.
+    pub fn new(adapter: AdapterReport, clock: Clock, quick: bool) -> Self {
+        Self {
+            format: BENCH_FORMAT.into(),
+            version: BENCH_FORMAT_VERSION,
+            adapter,
+            clock,
+            quick,
+            copy_bytes_per_s: 0.0,
+            copy_end_bytes_per_s: None,
+            complete: false,
+            matmul_flops: 0.0,
+            matmul_tries: Vec::new(),
+            buffer_read_bytes_per_s: None,
+            texture_read_bytes_per_s: None,
+            kv_backing: None,
+            attention: None,
+            attention_forced: false,
+            reductions: None,
+            reductions_forced: false,
+            concurrent_workgroups: None,
+            figures: Vec::new(),
+            targets: Vec::new(),
+            long_context: None,
+        }
+    }
+
     /// How much the matmul yardstick trails the fastest attention case's flop rate, `None`
     /// when it beats them all (only then is the compute side of a bound a bound).
     pub fn yardstick_shortfall(&self) -> Option<f64> {
@@ -283,11 +312,6 @@ pub(crate) fn sample_report() -> BenchReport {
         decode.intensity = Some(1.75);
         decode.of_bound = Some(0.8);
         BenchReport {
-            format: BENCH_FORMAT.into(),
-            version: BENCH_FORMAT_VERSION,
-            adapter: AdapterReport::default(),
-            clock: Clock::GpuTimestamps,
-            quick: true,
             copy_bytes_per_s: 1e10,
             copy_end_bytes_per_s: Some(1.1e10),
             complete: true,
@@ -307,11 +331,6 @@ pub(crate) fn sample_report() -> BenchReport {
             buffer_read_bytes_per_s: Some(8e9),
             texture_read_bytes_per_s: Some(2e10),
             kv_backing: Some(KvBacking::Textures),
-            attention: None,
-            attention_forced: false,
-            reductions: None,
-            reductions_forced: false,
-            concurrent_workgroups: None,
             figures: vec![decode],
             targets: vec![TargetCheck {
                 target: "t".into(),
@@ -335,6 +354,7 @@ pub(crate) fn sample_report() -> BenchReport {
                     stopped: Some("stopped at ctx 4096: too big".into()),
                 }],
             }),
+            ..BenchReport::new(AdapterReport::default(), Clock::GpuTimestamps, true)
         }
     }
 }

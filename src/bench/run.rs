@@ -4,7 +4,7 @@
 use super::bound::{self, Bound, Stream};
 use super::kernels::{self, AttentionCase, BenchSkip};
 use super::plan::{PlannedCase, Work, plan};
-use super::{BENCH_FORMAT, BENCH_FORMAT_VERSION, BenchEvent, BenchOptions, BenchReport, Figure};
+use super::{BenchEvent, BenchOptions, BenchReport, Figure};
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvBacking};
@@ -175,14 +175,7 @@ pub fn run_bench(
         };
     let mut rec = Recorder {
         report: BenchReport {
-            format: BENCH_FORMAT.into(),
-            version: BENCH_FORMAT_VERSION,
-            adapter: ctx.report(),
-            clock: watch.clock(),
-            quick: options.quick,
             copy_bytes_per_s: copy,
-            copy_end_bytes_per_s: None,
-            complete: false,
             matmul_flops: matmul,
             matmul_tries: tries,
             buffer_read_bytes_per_s: Some(buffer_read),
@@ -209,9 +202,7 @@ pub fn run_bench(
             }),
             reductions_forced: options.reductions.is_some(),
             concurrent_workgroups,
-            figures: Vec::new(),
-            targets: Vec::new(),
-            long_context: None,
+            ..BenchReport::new(ctx.report(), watch.clock(), options.quick)
         },
         observer,
     };

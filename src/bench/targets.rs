@@ -177,7 +177,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{BENCH_FORMAT, BENCH_FORMAT_VERSION, Clock};
+    use crate::bench::Clock;
     use crate::gpu::AdapterReport;
 
     fn figure(section: &str, case: &str, of_bound: f64) -> Figure {
@@ -191,27 +191,11 @@ mod tests {
 
     fn report(figures: Vec<Figure>, matmul_flops: f64) -> BenchReport {
         BenchReport {
-            format: BENCH_FORMAT.into(),
-            version: BENCH_FORMAT_VERSION,
-            adapter: AdapterReport::default(),
-            clock: Clock::WallClock,
-            quick: false,
             copy_bytes_per_s: 1e9,
-            copy_end_bytes_per_s: None,
             complete: true,
             matmul_flops,
-            matmul_tries: Vec::new(),
-            buffer_read_bytes_per_s: None,
-            texture_read_bytes_per_s: None,
-            kv_backing: None,
-            attention: None,
-            attention_forced: false,
-            reductions: None,
-            reductions_forced: false,
-            concurrent_workgroups: None,
             figures,
-            targets: Vec::new(),
-            long_context: None,
+            ..BenchReport::new(AdapterReport::default(), Clock::WallClock, false)
         }
     }
 

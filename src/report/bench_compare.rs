@@ -119,7 +119,7 @@ pub fn bench_compare_table(reports: &[&BenchReport]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{BENCH_FORMAT, Clock};
+    use crate::bench::Clock;
     use crate::gpu::AdapterReport;
 
     fn figure(section: &str, case: &str, value: f64, ratio: f64) -> Figure {
@@ -131,31 +131,19 @@ mod tests {
     }
 
     fn report(name: &str, figures: Vec<Figure>) -> BenchReport {
+        let adapter = AdapterReport {
+            name: name.into(),
+            ..AdapterReport::default()
+        };
         BenchReport {
-            format: BENCH_FORMAT.into(),
             version: 1,
-            adapter: AdapterReport {
-                name: name.into(),
-                ..AdapterReport::default()
-            },
-            clock: Clock::GpuTimestamps,
-            quick: true,
             copy_bytes_per_s: 1e9,
             copy_end_bytes_per_s: Some(1.1e9),
             complete: true,
             matmul_flops: 1e9,
-            matmul_tries: Vec::new(),
-            buffer_read_bytes_per_s: None,
-            texture_read_bytes_per_s: None,
             kv_backing: Some(KvBacking::Textures),
-            attention: None,
-            attention_forced: false,
-            reductions: None,
-            reductions_forced: false,
-            concurrent_workgroups: None,
             figures,
-            targets: Vec::new(),
-            long_context: None,
+            ..BenchReport::new(adapter, Clock::GpuTimestamps, true)
         }
     }
 
