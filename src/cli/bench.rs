@@ -263,6 +263,9 @@ pub fn render(report: &BenchReport) -> String {
         );
     }
     out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append at the copy rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
+    if report.adapter.device_type == "Cpu" {
+        out += "cpu adapter: texel fetches and arithmetic run on the same cores, so a case that needs both takes about their sum rather than the longer; where the two are close (decode at GQA 7, 7 flop/byte) the sum is about twice the bound\n";
+    }
     if let Some(s) = shortfall {
         out += &format!(
             "WARNING: the matmul yardstick is weaker than the fastest attention case by {s:.2}x: compute-side bounds under-state this adapter, and cases above 100% of their bound are flagged (!)\n"
