@@ -323,19 +323,13 @@ fn assert_workgroup_memory(limit: &LimitExceeded) {
 #[test]
 fn tiled_and_flat_decode_both_match_the_reference() {
     for ctx in common::contexts() {
-        let gl = ctx.info.backend == wgpu::Backend::Gl;
         for (algorithm, backing) in [
             (AttentionAlgorithm::Tiled, KvBacking::Buffers),
             (AttentionAlgorithm::Flat, KvBacking::Buffers),
             (AttentionAlgorithm::Flat, KvBacking::Textures),
         ] {
             for (q, kv, hd) in [(14, 2, 64), (28, 4, 128), (16, 1, 64)] {
-                // llvmpipe's GL driver spends about 4 minutes compiling the tiled set at head
-                // dim 128 (50 s at 64), so GL checks the tiled kernels at head dim 64 (here and
-                // in tests/tiled.rs) and Vulkan at every head dim.
-                if gl && algorithm == AttentionAlgorithm::Tiled && hd > 64 {
-                    continue;
-                }
+                let hd = common::head_dim_for(&ctx, algorithm, hd);
                 let mut case =
                     VerifyCase::new(geometry(q, kv, hd), KvFormat::F16, 16, vec![1, 17, 130]);
                 case.algorithm = Some(algorithm);

@@ -64,25 +64,18 @@ fn run(ctx: &pagekv::gpu::GpuContext, case: &VerifyCase) -> VerifyOutcome {
 
 /// Each scaled format through every kernel path, with a multi-shard pool, a forked prefix
 /// whose partial block is copied on write, chunked prefill and context splits. Head dims
-/// rotate over the formats (a designed matrix: each new variant costs a Mesa compile), except
-/// for the tiled kernels on GL, which run at head dim 64: llvmpipe's GL driver compiles a
-/// tiled set in about 50 s there and 2 to 4 minutes at head dims 80 to 128, and the head dims
-/// themselves are covered by the tiled kernels on Vulkan and the flat ones on both.
+/// rotate over the formats (a designed matrix: each new variant costs a Mesa compile); the
+/// tiled kernels on GL run at head dim 64 ([`common::head_dim_for`]).
 #[test]
 fn every_scaled_format_on_every_path() {
     for ctx in common::contexts() {
-        let gl = ctx.info.backend == wgpu::Backend::Gl;
         for (format, rotated_head_dim) in SCALED.into_iter().zip([96, 64, 128, 80]) {
             for (algorithm, backing) in [
                 (AttentionAlgorithm::Tiled, KvBacking::Buffers),
                 (AttentionAlgorithm::Flat, KvBacking::Buffers),
                 (AttentionAlgorithm::Flat, KvBacking::Textures),
             ] {
-                let head_dim = if gl && algorithm == AttentionAlgorithm::Tiled {
-                    64
-                } else {
-                    rotated_head_dim
-                };
+                let head_dim = common::head_dim_for(&ctx, algorithm, rotated_head_dim);
                 let mut case =
                     VerifyCase::new(geometry(4, 2, head_dim), format, 16, vec![130, 45, 33]);
                 case.algorithm = Some(algorithm);

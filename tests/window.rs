@@ -67,15 +67,7 @@ fn windows_around_block_boundaries_on_every_path() {
 fn windows_over_shards_and_shared_prefixes() {
     for ctx in common::contexts() {
         for algorithm in [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat] {
-            // The tiled kernels on GL at head dim 64: llvmpipe's GL driver compiles the tiled
-            // set at 128 in about 4 minutes (50 s at 64); Vulkan checks 128.
-            let head_dim = if ctx.info.backend == wgpu::Backend::Gl
-                && algorithm == AttentionAlgorithm::Tiled
-            {
-                64
-            } else {
-                128
-            };
+            let head_dim = common::head_dim_for(&ctx, algorithm, 128);
             let mut case = VerifyCase::new(
                 geometry(2, 1, head_dim),
                 KvFormat::F16,
