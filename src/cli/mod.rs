@@ -25,6 +25,7 @@ mod scenarios;
 mod shaders;
 mod sweep;
 mod verify;
+mod verify_dump;
 mod whatif;
 
 use clap::{Args, Parser, Subcommand};
