@@ -514,7 +514,7 @@ fn forcing_subgroup_reductions_without_subgroups_is_one_sentence() {
         eprintln!("every adapter here has subgroups: nothing to refuse");
         return;
     };
-    let backend = adapter.backend.to_lowercase();
+    let backend = adapter.backend.to_string();
     for command in [&["verify"][..], &["bench", "--quick"][..]] {
         let mut args = command.to_vec();
         args.extend([

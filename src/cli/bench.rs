@@ -217,7 +217,7 @@ pub fn render(report: &BenchReport) -> String {
         _ => String::new(),
     };
     let mut out = format!(
-        "adapter: {} ({}, {} {})\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written){reads}, matmul {:.2} GFLOP/s{}\n",
+        "adapter: {} ({:?}, {} {})\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written){reads}, matmul {:.2} GFLOP/s{}\n",
         report.adapter.name,
         report.adapter.backend,
         report.adapter.driver,
@@ -263,7 +263,7 @@ pub fn render(report: &BenchReport) -> String {
         );
     }
     out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append at the copy rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
-    if report.adapter.device_type == "Cpu" {
+    if report.adapter.device_type == wgpu::DeviceType::Cpu {
         out += "cpu adapter: texel fetches and arithmetic run on the same cores, so a case that needs both takes about their sum rather than the longer; where the two are close (decode at GQA 7, 7 flop/byte) the sum is about twice the bound\n";
     }
     if let Some(s) = shortfall {

@@ -48,9 +48,7 @@ pub fn vendor_name(id: u32) -> &'static str {
 }
 
 fn matches(filter: &AdapterFilter, report: &AdapterReport) -> bool {
-    let backend_ok = filter
-        .backend
-        .is_none_or(|b| format!("{b:?}") == report.backend);
+    let backend_ok = filter.backend.is_none_or(|b| b == report.backend);
     let name_ok = filter
         .name
         .as_ref()
@@ -88,7 +86,7 @@ pub fn run(global: &GlobalArgs, args: &DevicesArgs) -> Result<(), CliError> {
     }
     let seen: Vec<String> = all
         .iter()
-        .map(|r| format!("{} ({})", r.name, r.backend))
+        .map(|r| format!("{} ({:?})", r.name, r.backend))
         .collect();
     let entries: Vec<DeviceEntry> = all
         .into_iter()
@@ -131,8 +129,8 @@ pub fn run(global: &GlobalArgs, args: &DevicesArgs) -> Result<(), CliError> {
         ("vendor", |e| {
             format!("{} ({})", e.vendor_hex, e.vendor_name)
         }),
-        ("backend", |e| e.report.backend.clone()),
-        ("device type", |e| e.report.device_type.clone()),
+        ("backend", |e| format!("{:?}", e.report.backend)),
+        ("device type", |e| format!("{:?}", e.report.device_type)),
         ("driver", |e| {
             if e.report.driver.is_empty() {
                 "(not reported)".into()

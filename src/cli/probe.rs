@@ -175,8 +175,8 @@ pub fn run(global: &GlobalArgs, args: &ProbeArgs, json: bool) -> Result<(), CliE
                 ProbeEntry {
                     adapter: AdapterReport {
                         name: info.name,
-                        backend: format!("{:?}", info.backend),
-                        device_type: format!("{:?}", info.device_type),
+                        backend: info.backend,
+                        device_type: info.device_type,
                         ..AdapterReport::default()
                     },
                     probe: None,
@@ -211,8 +211,8 @@ fn print_table(entries: &[ProbeEntry]) {
     for e in entries {
         let mut row = vec![
             Cell::new(&e.adapter.name),
-            Cell::new(&e.adapter.backend),
-            Cell::new(&e.adapter.device_type),
+            Cell::new(format!("{:?}", e.adapter.backend)),
+            Cell::new(format!("{:?}", e.adapter.device_type)),
         ];
         match &e.probe {
             Some(p) => row.extend([
@@ -243,14 +243,14 @@ fn print_table(entries: &[ProbeEntry]) {
     }
     println!("{table}");
     for e in entries {
-        let who = format!("{} ({})", e.adapter.name, e.adapter.backend);
+        let who = format!("{} ({:?})", e.adapter.name, e.adapter.backend);
         if let Some(error) = &e.error {
             println!("{who}: {error}");
         }
         let Some(p) = &e.probe else { continue };
         if p.host_memory {
             println!(
-                "{who}: a {} adapter, so the figure is host memory, shared with every other \
+                "{who}: a {:?} adapter, so the figure is host memory, shared with every other \
                  process on this machine",
                 e.adapter.device_type
             );

@@ -355,7 +355,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         let adapter = ctx.report();
         LiveMetrics::new(
             &adapter.name,
-            &adapter.backend,
+            &format!("{:?}", adapter.backend),
             options.config.preemption,
             args.metrics_file.clone(),
         )

@@ -89,23 +89,40 @@ impl Capabilities {
 }
 
 /// One adapter as `pagekv devices` shows it.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AdapterReport {
     /// Adapter name as the driver reports it.
     pub name: String,
     /// PCI vendor id, so results can be grouped by vendor.
     pub vendor: u32,
-    /// Backend: Vulkan, Metal, Dx12 or Gl.
-    pub backend: String,
-    /// Discrete, integrated, virtual or cpu.
-    pub device_type: String,
+    /// Backend: Vulkan, Metal, Dx12 or Gl (written as those names in result files).
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, virtual or CPU: a CPU adapter's memory is host memory and its
+    /// texel fetches and arithmetic share the same cores.
+    pub device_type: wgpu::DeviceType,
     /// Driver name.
     pub driver: String,
     /// Driver version details.
     pub driver_info: String,
     /// What pagekv would get from this adapter.
     pub capabilities: Capabilities,
+}
+
+/// An unnamed adapter of no backend (`Noop`) and unknown type, for building reports field
+/// by field.
+impl Default for AdapterReport {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            vendor: 0,
+            backend: wgpu::Backend::Noop,
+            device_type: wgpu::DeviceType::Other,
+            driver: String::new(),
+            driver_info: String::new(),
+            capabilities: Capabilities::default(),
+        }
+    }
 }
 
 impl AdapterReport {
@@ -115,8 +132,8 @@ impl AdapterReport {
         Self {
             name: info.name.clone(),
             vendor: info.vendor,
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
+            backend: info.backend,
+            device_type: info.device_type,
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
             capabilities: Capabilities::from_parts(&adapter.limits(), wanted),
@@ -313,8 +330,8 @@ impl GpuContext {
         AdapterReport {
             name: self.info.name.clone(),
             vendor: self.info.vendor,
-            backend: format!("{:?}", self.info.backend),
-            device_type: format!("{:?}", self.info.device_type),
+            backend: self.info.backend,
+            device_type: self.info.device_type,
             driver: self.info.driver.clone(),
             driver_info: self.info.driver_info.clone(),
             capabilities: self.capabilities.clone(),

@@ -20,7 +20,7 @@ pub fn describe_bench(label: &str, r: &BenchReport) -> String {
         )
     });
     format!(
-        "{label}: {} ({}, {} {}), {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s, kv pools in {}{}",
+        "{label}: {} ({:?}, {} {}), {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s, kv pools in {}{}",
         r.adapter.name,
         r.adapter.backend,
         r.adapter.driver,

@@ -204,7 +204,7 @@ pub fn describe(label: &str, r: &ResultsFile) -> String {
     formats.sort_unstable();
     formats.dedup();
     format!(
-        "{label}: {} ({}, {} {}), KV {}, preset `{}`, {} GiB budget{}, preemption {:?}, \
+        "{label}: {} ({:?}, {} {}), KV {}, preset `{}`, {} GiB budget{}, preemption {:?}, \
          pagekv {}, wgpu {}{}",
         r.adapter.name,
         r.adapter.backend,

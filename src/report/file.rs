@@ -200,7 +200,10 @@ pub fn results_file_name(adapter: &crate::gpu::AdapterReport) -> String {
         s if s.is_empty() => "adapter".to_string(),
         s => s,
     };
-    format!("results-{name}-{}.json", slug(&adapter.backend))
+    format!(
+        "results-{name}-{}.json",
+        slug(&format!("{:?}", adapter.backend))
+    )
 }
 
 #[cfg(test)]
@@ -210,19 +213,25 @@ mod tests {
 
     #[test]
     fn results_file_names_are_slugs_of_name_and_backend() {
-        let named = |name: &str, backend: &str| {
+        let named = |name: &str, backend: wgpu::Backend| {
             results_file_name(&AdapterReport {
                 name: name.into(),
-                backend: backend.into(),
+                backend,
                 ..AdapterReport::default()
             })
         };
         assert_eq!(
-            named("llvmpipe (LLVM 15.0.6, 256 bits)", "Vulkan"),
+            named("llvmpipe (LLVM 15.0.6, 256 bits)", wgpu::Backend::Vulkan),
             "results-llvmpipe-llvm-15-0-6-256-bits-vulkan.json"
         );
-        assert_eq!(named("NVIDIA H200", "Gl"), "results-nvidia-h200-gl.json");
-        assert_eq!(named("  ", "Metal"), "results-adapter-metal.json");
-        assert_eq!(named("Ä/../x", "Dx12"), "results-x-dx12.json");
+        assert_eq!(
+            named("NVIDIA H200", wgpu::Backend::Gl),
+            "results-nvidia-h200-gl.json"
+        );
+        assert_eq!(
+            named("  ", wgpu::Backend::Metal),
+            "results-adapter-metal.json"
+        );
+        assert_eq!(named("Ä/../x", wgpu::Backend::Dx12), "results-x-dx12.json");
     }
 }

@@ -45,7 +45,7 @@ fn describe(label: &str, r: &ResultsFile) -> String {
          full-size budget, pagekv {}, {} scenarios{}</p>",
         escape(label),
         escape(&r.adapter.name),
-        escape(&r.adapter.backend),
+        escape(&format!("{:?}", r.adapter.backend)),
         escape(&r.adapter.driver),
         escape(&r.preset),
         r.full_budget_gb,
@@ -331,7 +331,7 @@ pub fn bench_html(runs: &[(String, &BenchReport)]) -> String {
             "<p class=\"meta\"><b>{}</b>: {} ({}), copy roofline {:.2} GB/s{}</p>",
             escape(label),
             escape(&r.adapter.name),
-            escape(&r.adapter.backend),
+            escape(&format!("{:?}", r.adapter.backend)),
             r.copy_bytes_per_s / 1e9,
             if r.quick { ", --quick" } else { "" }
         );

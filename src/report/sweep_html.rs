@@ -56,7 +56,7 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
          run once, as % of the lowest-demand point. The report's bands are its \"Throughput \
          vs. Cache Utilization\" table, drawn against demand % and against peak use %.</p>",
         escape(&a.name),
-        escape(&a.backend),
+        escape(&format!("{:?}", a.backend)),
         escape(&a.driver),
         escape(&sweep.preset),
         escape(&sweep.plan.describe()),

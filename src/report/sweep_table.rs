@@ -44,7 +44,7 @@ pub fn header(sweep: &SweepFile) -> String {
         "sweep of scenario {:02}{name} at preset `{}` (scaled once for a {:.0} GiB budget): \
          {work}; every point runs the same requests and tokens, only the pool size changes\n\
          demand: {}\n\
-         adapter: {} ({}, {}, {} {})\n\
+         adapter: {} ({:?}, {:?}, {} {})\n\
          engine: {} tokens per step, {} running at most, preemption by {:?}, all requests \
          arrive at t=0\n\
          timing: req/s, tokens/s and TTFT are wall clock over fence-waited engine steps, \

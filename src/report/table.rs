@@ -53,7 +53,7 @@ pub fn header(results: &ResultsFile) -> String {
         many => format!("each scenario's full-size budget ({} GiB)", many.join(", ")),
     };
     format!(
-        "adapter: {} ({}, {}, {} {})\n\
+        "adapter: {} ({:?}, {:?}, {} {})\n\
          scale: preset `{}` of {budget}; tokens, requests and layers are \
          divided per scenario as the `scale` column shows, and the budget by the same product\n\
          engine: {} tokens per step, {} running at most, preemption by {:?}, all requests \
