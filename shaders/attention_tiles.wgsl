@@ -61,6 +61,12 @@ var<workgroup> row_limit: array<u32, ROWS>;
 
 var<private> acc: array<vec4<f32>, ACC_SLOTS>;
 
+// The score phase gives thread tid key tid % TILE_KEYS of the tile and rows tid / TILE_KEYS,
+// + SCORE_STEP, ... (SCORE_ROWS of them): one K slice load serves all of its rows, and the
+// threads sharing a row read the same Q slice (a broadcast). TILE_KEYS <= WG.
+const SCORE_STEP: u32 = WG / TILE_KEYS;
+const SCORE_ROWS: u32 = (ROWS + SCORE_STEP - 1u) / SCORE_STEP;
+
 // Streams keys [key_begin, key_end) against q_tile rows [0, rows). Callers fill q_tile (already
 // scaled), row_first and row_limit first. Leaves the result in acc, row_m and row_l.
 fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: u32) {
@@ -96,19 +102,29 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             kv_tile[(idx / HD4) * KV_STRIDE + idx % HD4] = value;
         }
         workgroupBarrier();
-        for (var idx = tid; idx < ROWS * TILE_KEYS; idx += WG) {
-            let r = idx / TILE_KEYS;
-            let kk = idx % TILE_KEYS;
-            var score = MASKED;
-            let key = tile_start + kk;
-            if (r < rows && key_slot[kk].x != INVALID && key < row_limit[r] && key >= row_first[r]) {
-                var dot4 = vec4<f32>(0.0);
-                for (var i = 0u; i < HD4; i++) {
-                    dot4 += q_tile[r * HD4 + i] * kv_tile[kk * KV_STRIDE + i];
+        // Scores: this thread's key against each of its rows, reading each K slice once for
+        // all of them.
+        let own = tid % TILE_KEYS;
+        let key = tile_start + own;
+        var dots: array<vec4<f32>, SCORE_ROWS>;
+        for (var i = 0u; i < HD4; i++) {
+            let k = kv_tile[own * KV_STRIDE + i];
+            for (var n = 0u; n < SCORE_ROWS; n++) {
+                let r = tid / TILE_KEYS + n * SCORE_STEP;
+                if (r < rows) {
+                    dots[n] += q_tile[r * HD4 + i] * k;
                 }
-                score = dot4.x + dot4.y + dot4.z + dot4.w;
             }
-            p_tile[idx] = score;
+        }
+        for (var n = 0u; n < SCORE_ROWS; n++) {
+            let r = tid / TILE_KEYS + n * SCORE_STEP;
+            if (r < ROWS) {
+                var score = MASKED;
+                if (r < rows && key_slot[own].x != INVALID && key < row_limit[r] && key >= row_first[r]) {
+                    score = dot(dots[n], vec4<f32>(1.0));
+                }
+                p_tile[r * TILE_KEYS + own] = score;
+            }
         }
         workgroupBarrier();
         // K is no longer needed: load V into the same tile, then update the rows' softmax state.
@@ -123,15 +139,21 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
         update_softmax(rows, tid);
         workgroupBarrier();
         for (var j = 0u; j < ACC_SLOTS; j++) {
-            let pair = tid + j * WG;
-            let r = pair / HD4;
+            let r = (tid + j * WG) / HD4;
             if (r < rows) {
-                let i = pair % HD4;
-                var a = acc[j] * row_alpha[r];
-                for (var kk = 0u; kk < TILE_KEYS; kk++) {
-                    a += p_tile[r * TILE_KEYS + kk] * kv_tile[kk * KV_STRIDE + i];
+                acc[j] *= row_alpha[r];
+            }
+        }
+        // Keys outer, this thread's output slices inner: where HD4 divides WG all of a
+        // thread's slices are the same slice of different rows, so each V slice is read once
+        // for all of them.
+        for (var kk = 0u; kk < TILE_KEYS; kk++) {
+            for (var j = 0u; j < ACC_SLOTS; j++) {
+                let pair = tid + j * WG;
+                let r = pair / HD4;
+                if (r < rows) {
+                    acc[j] += p_tile[r * TILE_KEYS + kk] * kv_tile[kk * KV_STRIDE + pair % HD4];
                 }
-                acc[j] = a;
             }
         }
         tile_start += TILE_KEYS;

@@ -256,6 +256,73 @@ fn tiled_kernels_match_the_reference_on_every_adapter() {
     }
 }
 
+/// The smallest tiles, which a device with 16 KiB of workgroup memory gets (WebGPU's default
+/// limit and Vulkan's minimum): head dim 128 takes 16-key decode and 8-key prefill tiles, 256
+/// takes 4-key tiles. There a thread scores one key for up to two rows, or (4-key tiles) only
+/// some threads score at all; the adapters' own limits never pick these shapes. GL is left
+/// out for its compile time (see [`GL_ROWS`]); naga's translation of these variants is checked
+/// with every other in shader_portability.rs.
+#[test]
+fn the_smallest_tiles_match_the_reference() {
+    let adapters = pagekv::gpu::enumerate_adapters();
+    if adapters.is_empty() {
+        common::contexts();
+        return;
+    }
+    let small = [
+        (
+            Row {
+                chunk: 6,
+                ..row(7, 1, 128, 16, KvFormat::F16)
+            },
+            ["decode_f16_hd128_r8_k16", "prefill_f16_hd128_r16_k8"],
+        ),
+        (
+            Row {
+                serial: true,
+                shared_prefix: 11,
+                ..row(6, 2, 256, 8, KvFormat::F16)
+            },
+            ["decode_f16_hd256_r8_k4", "prefill_f16_hd256_r8_k4"],
+        ),
+    ];
+    for adapter in adapters
+        .iter()
+        .filter(|a| a.get_info().backend != wgpu::Backend::Gl)
+    {
+        let mut limits = adapter.limits();
+        limits.max_compute_workgroup_storage_size = 16 * 1024;
+        let ctx = GpuContext::from_adapter_with_limits(adapter, limits)
+            .unwrap_or_else(|e| panic!("lower limits are always grantable: {e}"));
+        for (r, variants) in &small {
+            let out = run_case(&ctx, &case_for(r), false)
+                .unwrap_or_else(|e| panic!("{}: {e}", ctx.describe()));
+            for v in variants {
+                assert!(
+                    out.variants.iter().any(|built| built.starts_with(v)),
+                    "{}: no {v} in {:?}",
+                    ctx.describe(),
+                    out.variants
+                );
+            }
+            eprintln!(
+                "{} head dim {}: {:?}",
+                ctx.describe(),
+                r.head_dim,
+                out.variants
+            );
+            assert!(
+                out.passed,
+                "{} head dim {}: prefill {:?} decode {:?}",
+                ctx.describe(),
+                r.head_dim,
+                out.prefill,
+                out.decode
+            );
+        }
+    }
+}
+
 /// The occupancy probe (which sizes the tiled decode's splits) gives a count in range on every
 /// adapter, measures once per device and footprint, and on a CPU adapter finds about as many
 /// concurrent workgroups as the host has cores: thousands there would mean the probe's chain
