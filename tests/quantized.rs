@@ -64,18 +64,16 @@ fn run(ctx: &pagekv::gpu::GpuContext, case: &VerifyCase) -> VerifyOutcome {
 
 /// Each scaled format through every kernel path, with a multi-shard pool, a forked prefix
 /// whose partial block is copied on write, chunked prefill and context splits. Head dims
-/// rotate over the formats (a designed matrix: each new variant costs a Mesa compile); the
-/// tiled kernels on GL run at head dim 64 ([`common::head_dim_for`]).
+/// rotate over the formats (a designed matrix: each new variant costs a Mesa compile).
 #[test]
 fn every_scaled_format_on_every_path() {
     for ctx in common::contexts() {
-        for (format, rotated_head_dim) in SCALED.into_iter().zip([96, 64, 128, 80]) {
+        for (format, head_dim) in SCALED.into_iter().zip([96, 64, 128, 80]) {
             for (algorithm, backing) in [
                 (AttentionAlgorithm::Tiled, KvBacking::Buffers),
                 (AttentionAlgorithm::Flat, KvBacking::Buffers),
                 (AttentionAlgorithm::Flat, KvBacking::Textures),
             ] {
-                let head_dim = common::head_dim_for(&ctx, algorithm, rotated_head_dim);
                 let mut case =
                     VerifyCase::new(geometry(4, 2, head_dim), format, 16, vec![130, 45, 33]);
                 case.algorithm = Some(algorithm);

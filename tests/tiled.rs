@@ -9,8 +9,7 @@
 //! every GQA group size 1..=8, each block size and each pool feature (several shards, a forked
 //! prefix with copy-on-write, chunked prefill) appears at least twice, paired with different
 //! partners, and a quantized format rides on three rows. Every case forces short context splits
-//! so the combine pass always merges several partitions. GL adapters run two rows at head dim
-//! 64 ([`GL_ROWS`]): llvmpipe's GL driver compiles a tiled set in minutes.
+//! so the combine pass always merges several partitions. Every adapter runs every row.
 //! Adapters with subgroups run half the rows in the subgroup reduction form and half forced
 //! to the serial fallback; GL (no subgroups) runs the fallback.
 
@@ -20,7 +19,7 @@ mod common;
 
 use pagekv::CacheLayout;
 use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS};
-use pagekv::gpu::GpuContext;
+use pagekv::gpu::{GpuContext, GpuError};
 use pagekv::kernels::{AttentionAlgorithm, Reductions};
 use pagekv::verify::{VerifyCase, run_case};
 
@@ -56,9 +55,7 @@ const fn row(q_heads: u32, kv_heads: u32, head_dim: u32, block_size: u32, dtype:
     }
 }
 
-/// GQA groups 1..=8 in order; head dims and block sizes cycle against them. Rows 0 (f16) and
-/// 6 (int8), both at head dim 64 ([`GL_ROWS`]), between them cover every pool feature and two
-/// block sizes.
+/// GQA groups 1..=8 in order; head dims and block sizes cycle against them.
 static MATRIX: [Row; 8] = [
     Row {
         shard_blocks: Some(3),
@@ -103,22 +100,6 @@ static MATRIX: [Row; 8] = [
         ..row(8, 1, 80, 8, KvFormat::F16)
     },
 ];
-
-/// The rows run on GL adapters. llvmpipe's GL driver takes minutes of CPU to compile one tiled
-/// variant set (measured: 157 s wall for the f16 head-dim-64 set on a loaded 2-core machine,
-/// against under 5 s on lavapipe's Vulkan; 258 s for the int8 head-dim-128 set), so GL runs
-/// two rows at head dim 64: one f16 (GL is where f16 is packed in u32, without SHADER_F16, so
-/// it checks the packed tiled reads) and one int8 (the scaled-format reads).
-const GL_ROWS: [usize; 2] = [0, 6];
-
-/// The matrix rows an adapter runs: all of them, or [`GL_ROWS`] on GL.
-fn rows_for(ctx: &GpuContext) -> Vec<&'static Row> {
-    if ctx.info.backend == wgpu::Backend::Gl {
-        GL_ROWS.iter().map(|&i| &MATRIX[i]).collect()
-    } else {
-        MATRIX.iter().collect()
-    }
-}
 
 fn case_for(r: &Row) -> VerifyCase {
     let geometry = ModelGeometry::new(
@@ -236,21 +217,12 @@ fn the_matrix_covers_every_head_dim_group_block_size_and_feature() {
         assert!(dims.len() >= 3, "serial {serial}: head dims {dims:?}");
         assert!(rows.iter().any(|r| r.dtype.codec().is_some()));
     }
-    // The GL rows: head dim 64 only (the cheapest sets to compile), f16 and a quantized
-    // format, and every pool feature.
-    let gl: Vec<&Row> = GL_ROWS.iter().map(|&i| &MATRIX[i]).collect();
-    assert!(gl.iter().all(|r| r.head_dim == 64));
-    assert!(gl.iter().any(|r| r.dtype == KvFormat::F16));
-    assert!(gl.iter().any(|r| r.dtype.codec().is_some()));
-    assert!(gl.iter().any(|r| r.shard_blocks.is_some()));
-    assert!(gl.iter().any(|r| r.shared_prefix % r.block_size != 0));
-    assert!(gl.iter().any(|r| r.chunk > 0));
 }
 
 #[test]
 fn tiled_kernels_match_the_reference_on_every_adapter() {
     for ctx in common::contexts() {
-        for r in rows_for(&ctx) {
+        for r in &MATRIX {
             check(&ctx, r);
         }
     }
@@ -259,9 +231,7 @@ fn tiled_kernels_match_the_reference_on_every_adapter() {
 /// The smallest tiles, which a device with 16 KiB of workgroup memory gets (WebGPU's default
 /// limit and Vulkan's minimum): head dim 128 takes 16-key decode and 8-key prefill tiles, 256
 /// takes 4-key tiles. There a thread scores one key for up to two rows, or (4-key tiles) only
-/// some threads score at all; the adapters' own limits never pick these shapes. GL is left
-/// out for its compile time (see [`GL_ROWS`]); naga's translation of these variants is checked
-/// with every other in shader_portability.rs.
+/// some threads score at all; the adapters' own limits never pick these shapes.
 #[test]
 fn the_smallest_tiles_match_the_reference() {
     let adapters = pagekv::gpu::enumerate_adapters();
@@ -275,7 +245,7 @@ fn the_smallest_tiles_match_the_reference() {
                 chunk: 6,
                 ..row(7, 1, 128, 16, KvFormat::F16)
             },
-            ["decode_f16_hd128_r8_k16", "prefill_f16_hd128_r16_k8"],
+            [("decode_", "_hd128_r8_k16"), ("prefill_", "_hd128_r16_k8")],
         ),
         (
             Row {
@@ -283,24 +253,37 @@ fn the_smallest_tiles_match_the_reference() {
                 shared_prefix: 11,
                 ..row(6, 2, 256, 8, KvFormat::F16)
             },
-            ["decode_f16_hd256_r8_k4", "prefill_f16_hd256_r8_k4"],
+            [("decode_", "_hd256_r8_k4"), ("prefill_", "_hd256_r8_k4")],
         ),
     ];
-    for adapter in adapters
-        .iter()
-        .filter(|a| a.get_info().backend != wgpu::Backend::Gl)
-    {
+    for adapter in &adapters {
         let mut limits = adapter.limits();
         limits.max_compute_workgroup_storage_size = 16 * 1024;
-        let ctx = GpuContext::from_adapter_with_limits(adapter, limits)
-            .unwrap_or_else(|e| panic!("lower limits are always grantable: {e}"));
+        let ctx = match GpuContext::from_adapter_with_limits(adapter, limits) {
+            Ok(ctx) => ctx,
+            // NVIDIA's GL driver on a headless machine lists an adapter but creates no device
+            // on it (see tests/kernels.rs); the other backends still run the case.
+            Err(GpuError::RequestDevice(why))
+                if adapter.get_info().backend == wgpu::Backend::Gl =>
+            {
+                eprintln!(
+                    "{}: a second GL device was refused ({why})",
+                    adapter.get_info().name
+                );
+                continue;
+            }
+            Err(e) => panic!("lower limits are always grantable: {e}"),
+        };
         for (r, variants) in &small {
             let out = run_case(&ctx, &case_for(r), false)
                 .unwrap_or_else(|e| panic!("{}: {e}", ctx.describe()));
-            for v in variants {
+            // The KV encoding's name differs by adapter (f16, or f16packed without SHADER_F16).
+            for (family, shape) in variants {
                 assert!(
-                    out.variants.iter().any(|built| built.starts_with(v)),
-                    "{}: no {v} in {:?}",
+                    out.variants
+                        .iter()
+                        .any(|built| built.starts_with(family) && built.contains(shape)),
+                    "{}: no {family}*{shape} in {:?}",
                     ctx.describe(),
                     out.variants
                 );

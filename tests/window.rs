@@ -67,7 +67,7 @@ fn windows_around_block_boundaries_on_every_path() {
 fn windows_over_shards_and_shared_prefixes() {
     for ctx in common::contexts() {
         for algorithm in [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat] {
-            let head_dim = common::head_dim_for(&ctx, algorithm, 128);
+            let head_dim = 128;
             let mut case = VerifyCase::new(
                 geometry(2, 1, head_dim),
                 KvFormat::F16,

@@ -11,7 +11,6 @@ pub mod cli;
 use std::path::PathBuf;
 
 use pagekv::gpu::{GpuContext, enumerate_adapters};
-use pagekv::kernels::AttentionAlgorithm;
 
 /// A fresh, empty directory for one test: `pagekv-<suite>-<tag>-<pid>` under the system's
 /// temporary directory (the pid keeps concurrent test binaries apart).
@@ -55,17 +54,4 @@ pub fn no_gpu(test: &str) {
          lavapipe) or run where a GPU is visible; set PAGEKV_ALLOW_NO_GPU=1 to skip GPU tests \
          instead"
     );
-}
-
-/// The head dim a test runs `algorithm` at on `ctx`: `head_dim`, except that the tiled kernels
-/// run at 64 on GL. llvmpipe's GL driver compiles a tiled variant set cold in about 50 s at
-/// head dim 64 and in 2 to 4 minutes at 80 to 128 (f16 at 128: 227 s), which would take the
-/// cold test suite far past its budget; Vulkan runs the tiled kernels at every head dim, and
-/// the flat kernels run every head dim on both.
-pub fn head_dim_for(ctx: &GpuContext, algorithm: AttentionAlgorithm, head_dim: u32) -> u32 {
-    if ctx.info.backend == wgpu::Backend::Gl && algorithm == AttentionAlgorithm::Tiled {
-        64
-    } else {
-        head_dim
-    }
 }
