@@ -19,7 +19,7 @@ mod common;
 
 use pagekv::CacheLayout;
 use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES, SUPPORTED_HEAD_DIMS};
-use pagekv::gpu::{GpuContext, GpuError};
+use pagekv::gpu::GpuContext;
 use pagekv::kernels::{AttentionAlgorithm, Reductions};
 use pagekv::verify::{VerifyCase, run_case};
 
@@ -257,22 +257,8 @@ fn the_smallest_tiles_match_the_reference() {
         ),
     ];
     for adapter in &adapters {
-        let mut limits = adapter.limits();
-        limits.max_compute_workgroup_storage_size = 16 * 1024;
-        let ctx = match GpuContext::from_adapter_with_limits(adapter, limits) {
-            Ok(ctx) => ctx,
-            // NVIDIA's GL driver on a headless machine lists an adapter but creates no device
-            // on it (see tests/kernels.rs); the other backends still run the case.
-            Err(GpuError::RequestDevice(why))
-                if adapter.get_info().backend == wgpu::Backend::Gl =>
-            {
-                eprintln!(
-                    "{}: a second GL device was refused ({why})",
-                    adapter.get_info().name
-                );
-                continue;
-            }
-            Err(e) => panic!("lower limits are always grantable: {e}"),
+        let Some(ctx) = common::with_workgroup_storage(adapter, 16 * 1024) else {
+            continue;
         };
         for (r, variants) in &small {
             let out = run_case(&ctx, &case_for(r), false)

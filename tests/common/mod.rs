@@ -10,7 +10,7 @@ pub mod cli;
 
 use std::path::PathBuf;
 
-use pagekv::gpu::{GpuContext, enumerate_adapters};
+use pagekv::gpu::{GpuContext, GpuError, enumerate_adapters};
 
 /// A fresh, empty directory for one test: `pagekv-<suite>-<tag>-<pid>` under the system's
 /// temporary directory (the pid keeps concurrent test binaries apart).
@@ -54,4 +54,28 @@ pub fn no_gpu(test: &str) {
          lavapipe) or run where a GPU is visible; set PAGEKV_ALLOW_NO_GPU=1 to skip GPU tests \
          instead"
     );
+}
+
+/// A context on `adapter` with every limit as the adapter reports it except
+/// `max_compute_workgroup_storage_size`, lowered to `workgroup_storage` bytes; `None` (said on
+/// stderr) where a GL adapter creates no second device. NVIDIA's GL driver on a headless
+/// machine (EGL, no display) lists an adapter but creates no device on it ("Parent device is
+/// lost"), with or without lowered limits; the other backends still run the case.
+pub fn with_workgroup_storage(
+    adapter: &wgpu::Adapter,
+    workgroup_storage: u32,
+) -> Option<GpuContext> {
+    let mut limits = adapter.limits();
+    limits.max_compute_workgroup_storage_size = workgroup_storage;
+    match GpuContext::from_adapter_with_limits(adapter, limits) {
+        Ok(ctx) => Some(ctx),
+        Err(GpuError::RequestDevice(why)) if adapter.get_info().backend == wgpu::Backend::Gl => {
+            eprintln!(
+                "{}: a second GL device was refused ({why})",
+                adapter.get_info().name
+            );
+            None
+        }
+        Err(e) => panic!("lower limits are always grantable: {e}"),
+    }
 }
