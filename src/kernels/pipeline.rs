@@ -26,8 +26,9 @@ impl ComputeKernel {
 /// unrolling the head-dim loops and keeping their private arrays in registers (gfx-rs/wgpu
 /// issue 7698 reports 0.1 ms pipelines taking 10 ms). Measured on lavapipe: the tiled decode
 /// and prefill run 8-10% faster without it, and compile in a second instead of up to a minute
-/// on GL; the flat kernels, whose hot code is unrolled at composition, 0-6%. Bounds checks stay: an embedding app's block tables come
-/// from its own bookkeeping, and a bad one must read clamped data, not another allocation.
+/// on GL; the flat kernels, whose hot code is unrolled at composition, gain 0-6%. Bounds
+/// checks stay: an embedding app's block tables come from its own bookkeeping, and a bad one
+/// must read clamped data, not another allocation.
 fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
     let mut checks = wgpu::ShaderRuntimeChecks::checked();
     checks.force_loop_bounding = false;

@@ -200,10 +200,7 @@ pub fn results_file_name(adapter: &crate::gpu::AdapterReport) -> String {
         s if s.is_empty() => "adapter".to_string(),
         s => s,
     };
-    format!(
-        "results-{name}-{}.json",
-        slug(&format!("{:?}", adapter.backend))
-    )
+    format!("results-{name}-{}.json", slug(adapter.backend.to_str()))
 }
 
 #[cfg(test)]
