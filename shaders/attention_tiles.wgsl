@@ -67,6 +67,19 @@ var<private> acc: array<vec4<f32>, ACC_SLOTS>;
 const SCORE_STEP: u32 = WG / TILE_KEYS;
 const SCORE_ROWS: u32 = (ROWS + SCORE_STEP - 1u) / SCORE_STEP;
 
+// Threads 0..TILE_KEYS write the places of keys [tile_start, tile_start + TILE_KEYS) into
+// key_slot, INVALID from key_end on.
+fn look_up_keys(seq: u32, kv_head: u32, tile_start: u32, key_end: u32, tid: u32) {
+    if (tid < TILE_KEYS) {
+        let tok = tile_start + tid;
+        var at = vec2<u32>(INVALID, 0u);
+        if (tok < key_end) {
+            at = key_at(seq, kv_head, tok);
+        }
+        key_slot[tid] = at;
+    }
+}
+
 // Streams keys [key_begin, key_end) against q_tile rows [0, rows). Callers fill q_tile (already
 // scaled), row_first and row_limit first. Leaves the result in acc, row_m and row_l.
 fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: u32) {
@@ -79,18 +92,14 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
         row_alpha[tid] = 1.0;
     }
     var tile_start = key_begin;
+    // The next tile's keys are looked up during this tile's accumulate phase, when no thread
+    // reads key_slot any more (its last reads, the V loads, end at the barrier before), so
+    // the block-table loads overlap the arithmetic and the loop top's barrier publishes them:
+    // four barriers per tile, not five.
+    look_up_keys(seq, kv_head, tile_start, key_end, tid);
     loop {
         if (tile_start >= key_end) {
             break;
-        }
-        workgroupBarrier();
-        if (tid < TILE_KEYS) {
-            let tok = tile_start + tid;
-            var at = vec2<u32>(INVALID, 0u);
-            if (tok < key_end) {
-                at = key_at(seq, kv_head, tok);
-            }
-            key_slot[tid] = at;
         }
         workgroupBarrier();
         for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
@@ -157,6 +166,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             }
         }
         tile_start += TILE_KEYS;
+        look_up_keys(seq, kv_head, tile_start, key_end, tid);
     }
 }
 
