@@ -52,3 +52,38 @@ fn every_variant_validates_and_translates() {
         failures.join("\n")
     );
 }
+
+/// `TileShape::bytes`, from which tile shapes are chosen against the device's
+/// `max_compute_workgroup_storage_size`, must be what the tiled shaders really declare: an
+/// undercount would build a pipeline the device refuses, an overcount would pick smaller tiles
+/// than fit. Checked for every tiled variant, by summing the sizes of the module's workgroup
+/// variables as naga lays them out.
+#[test]
+fn tile_footprints_match_the_declared_workgroup_memory() {
+    let tiled: Vec<_> = pagekv::kernels::Variant::all()
+        .into_iter()
+        .filter_map(|v| v.tiles.map(|t| (v, t)))
+        .collect();
+    assert!(tiled.len() >= 20, "only {} tiled variants", tiled.len());
+    for (variant, tiles) in tiled {
+        let module = variant.module();
+        let parsed = naga::front::wgsl::parse_str(&module.source)
+            .unwrap_or_else(|e| panic!("{}: {e}", module.name));
+        let mut layouter = naga::proc::Layouter::default();
+        layouter
+            .update(parsed.to_ctx())
+            .unwrap_or_else(|e| panic!("{}: {e}", module.name));
+        let declared: u32 = parsed
+            .global_variables
+            .iter()
+            .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, g)| layouter[g.ty].size)
+            .sum();
+        assert_eq!(
+            declared,
+            tiles.bytes(variant.head_dim),
+            "{}: the shader declares {declared} bytes of workgroup memory",
+            module.name
+        );
+    }
+}
