@@ -7,8 +7,8 @@
 //! This module also holds what both families share: which algorithm a device gets and how a
 //! step's context is split.
 
+use super::attention::{StepSplit, shard_params};
 use super::batch::{AttentionBatch, SeqView};
-use super::params::AttnParams;
 use super::reductions::Reductions;
 use super::variant::{Family, MAX_FLAT_GROUP, Variant};
 use crate::cache::CacheLayout;
@@ -310,37 +310,21 @@ pub(crate) fn prepare(
             .max(key_tile);
     }
     let split_count = max_context.div_ceil(partition_tokens);
-    let shards = storage.plan.num_shards();
     let (tables, stride, _) = super::batch::flatten(seqs);
     let lists = shard_block_lists(storage, seqs, stride);
-    let params: Vec<AttnParams> = (0..shards)
-        .map(|s| {
-            let (first, blocks) = storage.plan.shard_range(s);
-            let list_len = seqs.len() as u32 * (stride + 1);
-            AttnParams {
-                num_seqs: seqs.len() as u32,
-                q_heads: g.q_heads,
-                group: g.group_size(),
-                group_chunks,
-                block_size: storage.layout.block_size,
-                table_stride: stride,
-                partition_tokens,
-                splits: split_count,
-                num_partitions: split_count * shards,
-                partition_base: s * split_count,
-                shard_first_block: first,
-                shard_blocks: blocks,
-                scale: 1.0 / (g.head_dim as f32).sqrt(),
-                shard_lists: if lists.is_empty() {
-                    0
-                } else {
-                    tables.len() as u32 + s * list_len
-                },
-                window: window.unwrap_or(0),
-                _pad: 0,
-            }
-        })
-        .collect();
+    let list_len = seqs.len() as u32 * (stride + 1);
+    let split = StepSplit {
+        group_chunks,
+        partition_tokens,
+        splits: split_count,
+    };
+    let params = shard_params(storage, seqs.len() as u32, stride, window, split, |s| {
+        if lists.is_empty() {
+            0
+        } else {
+            tables.len() as u32 + s * list_len
+        }
+    });
     let grid = [
         (max_queries * split_count * per_split).div_ceil(lanes),
         1,

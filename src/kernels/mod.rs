@@ -1,11 +1,14 @@
 //! Kernel families, one module and one shader file each: append (and block copy), decode,
-//! prefill and combine. Modules own pipelines, bind layouts and dispatch; they make no policy
-//! decisions (which blocks, which sequences, when) — the bookkeeping in [`crate::cache`] does.
+//! prefill and combine; what decode and prefill share (building under either algorithm, the
+//! per-shard params, recording) is in `attention`, the flat kernel that serves both in `flat`.
+//! Modules own pipelines, bind layouts and dispatch; they make no policy decisions (which
+//! blocks, which sequences, when) — the bookkeeping in [`crate::cache`] does.
 //!
 //! Everything records into a caller's `wgpu::CommandEncoder`, so a host application can put
 //! pagekv's work in the same submission as its own.
 
 mod append;
+mod attention;
 pub(crate) mod batch;
 mod combine;
 mod decode;
@@ -28,10 +31,9 @@ pub use reductions::{ROW_LANES_MAX, Reductions};
 pub use variant::{Family, TileShape, Variant, WgslModule};
 
 use append::AppendKernel;
+use attention::{AttentionKernel, StepKind};
 use batch::AttentionBatch;
 use combine::CombineKernel;
-use decode::DecodeKernel;
-use prefill::PrefillKernel;
 
 use crate::gpu::{GpuContext, GpuError, KvStorage};
 
@@ -125,8 +127,8 @@ pub struct PagedAttention {
         crate::gpu::KvBacking,
     ),
     append: AppendKernel,
-    decode: DecodeKernel,
-    prefill: PrefillKernel,
+    decode: AttentionKernel,
+    prefill: AttentionKernel,
     combine: CombineKernel,
     algorithm: AttentionAlgorithm,
 }
@@ -168,7 +170,8 @@ impl PagedAttention {
         let reductions = options
             .reductions
             .unwrap_or_else(|| Reductions::for_device(ctx));
-        let mut decode = DecodeKernel::with_algorithm(ctx, storage, algorithm, reductions)?;
+        let mut decode =
+            AttentionKernel::with_algorithm(ctx, storage, StepKind::Decode, algorithm, reductions)?;
         decode.splits = match options.decode_partition_tokens {
             Some(tokens) => flat::SplitPolicy {
                 forced_partition_tokens: Some(tokens),
@@ -181,7 +184,13 @@ impl PagedAttention {
             )?,
         };
         decode.window = options.sliding_window;
-        let mut prefill = PrefillKernel::with_algorithm(ctx, storage, algorithm, reductions)?;
+        let mut prefill = AttentionKernel::with_algorithm(
+            ctx,
+            storage,
+            StepKind::Prefill,
+            algorithm,
+            reductions,
+        )?;
         prefill.window = options.sliding_window;
         Ok(Self {
             ctx: ctx.clone(),
