@@ -7,7 +7,7 @@
 mod common;
 
 use pagekv::bench::kernels::{AttentionCase, BenchSkip, decode_interleaved};
-use pagekv::bench::{BenchEvent, BenchOptions, LongContextOptions, Stopwatch, run_bench};
+use pagekv::bench::{BenchEvent, BenchOptions, LongContextOptions, Section, Stopwatch, run_bench};
 use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::tool_kernels::copy::CopyKernel;
@@ -108,7 +108,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
     let options = BenchOptions {
         quick: true,
         max_pool_bytes: 1 << 30,
-        sections: vec!["host".into()],
+        sections: vec![Section::Host],
         cases: Vec::new(),
         algorithm: None,
         reductions: None,
@@ -230,7 +230,7 @@ fn long_context_quick_produces_a_curve_per_model() {
         report
             .figures
             .iter()
-            .all(|f| f.section == "copy" || f.section == "matmul")
+            .all(|f| matches!(f.section, Section::Copy | Section::Matmul))
     );
     let text = serde_json::to_string(&report).unwrap();
     let back: pagekv::bench::BenchReport = serde_json::from_str(&text).unwrap();

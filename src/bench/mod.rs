@@ -57,8 +57,8 @@ pub struct BenchOptions {
     /// Cases whose KV pool exceeds this many bytes are skipped with the reason.
     pub max_pool_bytes: u64,
     /// Sections to measure besides the two rooflines (always measured, since every ratio
-    /// needs them); empty means all of [`SECTIONS`].
-    pub sections: Vec<String>,
+    /// needs them); empty means all of [`Section::SELECTABLE`].
+    pub sections: Vec<Section>,
     /// Only cases whose label contains one of these substrings (e.g. `batch 128`,
     /// `7b f16 batch 8 ctx 4096`); empty means every case. Rerunning one row of the grid
     /// several times is how a noisy figure is told apart from a slow kernel.
@@ -73,12 +73,97 @@ pub struct BenchOptions {
     pub reductions: Option<Reductions>,
 }
 
-/// The sections `--only` can pick.
-pub const SECTIONS: [&str; 5] = ["decode", "formats", "prefill", "append", "host"];
+/// The part of a bench run a figure belongs to; its name is what the JSON, the tables and
+/// `--only` use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Section {
+    /// The copy roofline and the buffer and texture read rooflines.
+    Copy,
+    /// The matmul yardstick.
+    Matmul,
+    /// Decode over batch x context, and the ggml shapes.
+    Decode,
+    /// Decode of every KV format beside f16.
+    Formats,
+    /// Causal prefill.
+    Prefill,
+    /// Appending new tokens' K/V (quantizing formats included).
+    Append,
+    /// Block-pool and prefix bookkeeping on the host.
+    Host,
+}
+
+impl Section {
+    /// The sections `--only` picks from, in the order a run measures them (the copy and
+    /// matmul rooflines always run: every ratio needs them).
+    pub const SELECTABLE: [Section; 5] = [
+        Section::Decode,
+        Section::Formats,
+        Section::Prefill,
+        Section::Append,
+        Section::Host,
+    ];
+
+    /// The section's name, as `--only` and the JSON spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Copy => "copy",
+            Section::Matmul => "matmul",
+            Section::Decode => "decode",
+            Section::Formats => "formats",
+            Section::Prefill => "prefill",
+            Section::Append => "append",
+            Section::Host => "host",
+        }
+    }
+
+    /// The selectable section called `name`.
+    pub fn selectable(name: &str) -> Option<Self> {
+        Self::SELECTABLE.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a figure's value counts per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    /// Bytes moved, 1e9 per second.
+    #[serde(rename = "GB/s")]
+    Gigabytes,
+    /// Floating-point operations, 1e9 per second.
+    #[serde(rename = "GFLOP/s")]
+    Gigaflops,
+    /// Host operations, 1e6 per second.
+    #[serde(rename = "M/s")]
+    Millions,
+}
+
+impl Unit {
+    /// The unit as printed after a value.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Unit::Gigabytes => "GB/s",
+            Unit::Gigaflops => "GFLOP/s",
+            Unit::Millions => "M/s",
+        }
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.symbol())
+    }
+}
 
 impl BenchOptions {
-    fn wants(&self, section: &str) -> bool {
-        self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+    fn wants(&self, section: Section) -> bool {
+        self.sections.is_empty() || self.sections.contains(&section)
     }
 
     fn wants_case(&self, label: &str) -> bool {
@@ -89,16 +174,16 @@ impl BenchOptions {
 /// One measured (or skipped) figure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
-    /// `copy`, `matmul`, `decode`, `prefill`, `append` or `host`.
-    pub section: String,
+    /// The part of the run it belongs to.
+    pub section: Section,
     /// The case, e.g. `qwen2.5-7b f16 batch 8 ctx 4096`.
     pub case: String,
     /// Median kernel seconds (GPU sections).
     pub seconds: Option<f64>,
     /// The figure in `unit`.
     pub value: Option<f64>,
-    /// `GB/s`, `GFLOP/s` or `M/s`.
-    pub unit: String,
+    /// What `value` counts per second.
+    pub unit: Unit,
     /// Ratio to the same run's roofline (copy for bandwidth, matmul for FLOP/s).
     pub ratio: Option<f64>,
     /// Formats section: this case's time over the f16 case's in the same group (below 1 is
@@ -127,13 +212,13 @@ pub struct Figure {
 
 impl Figure {
     /// A figure with only its section, case and unit set.
-    pub fn blank(section: &str, case: &str, unit: &str) -> Self {
+    pub fn blank(section: Section, case: &str, unit: Unit) -> Self {
         Self {
-            section: section.into(),
+            section,
             case: case.into(),
             seconds: None,
             value: None,
-            unit: unit.into(),
+            unit,
             ratio: None,
             time_vs_f16: None,
             skipped: None,
@@ -302,7 +387,11 @@ pub enum BenchEvent<'a> {
 pub(crate) fn sample_report() -> BenchReport {
     use crate::cache::KvFormat;
     {
-        let mut decode = Figure::blank("decode", "qwen2.5-7b f16 batch 8 ctx 4096", "GB/s");
+        let mut decode = Figure::blank(
+            Section::Decode,
+            "qwen2.5-7b f16 batch 8 ctx 4096",
+            Unit::Gigabytes,
+        );
         decode.seconds = Some(0.01);
         decode.value = Some(12.5);
         decode.ratio = Some(0.9);
@@ -373,8 +462,28 @@ mod tests {
         let text = serde_json::to_string_pretty(&report).unwrap();
         assert!(text.contains("\"binding\": \"memory\""), "{text}");
         assert!(text.contains("\"format\": \"int4\""), "{text}");
+        // Sections and units keep the names files have always had.
+        assert!(text.contains("\"section\": \"decode\""), "{text}");
+        assert!(text.contains("\"unit\": \"GB/s\""), "{text}");
         let back: BenchReport = serde_json::from_str(&text).unwrap();
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn sections_and_units_spell_as_in_the_json_and_on_the_command_line() {
+        for section in [Section::Copy, Section::Matmul]
+            .into_iter()
+            .chain(Section::SELECTABLE)
+        {
+            let json = serde_json::to_string(&section).unwrap();
+            assert_eq!(json, format!("\"{}\"", section.name()));
+            let only = Section::selectable(section.name());
+            assert_eq!(only.is_some(), Section::SELECTABLE.contains(&section));
+        }
+        for unit in [Unit::Gigabytes, Unit::Gigaflops, Unit::Millions] {
+            let json = serde_json::to_string(&unit).unwrap();
+            assert_eq!(json, format!("\"{}\"", unit.symbol()));
+        }
     }
 
     #[test]

@@ -1,10 +1,8 @@
 //! The bench grid: which cases run, in which order, under which labels.
 
-use super::BenchOptions;
-#[cfg(test)]
-use super::SECTIONS;
 use super::host;
 use super::kernels::AttentionCase;
+use super::{BenchOptions, Section};
 use crate::cache::{KvFormat, ModelGeometry};
 
 pub(super) fn geometries() -> [ModelGeometry; 2] {
@@ -94,14 +92,14 @@ impl PlannedCase {
         }
     }
 
-    /// The section name `--only` selects it by.
-    pub fn section(&self) -> &'static str {
+    /// The section its figure belongs to (and `--only` selects it by).
+    pub fn section(&self) -> Section {
         match self.work {
-            Work::Decode(_) => "decode",
-            Work::Format(_) => "formats",
-            Work::Prefill(_) => "prefill",
-            Work::Append(_) => "append",
-            Work::Host(_) => "host",
+            Work::Decode(_) => Section::Decode,
+            Work::Format(_) => Section::Formats,
+            Work::Prefill(_) => Section::Prefill,
+            Work::Append(_) => Section::Append,
+            Work::Host(_) => Section::Host,
         }
     }
 }
@@ -224,11 +222,11 @@ mod tests {
     use super::*;
     use crate::kernels::AttentionAlgorithm;
 
-    fn options(quick: bool, sections: &[&str], cases: &[&str]) -> BenchOptions {
+    fn options(quick: bool, sections: &[Section], cases: &[&str]) -> BenchOptions {
         BenchOptions {
             quick,
             max_pool_bytes: 1 << 30,
-            sections: sections.iter().map(|s| s.to_string()).collect(),
+            sections: sections.to_vec(),
             cases: cases.iter().map(|s| s.to_string()).collect(),
             long_context: None,
             algorithm: None,
@@ -262,11 +260,11 @@ mod tests {
             let plan = plan(&options(quick, &[], &[]));
             let mut sections: Vec<_> = plan.iter().map(PlannedCase::section).collect();
             sections.dedup();
-            assert_eq!(sections, SECTIONS, "sections in plan order");
+            assert_eq!(sections, Section::SELECTABLE, "sections in plan order");
         }
         // batch {1, 8, 32, 128} x context {512, 4K, 16K, 32K} x 2 models x 2 dtypes, plus
         // the two ggml shapes.
-        let full = plan(&options(false, &["decode"], &[]));
+        let full = plan(&options(false, &[Section::Decode], &[]));
         assert_eq!(full.len(), 4 * 4 * 2 * 2 + 2);
         assert!(
             full.iter()
@@ -292,7 +290,7 @@ mod tests {
             );
             let formats: Vec<_> = planned
                 .iter()
-                .filter(|c| c.section() == "formats")
+                .filter(|c| c.section() == Section::Formats)
                 .collect();
             let groups = if quick { 1 } else { 2 * 4 };
             assert_eq!(formats.len(), groups * KvFormat::ALL.len());
@@ -307,7 +305,7 @@ mod tests {
     fn case_filters_match_label_substrings_within_the_chosen_sections() {
         let picked = plan(&options(
             false,
-            &["decode"],
+            &[Section::Decode],
             &["batch 8 ctx 4096", "ggml-shape-gqa4"],
         ));
         let labels: Vec<_> = picked.iter().map(|c| c.label.as_str()).collect();
@@ -321,8 +319,8 @@ mod tests {
                 "ggml-shape-gqa4 f16 batch 1 ctx 8192",
             ]
         );
-        assert!(plan(&options(true, &["prefill"], &["batch 8"])).is_empty());
-        let host = plan(&options(true, &["host"], &["block pool"]));
+        assert!(plan(&options(true, &[Section::Prefill], &["batch 8"])).is_empty());
+        let host = plan(&options(true, &[Section::Host], &["block pool"]));
         assert_eq!(host.len(), 1);
         assert!(matches!(host[0].work, Work::Host(HostOp::PoolPairs)));
     }

@@ -4,7 +4,7 @@
 use super::bound::{self, Bound, Stream};
 use super::kernels::{self, AttentionCase, BenchSkip};
 use super::plan::{PlannedCase, Work, plan};
-use super::{BenchEvent, BenchOptions, BenchReport, Figure};
+use super::{BenchEvent, BenchOptions, BenchReport, Figure, Section, Unit};
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvBacking};
@@ -77,7 +77,7 @@ impl Rates {
 /// `bound`.
 fn figure(
     planned: &PlannedCase,
-    unit: &str,
+    unit: Unit,
     amount: f64,
     roofline: f64,
     (bound, flops): (Bound, f64),
@@ -207,9 +207,9 @@ pub fn run_bench(
         observer,
     };
     let mut copy_figure = Figure::blank(
-        "copy",
+        Section::Copy,
         &format!("vec4 copy of {}", crate::gpu::human_bytes(copy_bytes)),
-        "GB/s",
+        Unit::Gigabytes,
     );
     copy_figure.seconds = Some(2.0 * copy_bytes as f64 / copy);
     copy_figure.value = Some(copy / 1e9);
@@ -217,12 +217,12 @@ pub fn run_bench(
     rec.add(copy_figure);
     for (path, rate) in [("buffer", buffer_read), ("texture", texture_read)] {
         let mut read = Figure::blank(
-            "copy",
+            Section::Copy,
             &format!(
                 "{path} read of {} (no writes)",
                 crate::gpu::human_bytes(read_bytes)
             ),
-            "GB/s",
+            Unit::Gigabytes,
         );
         read.seconds = Some(read_bytes as f64 / rate);
         read.value = Some(rate / 1e9);
@@ -230,9 +230,9 @@ pub fn run_bench(
         rec.add(read);
     }
     let mut matmul_figure = Figure::blank(
-        "matmul",
+        Section::Matmul,
         &format!("f32 {size}x{size}x{size} {best}"),
-        "GFLOP/s",
+        Unit::Gigaflops,
     );
     matmul_figure.seconds = Some(2.0 * (size as f64).powi(3) / matmul);
     matmul_figure.value = Some(matmul / 1e9);
@@ -309,7 +309,7 @@ fn run_grid(
                 (
                     results.next().expect("one result per grouped case"),
                     case.kv_bytes() as f64,
-                    "GB/s",
+                    Unit::Gigabytes,
                     rates.copy,
                     rates.decode(ctx, case),
                 )
@@ -317,7 +317,7 @@ fn run_grid(
             Work::Decode(case) | Work::Format(case) => (
                 kernels::decode(ctx, watch, repeats, case, cap),
                 case.kv_bytes() as f64,
-                "GB/s",
+                Unit::Gigabytes,
                 rates.copy,
                 rates.decode(ctx, case),
             ),
@@ -326,7 +326,7 @@ fn run_grid(
                 (
                     kernels::prefill(ctx, watch, repeats, case, cap),
                     bound.1,
-                    "GFLOP/s",
+                    Unit::Gigaflops,
                     rates.matmul,
                     bound,
                 )
@@ -334,12 +334,12 @@ fn run_grid(
             Work::Append(case) => (
                 kernels::append(ctx, watch, repeats, case, cap),
                 kernels::append_bytes(case) as f64,
-                "GB/s",
+                Unit::Gigabytes,
                 rates.copy,
                 rates.append(case),
             ),
             Work::Host(op) => {
-                let mut host = Figure::blank("host", &planned.label, "M/s");
+                let mut host = Figure::blank(Section::Host, &planned.label, Unit::Millions);
                 host.value = Some(op.rate(host_scale) / 1e6);
                 rec.add(host);
                 continue;

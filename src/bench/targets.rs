@@ -5,7 +5,7 @@
 //! way round.
 
 use super::long_context::FLATNESS_TARGET;
-use super::{BenchReport, Binding, Figure, TargetCheck};
+use super::{BenchReport, Binding, Figure, Section, TargetCheck};
 
 fn ctx_of(case: &str) -> u32 {
     word_after(case, "ctx")
@@ -85,7 +85,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
         }];
     }
     let model = |c: &str| c.starts_with("qwen");
-    let decode = |section: &'static str, f16: bool| {
+    let decode = |section: Section, f16: bool| {
         move |f: &&Figure| {
             f.section == section
                 && model(&f.case)
@@ -99,7 +99,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             "decode f16, batch >= 8, context >= 4K",
             figures
                 .iter()
-                .filter(decode("decode", true))
+                .filter(decode(Section::Decode, true))
                 .filter(|f| batch_of(&f.case) >= 8)
                 .collect(),
             0.80,
@@ -108,7 +108,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             "decode f16, batch 1, context >= 4K",
             figures
                 .iter()
-                .filter(decode("decode", true))
+                .filter(decode(Section::Decode, true))
                 .filter(|f| batch_of(&f.case) == 1)
                 .collect(),
             0.70,
@@ -117,7 +117,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             "quantized decode (int8, int4, fp8) on their real bytes, batch >= 8, context >= 4K",
             figures
                 .iter()
-                .filter(decode("formats", false))
+                .filter(decode(Section::Formats, false))
                 .filter(|f| batch_of(&f.case) >= 8)
                 .collect(),
             0.80,
@@ -126,7 +126,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             "quantized decode on their real bytes, batch 1, context >= 4K",
             figures
                 .iter()
-                .filter(decode("formats", false))
+                .filter(decode(Section::Formats, false))
                 .filter(|f| batch_of(&f.case) == 1)
                 .collect(),
             0.70,
@@ -135,7 +135,7 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             "prefill at 2K tokens",
             figures
                 .iter()
-                .filter(|f| f.section == "prefill" && f.case.ends_with("ctx 2048"))
+                .filter(|f| f.section == Section::Prefill && f.case.ends_with("ctx 2048"))
                 .collect(),
             0.60,
         ),
@@ -180,8 +180,8 @@ mod tests {
     use crate::bench::Clock;
     use crate::gpu::AdapterReport;
 
-    fn figure(section: &str, case: &str, of_bound: f64) -> Figure {
-        let mut f = Figure::blank(section, case, "GB/s");
+    fn figure(section: Section, case: &str, of_bound: f64) -> Figure {
+        let mut f = Figure::blank(section, case, crate::bench::Unit::Gigabytes);
         f.seconds = Some(1.0);
         f.of_bound = Some(of_bound);
         f.binding = Some(Binding::Memory);
@@ -203,15 +203,15 @@ mod tests {
     fn decode_targets_take_the_worst_share_of_bound_in_their_set() {
         let r = report(
             vec![
-                figure("decode", "qwen2.5-7b f16 batch 8 ctx 4096", 0.9),
-                figure("decode", "qwen2.5-7b f16 batch 32 ctx 16384", 0.79),
+                figure(Section::Decode, "qwen2.5-7b f16 batch 8 ctx 4096", 0.9),
+                figure(Section::Decode, "qwen2.5-7b f16 batch 32 ctx 16384", 0.79),
                 // Outside every set: short context, f32, the ggml shape.
-                figure("decode", "qwen2.5-7b f16 batch 8 ctx 512", 0.1),
-                figure("decode", "qwen2.5-7b f32 batch 8 ctx 4096", 0.1),
-                figure("decode", "ggml-shape-gqa1 f16 batch 1 ctx 8192", 0.1),
-                figure("decode", "qwen2.5-0.5b f16 batch 1 ctx 4096", 0.71),
-                figure("formats", "qwen2.5-7b int4 batch 8 ctx 4096", 0.85),
-                figure("formats", "qwen2.5-7b f16 batch 8 ctx 4096", 0.1),
+                figure(Section::Decode, "qwen2.5-7b f16 batch 8 ctx 512", 0.1),
+                figure(Section::Decode, "qwen2.5-7b f32 batch 8 ctx 4096", 0.1),
+                figure(Section::Decode, "ggml-shape-gqa1 f16 batch 1 ctx 8192", 0.1),
+                figure(Section::Decode, "qwen2.5-0.5b f16 batch 1 ctx 4096", 0.71),
+                figure(Section::Formats, "qwen2.5-7b int4 batch 8 ctx 4096", 0.85),
+                figure(Section::Formats, "qwen2.5-7b f16 batch 8 ctx 4096", 0.1),
             ],
             1e12,
         );
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn a_weaker_yardstick_leaves_compute_bound_cases_unjudged() {
         // 1e9 flops in 1 s beats a 0.5 GFLOP/s matmul by 2x.
-        let mut compute = figure("decode", "qwen2.5-0.5b f16 batch 8 ctx 4096", 1.4);
+        let mut compute = figure(Section::Decode, "qwen2.5-0.5b f16 batch 8 ctx 4096", 1.4);
         compute.binding = Some(Binding::Compute);
         let r = report(vec![compute.clone()], 0.5e9);
         assert!((r.yardstick_shortfall().unwrap() - 2.0).abs() < 1e-12);
@@ -241,7 +241,7 @@ mod tests {
         assert!(t[0].measured.starts_with("not judged"), "{}", t[0].measured);
         assert!(t[0].measured.contains("2.00x slower"), "{}", t[0].measured);
         // A memory-bound case beside it is still judged, and the note stays.
-        let memory = figure("decode", "qwen2.5-7b f16 batch 8 ctx 4096", 0.5);
+        let memory = figure(Section::Decode, "qwen2.5-7b f16 batch 8 ctx 4096", 0.5);
         let t = judge(&report(vec![compute.clone(), memory], 0.5e9));
         assert_eq!(t[0].met, Some(false));
         assert!(t[0].measured.contains("1 compute-bound case(s) not judged"));

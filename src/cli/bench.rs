@@ -8,7 +8,7 @@ use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
 use pagekv::bench::{
-    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, SECTIONS, plan,
+    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, Section, plan,
     run_bench,
 };
 use pagekv::report::file::{check_destination, write_atomic};
@@ -63,19 +63,26 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
             "--max-pool-gib {gib} is not a size; give a positive number of GiB"
         )));
     }
-    if let Some(bad) = args.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
-        return Err(CliError::input(format!(
-            "--only {bad} is not a bench section; choose from {}",
-            SECTIONS.join(", ")
-        )));
-    }
+    let sections = args
+        .only
+        .iter()
+        .map(|name| {
+            Section::selectable(name).ok_or_else(|| {
+                let names: Vec<_> = Section::SELECTABLE.iter().map(|s| s.name()).collect();
+                CliError::input(format!(
+                    "--only {name} is not a bench section; choose from {}",
+                    names.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(path) = &args.json {
         check_destination(path).map_err(|e| CliError::input(format!("--json {e}")))?;
     }
     let options = BenchOptions {
         quick: args.quick,
         max_pool_bytes: (gib * BYTES_PER_GB as f64) as u64,
-        sections: args.only.clone(),
+        sections,
         cases: args.cases.clone(),
         algorithm: args.algorithm.forced(),
         reductions: args.reductions.forced(),
@@ -189,7 +196,7 @@ pub fn render(report: &BenchReport) -> String {
         let intensity = f.intensity.map_or(String::new(), |i| format!("{i:.2}"));
         let vs_f16 = f.time_vs_f16.map_or(String::new(), |r| format!("{r:.2}x"));
         table.add_row(vec![
-            Cell::new(&f.section),
+            Cell::new(f.section),
             Cell::new(&f.case),
             Cell::new(ms),
             Cell::new(value),

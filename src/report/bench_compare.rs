@@ -8,7 +8,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
 use super::compare::label;
-use crate::bench::{BenchReport, Figure};
+use crate::bench::{BenchReport, Figure, Section};
 use crate::gpu::KvBacking;
 
 /// The line above the table that says what report `label` is.
@@ -83,22 +83,22 @@ pub fn bench_compare_table(reports: &[&BenchReport]) -> Table {
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header);
-    let key = |f: &Figure| (f.section.clone(), f.case.clone());
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let key = |f: &Figure| (f.section, f.case.clone());
+    let mut keys: Vec<(Section, String)> = Vec::new();
     for k in reports.iter().flat_map(|r| r.figures.iter().map(key)) {
         if !keys.contains(&k) {
             keys.push(k);
         }
     }
-    let find = |r: &'_ BenchReport, (section, case): &(String, String)| -> Option<Figure> {
+    let find = |r: &'_ BenchReport, (section, case): &(Section, String)| -> Option<Figure> {
         r.figures
             .iter()
-            .find(|f| &f.section == section && &f.case == case)
+            .find(|f| f.section == *section && &f.case == case)
             .cloned()
     };
     for k in &keys {
         let figures: Vec<Option<Figure>> = reports.iter().map(|r| find(r, k)).collect();
-        let mut cells = vec![Cell::new(&k.0), Cell::new(&k.1)];
+        let mut cells = vec![Cell::new(k.0), Cell::new(&k.1)];
         for f in &figures {
             cells.push(Cell::new(value(f.as_ref())));
             cells.push(Cell::new(of_roofline(f.as_ref())));
@@ -122,8 +122,8 @@ mod tests {
     use crate::bench::Clock;
     use crate::gpu::AdapterReport;
 
-    fn figure(section: &str, case: &str, value: f64, ratio: f64) -> Figure {
-        let mut f = Figure::blank(section, case, "GB/s");
+    fn figure(section: Section, case: &str, value: f64, ratio: f64) -> Figure {
+        let mut f = Figure::blank(section, case, crate::bench::Unit::Gigabytes);
         f.seconds = Some(1.0 / value);
         f.value = Some(value);
         f.ratio = Some(ratio);
@@ -152,15 +152,15 @@ mod tests {
         let a = report(
             "lavapipe",
             vec![
-                figure("decode", "x batch 1", 0.5, 0.5),
-                figure("decode", "only in a", 1.0, 0.9),
+                figure(Section::Decode, "x batch 1", 0.5, 0.5),
+                figure(Section::Decode, "only in a", 1.0, 0.9),
             ],
         );
         let b = report(
             "radeon",
             vec![
-                figure("decode", "x batch 1", 400.0, 0.8),
-                figure("decode", "only in b", 2.0, 0.1),
+                figure(Section::Decode, "x batch 1", 400.0, 0.8),
+                figure(Section::Decode, "only in b", 2.0, 0.1),
             ],
         );
         let text = bench_compare_table(&[&a, &b]).to_string();
@@ -187,9 +187,9 @@ mod tests {
 
     #[test]
     fn three_reports_get_a_column_pair_each_and_ratios_against_the_first() {
-        let a = report("a", vec![figure("decode", "x batch 1", 1.0, 0.5)]);
-        let b = report("b", vec![figure("decode", "x batch 1", 2.0, 0.6)]);
-        let c = report("c", vec![figure("decode", "x batch 1", 4.0, 0.7)]);
+        let a = report("a", vec![figure(Section::Decode, "x batch 1", 1.0, 0.5)]);
+        let b = report("b", vec![figure(Section::Decode, "x batch 1", 2.0, 0.6)]);
+        let c = report("c", vec![figure(Section::Decode, "x batch 1", 4.0, 0.7)]);
         let text = bench_compare_table(&[&a, &b, &c]).to_string();
         let header = text.lines().nth(1).unwrap();
         for title in ["C of roofline", "B / A", "C / A"] {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::charts::{Chart, Line, Rule, bar_chart, line_chart, log_x_line_chart};
 use super::table::bytes_per_token_audit;
 use super::{ResultsFile, ScenarioResult};
-use crate::bench::BenchReport;
+use crate::bench::{BenchReport, Section, Unit};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}\
 h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:15px;margin:18px 0 4px}\
@@ -341,7 +341,7 @@ pub fn bench_html(runs: &[(String, &BenchReport)]) -> String {
         for f in r
             .figures
             .iter()
-            .filter(|f| f.section == "decode" || f.section == "formats")
+            .filter(|f| matches!(f.section, Section::Decode | Section::Formats))
         {
             if let Some(c) = parse_case(&f.case)
                 && !models.contains(&c.model)
@@ -358,8 +358,8 @@ pub fn bench_html(runs: &[(String, &BenchReport)]) -> String {
                 let (Some(c), Some(v)) = (parse_case(&f.case), f.value) else {
                     continue;
                 };
-                let decode = f.section == "decode" || f.section == "formats";
-                if decode && f.unit == "GB/s" && &c.model == model {
+                let decode = matches!(f.section, Section::Decode | Section::Formats);
+                if decode && f.unit == Unit::Gigabytes && &c.model == model {
                     keyed.push(((c.format, c.batch), (c.ctx as f64, v)));
                 }
             }
