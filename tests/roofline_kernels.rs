@@ -38,7 +38,12 @@ fn copy_copies_every_element() {
 #[test]
 fn matmul_matches_the_f64_reference() {
     let mut rng = StdRng::seed_from_u64(5);
-    for (m, n, k) in [(64, 64, 64), (128, 64, 192), (64, 256, 128)] {
+    for (m, n, k) in [
+        (64, 64, 64),
+        (128, 64, 192),
+        (64, 256, 128),
+        (256, 128, 384),
+    ] {
         let a = random(&mut rng, (m * k) as usize);
         let b = random(&mut rng, (k * n) as usize);
         let mut want = vec![0f64; (m * n) as usize];
@@ -49,14 +54,20 @@ fn matmul_matches_the_f64_reference() {
                     .sum();
             }
         }
-        // Both kinds on every adapter; every generated register block, buffer- and texel-fed, on
-        // the first.
+        // Both tiled kernels and the default flat one on every adapter; every generated
+        // register block, buffer- and texel-fed, on the first. Each runs the shapes its tile
+        // divides (the wide kernel only the last).
         let contexts = common::contexts();
         let mut runs: Vec<_> = contexts
             .iter()
             .flat_map(|ctx| {
                 [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat]
                     .map(|a| (ctx.clone(), MatmulKernel::with_algorithm(ctx, a).unwrap()))
+                    .into_iter()
+                    .chain([(
+                        ctx.clone(),
+                        MatmulKernel::with_shape(ctx, MatmulShape::TiledWide).unwrap(),
+                    )])
             })
             .collect();
         if let Some(ctx) = contexts.first() {
@@ -67,6 +78,7 @@ fn matmul_matches_the_f64_reference() {
                     .map(|s| (ctx.clone(), MatmulKernel::with_shape(ctx, s).unwrap())),
             );
         }
+        runs.retain(|(_, kernel)| [m, n, k].iter().all(|d| d % kernel.shape.tile() == 0));
         for (ctx, kernel) in runs {
             let algorithm = kernel.shape;
             let (ab, bb) = (
@@ -97,6 +109,12 @@ fn matmul_matches_the_f64_reference() {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let err = kernel.record(&ctx, &mut encoder, (65, 64, 64), &buf, &buf, &buf, None);
         assert!(err.is_err());
+        let wide = MatmulKernel::with_shape(&ctx, MatmulShape::TiledWide).unwrap();
+        let err = wide.record(&ctx, &mut encoder, (128, 64, 128), &buf, &buf, &buf, None);
+        assert!(
+            err.is_err(),
+            "the wide kernel refuses a dimension its tile does not divide"
+        );
     }
 }
 

@@ -109,10 +109,12 @@ fn tool_structs_match_wgsl() {
         size_of::<ReadParams>(),
         fields!(ReadParams: count, per_thread, width, grid_x_threads),
     );
-    assert_layout(
-        ToolKernel::Matmul.module(0),
-        "MatmulParams",
-        size_of::<MatmulParams>(),
-        fields!(MatmulParams: m, n, k),
-    );
+    for matmul in [ToolKernel::Matmul, ToolKernel::MatmulWide] {
+        assert_layout(
+            matmul.module(0),
+            "MatmulParams",
+            size_of::<MatmulParams>(),
+            fields!(MatmulParams: m, n, k),
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The matmul family: an f32 matmul that gives the adapter's practical arithmetic rate, the
-//! compute side of `pagekv bench`'s roofline bounds. Two kinds: the tiled kernel (64x64
-//! tiles through workgroup memory, 4x4 per thread), which GPUs run best, and register-tiled
+//! compute side of `pagekv bench`'s roofline bounds. Two kinds: the tiled kernels (64x64
+//! tiles through workgroup memory with 4x4 per thread, or 128x128 with 8x8), which GPUs run
+//! best, and register-tiled
 //! flat kernels with no workgroup memory or barriers (a barrier turns a shader into
 //! coroutines on lavapipe), each invocation owning an `rows x 4*col4s` block of C in
 //! registers and streaming A and B in vec4s. The flat kernels are generated per block shape
@@ -10,7 +11,7 @@
 use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
 
-use super::ToolKernel;
+use super::{MATMUL_BINDINGS, ToolKernel};
 use crate::gpu::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::kernels::{AttentionAlgorithm, WgslModule, pipeline};
 use bytemuck::{Pod, Zeroable};
@@ -29,8 +30,12 @@ pub struct MatmulParams {
     pub _pad: u32,
 }
 
-/// Rows and columns of C per workgroup; every dimension must be a multiple of it.
+/// Rows and columns of C per workgroup of the tiled kernel; every dimension must be a multiple
+/// of it (of [`MatmulShape::tile`] for the wide kernel).
 pub const MATMUL_TILE: u32 = 64;
+
+/// Rows and columns of C per workgroup of the wide tiled kernel.
+pub const MATMUL_WIDE_TILE: u32 = 128;
 
 /// Invocations per workgroup of the flat kernels.
 const FLAT_WG: u32 = 8;
@@ -40,6 +45,10 @@ const FLAT_WG: u32 = 8;
 pub enum MatmulShape {
     /// 64x64 tiles through workgroup memory, 4x4 per thread.
     Tiled,
+    /// 128x128 tiles through workgroup memory, 8x8 per thread, the next step's A and B
+    /// loaded while this one's multiply-adds run: four times the multiply-adds per
+    /// workgroup-memory read of [`MatmulShape::Tiled`], for GPUs whose registers hold it.
+    TiledWide,
     /// No workgroup memory: each invocation owns `rows` rows by `col4s` vec4 columns of C.
     Flat {
         /// Rows of C per invocation (divides 64).
@@ -86,14 +95,16 @@ impl MatmulShape {
     ];
 
     /// The shapes worth timing on this adapter, the class's usual winner first: flat shapes
-    /// fed by buffers and by textures on CPU adapters (where the tiled kernel is several times
-    /// slower), the tiled kernel and two flat shapes elsewhere.
+    /// fed by buffers and by textures on CPU adapters (where the tiled kernels are several
+    /// times slower), both tiled kernels and two flat shapes elsewhere.
     pub fn candidates(ctx: &GpuContext) -> Vec<MatmulShape> {
         let mut flat = vec![Self::FLAT_DEFAULT];
         flat.extend(Self::FLAT_EXTRA);
         match AttentionAlgorithm::for_device(ctx) {
             AttentionAlgorithm::Flat => flat.into_iter().chain(Self::FLAT_TEXELS).collect(),
-            AttentionAlgorithm::Tiled => vec![MatmulShape::Tiled, flat[0], flat[3]],
+            AttentionAlgorithm::Tiled => {
+                vec![MatmulShape::Tiled, MatmulShape::TiledWide, flat[0], flat[3]]
+            }
         }
     }
 
@@ -111,15 +122,24 @@ impl MatmulShape {
     pub fn module(self) -> WgslModule {
         match self {
             MatmulShape::Tiled => ToolKernel::Matmul.module(0),
+            MatmulShape::TiledWide => ToolKernel::MatmulWide.module(0),
             MatmulShape::Flat { rows, col4s } => flat_module(rows, col4s, false),
             MatmulShape::FlatTexels { rows, col4s } => flat_module(rows, col4s, true),
+        }
+    }
+
+    /// What every dimension must be a multiple of.
+    pub fn tile(self) -> u32 {
+        match self {
+            MatmulShape::TiledWide => MATMUL_WIDE_TILE,
+            _ => MATMUL_TILE,
         }
     }
 
     /// Workgroups along x and y for an `m x n` C.
     fn workgroups(self, m: u32, n: u32) -> (u32, u32) {
         match self {
-            MatmulShape::Tiled => (n / MATMUL_TILE, m / MATMUL_TILE),
+            MatmulShape::Tiled | MatmulShape::TiledWide => (n / self.tile(), m / self.tile()),
             MatmulShape::Flat { rows, col4s } | MatmulShape::FlatTexels { rows, col4s } => {
                 (((m / rows) * (n / (4 * col4s))).div_ceil(FLAT_WG), 1)
             }
@@ -162,10 +182,8 @@ pub fn flat_module(rows: u32, col4s: u32, texels: bool) -> WgslModule {
         "// pagekv generated variant `{name}`: f32 C = A x B, row-major, every dimension a\n\
          // multiple of 64; one invocation per {rows}x{} block of C, blocks numbered row-major,\n\
          // no workgroup memory or barriers.\n\n\
-         struct MatmulParams {{\n    m: u32,\n    n: u32,\n    k: u32,\n    _pad: u32,\n}}\n\n\
-         @group(0) @binding(0) var<uniform> params: MatmulParams;\n\
-         {inputs}\
-         @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;\n\n\
+         {MATMUL_BINDINGS}\n\
+         {inputs}\n\
          @compute @workgroup_size({FLAT_WG})\n\
          fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
          \x20   let blocks_x = params.n / {}u;\n\
@@ -264,7 +282,7 @@ impl MatmulKernel {
     }
 
     /// Records `c = a x b` for row-major f32 `a` (`m x k`), `b` (`k x n`) and `c` (`m x n`).
-    /// Every dimension must be a positive multiple of [`MATMUL_TILE`].
+    /// Every dimension must be a positive multiple of the shape's [`MatmulShape::tile`].
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
@@ -276,11 +294,12 @@ impl MatmulKernel {
         c: &wgpu::Buffer,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<(), GpuError> {
-        if [m, n, k].iter().any(|&d| d == 0 || d % MATMUL_TILE != 0) {
+        let tile = self.shape.tile();
+        if [m, n, k].iter().any(|&d| d == 0 || d % tile != 0) {
             return Err(GpuError::InvalidInput {
                 argument: "matmul dimensions",
                 value: format!("{m}x{n}x{k}"),
-                problem: format!("each must be a positive multiple of {MATMUL_TILE}"),
+                problem: format!("each must be a positive multiple of {tile}"),
             });
         }
         let side = ctx.device.limits().max_texture_dimension_2d;

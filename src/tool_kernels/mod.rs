@@ -17,6 +17,9 @@ const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const READ: &str = include_str!("../../shaders/read.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
+/// The params and output binding every matmul kernel shares (the flat ones included).
+pub(crate) const MATMUL_BINDINGS: &str = include_str!("../../shaders/matmul_bindings.wgsl");
 
 /// One tool kernel and its shader file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,6 +32,9 @@ pub enum ToolKernel {
     Read,
     /// The arithmetic roofline: a tiled f32 matmul (GPUs).
     Matmul,
+    /// The same with 128x128 tiles and an 8x8 block per thread (GPUs with registers to
+    /// spare; the bench keeps whichever is faster).
+    MatmulWide,
     /// The same roofline without workgroup memory or barriers (CPU adapters), generated per
     /// register block ([`matmul::MatmulShape`]); this is the default block.
     MatmulFlat,
@@ -36,11 +42,12 @@ pub enum ToolKernel {
 
 impl ToolKernel {
     /// Every tool kernel.
-    pub const ALL: [ToolKernel; 5] = [
+    pub const ALL: [ToolKernel; 6] = [
         ToolKernel::Generate,
         ToolKernel::Copy,
         ToolKernel::Read,
         ToolKernel::Matmul,
+        ToolKernel::MatmulWide,
         ToolKernel::MatmulFlat,
     ];
 
@@ -51,6 +58,7 @@ impl ToolKernel {
             ToolKernel::Copy => "copy",
             ToolKernel::Read => "read",
             ToolKernel::Matmul => "matmul",
+            ToolKernel::MatmulWide => "matmulwide",
             ToolKernel::MatmulFlat => "matmulflat",
         }
     }
@@ -61,7 +69,16 @@ impl ToolKernel {
             ToolKernel::Copy => COPY,
             ToolKernel::Read => READ,
             ToolKernel::Matmul => MATMUL,
+            ToolKernel::MatmulWide => MATMUL_WIDE,
             ToolKernel::MatmulFlat => "",
+        }
+    }
+
+    /// What the body needs before it: the matmul kernels' shared bindings.
+    fn prelude(self) -> &'static str {
+        match self {
+            ToolKernel::Matmul | ToolKernel::MatmulWide => MATMUL_BINDINGS,
+            _ => "",
         }
     }
 
@@ -69,9 +86,11 @@ impl ToolKernel {
     fn per_head_dim(self) -> bool {
         match self {
             ToolKernel::Generate => true,
-            ToolKernel::Copy | ToolKernel::Read | ToolKernel::Matmul | ToolKernel::MatmulFlat => {
-                false
-            }
+            ToolKernel::Copy
+            | ToolKernel::Read
+            | ToolKernel::Matmul
+            | ToolKernel::MatmulWide
+            | ToolKernel::MatmulFlat => false,
         }
     }
 
@@ -87,8 +106,9 @@ impl ToolKernel {
             self.name().to_string()
         };
         let source = format!(
-            "// pagekv generated variant `{name}`.\n\nconst HEAD_DIM: u32 = {head_dim}u;\nconst HD4: u32 = {}u;\nconst WG: u32 = {WORKGROUP_SIZE}u;\n\n{}",
+            "// pagekv generated variant `{name}`.\n\nconst HEAD_DIM: u32 = {head_dim}u;\nconst HD4: u32 = {}u;\nconst WG: u32 = {WORKGROUP_SIZE}u;\n\n{}\n{}",
             head_dim / 4,
+            self.prelude(),
             self.body()
         );
         WgslModule {
