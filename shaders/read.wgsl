@@ -1,14 +1,18 @@
 // The read rooflines: one streaming read of 16-byte elements, once from a storage buffer and
-// once from an rgba32uint texture, each invocation summing its own contiguous run (the access
-// pattern of the flat attention's context splits). Their bytes/s says how fast this adapter
-// can feed a read-only kernel through each path: GPUs read both at memory speed, while CPU
-// adapters compile a buffer load to a per-lane scalar loop and a texel fetch to their
-// vectorised sampler code, which is why pagekv keeps KV in textures there.
+// once from an rgba32uint texture. Their bytes/s says how fast this adapter can feed a
+// read-only kernel through each path: GPUs read both at memory speed, while CPU adapters
+// compile a buffer load to a per-lane scalar loop and a texel fetch to their vectorised
+// sampler code, which is why pagekv keeps KV in textures there. Each path is read in two
+// orders and the bench keeps the faster: every invocation summing its own contiguous run
+// (the flat attention's context splits, what CPU adapters want), or interleaved, neighbouring
+// invocations reading neighbouring elements (the coalesced loads GPUs want, as the tiled
+// attention's cooperative tile loads do).
 
 struct ReadParams {
     // Elements (texels) in the source.
     count: u32,
-    // Elements each invocation reads; divides the texture's width, so a run stays in one row.
+    // Elements each invocation reads; divides the texture's width, so a run stays in one row,
+    // and the element count, so every invocation of an interleaved read reads as many.
     per_thread: u32,
     // Texture width in texels.
     width: u32,
@@ -22,9 +26,15 @@ struct ReadParams {
 // One sum per invocation, so the reads are not optimised away.
 @group(0) @binding(3) var<storage, read_write> sums: array<vec4<u32>>;
 
+// The invocation's index in the 2-D grid.
+fn thread_of(gid: vec3<u32>) -> u32 {
+    return gid.y * params.grid_x_threads + gid.x;
+}
+
+// Runs: invocation t reads elements [t * per_thread, (t + 1) * per_thread).
 @compute @workgroup_size(WG)
 fn read_buffer(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let thread = gid.y * params.grid_x_threads + gid.x;
+    let thread = thread_of(gid);
     let first = thread * params.per_thread;
     if (first >= params.count) {
         return;
@@ -38,7 +48,7 @@ fn read_buffer(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(WG)
 fn read_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let thread = gid.y * params.grid_x_threads + gid.x;
+    let thread = thread_of(gid);
     let first = thread * params.per_thread;
     if (first >= params.count) {
         return;
@@ -48,6 +58,36 @@ fn read_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     var sum = vec4<u32>(0u);
     for (var i = 0u; i < params.per_thread; i++) {
         sum += textureLoad(src_texture, vec2<u32>(column + i, row), 0);
+    }
+    sums[thread] = sum;
+}
+
+// Interleaved: invocation t of T reads elements t, t + T, t + 2T, ...
+@compute @workgroup_size(WG)
+fn read_buffer_interleaved(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let thread = thread_of(gid);
+    let threads = params.count / params.per_thread;
+    if (thread >= threads) {
+        return;
+    }
+    var sum = vec4<u32>(0u);
+    for (var i = 0u; i < params.per_thread; i++) {
+        sum += src_buffer[thread + i * threads];
+    }
+    sums[thread] = sum;
+}
+
+@compute @workgroup_size(WG)
+fn read_texture_interleaved(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let thread = thread_of(gid);
+    let threads = params.count / params.per_thread;
+    if (thread >= threads) {
+        return;
+    }
+    var sum = vec4<u32>(0u);
+    for (var i = 0u; i < params.per_thread; i++) {
+        let element = thread + i * threads;
+        sum += textureLoad(src_texture, vec2<u32>(element % params.width, element / params.width), 0);
     }
     sums[thread] = sum;
 }

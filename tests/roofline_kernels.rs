@@ -12,6 +12,7 @@ use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::tool_kernels::copy::CopyKernel;
 use pagekv::tool_kernels::matmul::{MatmulKernel, MatmulShape};
+use pagekv::tool_kernels::read::{ReadKernel, ReadOrder, ReadPath, ReadSource};
 use pagekv::{KvFormat, ModelGeometry};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -32,6 +33,29 @@ fn copy_copies_every_element() {
         ctx.queue.submit([encoder.finish()]);
         let got = read_buffer_f32(&ctx, &dst, data.len()).unwrap();
         assert_eq!(got, data, "{}", ctx.describe());
+    }
+}
+
+/// Both read rooflines, in both orders, load every element of their source exactly once, on
+/// every adapter: a roofline that skipped some would overstate the bandwidth every
+/// memory-bound bound is taken from.
+#[test]
+fn reads_visit_every_element_once() {
+    for ctx in common::contexts() {
+        let kernel = ReadKernel::new(&ctx).unwrap();
+        // 4 MiB: whole 4096-texel rows, 1024 runs of 64.
+        let source = ReadSource::new(&ctx, 4 << 20).unwrap();
+        for path in [ReadPath::Buffer, ReadPath::Texture] {
+            for order in ReadOrder::ALL {
+                assert!(
+                    kernel
+                        .reads_every_element_once(&ctx, &source, (path, order))
+                        .unwrap(),
+                    "{path:?} {order:?} on {}",
+                    ctx.describe()
+                );
+            }
+        }
     }
 }
 

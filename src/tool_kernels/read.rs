@@ -41,6 +41,30 @@ pub enum ReadPath {
     Texture,
 }
 
+/// In which order a read's invocations walk the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOrder {
+    /// Each invocation reads its own contiguous run of [`READ_RUN`] elements: a SIMD lane per
+    /// run, what CPU adapters (and the flat attention's context splits) do.
+    Runs,
+    /// Neighbouring invocations read neighbouring elements: the coalesced loads GPUs want, as
+    /// the tiled attention's cooperative tile loads do.
+    Interleaved,
+}
+
+impl ReadOrder {
+    /// Both orders.
+    pub const ALL: [ReadOrder; 2] = [ReadOrder::Runs, ReadOrder::Interleaved];
+
+    /// A few words for figure labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadOrder::Runs => "per-invocation runs",
+            ReadOrder::Interleaved => "interleaved",
+        }
+    }
+}
+
 /// The same bytes as a storage buffer and as a texture, and the per-invocation sums.
 pub struct ReadSource {
     buffer: wgpu::Buffer,
@@ -69,12 +93,32 @@ impl ReadSource {
             }));
         }
         let texels = width * rows;
+        // Each element holds its own index (in all four words), so a read that skips or
+        // repeats elements sums differently ([`ReadKernel::reads_every_element_once`]).
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("pagekv read source"),
             size: texels as u64 * TEXEL_BYTES,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
+            mapped_at_creation: true,
         });
+        {
+            let mut view = buffer.slice(..).get_mapped_range_mut().map_err(|e| {
+                GpuError::Device(format!("the read roofline's source did not map: {e}"))
+            })?;
+            // Mapped memory is write-only: fill it a chunk of elements at a time.
+            const CHUNK: usize = 1 << 16;
+            let mut words = vec![0u32; 4 * CHUNK];
+            for first in (0..texels as usize).step_by(CHUNK) {
+                let count = CHUNK.min(texels as usize - first);
+                for (i, element) in words[..4 * count].chunks_exact_mut(4).enumerate() {
+                    element.fill((first + i) as u32);
+                }
+                let at = first * TEXEL_BYTES as usize;
+                view.slice(at..at + count * TEXEL_BYTES as usize)
+                    .copy_from_slice(bytemuck::cast_slice(&words[..4 * count]));
+            }
+        }
+        buffer.unmap();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let texture = super::texels_from_buffer(
             ctx,
@@ -87,7 +131,9 @@ impl ReadSource {
         let sums = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("pagekv read sums"),
             size: (texels / READ_RUN) as u64 * TEXEL_BYTES,
-            usage: wgpu::BufferUsages::STORAGE,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         Ok(Self {
@@ -105,36 +151,44 @@ impl ReadSource {
     }
 }
 
-/// Compiled read pipelines.
+/// Every (path, order) pair and its entry point in shaders/read.wgsl.
+const ENTRIES: [((ReadPath, ReadOrder), &str); 4] = [
+    ((ReadPath::Buffer, ReadOrder::Runs), "read_buffer"),
+    ((ReadPath::Texture, ReadOrder::Runs), "read_texture"),
+    (
+        (ReadPath::Buffer, ReadOrder::Interleaved),
+        "read_buffer_interleaved",
+    ),
+    (
+        (ReadPath::Texture, ReadOrder::Interleaved),
+        "read_texture_interleaved",
+    ),
+];
+
+/// Compiled read pipelines, one per path and order.
 pub struct ReadKernel {
-    buffer: ComputeKernel,
-    texture: ComputeKernel,
+    pipelines: Vec<ComputeKernel>,
     /// The module built.
     pub module: WgslModule,
 }
 
 impl ReadKernel {
-    /// Builds both read pipelines.
+    /// Builds every read pipeline.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         let module = ToolKernel::Read.module(0);
-        let mut pipelines =
-            pipeline::build_derived(ctx, &module, &["read_buffer", "read_texture"])?;
-        let texture = pipelines.remove(1);
-        let buffer = pipelines.remove(0);
-        Ok(Self {
-            buffer,
-            texture,
-            module,
-        })
+        let entries = ENTRIES.map(|(_, entry)| entry);
+        let pipelines = pipeline::build_derived(ctx, &module, &entries)?;
+        Ok(Self { pipelines, module })
     }
 
-    /// Records one read of all of `source` through `path`.
+    /// Records one read of all of `source` through `path`, its invocations walking it in
+    /// `order`.
     pub fn record(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         source: &ReadSource,
-        path: ReadPath,
+        (path, order): (ReadPath, ReadOrder),
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let wg = WORKGROUP_SIZE;
@@ -156,12 +210,14 @@ impl ReadKernel {
                 contents: bytemuck::bytes_of(&params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let (pipeline, src) = match path {
-            ReadPath::Buffer => (&self.buffer, (1, source.buffer.as_entire_binding())),
-            ReadPath::Texture => (
-                &self.texture,
-                (2, wgpu::BindingResource::TextureView(&source.view)),
-            ),
+        let index = ENTRIES
+            .iter()
+            .position(|(key, _)| *key == (path, order))
+            .expect("every path and order has an entry point");
+        let pipeline = &self.pipelines[index];
+        let src = match path {
+            ReadPath::Buffer => (1, source.buffer.as_entire_binding()),
+            ReadPath::Texture => (2, wgpu::BindingResource::TextureView(&source.view)),
         };
         let group = pipeline::bind(
             ctx,
@@ -180,5 +236,33 @@ impl ReadKernel {
         pipeline.set(&mut pass);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, 1);
+    }
+
+    /// Reads `source` once through `path` in `order` and says whether every element was read
+    /// exactly once: the source holds each element's index, so only then do the invocations'
+    /// sums add up to the sum of all indices (mod 2^32). A roofline that skipped elements
+    /// would overstate the adapter's bandwidth.
+    pub fn reads_every_element_once(
+        &self,
+        ctx: &GpuContext,
+        source: &ReadSource,
+        key: (ReadPath, ReadOrder),
+    ) -> Result<bool, GpuError> {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        encoder.clear_buffer(&source.sums, 0, None);
+        self.record(ctx, &mut encoder, source, key, None);
+        ctx.queue.submit([encoder.finish()]);
+        let threads = (source.texels / READ_RUN) as usize;
+        let sums = crate::gpu::read_buffer_u32(ctx, &source.sums, 4 * threads)?;
+        let n = source.texels as u64;
+        let want = (n * (n - 1) / 2) as u32;
+        Ok((0..4).all(|word| {
+            let got = sums
+                .iter()
+                .skip(word)
+                .step_by(4)
+                .fold(0u32, |acc, &x| acc.wrapping_add(x));
+            got == want
+        }))
     }
 }
