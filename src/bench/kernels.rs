@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 
 use super::MatmulTry;
-use super::stopwatch::{Record, Stopwatch};
+use super::stopwatch::{Record, Stopwatch, Timing};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvStorage, KvStorageMode, human_bytes};
 use crate::kernels::batch::GrowBuffer;
@@ -44,10 +44,12 @@ pub fn copy_roofline(
         scratch(ctx, "bench copy src", bytes),
         scratch(ctx, "bench copy dst", bytes),
     );
-    let seconds = watch.time(ctx, repeats, |encoder, ts| {
-        kernel.record(ctx, encoder, &src, &dst, ts);
-        Ok(())
-    })?;
+    let seconds = watch
+        .time(ctx, repeats, |encoder, ts| {
+            kernel.record(ctx, encoder, &src, &dst, ts);
+            Ok(())
+        })?
+        .seconds;
     Ok((2.0 * bytes as f64 / seconds, bytes))
 }
 
@@ -76,10 +78,12 @@ pub fn read_rooflines(
     let best = |path| -> Result<(f64, ReadOrder), GpuError> {
         let mut best = (0.0, ReadOrder::Runs);
         for order in ReadOrder::ALL {
-            let seconds = watch.time(ctx, repeats, |encoder, ts| {
-                kernel.record(ctx, encoder, &source, (path, order), ts);
-                Ok(())
-            })?;
+            let seconds = watch
+                .time(ctx, repeats, |encoder, ts| {
+                    kernel.record(ctx, encoder, &source, (path, order), ts);
+                    Ok(())
+                })?
+                .seconds;
             let rate = source.bytes() as f64 / seconds;
             if rate > best.0 {
                 best = (rate, order);
@@ -124,9 +128,9 @@ pub fn matmul_yardstick(
             })
         });
         tries.push(match timed {
-            Ok(seconds) => MatmulTry {
+            Ok(timing) => MatmulTry {
                 kernel: shape.name(),
-                flops: Some(2.0 * (size as f64).powi(3) / seconds),
+                flops: Some(2.0 * (size as f64).powi(3) / timing.seconds),
                 error: None,
             },
             Err(e) => {
@@ -330,7 +334,7 @@ impl PreparedAttention {
     }
 }
 
-/// Times `kind` on the case's pool: seconds per dispatch.
+/// Times `kind` on the case's pool, per dispatch.
 fn attention(
     ctx: &GpuContext,
     watch: &Stopwatch,
@@ -338,13 +342,13 @@ fn attention(
     case: &AttentionCase,
     max_pool_bytes: u64,
     kind: Attention,
-) -> Result<f64, BenchSkip> {
+) -> Result<Timing, BenchSkip> {
     let prepared = PreparedAttention::new(ctx, case, max_pool_bytes, kind)?;
     Ok(watch.time(ctx, repeats, |encoder, ts| prepared.record(encoder, ts))?)
 }
 
 /// Decode steps of `cases` timed in alternation (see [`Stopwatch::time_interleaved`]), for
-/// figures whose ratio to each other is the point: seconds per step, in order. A case that
+/// figures whose ratio to each other is the point: each step's timing, in order. A case that
 /// cannot be set up carries its reason; the others are still timed.
 pub fn decode_interleaved(
     ctx: &GpuContext,
@@ -352,7 +356,7 @@ pub fn decode_interleaved(
     repeats: u32,
     cases: &[AttentionCase],
     max_pool_bytes: u64,
-) -> Vec<Result<f64, BenchSkip>> {
+) -> Vec<Result<Timing, BenchSkip>> {
     let prepared: Vec<Result<PreparedAttention, BenchSkip>> = cases
         .iter()
         .map(|case| PreparedAttention::new(ctx, case, max_pool_bytes, Attention::Decode))
@@ -367,11 +371,11 @@ pub fn decode_interleaved(
         watch.time_interleaved(ctx, repeats, &mut refs)
     };
     match timed {
-        Ok(seconds) => {
-            let mut seconds = seconds.into_iter();
+        Ok(timings) => {
+            let mut timings = timings.into_iter();
             prepared
                 .into_iter()
-                .map(|p| p.map(|_| seconds.next().expect("one median per prepared case")))
+                .map(|p| p.map(|_| timings.next().expect("one timing per prepared case")))
                 .collect()
         }
         Err(e) => {
@@ -384,25 +388,25 @@ pub fn decode_interleaved(
     }
 }
 
-/// Decode attention: seconds per step for the case.
+/// Decode attention: the case's time per step.
 pub fn decode(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
     case: &AttentionCase,
     max_pool_bytes: u64,
-) -> Result<f64, BenchSkip> {
+) -> Result<Timing, BenchSkip> {
     attention(ctx, watch, repeats, case, max_pool_bytes, Attention::Decode)
 }
 
-/// Prefill of each sequence's whole `context` as one chunk: seconds.
+/// Prefill of each sequence's whole `context` as one chunk: its time.
 pub fn prefill(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
     case: &AttentionCase,
     max_pool_bytes: u64,
-) -> Result<f64, BenchSkip> {
+) -> Result<Timing, BenchSkip> {
     attention(
         ctx,
         watch,
@@ -413,14 +417,14 @@ pub fn prefill(
     )
 }
 
-/// Append of `case.batch * case.context` tokens into shuffled slots: seconds.
+/// Append of `case.batch * case.context` tokens into shuffled slots: its time.
 pub fn append(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
     case: &AttentionCase,
     max_pool_bytes: u64,
-) -> Result<f64, BenchSkip> {
+) -> Result<Timing, BenchSkip> {
     let (storage, kernels, tables) = case.setup(ctx, max_pool_bytes)?;
     let bs = storage.layout.block_size;
     let slots: Vec<u32> = tables

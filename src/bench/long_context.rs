@@ -209,7 +209,8 @@ pub(super) fn run(
                     }
                     rec.starting(&format!("long-context {} ctx {context}", curve.label()));
                     match kernels::decode(ctx, watch, repeats, &case, max_pool_bytes) {
-                        Ok(seconds) => {
+                        Ok(timing) => {
+                            let seconds = timing.seconds;
                             let (bound, flops) = rates.decode(ctx, &case);
                             curve.points.push(LongPoint {
                                 context,

@@ -39,7 +39,7 @@ pub use bound::Binding;
 pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
 pub use plan::{HostOp, PlannedCase, Work, plan};
 pub use run::run_bench;
-pub use stopwatch::{Clock, Stopwatch};
+pub use stopwatch::{Clock, Stopwatch, Timing};
 
 /// The `format` field of a bench JSON file.
 pub const BENCH_FORMAT: &str = "pagekv-bench";
@@ -180,6 +180,10 @@ pub struct Figure {
     pub case: String,
     /// Median kernel seconds (GPU sections).
     pub seconds: Option<f64>,
+    /// How widely the kernel's samples spread: their interquartile range over the median
+    /// (attention and append cases; absent in files from builds before it was recorded).
+    #[serde(default)]
+    pub spread: Option<f64>,
     /// The figure in `unit`.
     pub value: Option<f64>,
     /// What `value` counts per second.
@@ -217,6 +221,7 @@ impl Figure {
             section,
             case: case.into(),
             seconds: None,
+            spread: None,
             value: None,
             unit,
             ratio: None,
@@ -393,6 +398,7 @@ pub(crate) fn sample_report() -> BenchReport {
             Unit::Gigabytes,
         );
         decode.seconds = Some(0.01);
+        decode.spread = Some(0.03);
         decode.value = Some(12.5);
         decode.ratio = Some(0.9);
         decode.flops = Some(3e8);
@@ -500,7 +506,14 @@ mod tests {
             assert!(object.remove(key).is_some(), "{key}");
         }
         let figure = object["figures"][0].as_object_mut().unwrap();
-        for key in ["flops", "bound_seconds", "binding", "intensity", "of_bound"] {
+        for key in [
+            "spread",
+            "flops",
+            "bound_seconds",
+            "binding",
+            "intensity",
+            "of_bound",
+        ] {
             assert!(figure.remove(key).is_some(), "{key}");
         }
         let dir = std::env::temp_dir().join(format!("pagekv-bench-v1-{}", std::process::id()));
@@ -514,6 +527,7 @@ mod tests {
         };
         assert_eq!(old.version, 1);
         assert_eq!(old.figures[0].of_bound, None);
+        assert_eq!(old.figures[0].spread, None);
         assert_eq!(old.figures[0].binding, None);
         assert_eq!(old.figures[0].ratio, Some(0.9));
         assert!(old.matmul_tries.is_empty() && old.long_context.is_none());

@@ -4,7 +4,7 @@
 use super::bound::{self, Bound, Stream};
 use super::kernels::{self, AttentionCase, BenchSkip};
 use super::plan::{PlannedCase, Work, plan};
-use super::{BenchEvent, BenchOptions, BenchReport, Figure, Section, Unit};
+use super::{BenchEvent, BenchOptions, BenchReport, Figure, Section, Timing, Unit};
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvBacking};
@@ -81,12 +81,15 @@ fn figure(
     amount: f64,
     roofline: f64,
     (bound, flops): (Bound, f64),
-    result: Result<f64, BenchSkip>,
+    result: Result<Timing, BenchSkip>,
 ) -> Result<Figure, GpuError> {
     let mut figure = Figure::blank(planned.section(), &planned.label, unit);
     match result {
-        Ok(seconds) => {
+        Ok(Timing {
+            seconds, spread, ..
+        }) => {
             figure.seconds = Some(seconds);
+            figure.spread = Some(spread);
             figure.value = Some(amount / seconds / 1e9);
             figure.ratio = Some(amount / seconds / roofline);
             figure.flops = Some(flops);
@@ -274,7 +277,7 @@ fn run_grid(
     let host_scale = if options.quick { 1 } else { 4 };
     let planned_cases = plan(options);
     // Results of a group's cases, timed together when its first case comes up.
-    let mut group_results: Option<(u32, std::vec::IntoIter<Result<f64, BenchSkip>>)> = None;
+    let mut group_results: Option<(u32, std::vec::IntoIter<Result<Timing, BenchSkip>>)> = None;
     let mut group_f16: Option<f64> = None;
     for planned in &planned_cases {
         let group_cases: Vec<AttentionCase> = planned_cases
@@ -305,7 +308,7 @@ fn run_grid(
                         .iter()
                         .zip(&results)
                         .find(|(c, _)| c.dtype == KvFormat::F16)
-                        .and_then(|(_, r)| r.as_ref().ok().copied());
+                        .and_then(|(_, r)| r.as_ref().ok().map(|t| t.seconds));
                     group_results = Some((group, results.into_iter()));
                 }
                 let (_, results) = group_results.as_mut().expect("set above");

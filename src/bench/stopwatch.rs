@@ -28,6 +28,39 @@ impl Clock {
     }
 }
 
+/// A kernel's time over its samples: the median, and how widely the samples spread around
+/// it, so a reader can tell a steady figure from one a busy machine disturbed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Median seconds.
+    pub seconds: f64,
+    /// Interquartile range over the median: 0.03 means the middle half of the samples lay
+    /// within 3% of the median's size of each other.
+    pub spread: f64,
+    /// Samples kept (the warm-up run is not one).
+    pub samples: usize,
+}
+
+impl Timing {
+    /// The median and spread of `samples` (seconds; at least one).
+    pub fn of(mut samples: Vec<f64>) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        let at = |q: f64| samples[((n - 1) as f64 * q).round() as usize];
+        let seconds = samples[n / 2];
+        let spread = if seconds > 0.0 {
+            (at(0.75) - at(0.25)) / seconds
+        } else {
+            0.0
+        };
+        Self {
+            seconds,
+            spread,
+            samples: n,
+        }
+    }
+}
+
 /// Times one pass per submission, median over repeats.
 pub struct Stopwatch {
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer, f64)>,
@@ -89,7 +122,8 @@ impl Stopwatch {
     }
 
     /// Runs `record` once to warm up, then at least `repeats` times (more for short kernels,
-    /// see [`Stopwatch::new`]), each in its own submission, and returns the median seconds.
+    /// see [`Stopwatch::new`]), each in its own submission, and returns the median seconds
+    /// and the samples' spread.
     /// `record` must put the timed work in one compute pass that
     /// uses the timestamp writes it is given.
     pub fn time(
@@ -100,20 +134,20 @@ impl Stopwatch {
             &mut wgpu::CommandEncoder,
             Option<wgpu::ComputePassTimestampWrites<'_>>,
         ) -> Result<(), GpuError>,
-    ) -> Result<f64, GpuError> {
+    ) -> Result<Timing, GpuError> {
         let record: &mut Record<'_> = &mut record;
         Ok(self.time_interleaved(ctx, repeats, &mut [record])?[0])
     }
 
     /// [`Stopwatch::time`] for several kernels whose times are compared with each other: one
     /// run of each in turn, round after round, so that a slow spell of a shared machine
-    /// lands on all of them rather than on whichever ran during it. Medians, in order.
+    /// lands on all of them rather than on whichever ran during it. Timings, in order.
     pub fn time_interleaved(
         &self,
         ctx: &GpuContext,
         repeats: u32,
         records: &mut [&mut Record<'_>],
-    ) -> Result<Vec<f64>, GpuError> {
+    ) -> Result<Vec<Timing>, GpuError> {
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); records.len()];
         let wants_more =
             |s: &Vec<f64>| s.iter().sum::<f64>() < self.min_total_seconds && s.len() < MAX_SAMPLES;
@@ -128,13 +162,7 @@ impl Stopwatch {
             }
             round += 1;
         }
-        Ok(samples
-            .into_iter()
-            .map(|mut s| {
-                s.sort_by(f64::total_cmp);
-                s[s.len() / 2]
-            })
-            .collect())
+        Ok(samples.into_iter().map(Timing::of).collect())
     }
 
     /// One submission of `record`'s pass: its seconds.
@@ -194,4 +222,19 @@ fn read_ticks(ctx: &GpuContext, readback: &wgpu::Buffer, period_ns: f64) -> Resu
     };
     readback.unmap();
     Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timing;
+
+    #[test]
+    fn timing_is_the_median_and_the_interquartile_spread() {
+        let t = Timing::of(vec![1.0, 1.2, 1.1, 5.0, 0.9]);
+        assert_eq!((t.seconds, t.samples), (1.1, 5));
+        // Sorted 0.9 1.0 1.1 1.2 5.0: quartiles 1.0 and 1.2, one outlier ignored.
+        assert!((t.spread - 0.2 / 1.1).abs() < 1e-12, "{t:?}");
+        let one = Timing::of(vec![2.0]);
+        assert_eq!((one.seconds, one.spread), (2.0, 0.0));
+    }
 }

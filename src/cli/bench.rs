@@ -172,6 +172,7 @@ pub fn render(report: &BenchReport) -> String {
         "section",
         "case",
         "ms",
+        "spread",
         "figure",
         "of copy",
         "of bound",
@@ -180,6 +181,9 @@ pub fn render(report: &BenchReport) -> String {
         "time vs f16",
     ]);
     for f in &report.figures {
+        let spread = f
+            .spread
+            .map_or(String::new(), |s| format!("{:.0}%", 100.0 * s));
         let (ms, value, ratio) = match &f.skipped {
             Some(why) => ("-".to_string(), format!("skipped: {why}"), "-".to_string()),
             None => (
@@ -199,6 +203,7 @@ pub fn render(report: &BenchReport) -> String {
             Cell::new(f.section),
             Cell::new(&f.case),
             Cell::new(ms),
+            Cell::new(spread),
             Cell::new(value),
             Cell::new(ratio),
             Cell::new(of_bound),
@@ -207,7 +212,7 @@ pub fn render(report: &BenchReport) -> String {
             Cell::new(vs_f16),
         ]);
     }
-    for i in [2, 3, 4, 5, 7, 8] {
+    for i in [2, 3, 4, 5, 6, 8, 9] {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
@@ -269,6 +274,7 @@ pub fn render(report: &BenchReport) -> String {
             tries.join(", ")
         );
     }
+    out += "spread: the interquartile range of a case's samples over their median (a noisy machine shows here first)\n";
     out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append at the copy rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
     if report.adapter.device_type == wgpu::DeviceType::Cpu {
         out += "cpu adapter: texel fetches and arithmetic run on the same cores, so a case that needs both takes about their sum rather than the longer; where the two are close (decode at GQA 7, 7 flop/byte) the sum is about twice the bound\n";
