@@ -46,7 +46,12 @@ impl Timing {
     pub fn of(mut samples: Vec<f64>) -> Self {
         samples.sort_by(f64::total_cmp);
         let n = samples.len();
-        let at = |q: f64| samples[((n - 1) as f64 * q).round() as usize];
+        // Quantile q by linear interpolation between the nearest samples (numpy's default).
+        let at = |q: f64| {
+            let h = (n - 1) as f64 * q;
+            let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+            samples[lo] + (h - lo as f64) * (samples[hi] - samples[lo])
+        };
         let seconds = samples[n / 2];
         let spread = if seconds > 0.0 {
             (at(0.75) - at(0.25)) / seconds
@@ -234,6 +239,9 @@ mod tests {
         assert_eq!((t.seconds, t.samples), (1.1, 5));
         // Sorted 0.9 1.0 1.1 1.2 5.0: quartiles 1.0 and 1.2, one outlier ignored.
         assert!((t.spread - 0.2 / 1.1).abs() < 1e-12, "{t:?}");
+        // Three samples: quartiles halfway between neighbours, so the range is symmetric.
+        let three = Timing::of(vec![3.0, 1.0, 2.0]);
+        assert!((three.spread - 0.5).abs() < 1e-12, "{three:?}");
         let one = Timing::of(vec![2.0]);
         assert_eq!((one.seconds, one.spread), (2.0, 0.0));
     }
