@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{AdapterReport, KvBacking};
 use crate::kernels::{AttentionAlgorithm, Reductions};
+use crate::tool_kernels::read::ReadOrder;
 pub use bound::Binding;
 pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
 pub use plan::{HostOp, PlannedCase, Work, plan};
@@ -301,6 +302,13 @@ pub struct BenchReport {
     /// Read roofline through a texture, bytes per second.
     #[serde(default)]
     pub texture_read_bytes_per_s: Option<f64>,
+    /// The order of the faster buffer read (each path is read both ways); `None` in files
+    /// from builds that read one way only (per-invocation runs).
+    #[serde(default)]
+    pub buffer_read_order: Option<ReadOrder>,
+    /// The order of the faster texture read.
+    #[serde(default)]
+    pub texture_read_order: Option<ReadOrder>,
     /// Where the attention cases' KV pools lived (textures on CPU adapters, buffers on
     /// GPUs): decode reading textures can beat the buffer copy roofline. `None` in files
     /// from builds before texture-backed pools (buffers).
@@ -353,6 +361,8 @@ impl BenchReport {
             matmul_tries: Vec::new(),
             buffer_read_bytes_per_s: None,
             texture_read_bytes_per_s: None,
+            buffer_read_order: None,
+            texture_read_order: None,
             kv_backing: None,
             attention: None,
             attention_forced: false,
@@ -425,6 +435,8 @@ pub(crate) fn sample_report() -> BenchReport {
             ],
             buffer_read_bytes_per_s: Some(8e9),
             texture_read_bytes_per_s: Some(2e10),
+            buffer_read_order: Some(ReadOrder::Interleaved),
+            texture_read_order: Some(ReadOrder::Runs),
             kv_backing: Some(KvBacking::Textures),
             figures: vec![decode],
             targets: vec![TargetCheck {
@@ -471,6 +483,7 @@ mod tests {
         // Sections and units keep the names files have always had.
         assert!(text.contains("\"section\": \"decode\""), "{text}");
         assert!(text.contains("\"unit\": \"GB/s\""), "{text}");
+        assert!(text.contains("\"buffer_read_order\": \"interleaved\""), "{text}");
         let back: BenchReport = serde_json::from_str(&text).unwrap();
         assert_eq!(back, report);
     }
@@ -501,6 +514,8 @@ mod tests {
             "matmul_tries",
             "buffer_read_bytes_per_s",
             "texture_read_bytes_per_s",
+            "buffer_read_order",
+            "texture_read_order",
             "long_context",
         ] {
             assert!(object.remove(key).is_some(), "{key}");

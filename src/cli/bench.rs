@@ -217,14 +217,20 @@ pub fn render(report: &BenchReport) -> String {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
+    // Each path's faster order, where the file says (older builds read one way).
+    let order = |o: Option<pagekv::tool_kernels::read::ReadOrder>| {
+        o.map_or(String::new(), |o| format!(", {}", o.name()))
+    };
     let reads = match (
         report.buffer_read_bytes_per_s,
         report.texture_read_bytes_per_s,
     ) {
         (Some(b), Some(t)) => format!(
-            ", read {:.2} GB/s (buffer) / {:.2} GB/s (texture)",
+            ", read {:.2} GB/s (buffer{}) / {:.2} GB/s (texture{})",
             b / 1e9,
-            t / 1e9
+            order(report.buffer_read_order),
+            t / 1e9,
+            order(report.texture_read_order)
         ),
         _ => String::new(),
     };

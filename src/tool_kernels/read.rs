@@ -42,7 +42,8 @@ pub enum ReadPath {
 }
 
 /// In which order a read's invocations walk the source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ReadOrder {
     /// Each invocation reads its own contiguous run of [`READ_RUN`] elements: a SIMD lane per
     /// run, what CPU adapters (and the flat attention's context splits) do.
@@ -56,7 +57,7 @@ impl ReadOrder {
     /// Both orders.
     pub const ALL: [ReadOrder; 2] = [ReadOrder::Runs, ReadOrder::Interleaved];
 
-    /// A few words for figure labels.
+    /// A few words for the output.
     pub fn name(self) -> &'static str {
         match self {
             ReadOrder::Runs => "per-invocation runs",
