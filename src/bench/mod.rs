@@ -483,7 +483,10 @@ mod tests {
         // Sections and units keep the names files have always had.
         assert!(text.contains("\"section\": \"decode\""), "{text}");
         assert!(text.contains("\"unit\": \"GB/s\""), "{text}");
-        assert!(text.contains("\"buffer_read_order\": \"interleaved\""), "{text}");
+        assert!(
+            text.contains("\"buffer_read_order\": \"interleaved\""),
+            "{text}"
+        );
         let back: BenchReport = serde_json::from_str(&text).unwrap();
         assert_eq!(back, report);
     }
