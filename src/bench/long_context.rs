@@ -79,6 +79,9 @@ pub struct LongPoint {
     pub context: u32,
     /// Median kernel seconds of one decode step (one layer).
     pub seconds: f64,
+    /// Its samples' interquartile range over the median (absent in older files).
+    #[serde(default)]
+    pub spread: Option<f64>,
     /// `seconds / (batch x context)`, in nanoseconds: time per KV position per layer.
     pub ns_per_position: f64,
     /// The step's roofline bound over its measured time.
@@ -215,6 +218,7 @@ pub(super) fn run(
                             curve.points.push(LongPoint {
                                 context,
                                 seconds,
+                                spread: Some(timing.spread),
                                 ns_per_position: seconds * 1e9 / (batch as f64 * context as f64),
                                 of_bound: bound::of_bound(bound.seconds, seconds),
                                 binding: bound.binding,
@@ -259,6 +263,7 @@ mod tests {
         LongPoint {
             context,
             seconds: ns * context as f64 * 1e-9,
+            spread: None,
             ns_per_position: ns,
             of_bound: 0.5,
             binding: Binding::Memory,

@@ -40,7 +40,7 @@ pub use bound::Binding;
 pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
 pub use plan::{HostOp, PlannedCase, Work, plan};
 pub use run::run_bench;
-pub use stopwatch::{Clock, Stopwatch, Timing};
+pub use stopwatch::{Clock, NOISY_SPREAD, Stopwatch, Timing};
 
 /// The `format` field of a bench JSON file.
 pub const BENCH_FORMAT: &str = "pagekv-bench";
@@ -453,6 +453,7 @@ pub(crate) fn sample_report() -> BenchReport {
                     points: vec![LongPoint {
                         context: 1024,
                         seconds: 1e-3,
+                        spread: Some(0.04),
                         ns_per_position: 122.0,
                         of_bound: 0.4,
                         binding: Binding::Compute,

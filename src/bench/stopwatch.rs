@@ -41,6 +41,9 @@ pub struct Timing {
     pub samples: usize,
 }
 
+/// Spreads above this mark a figure as noisy where the output has no room for the number.
+pub const NOISY_SPREAD: f64 = 0.10;
+
 impl Timing {
     /// The median and spread of `samples` (seconds; at least one).
     pub fn of(mut samples: Vec<f64>) -> Self {

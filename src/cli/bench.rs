@@ -8,8 +8,8 @@ use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
 use pagekv::bench::{
-    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, Section, plan,
-    run_bench,
+    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, NOISY_SPREAD,
+    Section, plan, run_bench,
 };
 use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
@@ -347,7 +347,10 @@ pub fn render_long(long: &LongContext) -> String {
                     .points
                     .iter()
                     .find(|p| p.context == c)
-                    .map_or("-".into(), |p| format!("{:.3}", p.ns_per_position)),
+                    .map_or("-".into(), |p| {
+                        let noisy = p.spread.is_some_and(|s| s > NOISY_SPREAD);
+                        format!("{:.3}{}", p.ns_per_position, if noisy { " ~" } else { "" })
+                    }),
             );
         }
         row.push(curve.points.last().map_or("-".into(), |p| {
@@ -365,7 +368,10 @@ pub fn render_long(long: &LongContext) -> String {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
-    let mut out = "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated\n".to_string();
+    let mut out = format!(
+        "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated; ~ marks a point whose samples spread more than {:.0}% (interquartile range over the median)\n",
+        100.0 * NOISY_SPREAD
+    );
     out += &table.to_string();
     out += "\n";
     if !notes.is_empty() {
