@@ -2,14 +2,12 @@
 // of 64). A 64x64 tile of C per workgroup of 16x16 threads, each thread owning a 4x4 block in
 // registers; A and B stream through workgroup memory 16 columns / rows at a time, so every
 // value loaded from memory feeds 64 (A) or 64 (B) multiply-adds. `pagekv bench` sets prefill's
-// FLOP/s beside this kernel's on the same adapter. Follows matmul_bindings.wgsl.
+// FLOP/s beside this kernel's on the same adapter. Follows matmul_bindings.wgsl and
+// matmul_buffers.wgsl.
 
 const TILE: u32 = 64u;
 const BK: u32 = 16u;
 const TILE4: u32 = 16u;
-
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 
 // a_tile[kk][row]: A transposed, so a thread's four rows are adjacent.
 var<workgroup> a_tile: array<f32, BK * TILE>;

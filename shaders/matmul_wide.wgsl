@@ -4,15 +4,13 @@
 // through workgroup memory 8 k at a time; per k a thread reads two vec4 of A and two of B
 // for 64 multiply-adds (the 64x64 kernel in matmul.wgsl reads one vec4 of each for 16), and
 // the next step's A and B are loaded into registers while this step's multiply-adds run.
-// Every dimension must be a multiple of 128. Follows matmul_bindings.wgsl.
+// Every dimension must be a multiple of 128. Follows matmul_bindings.wgsl
+// and matmul_buffers.wgsl.
 
 const TILE: u32 = 128u;
 const HALF: u32 = 64u;
 const BK: u32 = 8u;
 const TILE4: u32 = 32u;
-
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 
 // a_tile[kk][row]: A transposed, so a thread's four consecutive rows are adjacent.
 var<workgroup> a_tile: array<f32, BK * TILE>;

@@ -11,7 +11,7 @@
 use crate::kernels::pipeline::ComputeKernel;
 use wgpu::util::DeviceExt;
 
-use super::{MATMUL_BINDINGS, ToolKernel};
+use super::{MATMUL_BINDINGS, MATMUL_BUFFERS, ToolKernel};
 use crate::gpu::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::kernels::{AttentionAlgorithm, WgslModule, pipeline};
 use bytemuck::{Pod, Zeroable};
@@ -166,8 +166,7 @@ pub fn flat_module(rows: u32, col4s: u32, texels: bool) -> WgslModule {
         )
     } else {
         (
-            "@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;\n\
-             @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;\n",
+            MATMUL_BUFFERS,
             "a[(row + {r}u) * k4 + kk]",
             "b[(kk * 4u + {j}u) * n4 + col4 + {q}u]",
         )

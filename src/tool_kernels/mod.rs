@@ -20,6 +20,8 @@ const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
 /// The params and output binding every matmul kernel shares (the flat ones included).
 pub(crate) const MATMUL_BINDINGS: &str = include_str!("../../shaders/matmul_bindings.wgsl");
+/// A and B as storage buffers, for every matmul kernel but the texel-fed ones.
+pub(crate) const MATMUL_BUFFERS: &str = include_str!("../../shaders/matmul_buffers.wgsl");
 
 /// One tool kernel and its shader file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,11 +76,13 @@ impl ToolKernel {
         }
     }
 
-    /// What the body needs before it: the matmul kernels' shared bindings.
-    fn prelude(self) -> &'static str {
+    /// What the body needs before it: the matmul kernels' shared bindings and buffer inputs.
+    fn prelude(self) -> String {
         match self {
-            ToolKernel::Matmul | ToolKernel::MatmulWide => MATMUL_BINDINGS,
-            _ => "",
+            ToolKernel::Matmul | ToolKernel::MatmulWide => {
+                format!("{MATMUL_BINDINGS}\n{MATMUL_BUFFERS}")
+            }
+            _ => String::new(),
         }
     }
 
