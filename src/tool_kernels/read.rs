@@ -99,27 +99,25 @@ impl ReadSource {
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("pagekv read source"),
             size: texels as u64 * TEXEL_BYTES,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: true,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         });
-        {
-            let mut view = buffer.slice(..).get_mapped_range_mut().map_err(|e| {
-                GpuError::Device(format!("the read roofline's source did not map: {e}"))
-            })?;
-            // Mapped memory is write-only: fill it a chunk of elements at a time.
-            const CHUNK: usize = 1 << 16;
-            let mut words = vec![0u32; 4 * CHUNK];
-            for first in (0..texels as usize).step_by(CHUNK) {
-                let count = CHUNK.min(texels as usize - first);
-                for (i, element) in words[..4 * count].chunks_exact_mut(4).enumerate() {
-                    element.fill((first + i) as u32);
-                }
-                let at = first * TEXEL_BYTES as usize;
-                view.slice(at..at + count * TEXEL_BYTES as usize)
-                    .copy_from_slice(bytemuck::cast_slice(&words[..4 * count]));
+        // Written 16 MiB at a time, each chunk submitted before the next, so the upload
+        // never stages the whole source (up to 1 GiB) at once.
+        const CHUNK: usize = 1 << 20;
+        let mut words = vec![0u32; 4 * CHUNK];
+        for first in (0..texels as usize).step_by(CHUNK) {
+            let count = CHUNK.min(texels as usize - first);
+            for (i, element) in words[..4 * count].chunks_exact_mut(4).enumerate() {
+                element.fill((first + i) as u32);
             }
+            let at = first as u64 * TEXEL_BYTES;
+            ctx.queue
+                .write_buffer(&buffer, at, bytemuck::cast_slice(&words[..4 * count]));
+            ctx.queue.submit([]);
         }
-        buffer.unmap();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let texture = super::texels_from_buffer(
             ctx,
