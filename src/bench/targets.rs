@@ -5,7 +5,7 @@
 //! way round.
 
 use super::long_context::FLATNESS_TARGET;
-use super::{BenchReport, Binding, Figure, Section, TargetCheck};
+use super::{BenchReport, Binding, Figure, NOISY_SPREAD, Section, TargetCheck};
 
 fn ctx_of(case: &str) -> u32 {
     word_after(case, "ctx")
@@ -26,9 +26,29 @@ fn word_after(case: &str, key: &str) -> u32 {
 }
 
 /// The lowest share of its bound among `set`, and that case.
-fn worst<'a>(set: impl Iterator<Item = &'a Figure>) -> Option<(f64, &'a str)> {
-    set.filter_map(|f| Some((f.of_bound?, f.case.as_str())))
+fn worst<'a>(set: impl Iterator<Item = &'a Figure>) -> Option<(f64, &'a Figure)> {
+    set.filter_map(|f| Some((f.of_bound?, f)))
         .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// What to add to a verdict judged on `figures` when any of them spread more than
+/// [`NOISY_SPREAD`]: the verdict may then be the machine's rather than the kernel's.
+fn noise_note(figures: &[&Figure]) -> String {
+    let noisy: Vec<String> = figures
+        .iter()
+        .filter_map(|f| {
+            let spread = f.spread.filter(|&s| s > NOISY_SPREAD)?;
+            Some(format!("{} spread {:.0}%", f.case, 100.0 * spread))
+        })
+        .collect();
+    if noisy.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; noisy: {} (rerun it with --case to tell noise from the kernel)",
+            noisy.join(", ")
+        )
+    }
 }
 
 /// The performance targets judged on the figures present.
@@ -56,13 +76,17 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
         TargetCheck {
             target: format!("{target}: >= {:.0}% of its bound", 100.0 * need),
             measured: match (worst, note.is_empty()) {
-                (Some((w, case)), true) => format!(
-                    "worst {:.0}% ({case}), judged against this run's bound",
-                    100.0 * w
+                (Some((w, f)), true) => format!(
+                    "worst {:.0}% ({}), judged against this run's bound{}",
+                    100.0 * w,
+                    f.case,
+                    noise_note(&[f])
                 ),
-                (Some((w, case)), false) => format!(
-                    "worst {:.0}% ({case}), judged against this run's bound; {note}",
-                    100.0 * w
+                (Some((w, f)), false) => format!(
+                    "worst {:.0}% ({}), judged against this run's bound{}; {note}",
+                    100.0 * w,
+                    f.case,
+                    noise_note(&[f])
                 ),
                 (None, false) => format!("not judged: {note}"),
                 (None, true) => "not measured".into(),
@@ -140,25 +164,29 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             0.60,
         ),
     ];
-    let ggml: Vec<Option<f64>> = [1, 4]
+    let ggml: Vec<Option<(f64, &Figure)>> = [1, 4]
         .iter()
         .map(|g| {
             figures
                 .iter()
                 .find(|f| f.case.starts_with(&format!("ggml-shape-gqa{g} ")))
-                .and_then(|f| f.seconds)
+                .and_then(|f| Some((f.seconds?, f)))
         })
         .collect();
-    if let [Some(g1), Some(g4)] = ggml[..] {
+    if let [Some((g1, f1)), Some((g4, f4))] = ggml[..] {
         out.push(TargetCheck {
             target: "ggml shape (ctx 8192, hd 128, 8 KV heads, f16) GQA 1: <= 30 ms per step"
                 .into(),
-            measured: format!("{:.1} ms", g1 * 1e3),
+            measured: format!("{:.1} ms{}", g1 * 1e3, noise_note(&[f1])),
             met: Some(g1 <= 0.030),
         });
         out.push(TargetCheck {
             target: "ggml shape GQA 4: <= 1.5x its GQA 1 time".into(),
-            measured: format!("{:.2}x (the two timed in alternation)", g4 / g1),
+            measured: format!(
+                "{:.2}x (the two timed in alternation){}",
+                g4 / g1,
+                noise_note(&[f1, f4])
+            ),
             met: Some(g4 <= 1.5 * g1),
         });
     }
@@ -248,5 +276,36 @@ mod tests {
         // With a yardstick faster than every case, compute-bound cases are judged.
         let t = judge(&report(vec![compute], 1e12));
         assert_eq!(t[0].met, Some(true));
+    }
+
+    #[test]
+    fn a_verdict_on_a_noisy_figure_says_so() {
+        let mut noisy = figure(Section::Decode, "qwen2.5-7b f16 batch 8 ctx 4096", 0.5);
+        noisy.spread = Some(0.4);
+        let mut steady = figure(Section::Decode, "qwen2.5-7b f16 batch 32 ctx 4096", 0.6);
+        steady.spread = Some(0.02);
+        let mut g1 = figure(Section::Decode, "ggml-shape-gqa1 f16 batch 1 ctx 8192", 0.9);
+        g1.spread = Some(0.72);
+        let mut g4 = figure(Section::Decode, "ggml-shape-gqa4 f16 batch 1 ctx 8192", 0.9);
+        g4.seconds = Some(1.2);
+        let t = judge(&report(vec![noisy, steady.clone(), g1, g4], 1e12));
+        // The worst case decides the verdict and is the noisy one.
+        assert!(
+            t[0].measured
+                .contains("noisy: qwen2.5-7b f16 batch 8 ctx 4096 spread 40%"),
+            "{}",
+            t[0].measured
+        );
+        let ggml = t
+            .iter()
+            .find(|c| c.target.starts_with("ggml shape GQA 4"))
+            .unwrap();
+        assert!(
+            ggml.measured
+                .contains("ggml-shape-gqa1 f16 batch 1 ctx 8192 spread 72%")
+        );
+        // A steady deciding figure adds nothing.
+        let t = judge(&report(vec![steady], 1e12));
+        assert!(!t[0].measured.contains("noisy"), "{}", t[0].measured);
     }
 }
