@@ -115,6 +115,17 @@ impl LongCurve {
         format!("{} {} batch {}", self.model, self.format.name(), self.batch)
     }
 
+    /// The two points its flatness divides (the reference context's and the longest), where
+    /// the curve reaches past the reference.
+    pub fn flatness_points(&self) -> Option<[&LongPoint; 2]> {
+        let reference = self
+            .points
+            .iter()
+            .find(|p| p.context == FLATNESS_REFERENCE)?;
+        let longest = self.points.iter().max_by_key(|p| p.context)?;
+        (longest.context > reference.context).then_some([reference, longest])
+    }
+
     /// ns per position at the longest context over that at 4K ([`bound::flatness`]).
     pub fn flatness(&self) -> Option<f64> {
         let points: Vec<(u32, f64)> = self
@@ -146,10 +157,10 @@ impl LongContext {
     }
 
     /// The worst flatness over the curves that have one.
-    pub fn worst_flatness(&self) -> Option<(f64, String)> {
+    pub fn worst_flatness(&self) -> Option<(f64, &LongCurve)> {
         self.curves
             .iter()
-            .filter_map(|c| Some((c.flatness()?, c.label())))
+            .filter_map(|c| Some((c.flatness()?, c)))
             .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 }
@@ -311,9 +322,9 @@ mod tests {
             contexts: vec![1024, 4096, 8192, 16384],
             curves: vec![flat, steep, short],
         };
-        let (worst, label) = all.worst_flatness().unwrap();
+        let (worst, curve) = all.worst_flatness().unwrap();
         assert!((worst - 1.5).abs() < 1e-12);
-        assert_eq!(label, "m f16 batch 8");
+        assert_eq!(curve.label(), "m f16 batch 8");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! adapter; they are judged against this run's bound, whatever it is, and never the other
 //! way round.
 
-use super::long_context::FLATNESS_TARGET;
+use super::long_context::{FLATNESS_TARGET, LongCurve};
 use super::{BenchReport, Binding, Figure, NOISY_SPREAD, Section, TargetCheck};
 
 fn ctx_of(case: &str) -> u32 {
@@ -29,6 +29,27 @@ fn word_after(case: &str, key: &str) -> u32 {
 fn worst<'a>(set: impl Iterator<Item = &'a Figure>) -> Option<(f64, &'a Figure)> {
     set.filter_map(|f| Some((f.of_bound?, f)))
         .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// [`noise_note`] for a long-context verdict: the two points `curve`'s flatness divides.
+fn long_noise_note(curve: &LongCurve) -> String {
+    let noisy: Vec<String> = curve
+        .flatness_points()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let spread = p.spread.filter(|&s| s > NOISY_SPREAD)?;
+            Some(format!("ctx {} spread {:.0}%", p.context, 100.0 * spread))
+        })
+        .collect();
+    if noisy.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; noisy: {} of that curve (rerun the sweep to tell noise from the kernel)",
+            noisy.join(", ")
+        )
+    }
 }
 
 /// What to add to a verdict judged on `figures` when any of them spread more than
@@ -103,7 +124,13 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             ),
             measured: worst.as_ref().map_or(
                 "not measured (no curve reached past 4K)".into(),
-                |(w, label)| format!("worst {w:.2}x ({label}){weaker}"),
+                |(w, curve)| {
+                    format!(
+                        "worst {w:.2}x ({}){weaker}{}",
+                        curve.label(),
+                        long_noise_note(curve)
+                    )
+                },
             ),
             met: worst.map(|(w, _)| w <= FLATNESS_TARGET),
         }];
@@ -307,5 +334,48 @@ mod tests {
         // A steady deciding figure adds nothing.
         let t = judge(&report(vec![steady], 1e12));
         assert!(!t[0].measured.contains("noisy"), "{}", t[0].measured);
+    }
+
+    #[test]
+    fn a_long_context_verdict_on_a_noisy_point_says_so() {
+        use crate::bench::{LongContext, LongCurve, LongPoint};
+        let point = |context: u32, ns: f64, spread: f64| LongPoint {
+            context,
+            seconds: ns * context as f64 * 1e-9,
+            spread: Some(spread),
+            ns_per_position: ns,
+            of_bound: 0.5,
+            binding: Binding::Compute,
+            flops: 1e6,
+        };
+        let curve = |spread_at_16k: f64| LongCurve {
+            model: "m".into(),
+            format: crate::cache::KvFormat::F16,
+            batch: 1,
+            // The 2K point is noisy too, but the flatness does not divide it.
+            points: vec![
+                point(2048, 300.0, 0.8),
+                point(4096, 150.0, 0.02),
+                point(16384, 210.0, spread_at_16k),
+            ],
+            stopped: None,
+        };
+        let judged = |c: LongCurve| {
+            let mut r = report(Vec::new(), 1e12);
+            r.long_context = Some(LongContext {
+                contexts: vec![2048, 4096, 16384],
+                curves: vec![c],
+            });
+            judge(&r).remove(0)
+        };
+        let t = judged(curve(0.45));
+        assert_eq!(t.met, Some(false), "{t:?}");
+        assert!(
+            t.measured.contains("noisy: ctx 16384 spread 45%"),
+            "{}",
+            t.measured
+        );
+        assert!(!t.measured.contains("ctx 2048"), "{}", t.measured);
+        assert!(!judged(curve(0.03)).measured.contains("noisy"));
     }
 }
