@@ -31,45 +31,42 @@ fn worst<'a>(set: impl Iterator<Item = &'a Figure>) -> Option<(f64, &'a Figure)>
         .min_by(|a, b| a.0.total_cmp(&b.0))
 }
 
-/// [`noise_note`] for a long-context verdict: the two points `curve`'s flatness divides.
-fn long_noise_note(curve: &LongCurve) -> String {
-    let noisy: Vec<String> = curve
-        .flatness_points()
+/// What to add to a verdict judged on `measured` (each a name and its spread) when any spread
+/// more than [`NOISY_SPREAD`]: the verdict may then be the machine's rather than the kernel's.
+/// `rerun` says how to tell the two apart.
+fn noisy_note(measured: impl IntoIterator<Item = (String, Option<f64>)>, rerun: &str) -> String {
+    let noisy: Vec<String> = measured
         .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let spread = p.spread.filter(|&s| s > NOISY_SPREAD)?;
-            Some(format!("ctx {} spread {:.0}%", p.context, 100.0 * spread))
+        .filter_map(|(name, spread)| {
+            let spread = spread.filter(|&s| s > NOISY_SPREAD)?;
+            Some(format!("{name} spread {:.0}%", 100.0 * spread))
         })
         .collect();
     if noisy.is_empty() {
         String::new()
     } else {
-        format!(
-            "; noisy: {} of that curve (rerun the sweep to tell noise from the kernel)",
-            noisy.join(", ")
-        )
+        format!("; noisy: {} ({rerun})", noisy.join(", "))
     }
 }
 
-/// What to add to a verdict judged on `figures` when any of them spread more than
-/// [`NOISY_SPREAD`]: the verdict may then be the machine's rather than the kernel's.
+/// [`noisy_note`] for a verdict judged on `figures`.
 fn noise_note(figures: &[&Figure]) -> String {
-    let noisy: Vec<String> = figures
-        .iter()
-        .filter_map(|f| {
-            let spread = f.spread.filter(|&s| s > NOISY_SPREAD)?;
-            Some(format!("{} spread {:.0}%", f.case, 100.0 * spread))
-        })
-        .collect();
-    if noisy.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; noisy: {} (rerun it with --case to tell noise from the kernel)",
-            noisy.join(", ")
-        )
-    }
+    noisy_note(
+        figures.iter().map(|f| (f.case.clone(), f.spread)),
+        "rerun it with --case to tell noise from the kernel",
+    )
+}
+
+/// [`noisy_note`] for a long-context verdict: the two points `curve`'s flatness divides.
+fn long_noise_note(curve: &LongCurve) -> String {
+    noisy_note(
+        curve
+            .flatness_points()
+            .into_iter()
+            .flatten()
+            .map(|p| (format!("ctx {}", p.context), p.spread)),
+        "of that curve; rerun the sweep to tell noise from the kernel",
+    )
 }
 
 /// The performance targets judged on the figures present.
