@@ -1,47 +1,11 @@
-// The tiled attention core prefill uses: one workgroup streams the keys of one sequence and
+// The tiled attention core of decode and prefill: one workgroup streams the keys of one sequence and
 // one KV head through workgroup memory, tile by tile, for up to ROWS query rows ((query token,
 // head of the GQA group) pairs), keeping an online softmax per row. Every K/V row is read once
-// per workgroup however many query heads share it. Follows attention_bindings.wgsl; the
-// composer appends `update_softmax` (softmax_serial.wgsl, or softmax_subgroup.wgsl where the
-// adapter has subgroups).
-
-// The tiled kernels read buffer-backed pools only (GPUs, where buffers stream at full speed).
-@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
-@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
-
-// KvVec elements holding one row's values.
-const ROW_VECS: u32 = HD4 / SLICES_PER_VEC;
-
-// Where key `tok` of `seq` is in this shard's pool: (its row's first KvVec, its row's first
-// scale word), or x = INVALID when another shard holds it. A block is its rows' values, then
-// their scales (src/cache/format.rs); without scales the second index is unused.
-fn key_at(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
-    let place = block_place(seq, kv_head, tok / params.block_size);
-    if (place.y == INVALID) {
-        return vec2<u32>(INVALID, 0u);
-    }
-    let rpb = rows_per_block();
-    let row = place.x + tok % params.block_size;
-    let block = place.y * rpb * (ROW_VECS + ROW_SCALES);
-    return vec2<u32>(block + row * ROW_VECS, block + rpb * ROW_VECS + row * ROW_SCALES);
-}
-
-// Slice `i` of the K (V) row whose place key_at gave.
-fn k_slice(at: vec2<u32>, i: u32) -> vec4<f32> {
-    var scale = 1.0;
-    if (ROW_SCALES != 0u) {
-        scale = kv_scale_of(k_cache[at.y + i * 4u / SCALE_GROUP]);
-    }
-    return kv_slice(k_cache[at.x + i / SLICES_PER_VEC], i, scale);
-}
-
-fn v_slice(at: vec2<u32>, i: u32) -> vec4<f32> {
-    var scale = 1.0;
-    if (ROW_SCALES != 0u) {
-        scale = kv_scale_of(v_cache[at.y + i * 4u / SCALE_GROUP]);
-    }
-    return kv_slice(v_cache[at.x + i / SLICES_PER_VEC], i, scale);
-}
+// per workgroup however many query heads share it. Follows attention_bindings.wgsl and the
+// pool's load file (tiles_pool_chunks.wgsl, or tiles_pool_elements.wgsl for rows that are not
+// whole 16-byte chunks), which binds the pools (buffers: GPUs stream them at full speed) and
+// defines key_at and stage_rows; the composer appends `update_softmax` (softmax_serial.wgsl,
+// or softmax_subgroup.wgsl where the adapter has subgroups).
 
 var<workgroup> q_tile: array<vec4<f32>, ROWS * HD4>;
 // Key kk's slices start at kk * KV_STRIDE: one slice of padding per row, so the threads of a
@@ -102,14 +66,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
             break;
         }
         workgroupBarrier();
-        for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
-            let at = key_slot[idx / HD4];
-            var value = vec4<f32>(0.0);
-            if (at.x != INVALID) {
-                value = k_slice(at, idx % HD4);
-            }
-            kv_tile[(idx / HD4) * KV_STRIDE + idx % HD4] = value;
-        }
+        stage_rows(false, tid);
         workgroupBarrier();
         // Scores: this thread's key against each of its rows, reading each K slice once for
         // all of them.
@@ -137,14 +94,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
         }
         workgroupBarrier();
         // K is no longer needed: load V into the same tile, then update the rows' softmax state.
-        for (var idx = tid; idx < TILE_KEYS * HD4; idx += WG) {
-            let at = key_slot[idx / HD4];
-            var value = vec4<f32>(0.0);
-            if (at.x != INVALID) {
-                value = v_slice(at, idx % HD4);
-            }
-            kv_tile[(idx / HD4) * KV_STRIDE + idx % HD4] = value;
-        }
+        stage_rows(true, tid);
         update_softmax(rows, tid);
         workgroupBarrier();
         for (var j = 0u; j < ACC_SLOTS; j++) {

@@ -29,14 +29,15 @@
 //!
 //! # The WGSL contract
 //!
-//! Each format has a prelude for the tiled kernels and append (`shaders/kv_<encoding>.wgsl`)
-//! and one for the flat kernel (`shaders/kv_chunk_<format>.wgsl`). They define `KvVec` (one
-//! storage element) and:
+//! Each format has an element prelude for append (`shaders/kv_<encoding>.wgsl`) and a chunk
+//! prelude for the attention kernels' 16-byte loads (`shaders/kv_chunk_<format>.wgsl`; the
+//! tiled attention falls back to the element prelude where a row is not whole chunks). They
+//! define `KvVec` (one storage element, or one chunk) and:
 //!
-//! - `SLICES_PER_VEC` (tiled, append): how many four-value slices one `KvVec` holds, and
+//! - `SLICES_PER_VEC` (element prelude): how many four-value slices one `KvVec` holds, and
 //!   `kv_slice(x: KvVec, i: u32, scale: f32) -> vec4<f32>`: slice `i` of a row, from the
 //!   element holding it and the scale of its group;
-//! - `SLICES_PER_CHUNK` (flat): slices per 16-byte load chunk, and
+//! - `SLICES_PER_CHUNK` (chunk prelude): slices per 16-byte load chunk, and
 //!   `chunk_slice(x: KvVec, h: u32, scale: f32) -> vec4<f32>`: slice `h` of a chunk;
 //! - `ROW_SCALES`: f32 scales per row (0 without scales), and for formats without scales
 //!   `kv_store`/`kv_texel` for the plain append; scaled formats are stored by the append

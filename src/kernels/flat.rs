@@ -70,7 +70,7 @@ impl AttentionAlgorithm {
         let head_dim = storage.layout.geometry.head_dim;
         match Self::for_device(ctx) {
             AttentionAlgorithm::Flat
-                if !super::prelude::flat_fits(storage.layout.dtype, head_dim) =>
+                if !super::prelude::chunks_fit(storage.layout.dtype, head_dim) =>
             {
                 AttentionAlgorithm::Tiled
             }

@@ -19,9 +19,10 @@ const CODEC_INT8: &str = include_str!("../../shaders/codec_int8.wgsl");
 const CODEC_INT4: &str = include_str!("../../shaders/codec_int4.wgsl");
 const CODEC_FP8: &str = include_str!("../../shaders/codec_fp8.wgsl");
 
-/// The prelude of the append and tiled attention kernels: `KvVec`, `kv_slice` and (append)
-/// the store functions, then the constants every KV kernel shares.
-pub(crate) fn tiled(mode: KvStorageMode, head_dim: u32) -> String {
+/// The element prelude of append, and of the tiled attention where a row is not whole
+/// 16-byte chunks: `KvVec`, `kv_slice` and (append) the store functions, then the constants
+/// every KV kernel shares.
+pub(crate) fn elements(mode: KvStorageMode, head_dim: u32) -> String {
     let body = match mode {
         KvStorageMode::F32 => KV_F32.to_string(),
         KvStorageMode::F16Native => KV_F16.to_string(),
@@ -34,8 +35,10 @@ pub(crate) fn tiled(mode: KvStorageMode, head_dim: u32) -> String {
     body + "\n" + &scale_constants(mode.format(), head_dim)
 }
 
-/// The flat kernel's prelude for `format` and how its 16-byte load chunk decodes.
-pub(crate) fn flat(format: KvFormat, head_dim: u32) -> (String, ChunkShape) {
+/// The 16-byte load chunk prelude for `format` and how a chunk decodes: what the flat kernel
+/// reads, and the tiled attention wherever [`chunks_fit`] (GPUs load 16 bytes per thread at
+/// full width; a 4- or 8-byte element per load leaves most of each load instruction unused).
+pub(crate) fn chunks(format: KvFormat, head_dim: u32) -> (String, ChunkShape) {
     let (body, slices) = match format {
         KvFormat::F32 => (KV_CHUNK_F32.to_string(), 1),
         KvFormat::F16 => (KV_CHUNK_F16.to_string(), 2),
@@ -51,15 +54,15 @@ pub(crate) fn flat(format: KvFormat, head_dim: u32) -> (String, ChunkShape) {
     (source, ChunkShape { slices, scales })
 }
 
-/// Whether the flat kernel can read `format` at `head_dim`: a row must be whole 16-byte
-/// load chunks (int4 at head dim 80 is 40 bytes).
-pub(crate) fn flat_fits(format: KvFormat, head_dim: u32) -> bool {
+/// Whether a row of `format` at `head_dim` is whole 16-byte load chunks (int4 at head dim 80
+/// is 40 bytes, and only the element prelude reads it).
+pub(crate) fn chunks_fit(format: KvFormat, head_dim: u32) -> bool {
     format.row_value_bytes(head_dim).is_multiple_of(16)
 }
 
-/// The encoding the flat kernel is built for: it reads f16 as u32 words, so native f16 pools
-/// (the same bytes) use the packed code and never need SHADER_F16.
-pub(crate) fn flat_mode(mode: KvStorageMode) -> KvStorageMode {
+/// The encoding a chunk-reading kernel is built for: chunks read f16 as u32 words, so native
+/// f16 pools (the same bytes) use the packed code and never need SHADER_F16.
+pub(crate) fn chunk_mode(mode: KvStorageMode) -> KvStorageMode {
     match mode {
         KvStorageMode::F16Native | KvStorageMode::F16Packed => KvStorageMode::F16Packed,
         KvStorageMode::F32
@@ -118,6 +121,32 @@ fn wgsl_f32(x: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tiled kernels' chunked staging reads one scale per 16-byte chunk, which holds only
+    /// where every chunk lies within one scale group.
+    #[test]
+    fn no_chunk_straddles_two_scale_groups() {
+        for format in KvFormat::ALL {
+            for head_dim in crate::cache::SUPPORTED_HEAD_DIMS {
+                if !chunks_fit(format, head_dim) {
+                    continue;
+                }
+                let (_, chunk) = chunks(format, head_dim);
+                if let Some((_, group)) = chunk.scales {
+                    let values = chunk.slices * 4;
+                    assert_eq!(
+                        group % values,
+                        0,
+                        "{format:?} hd{head_dim}: {values} per chunk"
+                    );
+                }
+            }
+        }
+        assert!(
+            !chunks_fit(KvFormat::Int4, 80),
+            "the one layout left to element loads"
+        );
+    }
 
     #[test]
     fn constants_parse_back_to_the_same_bits() {

@@ -15,6 +15,8 @@ use crate::gpu::{KvBacking, KvStorageMode};
 
 const ATTENTION_BINDINGS: &str = include_str!("../../shaders/attention_bindings.wgsl");
 const ATTENTION_TILES: &str = include_str!("../../shaders/attention_tiles.wgsl");
+const TILES_POOL_CHUNKS: &str = include_str!("../../shaders/tiles_pool_chunks.wgsl");
+const TILES_POOL_ELEMENTS: &str = include_str!("../../shaders/tiles_pool_elements.wgsl");
 const DECODE: &str = include_str!("../../shaders/decode.wgsl");
 const DECODE_FLAT: &str = include_str!("../../shaders/attention_flat.wgsl");
 const FLAT_POOL_BUFFERS: &str = include_str!("../../shaders/flat_pool_buffers.wgsl");
@@ -195,11 +197,13 @@ impl Variant {
         } else {
             None
         };
-        if family == Family::Flat && !super::prelude::flat_fits(mode.format(), head_dim) {
+        if family == Family::Flat && !super::prelude::chunks_fit(mode.format(), head_dim) {
             return None;
         }
+        let chunked = super::prelude::chunks_fit(mode.format(), head_dim);
         let mode = match family {
-            Family::Flat => super::prelude::flat_mode(mode),
+            Family::Flat => super::prelude::chunk_mode(mode),
+            Family::Decode | Family::Prefill if chunked => super::prelude::chunk_mode(mode),
             Family::Append | Family::Decode | Family::Prefill => mode,
             // Combine reads no KV; one variant serves every format.
             Family::Combine | Family::CombineFlat => KvStorageMode::F32,
@@ -245,6 +249,27 @@ impl Variant {
     /// multiple of it, so a tile never crosses a block.
     pub fn flat_key_tile(&self) -> u32 {
         2
+    }
+
+    /// Whether this kernel reads its pool in 16-byte chunks: the flat kernel always, the tiled
+    /// attention wherever a row is whole chunks (every format and head dim but int4 at 80).
+    pub fn loads_chunks(&self) -> bool {
+        match self.family {
+            Family::Flat => true,
+            Family::Decode | Family::Prefill => {
+                super::prelude::chunks_fit(self.mode.format(), self.head_dim)
+            }
+            Family::Append | Family::Combine | Family::CombineFlat => false,
+        }
+    }
+
+    /// The tiled attention's pool bindings and row staging for this variant's loads.
+    fn tiled_pool_source(&self) -> &'static str {
+        if self.loads_chunks() {
+            TILES_POOL_CHUNKS
+        } else {
+            TILES_POOL_ELEMENTS
+        }
     }
 
     /// Output rows one combine workgroup merges: a GPU gives a row the whole workgroup (its
@@ -308,9 +333,12 @@ impl Variant {
         }
         src += "\n";
         match self.family {
-            Family::Flat => src += &super::prelude::flat(self.mode.format(), self.head_dim).0,
+            Family::Flat => src += &super::prelude::chunks(self.mode.format(), self.head_dim).0,
+            Family::Decode | Family::Prefill if self.loads_chunks() => {
+                src += &super::prelude::chunks(self.mode.format(), self.head_dim).0
+            }
             Family::Append | Family::Decode | Family::Prefill => {
-                src += &super::prelude::tiled(self.mode, self.head_dim)
+                src += &super::prelude::elements(self.mode, self.head_dim)
             }
             Family::Combine | Family::CombineFlat => {}
         }
@@ -354,6 +382,8 @@ impl Variant {
             Family::Decode => {
                 src += ATTENTION_BINDINGS;
                 src += "\n";
+                src += self.tiled_pool_source();
+                src += "\n";
                 src += ATTENTION_TILES;
                 src += "\n";
                 src += self.reductions.softmax_source();
@@ -368,7 +398,7 @@ impl Variant {
                     KvBacking::Textures => FLAT_POOL_TEXTURES,
                 };
                 src += "\n";
-                let (_, chunk) = super::prelude::flat(self.mode.format(), self.head_dim);
+                let (_, chunk) = super::prelude::chunks(self.mode.format(), self.head_dim);
                 src += &super::flat_source::fill(
                     DECODE_FLAT,
                     self.group,
@@ -379,6 +409,8 @@ impl Variant {
             }
             Family::Prefill => {
                 src += ATTENTION_BINDINGS;
+                src += "\n";
+                src += self.tiled_pool_source();
                 src += "\n";
                 src += ATTENTION_TILES;
                 src += "\n";
@@ -462,6 +494,28 @@ mod tests {
                 assert_eq!(bs % v.flat_key_tile(), 0, "hd{hd} block size {bs}");
             }
         }
+    }
+
+    #[test]
+    fn tiled_attention_loads_whole_chunks_where_rows_allow() {
+        for family in [Family::Decode, Family::Prefill] {
+            // f16 reads 16-byte chunks of u32 words, so a native f16 pool needs no SHADER_F16.
+            let f16 = Variant::for_device(family, KvStorageMode::F16Native, 128, 16 * 1024)
+                .expect("fits");
+            assert!(f16.loads_chunks() && !f16.needs_f16(), "{family:?}");
+            let source = f16.source();
+            assert!(source.contains("alias KvVec = vec4<u32>;"), "{family:?}");
+            assert!(source.contains("fn stage_rows(") && source.contains("ROW_CHUNKS"));
+            // int4 rows at head dim 80 are 40 bytes: staged an element (a word) per load.
+            let int4 =
+                Variant::for_device(family, KvStorageMode::Int4, 80, 16 * 1024).expect("fits");
+            assert!(!int4.loads_chunks(), "{family:?}");
+            let source = int4.source();
+            assert!(source.contains("alias KvVec = u32;") && source.contains("ROW_VECS"));
+        }
+        // Append stores through the element prelude whatever the head dim.
+        let append = Variant::for_device(Family::Append, KvStorageMode::F16Native, 128, 0);
+        assert!(append.is_some_and(|v| !v.loads_chunks() && v.needs_f16()));
     }
 
     #[test]
