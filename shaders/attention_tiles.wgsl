@@ -1,11 +1,41 @@
-// The tiled attention core of decode and prefill: one workgroup streams the keys of one sequence and
-// one KV head through workgroup memory, tile by tile, for up to ROWS query rows ((query token,
-// head of the GQA group) pairs), keeping an online softmax per row. Every K/V row is read once
-// per workgroup however many query heads share it. Follows attention_bindings.wgsl and the
-// pool's load file (tiles_pool_chunks.wgsl, or tiles_pool_elements.wgsl for rows that are not
-// whole 16-byte chunks), which binds the pools (buffers: GPUs stream them at full speed) and
-// defines key_at and stage_rows; the composer appends `update_softmax` (softmax_serial.wgsl,
-// or softmax_subgroup.wgsl where the adapter has subgroups).
+// The tiled attention core of decode and prefill: one workgroup streams the keys of one
+// sequence and one KV head through workgroup memory, tile by tile, for up to ROWS query rows
+// ((query token, head of the GQA group) pairs), keeping an online softmax per row. Every K/V
+// row is read once per workgroup however many query heads share it. Follows
+// attention_bindings.wgsl and the pool's load file (tiles_pool_chunks.wgsl, or
+// tiles_pool_elements.wgsl for rows that are not whole 16-byte chunks), which defines
+// stage_rows; the composer appends `update_softmax` (softmax_serial.wgsl, or
+// softmax_subgroup.wgsl where the adapter has subgroups).
+
+// The pools are storage buffers (GPUs stream them at full speed); a KvVec is what one load
+// reads, a 16-byte chunk or a storage element, as the pool's load file decodes it.
+@group(0) @binding(2) var<storage, read> k_cache: array<KvVec>;
+@group(0) @binding(3) var<storage, read> v_cache: array<KvVec>;
+
+// Element `i` of the V pool (v) or the K pool.
+fn pool_load(v: bool, i: u32) -> KvVec {
+    if (v) {
+        return v_cache[i];
+    }
+    return k_cache[i];
+}
+
+// Where key `tok` of `seq` is in this shard's pool: (its row's first KvVec, its row's first
+// scale word), or x = INVALID when another shard holds it. A block is its rows' values, then
+// their scales (src/cache/format.rs); the load file says how many KvVecs a row takes
+// (ROW_LOADS) and how many scale words one holds (WORDS_PER_LOAD). Without scales the second
+// index is unused.
+fn key_at(seq: u32, kv_head: u32, tok: u32) -> vec2<u32> {
+    let place = block_place(seq, kv_head, tok / params.block_size);
+    if (place.y == INVALID) {
+        return vec2<u32>(INVALID, 0u);
+    }
+    let rpb = rows_per_block();
+    let row = place.x + tok % params.block_size;
+    let start = place.y * (rpb * ROW_LOADS + rpb * ROW_SCALES / WORDS_PER_LOAD);
+    let scales = (start + rpb * ROW_LOADS) * WORDS_PER_LOAD;
+    return vec2<u32>(start + row * ROW_LOADS, scales + row * ROW_SCALES);
+}
 
 var<workgroup> q_tile: array<vec4<f32>, ROWS * HD4>;
 // Key kk's slices start at kk * KV_STRIDE: one slice of padding per row, so the threads of a

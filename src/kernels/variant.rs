@@ -505,13 +505,16 @@ mod tests {
             assert!(f16.loads_chunks() && !f16.needs_f16(), "{family:?}");
             let source = f16.source();
             assert!(source.contains("alias KvVec = vec4<u32>;"), "{family:?}");
-            assert!(source.contains("fn stage_rows(") && source.contains("ROW_CHUNKS"));
+            assert!(
+                source.contains("fn stage_rows(") && source.contains("WORDS_PER_LOAD: u32 = 4u")
+            );
             // int4 rows at head dim 80 are 40 bytes: staged an element (a word) per load.
             let int4 =
                 Variant::for_device(family, KvStorageMode::Int4, 80, 16 * 1024).expect("fits");
             assert!(!int4.loads_chunks(), "{family:?}");
             let source = int4.source();
-            assert!(source.contains("alias KvVec = u32;") && source.contains("ROW_VECS"));
+            assert!(source.contains("alias KvVec = u32;"));
+            assert!(source.contains("WORDS_PER_LOAD: u32 = 1u"));
         }
         // Append stores through the element prelude whatever the head dim.
         let append = Variant::for_device(Family::Append, KvStorageMode::F16Native, 128, 0);
