@@ -197,14 +197,15 @@ impl Variant {
         } else {
             None
         };
-        if family == Family::Flat && !super::prelude::chunks_fit(mode.format(), head_dim) {
+        let chunked = super::prelude::chunks_fit(mode.format(), head_dim);
+        if family == Family::Flat && !chunked {
             return None;
         }
-        let chunked = super::prelude::chunks_fit(mode.format(), head_dim);
         let mode = match family {
-            Family::Flat => super::prelude::chunk_mode(mode),
-            Family::Decode | Family::Prefill if chunked => super::prelude::chunk_mode(mode),
-            Family::Append | Family::Decode | Family::Prefill => mode,
+            Family::Flat | Family::Decode | Family::Prefill if chunked => {
+                super::prelude::chunk_mode(mode)
+            }
+            Family::Flat | Family::Append | Family::Decode | Family::Prefill => mode,
             // Combine reads no KV; one variant serves every format.
             Family::Combine | Family::CombineFlat => KvStorageMode::F32,
         };
@@ -263,7 +264,7 @@ impl Variant {
         }
     }
 
-    /// The tiled attention's pool bindings and row staging for this variant's loads.
+    /// The tiled attention's row staging (`stage_rows`) for this variant's loads.
     fn tiled_pool_source(&self) -> &'static str {
         if self.loads_chunks() {
             TILES_POOL_CHUNKS
@@ -332,15 +333,10 @@ impl Variant {
             src += "enable f16;\n";
         }
         src += "\n";
-        match self.family {
-            Family::Flat => src += &super::prelude::chunks(self.mode.format(), self.head_dim).0,
-            Family::Decode | Family::Prefill if self.loads_chunks() => {
-                src += &super::prelude::chunks(self.mode.format(), self.head_dim).0
-            }
-            Family::Append | Family::Decode | Family::Prefill => {
-                src += &super::prelude::elements(self.mode, self.head_dim)
-            }
-            Family::Combine | Family::CombineFlat => {}
+        if self.loads_chunks() {
+            src += &super::prelude::chunks(self.mode.format(), self.head_dim).0;
+        } else if self.family.uses_kv() {
+            src += &super::prelude::elements(self.mode, self.head_dim);
         }
         src += "\n";
         src += &format!(
