@@ -20,11 +20,34 @@ pub(crate) struct ChunkShape {
 }
 
 impl ChunkShape {
-    /// The scale argument of slice `i` of key `t`'s row in tensor `x` (`k` or `v`).
-    fn scale_of(self, x: &str, t: u32, i: u32) -> String {
+    /// The scale group of slice `i` (0 for formats without scales).
+    fn group_of(self, i: u32) -> u32 {
+        self.scales.map_or(0, |(_, group)| i * 4 / group)
+    }
+
+    /// The running score of head `g` and key `t` that slice `i` adds to: the score itself
+    /// without scales, the unscaled partial of the slice's scale group with them.
+    fn score_part(self, g: u32, t: u32, i: u32) -> String {
         match self.scales {
-            None => "1.0".into(),
-            Some((_, group)) => format!("{x}s{t}_{}", i * 4 / group),
+            None => format!("d{g}_{t}"),
+            Some(_) => format!("d{g}_{t}_{}", self.group_of(i)),
+        }
+    }
+
+    /// Every running score `score_part` names for head `g` and key `t`.
+    fn score_parts(self, g: u32, t: u32) -> Vec<String> {
+        match self.scales {
+            None => vec![format!("d{g}_{t}")],
+            Some((row_scales, _)) => (0..row_scales).map(|p| format!("d{g}_{t}_{p}")).collect(),
+        }
+    }
+
+    /// The weight value slice `i` of key `t` takes in head `g`'s accumulator: the softmax
+    /// weight, times the slice's group scale for formats with scales.
+    fn value_weight(self, g: u32, t: u32, i: u32) -> String {
+        match self.scales {
+            None => format!("p{g}_{t}"),
+            Some(_) => format!("pv{g}_{t}_{}", self.group_of(i)),
         }
     }
 }
@@ -91,8 +114,12 @@ pub(crate) fn fill(
             3,
             format_args!("let live{t} = tile + {t}u < key_end && tile + {t}u >= first_key;"),
         );
+        // With scales, codes are multiplied unscaled and each group's partial score once by
+        // its scale: a multiply per group and head instead of one per value.
         for g in heads.clone() {
-            line(&mut per_tile, 3, format_args!("var d{g}_{t} = 0.0;"));
+            for name in chunk.score_parts(g, t) {
+                line(&mut per_tile, 3, format_args!("var {name} = 0.0;"));
+            }
         }
         scale_loads(&mut per_tile, "k", t);
         for j in 0..chunks {
@@ -103,19 +130,31 @@ pub(crate) fn fill(
             );
             for h in 0..vec4_per_chunk {
                 let i = j * vec4_per_chunk + h;
-                let scale = chunk.scale_of("k", t, i);
                 line(
                     &mut per_tile,
                     3,
-                    format_args!("let k{t}_{j}_{h} = chunk_slice(k{t}_{j}, {h}u, {scale});"),
+                    format_args!("let k{t}_{j}_{h} = chunk_slice(k{t}_{j}, {h}u, 1.0);"),
                 );
                 for g in heads.clone() {
+                    let part = chunk.score_part(g, t, i);
                     line(
                         &mut per_tile,
                         3,
-                        format_args!("d{g}_{t} += dot(q{g}_{i}, k{t}_{j}_{h});"),
+                        format_args!("{part} += dot(q{g}_{i}, k{t}_{j}_{h});"),
                     );
                 }
+            }
+        }
+        if let Some((row_scales, _)) = chunk.scales {
+            for g in heads.clone() {
+                let parts: Vec<String> = (0..row_scales)
+                    .map(|part| format!("ks{t}_{part} * d{g}_{t}_{part}"))
+                    .collect();
+                line(
+                    &mut per_tile,
+                    3,
+                    format_args!("let d{g}_{t} = {};", parts.join(" + ")),
+                );
             }
         }
     }
@@ -160,6 +199,17 @@ pub(crate) fn fill(
     // and one more for the rescale.
     for t in tile.clone() {
         scale_loads(&mut per_tile, "v", t);
+        if let Some((row_scales, _)) = chunk.scales {
+            for g in heads.clone() {
+                for part in 0..row_scales {
+                    line(
+                        &mut per_tile,
+                        3,
+                        format_args!("let pv{g}_{t}_{part} = p{g}_{t} * vs{t}_{part};"),
+                    );
+                }
+            }
+        }
     }
     for j in 0..chunks {
         for t in tile.clone() {
@@ -172,17 +222,17 @@ pub(crate) fn fill(
         for h in 0..vec4_per_chunk {
             let i = j * vec4_per_chunk + h;
             for t in tile.clone() {
-                let scale = chunk.scale_of("v", t, i);
                 line(
                     &mut per_tile,
                     3,
-                    format_args!("let v{t}_{j}_{h} = chunk_slice(v{t}_{j}, {h}u, {scale});"),
+                    format_args!("let v{t}_{j}_{h} = chunk_slice(v{t}_{j}, {h}u, 1.0);"),
                 );
             }
             for g in heads.clone() {
                 let mut sum = format!("acc{g}_{i} * alpha{g}");
                 for t in tile.clone() {
-                    sum += &format!(" + p{g}_{t} * v{t}_{j}_{h}");
+                    let weight = chunk.value_weight(g, t, i);
+                    sum += &format!(" + {weight} * v{t}_{j}_{h}");
                 }
                 line(&mut per_tile, 3, format_args!("acc{g}_{i} = {sum};"));
             }
@@ -273,9 +323,18 @@ mod tests {
                 }
             }
         }
-        // Slices 0..8 (values 0..32) use scale 0, slices 8..16 scale 1.
-        assert!(source.contains("let k1_1_3 = chunk_slice(k1_1, 3u, ks1_0);"));
-        assert!(source.contains("let k1_2_0 = chunk_slice(k1_2, 0u, ks1_1);"));
-        assert!(source.contains("let v0_3_3 = chunk_slice(v0_3, 3u, vs0_1);"));
+        // Codes decode unscaled. Slices 0..8 (values 0..32) belong to scale 0, slices 8..16
+        // to scale 1: each group's partial score is scaled once, and each group's values
+        // take the softmax weight times their scale.
+        assert!(source.contains("let k1_1_3 = chunk_slice(k1_1, 3u, 1.0);"));
+        assert!(source.contains("d0_1_0 += dot(q0_7, k1_1_3);"));
+        assert!(source.contains("d0_1_1 += dot(q0_8, k1_2_0);"));
+        assert!(source.contains("let d0_1 = ks1_0 * d0_1_0 + ks1_1 * d0_1_1;"));
+        assert!(source.contains("let pv0_1_1 = p0_1 * vs1_1;"));
+        assert!(source.contains("let v0_3_3 = chunk_slice(v0_3, 3u, 1.0);"));
+        assert!(
+            source.contains("acc0_15 = acc0_15 * alpha0 + pv0_0_1 * v0_3_3 + pv0_1_1 * v1_3_3;")
+        );
+        assert!(source.contains("acc0_0 = acc0_0 * alpha0 + pv0_0_0 * v0_0_0 + pv0_1_0 * v1_0_0;"));
     }
 }
