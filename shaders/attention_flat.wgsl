@@ -4,45 +4,49 @@
 // flat_pool_buffers.wgsl or flat_pool_textures.wgsl (CPU adapters keep their pools in
 // textures).
 //
-// One invocation per (sequence, query token, context split, KV head, group chunk) serves GROUP
-// query heads of one GQA group: it streams each K/V row of its split from the paged pool once
-// and uses it for all GROUP heads, with their queries, accumulators and online-softmax state
-// in registers. Query token i of a chunk of n sees the keys up to its own position
-// (context - n + i), so a decode step is the case n = 1. Output is the same partial softmax
-// state the tiled kernels write; combine.wgsl merges it.
+// One invocation per (sequence, block of QUERIES query tokens, context split, KV head, group
+// chunk) serves GROUP query heads of one GQA group for each of its query tokens: it streams each
+// K/V row of its split from the paged pool once and uses it for all QUERIES x GROUP rows, with
+// their queries, accumulators and online-softmax state in registers. Query token i of a chunk of
+// n sees the keys up to its own position (context - n + i), so a decode step is the case n = 1
+// (and QUERIES = 1). Output is the same partial softmax state the tiled kernels write;
+// combine.wgsl merges it.
 //
 // Why this shape on CPU adapters: there a workgroup barrier turns the whole shader into
 // coroutines, and every buffer load is a per-lane scalar loop (a texel fetch is cheaper, but
-// still per chunk). So the kernel loads 16-byte chunks, loads each chunk once per GQA group,
-// keeps everything else in registers, and spends as little arithmetic per key as the online
-// softmax allows. Lines marked `{{...}}` are generated per head and per chunk as
+// still per chunk). So the kernel loads 16-byte chunks, loads each chunk once for every row it
+// serves, keeps everything else in registers, and spends as little arithmetic per key as the
+// online softmax allows. Lines marked `{{...}}` are generated per row and per chunk as
 // straight-line code (flat_source.rs), because llvmpipe moves a private array indexed inside
 // a loop to per-lane scratch memory, as slow as a buffer load.
-// When GROUP does not divide the group, the last chunk repeats the group's last head: its
-// duplicate writes carry the same values.
+// When GROUP does not divide the group, the last chunk repeats the group's last head, and when
+// QUERIES does not divide a sequence's query tokens, the last block repeats its last token:
+// the duplicate writes carry the same values.
 
 @compute @workgroup_size(WG)
 fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
-    // x enumerates (query, split, KV head, group chunk) of sequence z, so the SIMD lanes of a
-    // workgroup are busy even when a sequence has few heads and splits.
+    // x enumerates (query block, split, KV head, group chunk) of sequence z, so the SIMD lanes
+    // of a workgroup are busy even when a sequence has few heads and splits.
     let kv_heads = params.q_heads / params.group;
     let per_split = kv_heads * params.group_chunks;
     let per_query = params.splits * per_split;
-    let query = gid.x / per_query;
+    let first_query = gid.x / per_query * QUERIES;
     let split = (gid.x % per_query) / per_split;
     let seq = gid.z;
     let info = seq_info[seq];
-    if (query >= info.z) {
+    if (first_query >= info.z) {
         return;
     }
+    let last_query = min(first_query + QUERIES - 1u, info.z - 1u);
     let kv_head = (gid.x % per_split) / params.group_chunks;
     let chunk = gid.x % params.group_chunks;
-    let visible = info.x - info.z + query + 1u;
-    let token_row = info.y + query;
-    // With a sliding window the query sees keys [first_key, visible). Splits start from
-    // first_key rounded down to a whole tile, so tiles still lie within one block; the keys
-    // before first_key are masked like those past the end.
-    let first_key = window_start(visible);
+    // The block walks the keys of all its queries: from the first one's window start to the
+    // last one's newest key; each row masks the keys outside its own window. With a sliding
+    // window the query sees keys [window start, visible). Splits start from the block's first
+    // key rounded down to a whole tile, so tiles still lie within one block; the keys before a
+    // row's window are masked like those past its end.
+    let visible = info.x - info.z + last_query + 1u;
+    let first_key = window_start(info.x - info.z + first_query + 1u);
     let tiles_from = first_key - first_key % KEY_TILE;
     var key_begin = min(tiles_from + split * params.partition_tokens, visible);
     var key_end = min(key_begin + params.partition_tokens, visible);

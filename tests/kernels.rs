@@ -196,6 +196,31 @@ fn multi_shard_pools() {
     }
 }
 
+/// The flat prefill serves several query tokens per invocation (four for this group): chunks
+/// of 7 leave a block of one token, and short chunks at these contexts split each context
+/// over several invocations (the split policy wants dozens of invocations per host core),
+/// with and without a window that starts inside a split.
+#[test]
+fn flat_prefill_token_blocks_over_split_contexts() {
+    for ctx in common::contexts() {
+        for window in [None, Some(600)] {
+            let mut case = VerifyCase::new(geometry(4, 2, 64), KvFormat::F16, 16, vec![900, 641]);
+            case.algorithm = Some(AttentionAlgorithm::Flat);
+            case.window = window;
+            case.prefill_chunk = 7;
+            case.sample_rows = 8;
+            let out = check(&ctx, &case);
+            assert!(
+                out.variants
+                    .iter()
+                    .any(|v| v.starts_with("flat_") && v.contains("_q4")),
+                "{:?}",
+                out.variants
+            );
+        }
+    }
+}
+
 #[test]
 fn chunked_prefill_equals_single_chunk() {
     for ctx in common::contexts() {

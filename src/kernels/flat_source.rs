@@ -54,11 +54,13 @@ impl ChunkShape {
 
 /// Fills the `{{setup}}`, `{{per_tile}}` and `{{store}}` markers of `template`.
 ///
-/// `group` query heads share each load; `chunk` says how a KV load chunk decodes; `key_tile`
-/// keys are scored before one softmax update.
+/// `group` query heads of each of `queries` consecutive query tokens share each load: row
+/// `r` is head `r % group` of query `r / group`. `chunk` says how a KV load chunk decodes;
+/// `key_tile` keys are scored before one softmax update.
 pub(crate) fn fill(
     template: &str,
     group: u32,
+    queries: u32,
     head_dim: u32,
     chunk: ChunkShape,
     key_tile: u32,
@@ -66,7 +68,8 @@ pub(crate) fn fill(
     let hd4 = head_dim / 4;
     let vec4_per_chunk = chunk.slices;
     let chunks = hd4 / vec4_per_chunk;
-    let heads = 0..group;
+    let heads = 0..group * queries;
+    let query_of = |r: u32| r / group;
     // Each key's scales are read once per tile, before its chunks.
     let scale_loads = |out: &mut String, x: &str, t: u32| {
         if let Some((row_scales, _)) = chunk.scales {
@@ -81,12 +84,30 @@ pub(crate) fn fill(
     };
 
     let mut setup = String::new();
+    for q in 0..queries {
+        line(
+            &mut setup,
+            1,
+            format_args!("let query{q} = min(first_query + {q}u, last_query);"),
+        );
+        line(
+            &mut setup,
+            1,
+            format_args!("let visible{q} = info.x - info.z + query{q} + 1u;"),
+        );
+        line(
+            &mut setup,
+            1,
+            format_args!("let from{q} = window_start(visible{q});"),
+        );
+    }
     for g in heads.clone() {
+        let (q, head) = (query_of(g), g % group);
         line(
             &mut setup,
             1,
             format_args!(
-                "let row{g} = token_row * params.q_heads + min(first + {g}u, group_last);"
+                "let row{g} = (info.y + query{q}) * params.q_heads + min(first + {head}u, group_last);"
             ),
         );
         for i in 0..hd4 {
@@ -109,11 +130,22 @@ pub(crate) fn fill(
     let tile = 0..key_tile;
     // Scores: each K chunk of the tile is loaded once and used for every head of the group.
     for t in tile.clone() {
-        line(
-            &mut per_tile,
-            3,
-            format_args!("let live{t} = tile + {t}u < key_end && tile + {t}u >= first_key;"),
-        );
+        // A key is live for query q inside the split and q's own causal window. With one
+        // query, key_end already stops at its last visible key.
+        for q in 0..queries {
+            let causal = if queries > 1 {
+                format!(" && tile + {t}u < visible{q}")
+            } else {
+                String::new()
+            };
+            line(
+                &mut per_tile,
+                3,
+                format_args!(
+                    "let live{q}_{t} = tile + {t}u < key_end{causal} && tile + {t}u >= from{q};"
+                ),
+            );
+        }
         // With scales, codes are multiplied unscaled and each group's partial score once by
         // its scale: a multiply per group and head instead of one per value.
         for g in heads.clone() {
@@ -160,12 +192,13 @@ pub(crate) fn fill(
     }
     // Online softmax, per head: one max update per tile.
     for g in heads.clone() {
+        let q = query_of(g);
         let mut tile_max = format!("s{g}_0");
         for t in tile.clone() {
             line(
                 &mut per_tile,
                 3,
-                format_args!("let s{g}_{t} = select(MASKED, d{g}_{t}, live{t});"),
+                format_args!("let s{g}_{t} = select(MASKED, d{g}_{t}, live{q}_{t});"),
             );
             if t > 0 {
                 tile_max = format!("max({tile_max}, s{g}_{t})");
@@ -186,7 +219,7 @@ pub(crate) fn fill(
             line(
                 &mut per_tile,
                 3,
-                format_args!("let p{g}_{t} = select(0.0, exp(s{g}_{t} - m_new{g}), live{t});"),
+                format_args!("let p{g}_{t} = select(0.0, exp(s{g}_{t} - m_new{g}), live{q}_{t});"),
             );
             sum += &format!(" + p{g}_{t}");
         }
@@ -281,7 +314,7 @@ mod tests {
             slices: 2,
             scales: None,
         };
-        let source = fill(template, 3, 64, f16, 2);
+        let source = fill(template, 3, 1, 64, f16, 2);
         for marker in ["{{setup}}", "{{per_tile}}", "{{store}}"] {
             assert!(template.contains(marker), "the template has {marker}");
             assert!(!source.contains(marker), "{marker} was left unfilled");
@@ -307,6 +340,37 @@ mod tests {
     }
 
     #[test]
+    fn query_tokens_share_every_load_and_mask_their_own_keys() {
+        let template = include_str!("../../shaders/attention_flat.wgsl");
+        let f16 = ChunkShape {
+            slices: 2,
+            scales: None,
+        };
+        // Two heads for each of three query tokens: rows 0-1 are token 0, 4-5 token 2.
+        let source = fill(template, 2, 3, 64, f16, 2);
+        assert!(source.contains("let query2 = min(first_query + 2u, last_query);"));
+        assert!(source.contains(
+            "let row5 = (info.y + query2) * params.q_heads + min(first + 1u, group_last);"
+        ));
+        // Each key is live for a token inside the split, before the token's own position
+        // and inside its own window; each row masks with its token's test.
+        assert!(source.contains(
+            "let live2_1 = tile + 1u < key_end && tile + 1u < visible2 && tile + 1u >= from2;"
+        ));
+        assert!(source.contains("let s5_1 = select(MASKED, d5_1, live2_1);"));
+        assert!(source.contains("let p1_0 = select(0.0, exp(s1_0 - m_new1), live0_0);"));
+        // Six rows, one load per chunk of each key for all of them.
+        assert_eq!(source.matches("load_k(at, ").count(), 2 * 8);
+        assert_eq!(source.matches("load_v(at, ").count(), 2 * 8);
+        assert!(source.contains("d5_1 += dot(q5_15, k1_7_1);"));
+        assert!(source.contains("partial_ml[out5] = vec2<f32>(m5, l5);"));
+        // One token (decode): the split's end is already the token's own.
+        let decode = fill(template, 2, 1, 64, f16, 2);
+        assert!(decode.contains("let live0_0 = tile + 0u < key_end && tile + 0u >= from0;"));
+        assert!(!decode.contains("visible0;"));
+    }
+
+    #[test]
     fn scaled_chunks_read_each_keys_scales_once_and_use_the_right_group() {
         let template = include_str!("../../shaders/attention_flat.wgsl");
         // int8 at head dim 64: 4 slices per chunk, 2 scales per row of 32 values each.
@@ -314,7 +378,7 @@ mod tests {
             slices: 4,
             scales: Some((2, 32)),
         };
-        let source = fill(template, 1, 64, int8, 2);
+        let source = fill(template, 1, 1, 64, int8, 2);
         for t in 0..2 {
             for g in 0..2 {
                 for x in ["k", "v"] {

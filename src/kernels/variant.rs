@@ -175,6 +175,9 @@ pub struct Variant {
     pub tiles: Option<TileShape>,
     /// Query heads per invocation (flat decode only; 0 otherwise).
     pub group: u32,
+    /// Query tokens per invocation (flat only: 1 for decode, more for prefill, whose tokens
+    /// share every K/V row they read; 0 for the other families).
+    pub queries: u32,
     /// What the pool is read from: the flat kernel reads buffers or textures, every other
     /// family buffers (append picks its entry point instead).
     pub backing: KvBacking,
@@ -215,6 +218,7 @@ impl Variant {
             head_dim,
             tiles,
             group: if family == Family::Flat { 1 } else { 0 },
+            queries: if family == Family::Flat { 1 } else { 0 },
             backing: KvBacking::Buffers,
             reductions: Reductions::Serial,
         })
@@ -241,6 +245,13 @@ impl Variant {
     pub fn with_group(self, group: u32) -> Self {
         debug_assert!(self.family == Family::Flat && (1..=MAX_FLAT_GROUP).contains(&group));
         Self { group, ..self }
+    }
+
+    /// The flat variant serving `queries` consecutive query tokens per invocation (prefill:
+    /// see [`super::flat::prefill_queries`]).
+    pub fn with_queries(self, queries: u32) -> Self {
+        debug_assert!(self.family == Family::Flat && queries >= 1);
+        Self { queries, ..self }
     }
 
     /// Keys the flat kernel scores per softmax update. Two at every head dim: on lavapipe,
@@ -305,6 +316,9 @@ impl Variant {
         if self.group > 0 {
             name += &format!("_g{}", self.group);
         }
+        if self.queries > 1 {
+            name += &format!("_q{}", self.queries);
+        }
         if self.backing == KvBacking::Textures {
             name += "_tex";
         }
@@ -347,8 +361,9 @@ impl Variant {
         );
         if self.family == Family::Flat {
             src += &format!(
-                "const GROUP: u32 = {}u;\nconst KEY_TILE: u32 = {}u;\n",
+                "const GROUP: u32 = {}u;\nconst QUERIES: u32 = {}u;\nconst KEY_TILE: u32 = {}u;\n",
                 self.group,
+                self.queries,
                 self.flat_key_tile()
             );
         }
@@ -398,6 +413,7 @@ impl Variant {
                 src += &super::flat_source::fill(
                     DECODE_FLAT,
                     self.group,
+                    self.queries,
                     self.head_dim,
                     chunk,
                     self.flat_key_tile(),
@@ -443,16 +459,26 @@ impl Variant {
                             (v.group..=v.group, &[KvBacking::Buffers])
                         };
                         for group in groups {
+                            // Flat decode serves one query token; flat prefill as many as
+                            // its policy picks for the group.
+                            let queries = if family == Family::Flat {
+                                vec![1, super::flat::prefill_queries(group, head_dim)]
+                            } else {
+                                vec![v.queries]
+                            };
                             for &backing in backings {
-                                for reductions in [Reductions::Serial, Reductions::Subgroup] {
-                                    let v = Variant {
-                                        group,
-                                        backing,
-                                        ..v
-                                    }
-                                    .with_reductions(reductions);
-                                    if !out.contains(&v) {
-                                        out.push(v);
+                                for &queries in &queries {
+                                    for reductions in [Reductions::Serial, Reductions::Subgroup] {
+                                        let v = Variant {
+                                            group,
+                                            queries,
+                                            backing,
+                                            ..v
+                                        }
+                                        .with_reductions(reductions);
+                                        if !out.contains(&v) {
+                                            out.push(v);
+                                        }
                                     }
                                 }
                             }
