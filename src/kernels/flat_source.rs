@@ -68,7 +68,7 @@ pub(crate) fn fill(
     let hd4 = head_dim / 4;
     let vec4_per_chunk = chunk.slices;
     let chunks = hd4 / vec4_per_chunk;
-    let heads = 0..group * queries;
+    let rows = 0..group * queries;
     let query_of = |r: u32| r / group;
     // Each key's scales are read once per tile, before its chunks.
     let scale_loads = |out: &mut String, x: &str, t: u32| {
@@ -101,7 +101,7 @@ pub(crate) fn fill(
             format_args!("let from{q} = window_start(visible{q});"),
         );
     }
-    for g in heads.clone() {
+    for g in rows.clone() {
         let (q, head) = (query_of(g), g % group);
         line(
             &mut setup,
@@ -128,7 +128,7 @@ pub(crate) fn fill(
 
     let mut per_tile = String::new();
     let tile = 0..key_tile;
-    // Scores: each K chunk of the tile is loaded once and used for every head of the group.
+    // Scores: each K chunk of the tile is loaded once and used for every row.
     for t in tile.clone() {
         // A key is live for query q inside the split and q's own causal window. With one
         // query, key_end already stops at its last visible key.
@@ -148,7 +148,7 @@ pub(crate) fn fill(
         }
         // With scales, codes are multiplied unscaled and each group's partial score once by
         // its scale: a multiply per group and head instead of one per value.
-        for g in heads.clone() {
+        for g in rows.clone() {
             for name in chunk.score_parts(g, t) {
                 line(&mut per_tile, 3, format_args!("var {name} = 0.0;"));
             }
@@ -167,7 +167,7 @@ pub(crate) fn fill(
                     3,
                     format_args!("let k{t}_{j}_{h} = chunk_slice(k{t}_{j}, {h}u, 1.0);"),
                 );
-                for g in heads.clone() {
+                for g in rows.clone() {
                     let part = chunk.score_part(g, t, i);
                     line(
                         &mut per_tile,
@@ -178,7 +178,7 @@ pub(crate) fn fill(
             }
         }
         if let Some((row_scales, _)) = chunk.scales {
-            for g in heads.clone() {
+            for g in rows.clone() {
                 let parts: Vec<String> = (0..row_scales)
                     .map(|part| format!("ks{t}_{part} * d{g}_{t}_{part}"))
                     .collect();
@@ -190,8 +190,8 @@ pub(crate) fn fill(
             }
         }
     }
-    // Online softmax, per head: one max update per tile.
-    for g in heads.clone() {
+    // Online softmax, per row: one max update per tile.
+    for g in rows.clone() {
         let q = query_of(g);
         let mut tile_max = format!("s{g}_0");
         for t in tile.clone() {
@@ -233,7 +233,7 @@ pub(crate) fn fill(
     for t in tile.clone() {
         scale_loads(&mut per_tile, "v", t);
         if let Some((row_scales, _)) = chunk.scales {
-            for g in heads.clone() {
+            for g in rows.clone() {
                 for part in 0..row_scales {
                     line(
                         &mut per_tile,
@@ -261,7 +261,7 @@ pub(crate) fn fill(
                     format_args!("let v{t}_{j}_{h} = chunk_slice(v{t}_{j}, {h}u, 1.0);"),
                 );
             }
-            for g in heads.clone() {
+            for g in rows.clone() {
                 let mut sum = format!("acc{g}_{i} * alpha{g}");
                 for t in tile.clone() {
                     let weight = chunk.value_weight(g, t, i);
@@ -273,7 +273,7 @@ pub(crate) fn fill(
     }
 
     let mut store = String::new();
-    for g in heads {
+    for g in rows {
         line(
             &mut store,
             1,
