@@ -28,10 +28,9 @@ fn update_softmax(rows: u32, tid: u32) {
     var sum = 0.0;
     for (var kk = lane; kk < TILE_KEYS; kk += ROW_LANES) {
         let score = p_tile[base + kk];
-        var p = 0.0;
-        if (score > MASKED) {
-            p = exp(score - m_new);
-        }
+        // Masked keys hold exactly MASKED. A NaN score (a NaN in K) fails every ordered
+        // comparison, so it is not taken for masked and reaches the output, as in the reference.
+        let p = select(exp(score - m_new), 0.0, score == MASKED);
         p_tile[base + kk] = p;
         sum += p;
     }

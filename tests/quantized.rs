@@ -1,9 +1,9 @@
 //! The quantized KV formats (int8, int4, FP8 E4M3 and E5M2) on every adapter present: the
 //! kernels against the f64 reference fed the values the cache holds, on every path (tiled,
 //! flat over buffers, flat over textures) with shards, a shared prefix and copy-on-write; the
-//! append's codes against the CPU quantizer bit for bit; and each format's loss against the
+//! append's codes against the CPU quantizer bit for bit; each format's loss against the
 //! unquantized inputs, pinned per format at head dims 64, 128 and 256, contexts 300 and 8K,
-//! and adversarial data.
+//! and adversarial data; and FP8's NaN codes through attention.
 
 #![cfg(feature = "tool")]
 
@@ -291,6 +291,99 @@ fn fp8_append_rounds_every_midpoint_like_the_cpu_encoder() {
                         rows[i]
                     );
                 }
+            }
+        }
+    }
+}
+
+/// A NaN stored in an FP8 pool stays NaN through attention, as it does through the f64
+/// reference: the codec must turn the NaN codes (E4M3's `S.1111.111`, which has no infinity
+/// beside it, and E5M2's) back into NaN rather than into a finite value (480 for E4M3's), and
+/// the tiled softmax must not take a NaN score for a masked key. A NaN key poisons every head
+/// of its group, a NaN value at least its own output dimension, and a sequence without NaN in
+/// the same step stays finite. WGSL lets an implementation assume no NaN; an adapter that
+/// does fails here, by name.
+#[test]
+fn fp8_nan_codes_reach_the_output_on_every_path() {
+    use pagekv::{
+        AppendInput, AppendStep, AttentionIo, Capacity, DecodeStep, KvCache, KvCacheConfig, SeqId,
+    };
+    let (qh, kvh, hd, tokens) = (4usize, 2usize, 64usize, 9usize);
+    let group = qh / kvh;
+    for ctx in common::contexts() {
+        for format in [KvFormat::Fp8E4M3, KvFormat::Fp8E5M2] {
+            for algorithm in [AttentionAlgorithm::Tiled, AttentionAlgorithm::Flat] {
+                let config = KvCacheConfig {
+                    layers: Some(1),
+                    dtype: format,
+                    ..KvCacheConfig::new(
+                        geometry(qh as u32, kvh as u32, hd as u32),
+                        Capacity::Blocks(8),
+                    )
+                };
+                let options = AttentionOptions {
+                    algorithm: Some(algorithm),
+                    ..Default::default()
+                };
+                let mut cache = KvCache::with_context(&ctx, &config, options).unwrap();
+                let (poisoned, clean) = (SeqId(1), SeqId(2));
+                let k = pagekv::reference::sample_values(tokens * kvh * hd, 11);
+                let v = pagekv::reference::sample_values(tokens * kvh * hd, 12);
+                let q = pagekv::reference::sample_values(2 * qh * hd, 13);
+                // Key of token 3, KV head 0, dimension 5; value of token 5, KV head 1, dimension 7.
+                let (mut k_nan, mut v_nan) = (k.clone(), v.clone());
+                k_nan[(3 * kvh) * hd + 5] = f32::NAN;
+                v_nan[(5 * kvh + 1) * hd + 7] = f32::NAN;
+                let ids: Vec<u32> = (0..tokens as u32).collect();
+                for (id, k, v) in [(poisoned, &k_nan, &v_nan), (clean, &k, &v)] {
+                    cache.add_sequence(id).unwrap();
+                    let mut append = AppendStep::default();
+                    cache.prepare_append(&mut append, &[(id, &ids)]).unwrap();
+                    let kb = pagekv::gpu::storage_buffer_init(&ctx, "k", bytemuck::cast_slice(k));
+                    let vb = pagekv::gpu::storage_buffer_init(&ctx, "v", bytemuck::cast_slice(v));
+                    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                    cache
+                        .record_append(&mut encoder, 0, &append, AppendInput::whole(&kb, &vb))
+                        .unwrap();
+                    cache.submit(encoder);
+                }
+                let qb = pagekv::gpu::storage_buffer_init(&ctx, "q", bytemuck::cast_slice(&q));
+                let out = pagekv::gpu::storage_buffer_init(
+                    &ctx,
+                    "out",
+                    bytemuck::cast_slice(&vec![0f32; 2 * qh * hd]),
+                );
+                let mut decode = DecodeStep::default();
+                cache
+                    .prepare_decode(&mut decode, &[poisoned, clean])
+                    .unwrap();
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                cache
+                    .record_decode(&mut encoder, 0, &decode, AttentionIo::whole(&qb, &out))
+                    .unwrap();
+                cache.submit(encoder);
+                let got = pagekv::gpu::read_buffer_f32(&ctx, &out, 2 * qh * hd).unwrap();
+                let what = format!("{} {algorithm:?} on {}", format.name(), ctx.describe());
+                let head =
+                    |seq: usize, h: usize| &got[(seq * qh + h) * hd..(seq * qh + h + 1) * hd];
+                for h in 0..group {
+                    assert!(
+                        head(0, h).iter().all(|x| x.is_nan()),
+                        "{what}: NaN key, head {h}: {:?}",
+                        head(0, h)
+                    );
+                }
+                for h in group..qh {
+                    assert!(
+                        head(0, h)[7].is_nan(),
+                        "{what}: NaN value, head {h}: {:?}",
+                        head(0, h)
+                    );
+                }
+                assert!(
+                    got[qh * hd..].iter().all(|x| x.is_finite()),
+                    "{what}: the clean sequence"
+                );
             }
         }
     }
