@@ -1,28 +1,38 @@
 // FP8 codes (OCP E4M3 "FN" or E5M2), four per u32 (value 0 in the lowest byte), with integer
 // bit operations: WGSL has no 8-bit float. The composer defines the layout: FP8_E4M3,
 // FP8_MANTISSA, FP8_BIAS, FP8_MAX_CODE, FP8_MIN_NORMAL (the smallest normal value) and
-// FP8_SUBNORMAL_STEPS (subnormal steps per unit, 2^(mantissa - min exponent)).
+// FP8_SUBNORMAL_STEPS (subnormal steps per unit, 2^(mantissa - min exponent)); next to the
+// format's scale constants, CODE_UNIT (what decode4's values are in units of).
 const CODE_BITS: u32 = 8u;
 const SLICES_PER_VEC: u32 = 1u;
 
-// Two codes (low 16 bits) as two f16 in one word. An E5M2 code is the top byte of the f16
-// with the same value; an E4M3 code's exponent and mantissa fit the f16 fields with a bias
-// 8 lower, so the f16 is the value / 256 (subnormals included: they are f16 subnormals).
-fn fp8_pair_as_f16(p: u32) -> u32 {
-    if (FP8_E4M3) {
-        return ((p & 0x80u) << 8u) | ((p & 0x7fu) << 7u) | ((p & 0x8000u) << 16u) | ((p & 0x7f00u) << 15u);
-    }
-    return ((p & 0xffu) << 8u) | ((p & 0xff00u) << 16u);
+// Four codes as two words of two f16 halves, each code in the top byte of its half: for
+// E5M2 that is the f16 with the same value.
+fn fp8_halves(bits: u32) -> vec2<u32> {
+    return vec2<u32>(((bits << 8u) & 0xff00u) | ((bits << 16u) & 0xff000000u), ((bits >> 8u) & 0xff00u) | (bits & 0xff000000u));
 }
 
-fn decode4(bits: u32) -> vec4<f32> {
-    let v = vec4<f32>(unpack2x16float(fp8_pair_as_f16(bits & 0xffffu)), unpack2x16float(fp8_pair_as_f16(bits >> 16u)));
+// Two codes in the top bytes of the halves of `e` as two f16. An E4M3 code's exponent and
+// mantissa fit the f16 fields with a bias 8 lower, so a shift right by one gives the f16 of
+// the value / 256 (subnormals included: they are f16 subnormals) once the sign, moved to bit
+// 14, is added to itself to reach bit 15. The NaN code S.1111.111 (E4M3 has no infinities)
+// has magnitude 0x7f: adding 1 carries into the byte's top bit only there, and that bit minus
+// itself shifted right by 5 is the f16 exponent field, all ones: NaN.
+fn fp8_pair_as_f16(e: u32) -> u32 {
     if (FP8_E4M3) {
-        // E4M3 has no infinities; S.1111.111 is NaN.
-        let magnitude = (vec4<u32>(bits) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0x7fu);
-        return select(v * 256.0, vec4<f32>(bitcast<f32>(0x7fc00000u)), magnitude == vec4<u32>(0x7fu));
+        let x = e >> 1u;
+        let nan = ((e & 0x7f007f00u) + 0x01000100u) & 0x80008000u;
+        return (x + (x & 0x40004000u)) | (nan - (nan >> 5u));
     }
-    return v;
+    return e;
+}
+
+// Four codes' values divided by CODE_UNIT (256 for E4M3, whose f16 above is the value / 256;
+// the scale readers fold it into each group's scale, one multiply per group instead of one
+// per value).
+fn decode4(bits: u32) -> vec4<f32> {
+    let e = fp8_halves(bits);
+    return vec4<f32>(unpack2x16float(fp8_pair_as_f16(e.x)), unpack2x16float(fp8_pair_as_f16(e.y)));
 }
 
 // The code nearest `y` (ties to even), saturated to the largest finite value, NaN kept.

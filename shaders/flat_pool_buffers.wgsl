@@ -44,13 +44,14 @@ fn load_v(at: Rows, i: u32) -> KvVec {
     return v_cache[at.chunk + i];
 }
 
-// Scale `g` of row `row` counted from `at` (formats with scales only).
+// Scale `g` of row `row` counted from `at` (formats with scales only) times CODE_UNIT: the
+// factor decode4's values take.
 fn k_scale(at: Rows, row: u32, g: u32) -> f32 {
     let w = at.scale + row * ROW_SCALES + g;
-    return bitcast<f32>(chunk_word(k_cache[w / 4u], w % 4u));
+    return bitcast<f32>(chunk_word(k_cache[w / 4u], w % 4u)) * CODE_UNIT;
 }
 
 fn v_scale(at: Rows, row: u32, g: u32) -> f32 {
     let w = at.scale + row * ROW_SCALES + g;
-    return bitcast<f32>(chunk_word(v_cache[w / 4u], w % 4u));
+    return bitcast<f32>(chunk_word(v_cache[w / 4u], w % 4u)) * CODE_UNIT;
 }

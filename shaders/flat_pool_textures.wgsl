@@ -46,11 +46,12 @@ fn load_v(at: Rows, i: u32) -> KvVec {
     return chunk_of_texel(textureLoad(v_texels, vec2<u32>(at.chunk + i, at.block), 0));
 }
 
-// Scale `g` of row `row` counted from `at` (formats with scales only).
+// Scale `g` of row `row` counted from `at` (formats with scales only) times CODE_UNIT: the
+// factor decode4's values take.
 fn k_scale(at: Rows, row: u32, g: u32) -> f32 {
-    return bitcast<f32>(textureLoad(k_scale_texels, vec2<u32>(at.scale + row * ROW_SCALES + g, at.block), 0).x);
+    return bitcast<f32>(textureLoad(k_scale_texels, vec2<u32>(at.scale + row * ROW_SCALES + g, at.block), 0).x) * CODE_UNIT;
 }
 
 fn v_scale(at: Rows, row: u32, g: u32) -> f32 {
-    return bitcast<f32>(textureLoad(v_scale_texels, vec2<u32>(at.scale + row * ROW_SCALES + g, at.block), 0).x);
+    return bitcast<f32>(textureLoad(v_scale_texels, vec2<u32>(at.scale + row * ROW_SCALES + g, at.block), 0).x) * CODE_UNIT;
 }

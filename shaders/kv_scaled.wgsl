@@ -10,9 +10,10 @@ fn kv_slice(x: KvVec, i: u32, scale: f32) -> vec4<f32> {
     return decode4(x >> ((i % SLICES_PER_VEC) * 4u * CODE_BITS)) * scale;
 }
 
-// A scale word read through the pool's element type.
+// A scale word read through the pool's element type, times CODE_UNIT: the factor decode4's
+// values take.
 fn kv_scale_of(x: KvVec) -> f32 {
-    return bitcast<f32>(x);
+    return bitcast<f32>(x) * CODE_UNIT;
 }
 
 // A group's scale from its largest magnitude, and the factor its values are multiplied by

@@ -29,7 +29,7 @@ fn stage_rows(v: bool, tid: u32) {
         var scale = 1.0;
         if (ROW_SCALES != 0u) {
             let w = at.y + first * 4u / SCALE_GROUP;
-            scale = bitcast<f32>(chunk_word(pool_load(v, w / 4u), w % 4u));
+            scale = bitcast<f32>(chunk_word(pool_load(v, w / 4u), w % 4u)) * CODE_UNIT;
         }
         let x = pool_load(v, at.x + idx % ROW_LOADS);
         for (var h = 0u; h < SLICES_PER_CHUNK; h++) {

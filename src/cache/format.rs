@@ -41,7 +41,10 @@
 //!   `chunk_slice(x: KvVec, h: u32, scale: f32) -> vec4<f32>`: slice `h` of a chunk;
 //! - `ROW_SCALES`: f32 scales per row (0 without scales), and for formats without scales
 //!   `kv_store`/`kv_texel` for the plain append; scaled formats are stored by the append
-//!   kernel's `append_scaled` entry point through `encode4`/`group_scale` (`shaders/kv_scaled.wgsl`).
+//!   kernel's `append_scaled` entry point through `encode4`/`group_scale` (`shaders/kv_scaled.wgsl`);
+//! - `CODE_UNIT`: a scaled codec's `decode4` returns its values divided by it (E4M3: 256, see
+//!   `kernels::prelude`), and every reader multiplies it into the scale it passes to
+//!   `kv_slice`/`chunk_slice`, once per group rather than once per value.
 //!
 //! # Adding a format
 //!

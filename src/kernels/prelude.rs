@@ -74,13 +74,25 @@ pub(crate) fn chunk_mode(mode: KvStorageMode) -> KvStorageMode {
 }
 
 /// `ROW_SCALES` and `SCALE_GROUP`: scales per row and values per scale (0 and the head dim
-/// for formats without scales).
+/// for formats without scales); `CODE_UNIT`: what the codec's `decode4` values are in units
+/// of, folded into each scale as the kernels read it ([`code_unit`]).
 fn scale_constants(format: KvFormat, head_dim: u32) -> String {
     format!(
-        "const ROW_SCALES: u32 = {}u;\nconst SCALE_GROUP: u32 = {}u;\n",
+        "const ROW_SCALES: u32 = {}u;\nconst SCALE_GROUP: u32 = {}u;\nconst CODE_UNIT: f32 = {};\n",
         format.row_scales(head_dim),
-        format.scale_group(head_dim).unwrap_or(head_dim)
+        format.scale_group(head_dim).unwrap_or(head_dim),
+        wgsl_f32(code_unit(format)),
     )
+}
+
+/// What `decode4` of `format`'s codec returns its values in units of: E4M3 codes decode
+/// through an f16 that holds the value / 256 (the two exponent biases differ by 8), and the
+/// scale readers multiply each group's scale by 256 instead of every value; 1 elsewhere.
+fn code_unit(format: KvFormat) -> f32 {
+    match format {
+        KvFormat::Fp8E4M3 => 256.0,
+        KvFormat::F32 | KvFormat::F16 | KvFormat::Int8 | KvFormat::Int4 | KvFormat::Fp8E5M2 => 1.0,
+    }
 }
 
 /// A scaled format's codec file with its constants; empty for f32 and f16.
