@@ -248,7 +248,7 @@ impl Variant {
     }
 
     /// The flat variant serving `queries` consecutive query tokens per invocation (prefill:
-    /// see [`super::flat::prefill_queries`]).
+    /// see `flat::prefill_queries`).
     pub fn with_queries(self, queries: u32) -> Self {
         debug_assert!(self.family == Family::Flat && queries >= 1);
         Self { queries, ..self }
