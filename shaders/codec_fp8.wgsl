@@ -32,7 +32,7 @@ fn fp8_pair_as_f16(e: u32) -> u32 {
 // per value).
 fn decode4(bits: u32) -> vec4<f32> {
     let e = fp8_halves(bits);
-    return vec4<f32>(unpack2x16float(fp8_pair_as_f16(e.x)), unpack2x16float(fp8_pair_as_f16(e.y)));
+    return halves4(vec2<u32>(fp8_pair_as_f16(e.x), fp8_pair_as_f16(e.y)));
 }
 
 // The code nearest `y` (ties to even), saturated to the largest finite value, NaN kept.

@@ -7,7 +7,7 @@ const SLICES_PER_CHUNK: u32 = 2u;
 
 // Slice `h` of a chunk (see src/cache/format.rs); no scales, so `scale` is 1.
 fn chunk_slice(x: KvVec, h: u32, scale: f32) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(x[2u * h]), unpack2x16float(x[2u * h + 1u]));
+    return halves4(vec2<u32>(x[2u * h], x[2u * h + 1u]));
 }
 
 // Word `w` of a chunk (scale reads; unused without scales).

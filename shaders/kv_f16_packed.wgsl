@@ -7,7 +7,7 @@ alias KvVec = vec2<u32>;
 const SLICES_PER_VEC: u32 = 1u;
 
 fn kv_slice(x: KvVec, i: u32, scale: f32) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(x.x), unpack2x16float(x.y));
+    return halves4(x);
 }
 
 // A scale word read through the pool's element type; never called without scales.

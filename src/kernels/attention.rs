@@ -6,6 +6,7 @@
 use super::batch::{AttentionBatch, AttentionIo, SeqView, StepShape};
 use super::combine::CombineKernel;
 use super::flat::{self, AttentionAlgorithm, SplitPolicy};
+use super::halves::HalfDecode;
 use super::params::AttnParams;
 use super::pipeline::ComputeKernel;
 use super::reductions::Reductions;
@@ -109,9 +110,16 @@ impl AttentionKernel {
         kind: StepKind,
         algorithm: AttentionAlgorithm,
         reductions: Reductions,
+        half_decode: HalfDecode,
     ) -> Result<Self, GpuError> {
-        let (variant, pipeline) =
-            flat::build(ctx, storage, algorithm, reductions, kind.tiled_family())?;
+        let (variant, pipeline) = flat::build(
+            ctx,
+            storage,
+            algorithm,
+            reductions,
+            half_decode,
+            kind.tiled_family(),
+        )?;
         Ok(Self {
             pipeline,
             kind,

@@ -9,6 +9,7 @@
 
 use super::attention::{StepSplit, shard_params};
 use super::batch::{AttentionBatch, SeqView};
+use super::halves::HalfDecode;
 use super::reductions::Reductions;
 use super::variant::{Family, MAX_FLAT_GROUP, Variant};
 use crate::cache::CacheLayout;
@@ -237,6 +238,7 @@ pub(crate) fn build(
     storage: &KvStorage,
     algorithm: AttentionAlgorithm,
     reductions: Reductions,
+    half_decode: HalfDecode,
     tiled: Family,
 ) -> Result<(Variant, ComputeKernel), GpuError> {
     let geometry = &storage.layout.geometry;
@@ -292,7 +294,8 @@ pub(crate) fn build(
             };
             variant.with_queries(queries)
         }
-    };
+    }
+    .with_half_decode(half_decode);
     let entry = match variant.family {
         Family::Flat => "attend",
         family => family.name(),

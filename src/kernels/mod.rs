@@ -14,6 +14,7 @@ mod combine;
 mod decode;
 mod flat;
 mod flat_source;
+mod halves;
 mod layouts;
 pub mod occupancy;
 pub mod params;
@@ -27,6 +28,7 @@ pub mod variant;
 pub use append::{AppendBatch, AppendInput, SKIP_SLOT};
 pub use batch::{AttentionIo, SeqView};
 pub use flat::AttentionAlgorithm;
+pub use halves::HalfDecode;
 pub use reductions::{ROW_LANES_MAX, Reductions};
 pub use variant::{Family, TileShape, Variant, WgslModule};
 
@@ -95,6 +97,9 @@ pub struct AttentionOptions {
     /// How the tiled kernels reduce across threads; `None` takes subgroups where the
     /// adapter has them ([`Reductions::for_device`]). Ignored by the flat kernels.
     pub reductions: Option<Reductions>,
+    /// How the attention kernels convert stored halves (f16 and FP8 pools) to f32; `None`
+    /// takes what runs best on the adapter ([`HalfDecode::for_device`]).
+    pub half_decode: Option<HalfDecode>,
     /// Workgroups the tiled decode splits a step's contexts to fill; `None` measures how
     /// many the device runs at once ([`occupancy`]: a few dozen short dispatches, once per
     /// device and tile footprint). Ignored when `decode_partition_tokens` forces a split
@@ -170,8 +175,17 @@ impl PagedAttention {
         let reductions = options
             .reductions
             .unwrap_or_else(|| Reductions::for_device(ctx));
-        let mut decode =
-            AttentionKernel::with_algorithm(ctx, storage, StepKind::Decode, algorithm, reductions)?;
+        let half_decode = options
+            .half_decode
+            .unwrap_or_else(|| HalfDecode::for_device(ctx));
+        let mut decode = AttentionKernel::with_algorithm(
+            ctx,
+            storage,
+            StepKind::Decode,
+            algorithm,
+            reductions,
+            half_decode,
+        )?;
         decode.splits = match options.decode_partition_tokens {
             Some(tokens) => flat::SplitPolicy {
                 forced_partition_tokens: Some(tokens),
@@ -190,6 +204,7 @@ impl PagedAttention {
             StepKind::Prefill,
             algorithm,
             reductions,
+            half_decode,
         )?;
         prefill.window = options.sliding_window;
         Ok(Self {

@@ -4,6 +4,7 @@
 //! preludes. The contract each prelude fulfils is in [`crate::cache::format`].
 
 use super::flat_source::ChunkShape;
+use super::halves::HalfDecode;
 use crate::cache::KvFormat;
 use crate::cache::quant::Fp8;
 use crate::gpu::KvStorageMode;
@@ -22,7 +23,7 @@ const CODEC_FP8: &str = include_str!("../../shaders/codec_fp8.wgsl");
 /// The element prelude of append, and of the tiled attention where a row is not whole
 /// 16-byte chunks: `KvVec`, `kv_slice` and (append) the store functions, then the constants
 /// every KV kernel shares.
-pub(crate) fn elements(mode: KvStorageMode, head_dim: u32) -> String {
+pub(crate) fn elements(mode: KvStorageMode, head_dim: u32, halves: HalfDecode) -> String {
     let body = match mode {
         KvStorageMode::F32 => KV_F32.to_string(),
         KvStorageMode::F16Native => KV_F16.to_string(),
@@ -32,13 +33,13 @@ pub(crate) fn elements(mode: KvStorageMode, head_dim: u32) -> String {
         | KvStorageMode::Fp8E4M3
         | KvStorageMode::Fp8E5M2 => codec(mode.format()) + "\n" + KV_SCALED,
     };
-    body + "\n" + &scale_constants(mode.format(), head_dim)
+    body + "\n" + &halves_source(mode.format(), halves) + &scale_constants(mode.format(), head_dim)
 }
 
 /// The 16-byte load chunk prelude for `format` and how a chunk decodes: what the flat kernel
 /// reads, and the tiled attention wherever [`chunks_fit`] (GPUs load 16 bytes per thread at
 /// full width; a 4- or 8-byte element per load leaves most of each load instruction unused).
-pub(crate) fn chunks(format: KvFormat, head_dim: u32) -> (String, ChunkShape) {
+pub(crate) fn chunks(format: KvFormat, head_dim: u32, halves: HalfDecode) -> (String, ChunkShape) {
     let (body, slices) = match format {
         KvFormat::F32 => (KV_CHUNK_F32.to_string(), 1),
         KvFormat::F16 => (KV_CHUNK_F16.to_string(), 2),
@@ -50,8 +51,17 @@ pub(crate) fn chunks(format: KvFormat, head_dim: u32) -> (String, ChunkShape) {
     let scales = format
         .scale_group(head_dim)
         .map(|group| (format.row_scales(head_dim), group));
-    let source = body + "\n" + &scale_constants(format, head_dim);
+    let source = body + "\n" + &halves_source(format, halves) + &scale_constants(format, head_dim);
     (source, ChunkShape { slices, scales })
+}
+
+/// `halves4`, for the formats whose preludes convert halves (f16, and FP8's widened codes).
+fn halves_source(format: KvFormat, halves: HalfDecode) -> String {
+    if HalfDecode::applies_to(format) {
+        halves.source().to_string() + "\n"
+    } else {
+        String::new()
+    }
 }
 
 /// Whether a row of `format` at `head_dim` is whole 16-byte load chunks (int4 at head dim 80
@@ -143,7 +153,7 @@ mod tests {
                 if !chunks_fit(format, head_dim) {
                     continue;
                 }
-                let (_, chunk) = chunks(format, head_dim);
+                let (_, chunk) = chunks(format, head_dim, HalfDecode::Builtin);
                 if let Some((_, group)) = chunk.scales {
                     let values = chunk.slices * 4;
                     assert_eq!(

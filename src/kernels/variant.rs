@@ -9,6 +9,7 @@
 //! standalone file a user can feed to a vendor compiler (`pagekv shaders --emit`).
 //! The KV dtype is a generated choice too, because it changes the binding's element type.
 
+use super::halves::HalfDecode;
 use super::reductions::Reductions;
 use crate::cache::SUPPORTED_HEAD_DIMS;
 use crate::gpu::{KvBacking, KvStorageMode};
@@ -93,6 +94,11 @@ impl Family {
 
     fn uses_tiles(self) -> bool {
         matches!(self, Family::Decode | Family::Prefill)
+    }
+
+    /// The families that read K/V for attention (and so decode stored halves: [`HalfDecode`]).
+    fn attends(self) -> bool {
+        matches!(self, Family::Decode | Family::Flat | Family::Prefill)
     }
 
     /// The families with a subgroup form ([`Reductions`]).
@@ -184,6 +190,9 @@ pub struct Variant {
     /// How the tiled families (decode, prefill, combine) reduce across threads; always
     /// `Serial` for the others, which have no cross-thread reductions.
     pub reductions: Reductions,
+    /// How the attention families convert stored halves to f32; always `Builtin` for the
+    /// other families and for formats that hold no halves.
+    pub half_decode: HalfDecode,
 }
 
 impl Variant {
@@ -221,6 +230,7 @@ impl Variant {
             queries: if family == Family::Flat { 1 } else { 0 },
             backing: KvBacking::Buffers,
             reductions: Reductions::Serial,
+            half_decode: HalfDecode::Builtin,
         })
     }
 
@@ -233,6 +243,20 @@ impl Variant {
             Reductions::Serial
         };
         Self { reductions, ..self }
+    }
+
+    /// This variant with `half_decode`; only attention over f16 or FP8 converts halves, so
+    /// every other variant keeps the built-in (one variant, not two alike).
+    pub fn with_half_decode(self, half_decode: HalfDecode) -> Self {
+        let half_decode = if self.family.attends() && HalfDecode::applies_to(self.mode.format()) {
+            half_decode
+        } else {
+            HalfDecode::Builtin
+        };
+        Self {
+            half_decode,
+            ..self
+        }
     }
 
     /// The flat variant reading a pool held in `backing`.
@@ -322,7 +346,7 @@ impl Variant {
         if self.backing == KvBacking::Textures {
             name += "_tex";
         }
-        name + self.reductions.suffix()
+        name + self.reductions.suffix() + self.half_decode.suffix()
     }
 
     /// Whether this variant needs the SHADER_F16 feature.
@@ -348,9 +372,9 @@ impl Variant {
         }
         src += "\n";
         if self.loads_chunks() {
-            src += &super::prelude::chunks(self.mode.format(), self.head_dim).0;
+            src += &super::prelude::chunks(self.mode.format(), self.head_dim, self.half_decode).0;
         } else if self.family.uses_kv() {
-            src += &super::prelude::elements(self.mode, self.head_dim);
+            src += &super::prelude::elements(self.mode, self.head_dim, self.half_decode);
         }
         src += "\n";
         src += &format!(
@@ -409,7 +433,8 @@ impl Variant {
                     KvBacking::Textures => FLAT_POOL_TEXTURES,
                 };
                 src += "\n";
-                let (_, chunk) = super::prelude::chunks(self.mode.format(), self.head_dim);
+                let (_, chunk) =
+                    super::prelude::chunks(self.mode.format(), self.head_dim, self.half_decode);
                 src += &super::flat_source::fill(
                     DECODE_FLAT,
                     self.group,
@@ -469,15 +494,20 @@ impl Variant {
                             for &backing in backings {
                                 for &queries in &queries {
                                     for reductions in [Reductions::Serial, Reductions::Subgroup] {
-                                        let v = Variant {
-                                            group,
-                                            queries,
-                                            backing,
-                                            ..v
-                                        }
-                                        .with_reductions(reductions);
-                                        if !out.contains(&v) {
-                                            out.push(v);
+                                        for half_decode in
+                                            [HalfDecode::Builtin, HalfDecode::Integer]
+                                        {
+                                            let v = Variant {
+                                                group,
+                                                queries,
+                                                backing,
+                                                ..v
+                                            }
+                                            .with_reductions(reductions)
+                                            .with_half_decode(half_decode);
+                                            if !out.contains(&v) {
+                                                out.push(v);
+                                            }
                                         }
                                     }
                                 }

@@ -11,7 +11,7 @@ use crate::gpu::{
 };
 use crate::kernels::{
     AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
-    PagedAttention, PrefillBatch, Reductions, SeqView,
+    HalfDecode, PagedAttention, PrefillBatch, Reductions, SeqView,
 };
 use crate::reference::{self, AttentionShape, ErrorStats, Tolerance};
 use rand::seq::SliceRandom;
@@ -60,6 +60,9 @@ pub struct VerifyCase {
     /// Force the tiled kernels' reduction form instead of the adapter's (subgroups where it
     /// has them); tests check the serial fallback on adapters with subgroups too.
     pub reductions: Option<Reductions>,
+    /// Force the attention kernels' f16-to-f32 conversion instead of the adapter's (tests
+    /// check both forms on every adapter).
+    pub half_decode: Option<HalfDecode>,
     /// Force the pool's backing instead of the device's default (tests run the flat kernel on
     /// both); a forced tiled algorithm implies buffers, the only pools it reads.
     pub backing: Option<KvBacking>,
@@ -93,6 +96,7 @@ impl VerifyCase {
             force_packed_f16: false,
             algorithm: None,
             reductions: None,
+            half_decode: None,
             backing: None,
             data: KvData::Uniform,
             window: None,
@@ -319,6 +323,7 @@ pub fn run_case(
         decode_partition_tokens: case.partition_tokens,
         sliding_window: case.window,
         reductions: case.reductions,
+        half_decode: case.half_decode,
         decode_target_workgroups: None,
     };
     let kernels = PagedAttention::with_options(ctx, &storage, options)?;
