@@ -169,6 +169,17 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
     );
     assert_eq!(report["format"], "pagekv-bench");
     assert_eq!(report["complete"], true);
+    // The half-float conversion the adapter's attention kernels use is recorded and printed:
+    // integer code on llvmpipe's GL, the built-in everywhere else.
+    let llvmpipe_gl =
+        report["adapter"]["backend"] == "Gl" && report["adapter"]["device_type"] == "Cpu";
+    let (want, printed) = if llvmpipe_gl {
+        ("integer", "f16 halves converted by integer code")
+    } else {
+        ("builtin", "f16 halves converted by unpack2x16float")
+    };
+    assert_eq!(report["half_decode"], want);
+    assert!(text.contains(printed), "{text}");
     assert!(report["copy_bytes_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["copy_end_bytes_per_s"].as_f64().unwrap() > 0.0);
     let sections: Vec<&str> = report["figures"]

@@ -34,7 +34,7 @@ mod targets;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{AdapterReport, KvBacking};
-use crate::kernels::{AttentionAlgorithm, Reductions};
+use crate::kernels::{AttentionAlgorithm, HalfDecode, Reductions};
 use crate::tool_kernels::read::ReadOrder;
 pub use bound::Binding;
 pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
@@ -329,6 +329,11 @@ pub struct BenchReport {
     /// Whether `reductions` was forced (`--reductions`).
     #[serde(default)]
     pub reductions_forced: bool,
+    /// How the attention cases converted f16 halves (f16 and FP8 pools) to f32: the adapter's
+    /// choice, so files from llvmpipe's GL (integer code) and from other adapters (the
+    /// built-in) say which ran. `None` in files from builds before the choice existed.
+    #[serde(default)]
+    pub half_decode: Option<HalfDecode>,
     /// When the attention cases ran tiled: the workgroups of the head-dim-64 decode tile the
     /// occupancy probe found the device running at once, which the tiled decode's context
     /// splits are sized to (`None` for the flat kernels and in older files).
@@ -368,6 +373,7 @@ impl BenchReport {
             attention_forced: false,
             reductions: None,
             reductions_forced: false,
+            half_decode: None,
             concurrent_workgroups: None,
             figures: Vec::new(),
             targets: Vec::new(),

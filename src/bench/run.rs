@@ -8,7 +8,7 @@ use super::{BenchEvent, BenchOptions, BenchReport, Figure, Section, Timing, Unit
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvBacking};
-use crate::kernels::{AttentionAlgorithm, Family, Reductions, TileShape};
+use crate::kernels::{AttentionAlgorithm, Family, HalfDecode, Reductions, TileShape};
 
 /// The rates one run measured, which every bound in it is computed from.
 #[derive(Clone, Copy, Debug)]
@@ -208,6 +208,7 @@ pub fn run_bench(
                     .unwrap_or_else(|| Reductions::for_device(ctx))
             }),
             reductions_forced: options.reductions.is_some(),
+            half_decode: Some(HalfDecode::for_device(ctx)),
             concurrent_workgroups,
             ..BenchReport::new(ctx.report(), watch.clock(), options.quick)
         },

@@ -11,6 +11,7 @@ use pagekv::bench::{
     BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, NOISY_SPREAD,
     Section, plan, run_bench,
 };
+use pagekv::kernels::HalfDecode;
 use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
 
@@ -258,6 +259,15 @@ pub fn render(report: &BenchReport) -> String {
                 "auto: subgroups where the adapter has them"
             };
             out += &format!(", {} reductions ({why})", reductions.name());
+        }
+        if let Some(half_decode) = report.half_decode {
+            out += &format!(
+                ", f16 halves converted by {}",
+                match half_decode {
+                    HalfDecode::Builtin => "unpack2x16float",
+                    HalfDecode::Integer => "integer code (llvmpipe's GL)",
+                }
+            );
         }
         if let Some(count) = report.concurrent_workgroups {
             out += &format!(
