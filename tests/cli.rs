@@ -125,6 +125,10 @@ fn bad_input_is_one_sentence_with_status_2() {
             &["bench", "--quick", "--case", "batch 999"],
             "--case batch 999",
         ),
+        (
+            &["bench", "--long-context", "--case", "batch 999"],
+            "--case batch 999 matches no curve",
+        ),
     ];
     for (args, flag) in cases {
         let out = pagekv(args);

@@ -277,4 +277,19 @@ fn long_context_quick_produces_a_curve_per_model() {
     let text = serde_json::to_string(&report).unwrap();
     let back: pagekv::bench::BenchReport = serde_json::from_str(&text).unwrap();
     assert_eq!(back, report);
+
+    // `--case` reruns one curve alone (here its first two points).
+    let one_curve = BenchOptions {
+        long_context: Some(LongContextOptions {
+            contexts: vec![1024, 2048],
+            curves: vec!["7b".into()],
+            ..LongContextOptions::quick()
+        }),
+        ..options
+    };
+    let report = run_bench(&ctx, &one_curve, &mut |_| {}).unwrap();
+    let curves = &report.long_context.as_ref().unwrap().curves;
+    let labels: Vec<String> = curves.iter().map(|c| c.label()).collect();
+    assert_eq!(labels, ["qwen2.5-7b f16 batch 1"]);
+    assert_eq!(curves[0].points.len(), 2);
 }

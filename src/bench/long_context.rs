@@ -36,6 +36,9 @@ pub struct LongContextOptions {
     /// A point whose estimated time passes this many seconds is skipped, with the rest of
     /// its curve.
     pub point_budget_s: f64,
+    /// Measure only the curves whose label (`qwen2.5-0.5b int4 batch 8`) contains one of
+    /// these texts; empty measures every curve. A noisy curve is rerun alone this way.
+    pub curves: Vec<String>,
 }
 
 impl LongContextOptions {
@@ -51,6 +54,7 @@ impl LongContextOptions {
             ],
             batches: vec![1, 8],
             point_budget_s: 60.0,
+            curves: Vec::new(),
         }
     }
 
@@ -61,8 +65,33 @@ impl LongContextOptions {
             formats: vec![KvFormat::F16],
             batches: vec![1],
             point_budget_s: 20.0,
+            curves: Vec::new(),
         }
     }
+
+    /// The labels of the curves this sweep measures, in the order it measures them.
+    pub fn curve_labels(&self) -> Vec<String> {
+        let mut labels = Vec::new();
+        for geometry in geometries() {
+            for &format in &self.formats {
+                for &batch in &self.batches {
+                    labels.push(curve_label(&geometry.name, format, batch));
+                }
+            }
+        }
+        labels.retain(|label| self.keeps(label));
+        labels
+    }
+
+    /// Whether the `--case` filter keeps the curve labelled `label`.
+    fn keeps(&self, label: &str) -> bool {
+        self.curves.is_empty() || self.curves.iter().any(|t| label.contains(t.as_str()))
+    }
+}
+
+/// `model format batch N`: a curve's label, which `--case` filters on.
+fn curve_label(model: &str, format: KvFormat, batch: u32) -> String {
+    format!("{model} {} batch {batch}", format.name())
 }
 
 /// `from`, `2 from`, ... up to `to` inclusive.
@@ -112,7 +141,7 @@ pub struct LongCurve {
 impl LongCurve {
     /// `model format batch N`, as tables label it.
     pub fn label(&self) -> String {
-        format!("{} {} batch {}", self.model, self.format.name(), self.batch)
+        curve_label(&self.model, self.format, self.batch)
     }
 
     /// The two points its flatness divides (the reference context's and the longest), where
@@ -196,6 +225,9 @@ pub(super) fn run(
                     points: Vec::new(),
                     stopped: None,
                 };
+                if !options.keeps(&curve.label()) {
+                    continue;
+                }
                 let mut previous: Option<f64> = None;
                 for &context in &options.contexts {
                     let case = AttentionCase {
@@ -295,6 +327,36 @@ mod tests {
             (quick.formats.as_slice(), quick.batches.as_slice()),
             (&[KvFormat::F16][..], &[1][..])
         );
+    }
+
+    #[test]
+    fn the_case_filter_keeps_the_curves_whose_label_contains_it() {
+        let full = LongContextOptions::full();
+        assert_eq!(full.curve_labels().len(), 16);
+        assert_eq!(full.curve_labels()[0], "qwen2.5-0.5b f16 batch 1");
+        let one = LongContextOptions {
+            curves: vec!["0.5b int4 batch 8".into()],
+            ..LongContextOptions::full()
+        };
+        assert_eq!(one.curve_labels(), ["qwen2.5-0.5b int4 batch 8"]);
+        let either = LongContextOptions {
+            curves: vec!["int8 batch 1".into(), "7b fp8".into()],
+            ..LongContextOptions::full()
+        };
+        assert_eq!(
+            either.curve_labels(),
+            [
+                "qwen2.5-0.5b int8 batch 1",
+                "qwen2.5-7b int8 batch 1",
+                "qwen2.5-7b fp8-e4m3 batch 1",
+                "qwen2.5-7b fp8-e4m3 batch 8"
+            ]
+        );
+        let none = LongContextOptions {
+            curves: vec!["batch 999".into()],
+            ..LongContextOptions::quick()
+        };
+        assert!(none.curve_labels().is_empty());
     }
 
     #[test]

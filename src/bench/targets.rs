@@ -65,7 +65,7 @@ fn long_noise_note(curve: &LongCurve) -> String {
             .into_iter()
             .flatten()
             .map(|p| (format!("ctx {}", p.context), p.spread)),
-        "of that curve; rerun the sweep to tell noise from the kernel",
+        "of that curve; rerun it with --long-context --case to tell noise from the kernel",
     )
 }
 

@@ -33,14 +33,16 @@ pub struct BenchArgs {
     /// Instead of the grid, decode time per KV position per layer from 1K to 128K context
     /// (doubling) for both models, f16/int8/int4/fp8-e4m3, batch 1 and 8, and each curve's
     /// flatness; with --quick, 1K to 16K, f16, batch 1.
-    #[arg(long, conflicts_with_all = ["only", "cases"])]
+    #[arg(long, conflicts_with = "only")]
     pub long_context: bool,
     /// Measure only these sections (decode, formats, prefill, append, host), comma-separated; the copy
     /// and matmul rooflines are always measured.
     #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Measure only the cases whose label contains this text (repeatable), e.g.
-    /// `--case "batch 128"` or `--case "7b f16 batch 8 ctx 4096"`; rooflines always run.
+    /// `--case "batch 128"` or `--case "7b f16 batch 8 ctx 4096"`; with --long-context, only
+    /// the curves whose label contains it, e.g. `--case "0.5b int4 batch 8"`; rooflines
+    /// always run.
     #[arg(long = "case", value_name = "TEXT")]
     pub cases: Vec<String>,
     /// Attention kernels for the decode, formats and prefill cases: tiled (workgroup memory,
@@ -87,15 +89,24 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
         cases: args.cases.clone(),
         algorithm: args.algorithm.forced(),
         reductions: args.reductions.forced(),
-        long_context: args.long_context.then(|| {
-            if args.quick {
+        long_context: args.long_context.then(|| LongContextOptions {
+            curves: args.cases.clone(),
+            ..if args.quick {
                 LongContextOptions::quick()
             } else {
                 LongContextOptions::full()
             }
         }),
     };
-    if !args.cases.is_empty() && plan(&options).is_empty() {
+    if let Some(long) = &options.long_context {
+        if long.curve_labels().is_empty() {
+            return Err(CliError::input(format!(
+                "--case {} matches no curve of the {} long-context sweep; labels look like \"qwen2.5-0.5b int4 batch 8\"",
+                args.cases.join(", "),
+                if args.quick { "quick" } else { "full" },
+            )));
+        }
+    } else if !args.cases.is_empty() && plan(&options).is_empty() {
         return Err(CliError::input(format!(
             "--case {} matches no case of the {} grid{}; labels look like \"qwen2.5-7b f16 batch 8 ctx 4096\"",
             args.cases.join(", "),
