@@ -25,8 +25,7 @@ fn gpu(c: &mut Criterion) {
         dtype: KvFormat::F16,
         batch: 4,
         context: 1024,
-        algorithm: None,
-        reductions: None,
+        kernels: Default::default(),
     };
     group.bench_function("decode qwen2.5-0.5b f16 batch 4 ctx 1024", |b| {
         b.iter(|| {

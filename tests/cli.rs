@@ -178,11 +178,15 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
     let llvmpipe_gl =
         report["adapter"]["backend"] == "Gl" && report["adapter"]["device_type"] == "Cpu";
     let (want, printed) = if llvmpipe_gl {
-        ("integer", "f16 halves converted by integer code")
+        (
+            "integer",
+            "f16 halves converted by integer code (auto: llvmpipe's GL)",
+        )
     } else {
-        ("builtin", "f16 halves converted by unpack2x16float")
+        ("builtin", "f16 halves converted by unpack2x16float (auto)")
     };
     assert_eq!(report["half_decode"], want);
+    assert_eq!(report["half_decode_forced"], false);
     assert!(text.contains(printed), "{text}");
     assert!(report["copy_bytes_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["copy_end_bytes_per_s"].as_f64().unwrap() > 0.0);
@@ -296,6 +300,75 @@ fn verify_algorithm_forces_either_path_and_says_which_ran() {
         );
         assert!(text.contains(variant), "no {variant} variant: {text}");
     }
+}
+
+/// `--half-decode` forces either f16 conversion on any adapter: verify still matches the
+/// reference, says the form was forced, and builds the integer form's variants (`_ih`) only
+/// when asked for it.
+#[test]
+fn verify_half_decode_forces_either_conversion_and_says_which_ran() {
+    if !have_gpu("verify_half_decode_forces_either_conversion_and_says_which_ran") {
+        return;
+    }
+    for (form, printed) in [("builtin", "unpack2x16float"), ("integer", "integer code")] {
+        let out = pagekv(&[
+            "verify",
+            "--half-decode",
+            form,
+            "--dtype",
+            "f16",
+            "--q-heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--head-dim",
+            "64",
+            "--context",
+            "1,33",
+        ]);
+        let text = stdout(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}\n{:?}",
+            stderr_lines(&out)
+        );
+        assert!(text.contains("PASS"), "{text}");
+        let line = format!("f16 halves: converted by {printed} (forced by --half-decode)");
+        assert!(text.contains(&line), "missing {line}: {text}");
+        assert_eq!(text.contains("_ih"), form == "integer", "{text}");
+    }
+}
+
+/// A forced conversion is recorded in the bench JSON as forced, and the header says so.
+#[test]
+fn bench_records_a_forced_half_decode() {
+    if !have_gpu("bench_records_a_forced_half_decode") {
+        return;
+    }
+    let dir = TempDir::new("bench-half");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let path = dir.0.join("bench.json");
+    let out = pagekv(&[
+        "bench",
+        "--quick",
+        "--only",
+        "host",
+        "--half-decode",
+        "integer",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("f16 halves converted by integer code (forced by --half-decode)"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(report["half_decode"], "integer");
+    assert_eq!(report["half_decode_forced"], true);
 }
 
 fn check_dump(dir: &Path, sequences: usize) {

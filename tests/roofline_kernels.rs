@@ -152,8 +152,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
         max_pool_bytes: 1 << 30,
         sections: vec![Section::Host],
         cases: Vec::new(),
-        algorithm: None,
-        reductions: None,
+        kernels: Default::default(),
         long_context: None,
     };
     for ctx in common::contexts() {
@@ -189,8 +188,7 @@ fn interleaved_decode_times_each_case_and_skips_only_the_refused_one() {
         dtype: KvFormat::F16,
         batch,
         context,
-        algorithm: None,
-        reductions: None,
+        kernels: Default::default(),
     };
     let cases = [case(1, 256), case(64, 4096), case(2, 512)];
     let cap = cases[2].kv_bytes();
@@ -227,8 +225,7 @@ fn long_context_quick_produces_a_curve_per_model() {
         sections: Vec::new(),
         cases: Vec::new(),
         long_context: Some(LongContextOptions::quick()),
-        algorithm: None,
-        reductions: None,
+        kernels: Default::default(),
     };
     let report = run_bench(&ctx, &options, &mut |_| {}).unwrap();
     let long = report.long_context.as_ref().expect("long-context curves");

@@ -12,7 +12,7 @@ use crate::gpu::{GpuContext, GpuError, KvStorage, KvStorageMode, human_bytes};
 use crate::kernels::batch::GrowBuffer;
 use crate::kernels::{
     AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
-    PagedAttention, PrefillBatch, Reductions, SeqView,
+    PagedAttention, PrefillBatch, SeqView,
 };
 use crate::tool_kernels::copy::CopyKernel;
 use crate::tool_kernels::matmul::{MatmulKernel, MatmulShape};
@@ -161,10 +161,9 @@ pub struct AttentionCase {
     pub batch: u32,
     /// Tokens per sequence.
     pub context: u32,
-    /// Force the tiled or flat attention kernels; `None` lets the adapter's class choose.
-    pub algorithm: Option<AttentionAlgorithm>,
-    /// Force the tiled kernels' reduction form; `None` takes subgroups where present.
-    pub reductions: Option<Reductions>,
+    /// The kernel choices the run forces (algorithm, reductions, half-float conversion);
+    /// the defaults let the adapter choose.
+    pub kernels: AttentionOptions,
 }
 
 impl AttentionCase {
@@ -217,15 +216,10 @@ impl AttentionCase {
         let per_seq = self.context.div_ceil(layout.block_size);
         let blocks = per_seq * self.batch;
         let mode = KvStorageMode::choose(layout.dtype, ctx.capabilities.shader_f16);
-        let backing = AttentionAlgorithm::pool_backing(self.algorithm, ctx, &layout);
+        let backing = AttentionAlgorithm::pool_backing(self.kernels.algorithm, ctx, &layout);
         let storage = KvStorage::with_backing(ctx, &layout, blocks, 1, None, mode, backing)
             .map_err(BenchSkip::from)?;
-        let options = AttentionOptions {
-            algorithm: self.algorithm,
-            reductions: self.reductions,
-            ..Default::default()
-        };
-        let kernels = PagedAttention::with_options(ctx, &storage, options)?;
+        let kernels = PagedAttention::with_options(ctx, &storage, self.kernels)?;
         let mut ids: Vec<u32> = (0..blocks).collect();
         ids.shuffle(&mut StdRng::seed_from_u64(11));
         let tables = ids.chunks(per_seq as usize).map(<[u32]>::to_vec).collect();

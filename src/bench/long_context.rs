@@ -208,7 +208,7 @@ pub(super) fn run(
     repeats: u32,
     options: &LongContextOptions,
     rates: &Rates,
-    max_pool_bytes: u64,
+    bench: &super::BenchOptions,
     rec: &mut Recorder<'_>,
 ) -> Result<(), GpuError> {
     rec.report.long_context = Some(LongContext {
@@ -235,12 +235,7 @@ pub(super) fn run(
                         dtype: format,
                         batch,
                         context,
-                        // The run's --algorithm, when one forced it.
-                        algorithm: rec.report.attention.filter(|_| rec.report.attention_forced),
-                        reductions: rec
-                            .report
-                            .reductions
-                            .filter(|_| rec.report.reductions_forced),
+                        kernels: bench.kernels,
                     };
                     if let Some(prev) = previous {
                         let estimate =
@@ -254,7 +249,7 @@ pub(super) fn run(
                         }
                     }
                     rec.starting(&format!("long-context {} ctx {context}", curve.label()));
-                    match kernels::decode(ctx, watch, repeats, &case, max_pool_bytes) {
+                    match kernels::decode(ctx, watch, repeats, &case, bench.max_pool_bytes) {
                         Ok(timing) => {
                             let seconds = timing.seconds;
                             let (bound, flops) = rates.decode(ctx, &case);

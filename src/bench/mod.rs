@@ -34,7 +34,7 @@ mod targets;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{AdapterReport, KvBacking};
-use crate::kernels::{AttentionAlgorithm, HalfDecode, Reductions};
+use crate::kernels::{AttentionAlgorithm, AttentionOptions, HalfDecode, Reductions};
 use crate::tool_kernels::read::ReadOrder;
 pub use bound::Binding;
 pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
@@ -66,12 +66,11 @@ pub struct BenchOptions {
     pub cases: Vec<String>,
     /// Measure the long-context curves instead of the grid (the rooflines still run).
     pub long_context: Option<LongContextOptions>,
-    /// Force the tiled or flat attention kernels on every attention case; `None` runs what
-    /// the adapter's class gets by default (flat on CPU adapters, tiled on GPUs).
-    pub algorithm: Option<AttentionAlgorithm>,
-    /// Force the tiled kernels' reduction form (serial or subgroup); `None` takes subgroups
-    /// where the adapter has them.
-    pub reductions: Option<Reductions>,
+    /// What every attention case forces: the tiled or flat kernels, the tiled kernels'
+    /// reduction form, the half-float conversion. The defaults run what the adapter gets
+    /// (flat on CPU adapters, tiled on GPUs; subgroups where present; integer half
+    /// conversion on llvmpipe's GL only).
+    pub kernels: AttentionOptions,
 }
 
 /// The part of a bench run a figure belongs to; its name is what the JSON, the tables and
@@ -334,6 +333,9 @@ pub struct BenchReport {
     /// built-in) say which ran. `None` in files from builds before the choice existed.
     #[serde(default)]
     pub half_decode: Option<HalfDecode>,
+    /// Whether `half_decode` was forced (`--half-decode`).
+    #[serde(default)]
+    pub half_decode_forced: bool,
     /// When the attention cases ran tiled: the workgroups of the head-dim-64 decode tile the
     /// occupancy probe found the device running at once, which the tiled decode's context
     /// splits are sized to (`None` for the flat kernels and in older files).
@@ -374,6 +376,7 @@ impl BenchReport {
             reductions: None,
             reductions_forced: false,
             half_decode: None,
+            half_decode_forced: false,
             concurrent_workgroups: None,
             figures: Vec::new(),
             targets: Vec::new(),

@@ -128,8 +128,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                         dtype,
                         batch,
                         context,
-                        algorithm: options.algorithm,
-                        reductions: options.reductions,
+                        kernels: options.kernels,
                     };
                     out.push(PlannedCase::new(Work::Decode(case)));
                 }
@@ -142,8 +141,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
             dtype: KvFormat::F16,
             batch: 1,
             context: 8192,
-            algorithm: options.algorithm,
-            reductions: options.reductions,
+            kernels: options.kernels,
         };
         out.push(PlannedCase {
             group: Some(0),
@@ -168,8 +166,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                     dtype,
                     batch,
                     context,
-                    algorithm: options.algorithm,
-                    reductions: options.reductions,
+                    kernels: options.kernels,
                 };
                 out.push(PlannedCase {
                     group: Some(group),
@@ -187,8 +184,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                 dtype: KvFormat::F16,
                 batch: 1,
                 context,
-                algorithm: options.algorithm,
-                reductions: options.reductions,
+                kernels: options.kernels,
             };
             out.push(PlannedCase::new(Work::Prefill(case)));
         }
@@ -204,8 +200,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
                 dtype,
                 batch: 1,
                 context: if quick { 1024 } else { 8192 },
-                algorithm: options.algorithm,
-                reductions: options.reductions,
+                kernels: options.kernels,
             };
             out.push(PlannedCase::new(Work::Append(case)));
         }
@@ -220,7 +215,7 @@ pub fn plan(options: &BenchOptions) -> Vec<PlannedCase> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::AttentionAlgorithm;
+    use crate::kernels::{AttentionAlgorithm, AttentionOptions, HalfDecode, Reductions};
 
     fn options(quick: bool, sections: &[Section], cases: &[&str]) -> BenchOptions {
         BenchOptions {
@@ -229,15 +224,19 @@ mod tests {
             sections: sections.to_vec(),
             cases: cases.iter().map(|s| s.to_string()).collect(),
             long_context: None,
-            algorithm: None,
-            reductions: None,
+            kernels: AttentionOptions::default(),
         }
     }
 
     #[test]
-    fn a_forced_algorithm_reaches_every_attention_case_and_keeps_the_labels() {
+    fn forced_kernels_reach_every_attention_case_and_keep_the_labels() {
         let mut forced = options(true, &[], &[]);
-        forced.algorithm = Some(AttentionAlgorithm::Tiled);
+        forced.kernels = AttentionOptions {
+            algorithm: Some(AttentionAlgorithm::Tiled),
+            reductions: Some(Reductions::Serial),
+            half_decode: Some(HalfDecode::Integer),
+            ..Default::default()
+        };
         let planned = plan(&forced);
         let attention: Vec<&AttentionCase> = planned
             .iter()
@@ -248,7 +247,7 @@ mod tests {
             .collect();
         assert!(!attention.is_empty());
         for case in &attention {
-            assert_eq!(case.algorithm, Some(AttentionAlgorithm::Tiled), "{case:?}");
+            assert_eq!(case.kernels, forced.kernels, "{case:?}");
         }
         let labels = |p: Vec<PlannedCase>| p.into_iter().map(|c| c.label).collect::<Vec<_>>();
         assert_eq!(labels(planned), labels(plan(&options(true, &[], &[]))));

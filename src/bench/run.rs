@@ -28,7 +28,7 @@ impl Rates {
     /// pool lives in textures (CPU adapters), buffers elsewhere.
     fn pool_read(&self, ctx: &GpuContext, case: &AttentionCase) -> f64 {
         // The same choice the case's storage makes (a forced tiled path reads buffers).
-        match AttentionAlgorithm::pool_backing(case.algorithm, ctx, &case.layout()) {
+        match AttentionAlgorithm::pool_backing(case.kernels.algorithm, ctx, &case.layout()) {
             KvBacking::Textures => self.texture_read,
             KvBacking::Buffers => self.buffer_read,
         }
@@ -160,6 +160,7 @@ pub fn run_bench(
         matmul,
     };
     let tiled = options
+        .kernels
         .algorithm
         .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx))
         == AttentionAlgorithm::Tiled;
@@ -188,7 +189,7 @@ pub fn run_bench(
             buffer_read_order: Some(reads.buffer.1),
             texture_read_order: Some(reads.texture.1),
             kv_backing: Some(AttentionAlgorithm::pool_backing(
-                options.algorithm,
+                options.kernels.algorithm,
                 ctx,
                 &CacheLayout {
                     geometry: ModelGeometry::qwen2_5_0_5b(),
@@ -198,17 +199,25 @@ pub fn run_bench(
             )),
             attention: Some(
                 options
+                    .kernels
                     .algorithm
                     .unwrap_or_else(|| AttentionAlgorithm::for_device(ctx)),
             ),
-            attention_forced: options.algorithm.is_some(),
+            attention_forced: options.kernels.algorithm.is_some(),
             reductions: tiled.then(|| {
                 options
+                    .kernels
                     .reductions
                     .unwrap_or_else(|| Reductions::for_device(ctx))
             }),
-            reductions_forced: options.reductions.is_some(),
-            half_decode: Some(HalfDecode::for_device(ctx)),
+            reductions_forced: options.kernels.reductions.is_some(),
+            half_decode: Some(
+                options
+                    .kernels
+                    .half_decode
+                    .unwrap_or_else(|| HalfDecode::for_device(ctx)),
+            ),
+            half_decode_forced: options.kernels.half_decode.is_some(),
             concurrent_workgroups,
             ..BenchReport::new(ctx.report(), watch.clock(), options.quick)
         },
@@ -247,15 +256,7 @@ pub fn run_bench(
     matmul_figure.ratio = Some(1.0);
     rec.add(matmul_figure);
     if let Some(long) = &options.long_context {
-        long_context::run(
-            ctx,
-            &watch,
-            repeats,
-            long,
-            &rates,
-            options.max_pool_bytes,
-            &mut rec,
-        )?;
+        long_context::run(ctx, &watch, repeats, long, &rates, options, &mut rec)?;
     } else {
         run_grid(ctx, &watch, repeats, options, &rates, &mut rec)?;
     }

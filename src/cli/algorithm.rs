@@ -1,10 +1,11 @@
-//! `--algorithm` and `--reductions`, shared by `verify` and `bench`: force the tiled (GPU) or
-//! flat (CPU adapter) attention kernels, and the tiled kernels' serial or subgroup reductions,
-//! so each path can be checked and timed on any adapter that can run it.
+//! `--algorithm`, `--reductions` and `--half-decode`, shared by `verify` and `bench`: force
+//! the tiled (GPU) or flat (CPU adapter) attention kernels, the tiled kernels' serial or
+//! subgroup reductions, and the built-in or integer f16 conversion, so each path can be
+//! checked and timed on any adapter that can run it.
 
 use clap::ValueEnum;
 use pagekv::gpu::GpuContext;
-use pagekv::kernels::{AttentionAlgorithm, Reductions};
+use pagekv::kernels::{AttentionAlgorithm, HalfDecode, Reductions};
 
 /// The attention kernels a command runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -81,5 +82,51 @@ impl ReductionsChoice {
             ));
         }
         Ok(())
+    }
+}
+
+/// How the attention kernels convert stored f16 halves (f16 and FP8 pools) to f32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum HalfDecodeChoice {
+    /// Integer code on llvmpipe's GL driver, the built-in everywhere else.
+    #[default]
+    Auto,
+    /// The WGSL built-in `unpack2x16float`.
+    Builtin,
+    /// The same conversion in integer code.
+    Integer,
+}
+
+impl HalfDecodeChoice {
+    /// The form to force, or `None` to let the library choose by adapter.
+    pub fn forced(self) -> Option<HalfDecode> {
+        match self {
+            HalfDecodeChoice::Auto => None,
+            HalfDecodeChoice::Builtin => Some(HalfDecode::Builtin),
+            HalfDecodeChoice::Integer => Some(HalfDecode::Integer),
+        }
+    }
+
+    /// One line saying which conversion runs on `ctx` and why, e.g.
+    /// `f16 halves: converted by integer code (forced by --half-decode)`.
+    pub fn describe(self, ctx: &GpuContext) -> String {
+        let form = self.forced().unwrap_or_else(|| HalfDecode::for_device(ctx));
+        format!(
+            "f16 halves: converted by {} ({})",
+            conversion(form),
+            if self.forced().is_some() {
+                "forced by --half-decode"
+            } else {
+                "auto: integer code on llvmpipe's GL, the built-in elsewhere"
+            }
+        )
+    }
+}
+
+/// What a half-float conversion is, in a report's words.
+pub fn conversion(form: HalfDecode) -> &'static str {
+    match form {
+        HalfDecode::Builtin => "unpack2x16float",
+        HalfDecode::Integer => "integer code",
     }
 }

@@ -11,11 +11,11 @@ use pagekv::bench::{
     BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, NOISY_SPREAD,
     Section, plan, run_bench,
 };
-use pagekv::kernels::HalfDecode;
+use pagekv::kernels::{AttentionOptions, HalfDecode};
 use pagekv::report::file::{check_destination, write_atomic};
 use pagekv::scenario::BYTES_PER_GB;
 
-use super::algorithm::{AlgorithmChoice, ReductionsChoice};
+use super::algorithm::{AlgorithmChoice, HalfDecodeChoice, ReductionsChoice};
 use super::{CliError, GlobalArgs};
 
 /// Flags of `pagekv bench`.
@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// adapter has them). The flat kernels have no cross-thread reductions.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ReductionsChoice::Auto)]
     pub reductions: ReductionsChoice,
+    /// How the attention kernels convert f16 halves (f16 and FP8 pools) to f32: builtin
+    /// (`unpack2x16float`), integer (the same conversion in integer code) or auto (integer
+    /// code on llvmpipe's GL, the built-in elsewhere).
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = HalfDecodeChoice::Auto)]
+    pub half_decode: HalfDecodeChoice,
 }
 
 /// Runs the bench and prints its table and targets.
@@ -87,8 +92,12 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), CliError> {
         max_pool_bytes: (gib * BYTES_PER_GB as f64) as u64,
         sections,
         cases: args.cases.clone(),
-        algorithm: args.algorithm.forced(),
-        reductions: args.reductions.forced(),
+        kernels: AttentionOptions {
+            algorithm: args.algorithm.forced(),
+            reductions: args.reductions.forced(),
+            half_decode: args.half_decode.forced(),
+            ..Default::default()
+        },
         long_context: args.long_context.then(|| LongContextOptions {
             curves: args.cases.clone(),
             ..if args.quick {
@@ -272,12 +281,16 @@ pub fn render(report: &BenchReport) -> String {
             out += &format!(", {} reductions ({why})", reductions.name());
         }
         if let Some(half_decode) = report.half_decode {
+            let why = if report.half_decode_forced {
+                "forced by --half-decode"
+            } else if half_decode == HalfDecode::Integer {
+                "auto: llvmpipe's GL"
+            } else {
+                "auto"
+            };
             out += &format!(
-                ", f16 halves converted by {}",
-                match half_decode {
-                    HalfDecode::Builtin => "unpack2x16float",
-                    HalfDecode::Integer => "integer code (llvmpipe's GL)",
-                }
+                ", f16 halves converted by {} ({why})",
+                super::algorithm::conversion(half_decode)
             );
         }
         if let Some(count) = report.concurrent_workgroups {

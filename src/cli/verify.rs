@@ -3,7 +3,7 @@
 //! assert with. `--dump` writes the tensors as NumPy files (`verify_dump`) so anyone can
 //! re-check a result with their own code.
 
-use super::algorithm::{AlgorithmChoice, ReductionsChoice};
+use super::algorithm::{AlgorithmChoice, HalfDecodeChoice, ReductionsChoice};
 use super::{CliError, GlobalArgs, comma_list};
 use clap::Args;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
@@ -106,6 +106,11 @@ pub struct VerifyArgs {
     /// adapter has them). The flat kernels have no cross-thread reductions.
     #[arg(long, value_enum, value_name = "FORM", default_value_t = ReductionsChoice::Auto)]
     pub reductions: ReductionsChoice,
+    /// How the attention kernels convert f16 halves (f16 and FP8 pools) to f32: builtin
+    /// (`unpack2x16float`), integer (the same conversion in integer code) or auto (integer
+    /// code on llvmpipe's GL, the built-in elsewhere).
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = HalfDecodeChoice::Auto)]
+    pub half_decode: HalfDecodeChoice,
     /// Seed for the random Q/K/V and block placement [default: 7].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -333,6 +338,7 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
                 case.window = args.window;
                 case.algorithm = args.algorithm.forced();
                 case.reductions = args.reductions.forced();
+                case.half_decode = args.half_decode.forced();
                 cases.push(case);
             }
         }
@@ -524,6 +530,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<(), CliError> {
     args.reductions.check(&ctx).map_err(CliError::input)?;
     println!("adapter: {}", ctx.describe());
     println!("{}", args.algorithm.describe(&ctx));
+    println!("{}", args.half_decode.describe(&ctx));
     if plan.auto_sampled {
         println!(
             "a context exceeds {SAMPLE_ABOVE} tokens: checking {AUTO_SAMPLE_ROWS} sampled prefill rows per sequence and layer against the f64 reference (--sample-rows 0 checks all)"
