@@ -1,8 +1,9 @@
 // The read rooflines: one streaming read of 16-byte elements, once from a storage buffer and
-// once from an rgba32uint texture. Their bytes/s says how fast this adapter can feed a
-// read-only kernel through each path: GPUs read both at memory speed, while CPU adapters
-// compile a buffer load to a per-lane scalar loop and a texel fetch to their vectorised
-// sampler code, which is why pagekv keeps KV in textures there. Each path is read in two
+// once from an rgba32uint read-only storage texture, the path the flat attention reads its
+// KV textures through. Their bytes/s says how fast this adapter can feed a read-only kernel
+// through each path: GPUs read both at memory speed, while CPU adapters compile a buffer load
+// to a per-lane scalar loop and a texture load to their vectorised image code, which is why
+// pagekv keeps KV in textures there. Each path is read in two
 // orders and the bench keeps the faster: every invocation summing its own contiguous run
 // (the flat attention's context splits, what CPU adapters want), or interleaved, neighbouring
 // invocations reading neighbouring elements (the coalesced loads GPUs want, as the tiled
@@ -22,7 +23,7 @@ struct ReadParams {
 
 @group(0) @binding(0) var<uniform> params: ReadParams;
 @group(0) @binding(1) var<storage, read> src_buffer: array<vec4<u32>>;
-@group(0) @binding(2) var src_texture: texture_2d<u32>;
+@group(0) @binding(2) var src_texture: texture_storage_2d<rgba32uint, read>;
 // One sum per invocation, so the reads are not optimised away.
 @group(0) @binding(3) var<storage, read_write> sums: array<vec4<u32>>;
 
@@ -57,7 +58,7 @@ fn read_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     let column = first % params.width;
     var sum = vec4<u32>(0u);
     for (var i = 0u; i < params.per_thread; i++) {
-        sum += textureLoad(src_texture, vec2<u32>(column + i, row), 0);
+        sum += textureLoad(src_texture, vec2<u32>(column + i, row));
     }
     sums[thread] = sum;
 }
@@ -87,7 +88,7 @@ fn read_texture_interleaved(@builtin(global_invocation_id) gid: vec3<u32>) {
     var sum = vec4<u32>(0u);
     for (var i = 0u; i < params.per_thread; i++) {
         let element = thread + i * threads;
-        sum += textureLoad(src_texture, vec2<u32>(element % params.width, element / params.width), 0);
+        sum += textureLoad(src_texture, vec2<u32>(element % params.width, element / params.width));
     }
     sums[thread] = sum;
 }

@@ -325,6 +325,75 @@ fn small_device_limits_are_reported_or_worked_around() {
     }
 }
 
+/// A device allowing fewer storage textures per shader stage than a texture-backed pool binds
+/// (K and V, plus two scale textures for a scaled format) keeps that pool in buffers, and a
+/// forced texture backing is refused naming the limit.
+#[test]
+fn too_few_storage_textures_keep_the_pool_in_buffers() {
+    let adapters = enumerate_adapters();
+    if adapters.is_empty() {
+        common::contexts();
+        return;
+    }
+    let layout = |dtype| pagekv::CacheLayout {
+        geometry: geometry(4, 2, 64),
+        block_size: 16,
+        dtype,
+    };
+    for adapter in adapters {
+        let cpu = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        for (allowed, f16_textures, int8_textures) in [(2, cpu, false), (1, false, false)] {
+            let Some(ctx) = common::with_limits(&adapter, |limits| {
+                limits.max_storage_textures_per_shader_stage = allowed
+            }) else {
+                continue;
+            };
+            for (dtype, textures) in [
+                (KvFormat::F16, f16_textures),
+                (KvFormat::Int8, int8_textures),
+            ] {
+                let want = if textures {
+                    KvBacking::Textures
+                } else {
+                    KvBacking::Buffers
+                };
+                assert_eq!(
+                    KvBacking::for_device(&ctx, &layout(dtype)),
+                    want,
+                    "{} allowing {allowed}: {dtype:?}",
+                    ctx.describe()
+                );
+            }
+            let refused = KvStorage::with_backing(
+                &ctx,
+                &layout(KvFormat::Int8),
+                16,
+                1,
+                None,
+                KvStorageMode::choose(KvFormat::Int8, ctx.capabilities.shader_f16),
+                KvBacking::Textures,
+            );
+            match refused {
+                Err(GpuError::Limit(limit)) => {
+                    assert_eq!(limit.limit, DeviceLimit::StorageTexturesPerStage, "{limit}");
+                    assert_eq!(
+                        (limit.needed, limit.allowed),
+                        (4, allowed as u64),
+                        "{limit}"
+                    );
+                    assert!(
+                        limit
+                            .to_string()
+                            .contains("max_storage_textures_per_shader_stage")
+                    );
+                }
+                Err(e) => panic!("wrong error kind: {e}"),
+                Ok(_) => panic!("an int8 texture pool binds four storage textures"),
+            }
+        }
+    }
+}
+
 /// The refusal names the workgroup memory limit and the numbers behind it.
 fn assert_workgroup_memory(limit: &LimitExceeded) {
     assert_eq!(limit.limit, DeviceLimit::WorkgroupStorageSize, "{limit}");

@@ -19,6 +19,8 @@ pub enum DeviceLimit {
     WorkgroupStorageSize,
     /// `max_texture_dimension_2d` (texels).
     TextureDimension2d,
+    /// `max_storage_textures_per_shader_stage` (bindings).
+    StorageTexturesPerStage,
     /// Half the host memory available, for a CPU adapter whose device memory is host memory
     /// (bytes).
     HostMemory,
@@ -33,6 +35,7 @@ impl DeviceLimit {
             DeviceLimit::DispatchWorkgroups => "max_compute_workgroups_per_dimension squared",
             DeviceLimit::WorkgroupStorageSize => "max_compute_workgroup_storage_size",
             DeviceLimit::TextureDimension2d => "max_texture_dimension_2d",
+            DeviceLimit::StorageTexturesPerStage => "max_storage_textures_per_shader_stage",
             DeviceLimit::HostMemory => "half of the host memory available",
         }
     }
@@ -45,6 +48,7 @@ impl DeviceLimit {
             | DeviceLimit::HostMemory => "bytes",
             DeviceLimit::WorkgroupsPerDimension | DeviceLimit::DispatchWorkgroups => "workgroups",
             DeviceLimit::TextureDimension2d => "texels",
+            DeviceLimit::StorageTexturesPerStage => "bindings",
         }
     }
 }

@@ -14,8 +14,11 @@ pub(crate) enum Slot {
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
-    /// `texture_2d<u32>` read with `textureLoad`.
+    /// `texture_storage_2d<rgba32uint, read>`.
     TexelsRead,
+    /// `texture_2d<u32>` read with `textureLoad`: one scale per texel (sampled, not storage:
+    /// see `flat_pool_textures.wgsl`).
+    ScalesRead,
     /// `texture_storage_2d<rgba32uint, write>`.
     TexelsWrite,
     /// `texture_storage_2d<r32uint, write>`: one scale per texel.
@@ -59,8 +62,8 @@ pub(crate) fn attention(backing: KvBacking, scaled: bool) -> Bindings {
             (5, Slot::Read),
             (6, Slot::ReadWrite),
             (7, Slot::ReadWrite),
-            (8, Slot::TexelsRead),
-            (9, Slot::TexelsRead),
+            (8, Slot::ScalesRead),
+            (9, Slot::ScalesRead),
         ],
     }
 }
@@ -134,20 +137,26 @@ pub(crate) fn entries(bindings: Bindings) -> Vec<wgpu::BindGroupLayoutEntry> {
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
-                Slot::TexelsRead => wgpu::BindingType::Texture {
+                Slot::ScalesRead => wgpu::BindingType::Texture {
                     sample_type: wgpu::TextureSampleType::Uint,
                     view_dimension: wgpu::TextureViewDimension::D2,
                     multisampled: false,
                 },
-                Slot::TexelsWrite | Slot::ScalesWrite => wgpu::BindingType::StorageTexture {
-                    access: wgpu::StorageTextureAccess::WriteOnly,
-                    format: if slot == Slot::TexelsWrite {
-                        wgpu::TextureFormat::Rgba32Uint
-                    } else {
-                        wgpu::TextureFormat::R32Uint
-                    },
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                },
+                Slot::TexelsRead | Slot::TexelsWrite | Slot::ScalesWrite => {
+                    wgpu::BindingType::StorageTexture {
+                        access: if slot == Slot::TexelsRead {
+                            wgpu::StorageTextureAccess::ReadOnly
+                        } else {
+                            wgpu::StorageTextureAccess::WriteOnly
+                        },
+                        format: if matches!(slot, Slot::TexelsRead | Slot::TexelsWrite) {
+                            wgpu::TextureFormat::Rgba32Uint
+                        } else {
+                            wgpu::TextureFormat::R32Uint
+                        },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                    }
+                }
             },
             count: None,
         })

@@ -56,9 +56,9 @@ pub enum MatmulShape {
         /// vec4 columns of C per invocation (4 x it divides 64).
         col4s: u32,
     },
-    /// The flat kernel reading A and B as `rgba32uint` textures (four f32 per texel): what
-    /// the flat attention does with its KV pool on CPU adapters, where a texel fetch is
-    /// vectorised and a storage-buffer load is a per-lane loop. Judging the attention there
+    /// The flat kernel reading A and B as `rgba32uint` read-only storage textures (four f32
+    /// per texel): what the flat attention does with its KV pool on CPU adapters, where a
+    /// texture load is vectorised and a storage-buffer load is a per-lane loop. Judging the attention there
     /// against a buffer-fed matmul would measure the two load paths, not the arithmetic.
     FlatTexels {
         /// Rows of C per invocation (divides 64).
@@ -159,10 +159,10 @@ pub fn flat_module(rows: u32, col4s: u32, texels: bool) -> WgslModule {
     // A's row r and B's row j (vec4 column q) at step kk, through the chosen path.
     let (inputs, load_a, load_b) = if texels {
         (
-            "@group(0) @binding(1) var a: texture_2d<u32>;\n\
-             @group(0) @binding(2) var b: texture_2d<u32>;\n",
-            "bitcast<vec4<f32>>(textureLoad(a, vec2<u32>(kk, row + {r}u), 0))",
-            "bitcast<vec4<f32>>(textureLoad(b, vec2<u32>(col4 + {q}u, kk * 4u + {j}u), 0))",
+            "@group(0) @binding(1) var a: texture_storage_2d<rgba32uint, read>;\n\
+             @group(0) @binding(2) var b: texture_storage_2d<rgba32uint, read>;\n",
+            "bitcast<vec4<f32>>(textureLoad(a, vec2<u32>(kk, row + {r}u)))",
+            "bitcast<vec4<f32>>(textureLoad(b, vec2<u32>(col4 + {q}u, kk * 4u + {j}u)))",
         )
     } else {
         (

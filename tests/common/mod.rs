@@ -65,8 +65,20 @@ pub fn with_workgroup_storage(
     adapter: &wgpu::Adapter,
     workgroup_storage: u32,
 ) -> Option<GpuContext> {
+    with_limits(adapter, |limits| {
+        limits.max_compute_workgroup_storage_size = workgroup_storage
+    })
+}
+
+/// A context on `adapter` with the adapter's limits as `lower` leaves them (it may only lower
+/// them); `None` where a GL adapter creates no second device, as for
+/// [`with_workgroup_storage`].
+pub fn with_limits(
+    adapter: &wgpu::Adapter,
+    lower: impl FnOnce(&mut wgpu::Limits),
+) -> Option<GpuContext> {
     let mut limits = adapter.limits();
-    limits.max_compute_workgroup_storage_size = workgroup_storage;
+    lower(&mut limits);
     match GpuContext::from_adapter_with_limits(adapter, limits) {
         Ok(ctx) => Some(ctx),
         Err(GpuError::RequestDevice(why)) if adapter.get_info().backend == wgpu::Backend::Gl => {
