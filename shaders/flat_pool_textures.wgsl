@@ -6,8 +6,8 @@
 // The values are read-only storage textures rather than sampled ones: llvmpipe's image load
 // skips the sampler's level-of-detail work, and GL gets no bounds-check calls around each
 // load (Qwen2.5-0.5B f16 decode at batch 8, 4K, on lavapipe: 15-20% less time). The scale
-// textures stay sampled: read as storage too, the FP8 and int4 decodes at head dim 128 ran
-// 5-10% slower.
+// textures stay sampled: read as storage too, the FP8 decodes at head dim 128 ran about 5%
+// slower.
 
 @group(0) @binding(2) var k_texels: texture_storage_2d<rgba32uint, read>;
 @group(0) @binding(3) var v_texels: texture_storage_2d<rgba32uint, read>;
