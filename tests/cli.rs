@@ -141,6 +141,24 @@ fn bad_input_is_one_sentence_with_status_2() {
     }
 }
 
+/// `bench --quick --only host` (the rooflines and the host section, a few seconds on lavapipe)
+/// with `extra` arguments, which must succeed: its stdout and the JSON file it wrote to `path`.
+fn bench_host_section(path: &Path, extra: &[&str]) -> (String, serde_json::Value) {
+    let mut args = vec![
+        "bench",
+        "--quick",
+        "--only",
+        "host",
+        "--json",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = pagekv(&args);
+    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+    let report = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    (stdout(&out), report)
+}
+
 /// A smoke run of the bench (the rooflines and the host section, a few seconds on lavapipe):
 /// the JSON file holds every figure with a ratio, a finished run says it is complete, and the
 /// copy roofline is measured at both ends. No speed is asserted.
@@ -152,19 +170,8 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
     let dir = TempDir::new("bench");
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("bench.json");
-    let out = pagekv(&[
-        "bench",
-        "--quick",
-        "--only",
-        "host",
-        "--json",
-        path.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
-    let text = stdout(&out);
+    let (text, report) = bench_host_section(&path, &[]);
     assert!(text.contains("copy roofline again at the end"), "{text}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     // A CPU adapter's output says why its compute-bound cases stop near half of their bound.
     assert_eq!(
         text.contains("cpu adapter: texel fetches and arithmetic run on the same cores"),
@@ -262,6 +269,32 @@ fn verify_passes_and_prints_a_table() {
     }
 }
 
+/// `verify` of a small custom shape (4 query heads on 2 KV heads of head dim 64, contexts 1
+/// and 33) with `extra` arguments, which must pass: its stdout.
+fn verify_small(extra: &[&str]) -> String {
+    let mut args = vec![
+        "verify",
+        "--q-heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--head-dim",
+        "64",
+        "--context",
+        "1,33",
+    ];
+    args.extend_from_slice(extra);
+    let out = pagekv(&args);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{:?}",
+        stderr_lines(&out)
+    );
+    text
+}
+
 /// `--algorithm` forces either attention path on any adapter, and the output says which ran.
 #[test]
 fn verify_algorithm_forces_either_path_and_says_which_ran() {
@@ -269,26 +302,7 @@ fn verify_algorithm_forces_either_path_and_says_which_ran() {
         return;
     }
     for (algorithm, variant) in [("tiled", "decode_"), ("flat", "flat_")] {
-        let out = pagekv(&[
-            "verify",
-            "--algorithm",
-            algorithm,
-            "--q-heads",
-            "4",
-            "--kv-heads",
-            "2",
-            "--head-dim",
-            "64",
-            "--context",
-            "1,33",
-        ]);
-        let text = stdout(&out);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{text}\n{:?}",
-            stderr_lines(&out)
-        );
+        let text = verify_small(&["--algorithm", algorithm]);
         let line = format!("attention: {algorithm} (forced by --algorithm)");
         assert!(text.contains(&line), "missing {line}: {text}");
         // The header line and the case table's attention row.
@@ -311,28 +325,7 @@ fn verify_half_decode_forces_either_conversion_and_says_which_ran() {
         return;
     }
     for (form, printed) in [("builtin", "unpack2x16float"), ("integer", "integer code")] {
-        let out = pagekv(&[
-            "verify",
-            "--half-decode",
-            form,
-            "--dtype",
-            "f16",
-            "--q-heads",
-            "4",
-            "--kv-heads",
-            "2",
-            "--head-dim",
-            "64",
-            "--context",
-            "1,33",
-        ]);
-        let text = stdout(&out);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{text}\n{:?}",
-            stderr_lines(&out)
-        );
+        let text = verify_small(&["--half-decode", form, "--dtype", "f16"]);
         assert!(text.contains("PASS"), "{text}");
         let line = format!("f16 halves: converted by {printed} (forced by --half-decode)");
         assert!(text.contains(&line), "missing {line}: {text}");
@@ -348,25 +341,12 @@ fn bench_records_a_forced_half_decode() {
     }
     let dir = TempDir::new("bench-half");
     std::fs::create_dir_all(&dir.0).unwrap();
-    let path = dir.0.join("bench.json");
-    let out = pagekv(&[
-        "bench",
-        "--quick",
-        "--only",
-        "host",
-        "--half-decode",
-        "integer",
-        "--json",
-        path.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
-    let text = stdout(&out);
+    let (text, report) =
+        bench_host_section(&dir.0.join("bench.json"), &["--half-decode", "integer"]);
     assert!(
         text.contains("f16 halves converted by integer code (forced by --half-decode)"),
         "{text}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(report["half_decode"], "integer");
     assert_eq!(report["half_decode_forced"], true);
 }

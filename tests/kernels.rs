@@ -10,7 +10,6 @@ mod common;
 use pagekv::cache::{KvFormat, ModelGeometry, SUPPORTED_HEAD_DIMS};
 use pagekv::gpu::{
     DeviceLimit, GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, LimitExceeded,
-    enumerate_adapters,
 };
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::kernels::{AttentionOptions, PagedAttention};
@@ -243,11 +242,7 @@ fn chunked_prefill_equals_single_chunk() {
 
 #[test]
 fn small_device_limits_are_reported_or_worked_around() {
-    let adapters = enumerate_adapters();
-    if adapters.is_empty() {
-        common::contexts();
-        return;
-    }
+    let adapters = common::adapters();
     for adapter in adapters {
         let Some(ctx) = common::with_workgroup_storage(&adapter, 8192) else {
             continue;
@@ -330,11 +325,7 @@ fn small_device_limits_are_reported_or_worked_around() {
 /// forced texture backing is refused naming the limit.
 #[test]
 fn too_few_storage_textures_keep_the_pool_in_buffers() {
-    let adapters = enumerate_adapters();
-    if adapters.is_empty() {
-        common::contexts();
-        return;
-    }
+    let adapters = common::adapters();
     let layout = |dtype| pagekv::CacheLayout {
         geometry: geometry(4, 2, 64),
         block_size: 16,

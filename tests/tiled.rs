@@ -234,11 +234,7 @@ fn tiled_kernels_match_the_reference_on_every_adapter() {
 /// some threads score at all; the adapters' own limits never pick these shapes.
 #[test]
 fn the_smallest_tiles_match_the_reference() {
-    let adapters = pagekv::gpu::enumerate_adapters();
-    if adapters.is_empty() {
-        common::contexts();
-        return;
-    }
+    let adapters = common::adapters();
     let small = [
         (
             Row {

@@ -41,6 +41,16 @@ pub fn contexts() -> Vec<GpuContext> {
     contexts
 }
 
+/// Every adapter wgpu can see, for tests that create their own devices (lowered limits);
+/// none fails the test as [`contexts`] does, or is an empty list under PAGEKV_ALLOW_NO_GPU=1.
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    let adapters = enumerate_adapters();
+    if adapters.is_empty() {
+        no_gpu("this GPU test");
+    }
+    adapters
+}
+
 /// What a GPU test does on a machine without an adapter: fail with what to install, or skip
 /// with a message when the user asked for that with PAGEKV_ALLOW_NO_GPU=1.
 pub fn no_gpu(test: &str) {
