@@ -327,7 +327,7 @@ pub fn render(report: &BenchReport) -> String {
     if let Some(backing) = report.kv_backing {
         out += &format!("kv pools: {}", backing.name());
         if backing == pagekv::gpu::KvBacking::Textures {
-            out += " (decode reads texels, and can beat the buffer copy; its bound uses the texture read rate)";
+            out += " (decode reads its values as read-only storage textures, and can beat the buffer copy; its bound uses the texture read rate, measured through the same path)";
         }
         out += "\n";
     }
