@@ -109,6 +109,8 @@ fn bad_input_is_one_sentence_with_status_2() {
         (&["bench", "--algorithm", "gpu"], "--algorithm"),
         (&["--backend", "cuda", "devices"], "--backend"),
         (&["--backend", "cuda"], "--backend"),
+        (&["--scale", "huge"], "--scale"),
+        (&["--quiet", "bench"], "--quiet is a flag of `run`"),
         (&["shaders", "--frobnicate"], "--frobnicate"),
         (&["bench", "--only", "decode,frob"], "--only frob"),
         (&["bench", "--max-pool-gib", "0"], "--max-pool-gib"),

@@ -34,15 +34,21 @@ use std::process::ExitCode;
 
 /// Vendor-neutral paged KV cache and paged attention in WGSL on wgpu.
 ///
-/// With no subcommand, pagekv runs its main job: `pagekv run`, all 11 scenarios at the
-/// `default` preset on the best adapter, printed beside the CUDA reference.
+/// With no subcommand, pagekv runs its main job, `pagekv run`: all 11 scenarios on the best
+/// adapter (scaled to a 5-minute run on a GPU, the `default` preset on a CPU adapter), printed
+/// beside the CUDA reference. The flags of `run` work without the subcommand too.
 #[derive(Debug, Parser)]
 #[command(name = "pagekv", version)]
 pub struct Cli {
     /// Options every subcommand understands.
     #[command(flatten)]
     pub global: GlobalArgs,
-    /// What to do; none runs [`default_main`].
+    /// `run`'s flags, for the main job with no subcommand (`pagekv --quiet` is
+    /// `pagekv run --quiet`): `run` is what pagekv does by default, so its flags should not
+    /// need the word.
+    #[command(flatten, next_help_heading = "Options of `run`, the default command")]
+    pub run: run::RunArgs,
+    /// What to do; none runs the main job with [`Cli::run`]'s flags.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -130,7 +136,8 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// List the scenario files with their configuration and full-size demand.
     Scenarios(scenarios::ScenariosArgs),
-    /// Measure the kernels against the same adapter's copy and matmul rooflines.
+    /// Measure the kernels as shares of each case's roofline bound (the same run's read
+    /// bandwidth and matmul rate), with long-context decode curves.
     Bench(bench::BenchArgs),
     /// List every GPU adapter with the limits and features pagekv sizes its work from, or
     /// (--probe-memory) measure how much memory each can really allocate.
@@ -210,7 +217,7 @@ impl From<GpuError> for CliError {
 
 /// Entry point of the binary: parse, dispatch, map errors to one line and an exit status.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
     };
@@ -221,6 +228,35 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Parses the command line. `run`'s flags sit at the top level for the main job; given
+/// before another subcommand they would be ignored silently, so that is refused, naming the
+/// flag. (clap's `args_conflicts_with_subcommands` would refuse the global adapter flags too.)
+fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Some(name) = matches.subcommand_name() {
+        let run_flags = run::RunArgs::augment_args(clap::Command::new("run"));
+        let given = run_flags.get_arguments().find(|arg| {
+            matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+        });
+        if let Some(arg) = given {
+            let flag = arg.get_long().unwrap_or(arg.get_id().as_str());
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--{flag} is a flag of `run`, not of `{name}`; give it after `run`, or with no subcommand"),
+            ));
+        }
+    }
+    Ok(cli)
 }
 
 /// Help and version go to stdout with status 0 as usual; every usage error is reduced to
@@ -259,7 +295,7 @@ fn clap_error(e: clap::Error) -> ExitCode {
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        None => default_main(&cli.global),
+        None => run::run(&cli.global, &cli.run),
         Some(Command::Run(args)) => run::run(&cli.global, &args),
         Some(Command::Compare(args)) => compare::run(&args),
         Some(Command::Scenarios(args)) => scenarios::run(&args),
@@ -275,12 +311,6 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// What `cargo run --release` (no arguments) does: the project's main job, every scenario at
-/// the `default` preset on the best adapter. Keep this the only place that decides it.
-pub fn default_main(global: &GlobalArgs) -> Result<(), CliError> {
-    run::run(global, &run::RunArgs::default())
-}
-
 /// Splits a comma list, naming `flag` when an item is empty.
 pub fn comma_list<'a>(flag: &str, text: &'a str) -> Result<Vec<&'a str>, CliError> {
     let items: Vec<&str> = text.split(',').map(str::trim).collect();
@@ -290,4 +320,60 @@ pub fn comma_list<'a>(flag: &str, text: &'a str) -> Result<Vec<&'a str>, CliErro
         )));
     }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        super::parse(std::iter::once("pagekv").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_is_the_main_job_with_run_defaults() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.command.is_none());
+        // `sweep` and `whatif` build on `RunArgs::default()`: it must be what clap gives.
+        assert_eq!(
+            format!("{:?}", cli.run),
+            format!("{:?}", run::RunArgs::default())
+        );
+    }
+
+    #[test]
+    fn run_flags_work_without_the_subcommand() {
+        let cli = parse(&["--quiet", "--only", "1,7", "--backend", "gl"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.run.quiet);
+        assert_eq!(cli.run.only.as_deref(), Some("1,7"));
+        assert_eq!(cli.global.backend.as_deref(), Some("gl"));
+        match parse(&["run", "--quiet"]).unwrap().command {
+            Some(Command::Run(args)) => assert!(args.quiet),
+            other => panic!("`run --quiet` parsed as {other:?}"),
+        }
+        // Adapter selection stays global to every subcommand.
+        let bench = parse(&["--backend", "vulkan", "bench", "--quick"]).unwrap();
+        assert!(matches!(bench.command, Some(Command::Bench(_))));
+        assert_eq!(bench.global.backend.as_deref(), Some("vulkan"));
+    }
+
+    #[test]
+    fn run_flags_before_another_subcommand_are_refused() {
+        let err = parse(&["--quiet", "bench"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--quiet is a flag of `run`, not of `bench`"),
+            "{err}"
+        );
+        let err = parse(&["--out", "r.json", "verify"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--out is a flag of `run`"), "{err}");
+    }
 }
