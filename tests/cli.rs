@@ -143,6 +143,27 @@ fn bad_input_is_one_sentence_with_status_2() {
     }
 }
 
+/// A reader that goes away (`pagekv formats | head -1`) ends pagekv quietly, as it would any
+/// Unix tool, not with a panic about printing to stdout.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pagekv"))
+        .arg("formats")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pagekv");
+    // Closed before the process has started up, so its first print meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for pagekv");
+    let err = stderr_lines(&out);
+    assert!(err.is_empty(), "{err:?}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}
+
 /// `bench --quick --only host` (the rooflines and the host section, a few seconds on lavapipe)
 /// with `extra` arguments, which must succeed: its stdout and the JSON file it wrote to `path`.
 fn bench_host_section(path: &Path, extra: &[&str]) -> (String, serde_json::Value) {
