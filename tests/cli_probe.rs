@@ -102,7 +102,7 @@ fn probe_memory_reports_usable_bytes_within_the_cap() {
     assert_eq!(row[5], "4", "{text}");
     assert_eq!(row[6], "0.25", "{text}");
     assert_eq!(row[7], "cap", "{text}");
-    if row[2] == "Cpu" {
+    if row[2] == "CPU" {
         assert!(text.contains("host memory"), "{text}");
     }
 }

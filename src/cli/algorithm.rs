@@ -4,7 +4,7 @@
 //! checked and timed on any adapter that can run it.
 
 use clap::ValueEnum;
-use pagekv::gpu::GpuContext;
+use pagekv::gpu::{GpuContext, device_type_name};
 use pagekv::kernels::{AttentionAlgorithm, HalfDecode, Reductions};
 
 /// The attention kernels a command runs.
@@ -35,9 +35,9 @@ impl AlgorithmChoice {
         match self.forced() {
             Some(algorithm) => format!("attention: {} (forced by --algorithm)", algorithm.name()),
             None => format!(
-                "attention: {} (auto: the default for a {:?} adapter)",
+                "attention: {} (auto: the default for a {} adapter)",
                 AttentionAlgorithm::for_device(ctx).name(),
-                ctx.info.device_type
+                device_type_name(ctx.info.device_type)
             ),
         }
     }

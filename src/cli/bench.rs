@@ -256,11 +256,8 @@ pub fn render(report: &BenchReport) -> String {
         _ => String::new(),
     };
     let mut out = format!(
-        "adapter: {} ({:?}, {} {})\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written){reads}, matmul {:.2} GFLOP/s{}\n",
-        report.adapter.name,
-        report.adapter.backend,
-        report.adapter.driver,
-        report.adapter.driver_info,
+        "adapter: {}\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written){reads}, matmul {:.2} GFLOP/s{}\n",
+        report.adapter.identity(),
         report.copy_bytes_per_s / 1e9,
         report.matmul_flops / 1e9,
         if report.quick { "; quick grid" } else { "" },

@@ -5,7 +5,9 @@
 use super::{CliError, GlobalArgs};
 use clap::Args;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
-use pagekv::gpu::{AdapterFilter, AdapterReport, GpuError, list_adapters};
+use pagekv::gpu::{
+    AdapterFilter, AdapterReport, GpuError, backend_name, device_type_name, list_adapters,
+};
 use serde::Serialize;
 
 /// Flags of `pagekv devices`.
@@ -84,10 +86,7 @@ pub fn run(global: &GlobalArgs, args: &DevicesArgs) -> Result<(), CliError> {
     if all.is_empty() {
         return Err(GpuError::NoAdapter.into());
     }
-    let seen: Vec<String> = all
-        .iter()
-        .map(|r| format!("{} ({:?})", r.name, r.backend))
-        .collect();
+    let seen: Vec<String> = all.iter().map(AdapterReport::label).collect();
     let entries: Vec<DeviceEntry> = all
         .into_iter()
         .filter(|r| matches(&filter, r))
@@ -129,8 +128,10 @@ pub fn run(global: &GlobalArgs, args: &DevicesArgs) -> Result<(), CliError> {
         ("vendor", |e| {
             format!("{} ({})", e.vendor_hex, e.vendor_name)
         }),
-        ("backend", |e| format!("{:?}", e.report.backend)),
-        ("device type", |e| format!("{:?}", e.report.device_type)),
+        ("backend", |e| backend_name(e.report.backend).into()),
+        ("device type", |e| {
+            device_type_name(e.report.device_type).into()
+        }),
         ("driver", |e| {
             if e.report.driver.is_empty() {
                 "(not reported)".into()

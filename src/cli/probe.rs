@@ -5,7 +5,8 @@ use clap::Args;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use pagekv::gpu::{
     AdapterReport, GIB, GpuContext, GpuError, MIB, MemoryKind, MemoryProbe, ProbePlan, ProbeStop,
-    host_total_bytes, human_bytes, matching_adapters, probe_memory,
+    adapter_label, backend_name, device_type_name, host_total_bytes, human_bytes,
+    matching_adapters, probe_memory,
 };
 use serde::Serialize;
 
@@ -88,17 +89,16 @@ pub fn probe(ctx: &GpuContext, plan: &ProbePlan) -> Result<MemoryProbe, CliError
 
 fn probe_error(ctx: &GpuContext, e: &str) -> CliError {
     CliError::input(format!(
-        "the memory probe on {} ({:?}) stopped with an error: {e}",
-        ctx.info.name, ctx.info.backend
+        "the memory probe on {} stopped with an error: {e}",
+        adapter_label(&ctx.info.name, ctx.info.backend)
     ))
 }
 
 fn lost(ctx: &GpuContext, found: &MemoryProbe, reason: &str) -> CliError {
     CliError::input(format!(
-        "{} ({:?}) was lost during the memory probe after {} in {} buffers ({reason}); \
+        "{} was lost during the memory probe after {} in {} buffers ({reason}); \
          rerun with a smaller --max",
-        ctx.info.name,
-        ctx.info.backend,
+        adapter_label(&ctx.info.name, ctx.info.backend),
         human_bytes(found.usable_bytes),
         found.buffers
     ))
@@ -211,8 +211,8 @@ fn print_table(entries: &[ProbeEntry]) {
     for e in entries {
         let mut row = vec![
             Cell::new(&e.adapter.name),
-            Cell::new(format!("{:?}", e.adapter.backend)),
-            Cell::new(format!("{:?}", e.adapter.device_type)),
+            Cell::new(backend_name(e.adapter.backend)),
+            Cell::new(device_type_name(e.adapter.device_type)),
         ];
         match &e.probe {
             Some(p) => row.extend([
@@ -243,16 +243,16 @@ fn print_table(entries: &[ProbeEntry]) {
     }
     println!("{table}");
     for e in entries {
-        let who = format!("{} ({:?})", e.adapter.name, e.adapter.backend);
+        let who = e.adapter.label();
         if let Some(error) = &e.error {
             println!("{who}: {error}");
         }
         let Some(p) = &e.probe else { continue };
         if p.host_memory {
             println!(
-                "{who}: a {:?} adapter, so the figure is host memory, shared with every other \
+                "{who}: a {} adapter, so the figure is host memory, shared with every other \
                  process on this machine",
-                e.adapter.device_type
+                device_type_name(e.adapter.device_type)
             );
         }
         match &p.stop {

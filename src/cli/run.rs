@@ -8,7 +8,7 @@ use pagekv::KvFormat;
 use pagekv::engine::RunConfig;
 use pagekv::engine::alerts::AlertRules;
 use pagekv::engine::request::PreemptionMode;
-use pagekv::gpu::GpuContext;
+use pagekv::gpu::{GpuContext, backend_name};
 use pagekv::report::suite::{SuiteOptions, run_suite};
 use pagekv::report::{ResultsFile, ScenarioResult, table};
 use pagekv::scenario::{
@@ -355,7 +355,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         let adapter = ctx.report();
         LiveMetrics::new(
             &adapter.name,
-            &format!("{:?}", adapter.backend),
+            backend_name(adapter.backend),
             options.config.preemption,
             args.metrics_file.clone(),
         )

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use pagekv::gpu::{GpuContext, matching_adapters};
+use pagekv::gpu::{GpuContext, adapter_label, matching_adapters};
 use pagekv::report::file::results_file_name;
 use pagekv::report::suite::SuiteOptions;
 use pagekv::report::table;
@@ -44,7 +44,7 @@ pub fn run(
     let mut failures: Vec<(String, CliError)> = Vec::new();
     for (i, adapter) in adapters.iter().enumerate() {
         let info = adapter.get_info();
-        let who = format!("{} ({:?})", info.name, info.backend);
+        let who = adapter_label(&info.name, info.backend);
         println!("== [{}/{}] {who}", i + 1, adapters.len());
         let attempt = GpuContext::from_adapter(adapter)
             .map_err(CliError::from)

@@ -120,13 +120,13 @@ pub fn run(global: &GlobalArgs, args: &WhatifArgs) -> Result<(), CliError> {
         })?;
         println!(
             "adapter: {}\nscale: preset `{}`; every remedy runs the same scaled workload; \
-             {} tokens per step, {} running at most, preemption by {:?}; time is wall clock \
+             {} tokens per step, {} running at most, preemption by {}; time is wall clock \
              per step (fence-waited)\n",
             ctx.describe(),
             options.preset.name,
             c.max_step_tokens,
             c.max_running,
-            c.preemption
+            c.preemption.name()
         );
         for s in &scenarios {
             if let Some(title) = scenario_title(s.id, &runs) {

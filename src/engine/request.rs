@@ -101,6 +101,16 @@ pub enum PreemptionMode {
     Swap,
 }
 
+impl PreemptionMode {
+    /// The mode as `--preemption` and result files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PreemptionMode::Recompute => "recompute",
+            PreemptionMode::Swap => "swap",
+        }
+    }
+}
+
 /// Scheduler knobs, as vLLM names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerConfig {

@@ -125,7 +125,60 @@ impl Default for AdapterReport {
     }
 }
 
+/// A backend as people write it (Vulkan, Metal, DX12, GL, WebGPU). Result files keep serde's
+/// names; this is for what pagekv prints.
+pub fn backend_name(backend: wgpu::Backend) -> &'static str {
+    match backend {
+        wgpu::Backend::Vulkan => "Vulkan",
+        wgpu::Backend::Metal => "Metal",
+        wgpu::Backend::Dx12 => "DX12",
+        wgpu::Backend::Gl => "GL",
+        wgpu::Backend::BrowserWebGpu => "WebGPU",
+        wgpu::Backend::Noop => "no backend",
+    }
+}
+
+/// A device type as people write it: the kind of adapter a figure came from.
+pub fn device_type_name(device_type: wgpu::DeviceType) -> &'static str {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "CPU",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+/// `name (Backend)`: enough to tell the adapters of one machine apart in a list or an error.
+pub fn adapter_label(name: &str, backend: wgpu::Backend) -> String {
+    format!("{name} ({})", backend_name(backend))
+}
+
 impl AdapterReport {
+    /// `name (Backend)`; see [`adapter_label`].
+    pub fn label(&self) -> String {
+        adapter_label(&self.name, self.backend)
+    }
+
+    /// `name (Backend, device type, driver and version)`, leaving out what the driver does not
+    /// report: the line every output that measured on this adapter starts with, the same in
+    /// each command so that two outputs are easy to match up.
+    pub fn identity(&self) -> String {
+        let driver = [self.driver.trim(), self.driver_info.trim()]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut parts = vec![
+            backend_name(self.backend),
+            device_type_name(self.device_type),
+        ];
+        if !driver.is_empty() {
+            parts.push(&driver);
+        }
+        format!("{} ({})", self.name, parts.join(", "))
+    }
+
     fn new(adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();
         let wanted = wanted_features(adapter.features());
@@ -246,7 +299,7 @@ impl GpuContext {
             .iter()
             .map(|a| {
                 let i = a.get_info();
-                format!("{} ({:?})", i.name, i.backend)
+                adapter_label(&i.name, i.backend)
             })
             .collect();
         let adapter = adapters
@@ -281,7 +334,7 @@ impl GpuContext {
         };
         let (device, queue) =
             pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
-                GpuError::RequestDevice(format!("{} ({:?}): {e}", info.name, info.backend))
+                GpuError::RequestDevice(format!("{}: {e}", adapter_label(&info.name, info.backend)))
             })?;
         Ok(Self::from_device(device, queue, info))
     }
@@ -312,16 +365,10 @@ impl GpuContext {
         self.created.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A one-line description for progress output and result files.
+    /// A one-line description for progress output and result files: the adapter's
+    /// [`AdapterReport::identity`].
     pub fn describe(&self) -> String {
-        format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            self.info.name,
-            self.info.backend,
-            self.info.device_type,
-            self.info.driver,
-            self.info.driver_info
-        )
+        self.report().identity()
     }
 
     /// The device as `pagekv devices` and result files describe it: the adapter's identity
@@ -388,5 +435,46 @@ pub unsafe fn quiet_headless_vulkan() {
     if !wayland_session && std::env::var_os("NODEVICE_SELECT").is_none() {
         // SAFETY: the caller guarantees no other thread touches the environment.
         unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(backend: wgpu::Backend, driver: &str, driver_info: &str) -> AdapterReport {
+        AdapterReport {
+            name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            backend,
+            device_type: wgpu::DeviceType::Cpu,
+            driver: driver.into(),
+            driver_info: driver_info.into(),
+            ..AdapterReport::default()
+        }
+    }
+
+    #[test]
+    fn identity_names_backend_type_and_driver_leaving_out_empty_parts() {
+        let vulkan = report(
+            wgpu::Backend::Vulkan,
+            "llvmpipe",
+            "Mesa 22.3.6 (LLVM 15.0.6)",
+        );
+        assert_eq!(
+            vulkan.identity(),
+            "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, CPU, llvmpipe Mesa 22.3.6 (LLVM 15.0.6))"
+        );
+        assert_eq!(vulkan.label(), "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)");
+        // llvmpipe's GL reports no driver name, only its version string.
+        let gl = report(wgpu::Backend::Gl, "", "4.5 (Core Profile) Mesa 22.3.6");
+        assert_eq!(
+            gl.identity(),
+            "llvmpipe (LLVM 15.0.6, 256 bits) (GL, CPU, 4.5 (Core Profile) Mesa 22.3.6)"
+        );
+        let bare = report(wgpu::Backend::Dx12, "", " ");
+        assert_eq!(
+            bare.identity(),
+            "llvmpipe (LLVM 15.0.6, 256 bits) (DX12, CPU)"
+        );
     }
 }

@@ -9,8 +9,8 @@ mod shard;
 mod storage;
 
 pub use context::{
-    AdapterFilter, AdapterReport, Capabilities, GpuContext, enumerate_adapters, list_adapters,
-    matching_adapters, quiet_headless_vulkan,
+    AdapterFilter, AdapterReport, Capabilities, GpuContext, adapter_label, backend_name,
+    device_type_name, enumerate_adapters, list_adapters, matching_adapters, quiet_headless_vulkan,
 };
 pub use probe::{MemoryProbe, ProbeStop, probe_memory};
 pub use probe_plan::{

@@ -20,11 +20,8 @@ pub fn describe_bench(label: &str, r: &BenchReport) -> String {
         )
     });
     format!(
-        "{label}: {} ({:?}, {} {}), {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s, kv pools in {}{}",
-        r.adapter.name,
-        r.adapter.backend,
-        r.adapter.driver,
-        r.adapter.driver_info,
+        "{label}: {}, {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s, kv pools in {}{}",
+        r.adapter.identity(),
         if r.quick { "quick" } else { "full" },
         r.clock.short_name(),
         r.copy_bytes_per_s / 1e9,

@@ -204,12 +204,9 @@ pub fn describe(label: &str, r: &ResultsFile) -> String {
     formats.sort_unstable();
     formats.dedup();
     format!(
-        "{label}: {} ({:?}, {} {}), KV {}, preset `{}`, {} GiB budget{}, preemption {:?}, \
+        "{label}: {}, KV {}, preset `{}`, {} GiB budget{}, preemption {}, \
          pagekv {}, wgpu {}{}",
-        r.adapter.name,
-        r.adapter.backend,
-        r.adapter.driver,
-        r.adapter.driver_info,
+        r.adapter.identity(),
         formats.join("+"),
         r.preset,
         gib(r.full_budget_gb),
@@ -218,7 +215,7 @@ pub fn describe(label: &str, r: &ResultsFile) -> String {
         } else {
             ""
         },
-        r.config.preemption,
+        r.config.preemption.name(),
         r.pagekv_version,
         r.wgpu_version,
         if r.complete { "" } else { ", INCOMPLETE" }

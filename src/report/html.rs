@@ -41,12 +41,10 @@ pub(super) fn page(title: &str, body: &str) -> String {
 
 fn describe(label: &str, r: &ResultsFile) -> String {
     format!(
-        "<p class=\"meta\"><b>{}</b>: {} ({}, {}), preset <code>{}</code>, {:.0} GiB \
+        "<p class=\"meta\"><b>{}</b>: {}, preset <code>{}</code>, {:.0} GiB \
          full-size budget, pagekv {}, {} scenarios{}</p>",
         escape(label),
-        escape(&r.adapter.name),
-        escape(&format!("{:?}", r.adapter.backend)),
-        escape(&r.adapter.driver),
+        escape(&r.adapter.identity()),
         escape(&r.preset),
         r.full_budget_gb,
         escape(&r.pagekv_version),
@@ -328,10 +326,9 @@ pub fn bench_html(runs: &[(String, &BenchReport)]) -> String {
     for (label, r) in runs {
         let _ = write!(
             body,
-            "<p class=\"meta\"><b>{}</b>: {} ({}), copy roofline {:.2} GB/s{}</p>",
+            "<p class=\"meta\"><b>{}</b>: {}, copy roofline {:.2} GB/s{}</p>",
             escape(label),
-            escape(&r.adapter.name),
-            escape(&format!("{:?}", r.adapter.backend)),
+            escape(&r.adapter.identity()),
             r.copy_bytes_per_s / 1e9,
             if r.quick { ", --quick" } else { "" }
         );

@@ -145,10 +145,7 @@ impl LiveMetrics {
             families,
             adapter: adapter.to_string(),
             backend: backend.to_string(),
-            mode: match mode {
-                PreemptionMode::Recompute => "recompute",
-                PreemptionMode::Swap => "swap",
-            },
+            mode: mode.name(),
             labels: Vec::new(),
             last: Sample::default(),
             file,

@@ -51,13 +51,11 @@ pub fn sweep_html(sweep: &SweepFile) -> String {
     let a = &sweep.adapter;
     let _ = write!(
         body,
-        "<p class=\"meta\">{} ({}, {}), preset <code>{}</code>, {}{}. Throughput is \
+        "<p class=\"meta\">{}, preset <code>{}</code>, {}{}. Throughput is \
          completed requests per second, wall clock over fence-waited engine steps, each point \
          run once, as % of the lowest-demand point. The report's bands are its \"Throughput \
          vs. Cache Utilization\" table, drawn against demand % and against peak use %.</p>",
-        escape(&a.name),
-        escape(&format!("{:?}", a.backend)),
-        escape(&a.driver),
+        escape(&a.identity()),
         escape(&sweep.preset),
         escape(&sweep.plan.describe()),
         if sweep.complete {

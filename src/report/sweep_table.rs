@@ -44,8 +44,8 @@ pub fn header(sweep: &SweepFile) -> String {
         "sweep of scenario {:02}{name} at preset `{}` (scaled once for a {:.0} GiB budget): \
          {work}; every point runs the same requests and tokens, only the pool size changes\n\
          demand: {}\n\
-         adapter: {} ({:?}, {:?}, {} {})\n\
-         engine: {} tokens per step, {} running at most, preemption by {:?}, all requests \
+         adapter: {}\n\
+         engine: {} tokens per step, {} running at most, preemption by {}, all requests \
          arrive at t=0\n\
          timing: req/s, tokens/s and TTFT are wall clock over fence-waited engine steps, \
          each point run once (one run, not a mean: expect noise on a shared machine)\n\
@@ -56,14 +56,10 @@ pub fn header(sweep: &SweepFile) -> String {
         sweep.preset,
         sweep.full_budget_gb,
         sweep.plan.describe(),
-        a.name,
-        a.backend,
-        a.device_type,
-        a.driver,
-        a.driver_info,
+        a.identity(),
         c.max_step_tokens,
         c.max_running,
-        c.preemption,
+        c.preemption.name(),
     )
 }
 

@@ -53,23 +53,19 @@ pub fn header(results: &ResultsFile) -> String {
         many => format!("each scenario's full-size budget ({} GiB)", many.join(", ")),
     };
     format!(
-        "adapter: {} ({:?}, {:?}, {} {})\n\
+        "adapter: {}\n\
          scale: preset `{}` of {budget}; tokens, requests and layers are \
          divided per scenario as the `scale` column shows, and the budget by the same product\n\
-         engine: {} tokens per step, {} running at most, preemption by {:?}, all requests \
+         engine: {} tokens per step, {} running at most, preemption by {}, all requests \
          arrive at t=0\n\
          timing: {timing}\n\
          columns: reference | pagekv; the reference's utilization is its demand; req/s \"x1\" \
          is scenario 1 of the same source",
-        a.name,
-        a.backend,
-        a.device_type,
-        a.driver,
-        a.driver_info,
+        a.identity(),
         results.preset,
         c.max_step_tokens,
         c.max_running,
-        c.preemption,
+        c.preemption.name(),
     )
 }
 
