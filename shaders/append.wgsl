@@ -13,7 +13,9 @@ struct AppendParams {
     shard_first_block: u32,
     shard_blocks: u32,
     grid_x_threads: u32,
-    _pad: vec2<u32>,
+    // Texture-backed pools: log2 of the blocks side by side in a texture row.
+    texture_row_shift: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AppendParams;
@@ -25,8 +27,8 @@ struct AppendParams {
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> k_cache: array<KvVec>;
 @group(0) @binding(5) var<storage, read_write> v_cache: array<KvVec>;
-// Texture-backed pools: rgba32uint values, one block per row, and a scaled format's scales
-// in r32uint, one per texel, one block per row.
+// Texture-backed pools: rgba32uint values and a scaled format's scales in r32uint, one per
+// texel, with 2^texture_row_shift blocks side by side in each texture row (gpu::TextureRows).
 @group(0) @binding(6) var k_texels: texture_storage_2d<rgba32uint, write>;
 @group(0) @binding(7) var v_texels: texture_storage_2d<rgba32uint, write>;
 @group(0) @binding(8) var k_scale_texels: texture_storage_2d<r32uint, write>;
@@ -49,6 +51,13 @@ fn token_place(token: u32) -> vec2<u32> {
         return vec2<u32>(SKIP, 0u);
     }
     return vec2<u32>(block - params.shard_first_block, slot % params.block_size);
+}
+
+// Texel `texel` of local block `block`'s span in a texture whose block spans are `span`
+// texels wide.
+fn block_texel(block: u32, span: u32, texel: u32) -> vec2<u32> {
+    let column = block & ((1u << params.texture_row_shift) - 1u);
+    return vec2<u32>(column * span + texel, block >> params.texture_row_shift);
 }
 
 @compute @workgroup_size(64)

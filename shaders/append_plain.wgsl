@@ -20,7 +20,7 @@ fn append(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // One invocation per 16-byte texel (VEC4_PER_TEXEL four-element slices of a row). A block's
-// row of texels holds the same bytes as its range of a buffer-backed shard.
+// span of texels holds the same bytes as its range of a buffer-backed shard.
 @compute @workgroup_size(64)
 fn append_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = gid.x + gid.y * params.grid_x_threads;
@@ -36,7 +36,8 @@ fn append_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let head = (idx % per_token) / per_head;
     let texel = idx % per_head;
-    let at = vec2<u32>((head * params.block_size + place.y) * per_head + texel, place.x);
+    let span = params.kv_heads * params.block_size * per_head;
+    let at = block_texel(place.x, span, (head * params.block_size + place.y) * per_head + texel);
     // For one slice per texel the second operand is ignored; reading the same slice keeps
     // the index in bounds.
     let src = (token * params.kv_heads + head) * HD4 + texel * VEC4_PER_TEXEL;

@@ -97,12 +97,14 @@ fn append_scaled_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
     let slices = min(SCALE_GROUP / 4u, HD4 - first);
     let src = (job.x * params.kv_heads + job.y) * HD4 + first;
     let texel = (row * ROW_VECS + first / SLICES_PER_VEC) / 4u;
-    let scale_at = vec2<u32>(row * ROW_SCALES + job.z, place.x);
+    let rows = params.kv_heads * params.block_size;
+    let span = rows * ROW_VECS / 4u;
+    let scale_at = block_texel(place.x, rows * ROW_SCALES, row * ROW_SCALES + job.z);
     for (var tensor = 0u; tensor < 2u; tensor++) {
         let scale = bitcast<u32>(encode_group(tensor, src, slices));
         for (var t = 0u; t < slices / SLICES_PER_VEC / 4u; t++) {
             let words = vec4<u32>(group_words[4u * t], group_words[4u * t + 1u], group_words[4u * t + 2u], group_words[4u * t + 3u]);
-            let at = vec2<u32>(texel + t, place.x);
+            let at = block_texel(place.x, span, texel + t);
             if (tensor == 0u) {
                 textureStore(k_texels, at, words);
             } else {

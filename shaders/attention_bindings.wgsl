@@ -31,7 +31,8 @@ struct AttnParams {
     // Sliding window: a query sees only the last `window` keys up to its own position; 0
     // for none.
     window: u32,
-    _pad: u32,
+    // Texture-backed pools: log2 of the blocks side by side in a texture row (flat kernel).
+    texture_row_shift: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AttnParams;

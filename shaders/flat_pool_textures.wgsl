@@ -1,7 +1,8 @@
-// The flat attention's K and V pools as textures with one block per row (see
-// src/gpu/shard.rs): the values in rgba32uint texels, and a scaled format's scales in an
-// r32uint texture of their own, one scale per texel (the append kernel writes whole texels,
-// and a row's scales need not fill one). CPU adapters load texels through their vectorised
+// The flat attention's K and V pools as textures (see src/gpu/shard.rs): the values in
+// rgba32uint texels, and a scaled format's scales in an r32uint texture of their own, one
+// scale per texel (the append kernel writes whole texels, and a row's scales need not fill
+// one). Each texture row holds 2^texture_row_shift blocks side by side, block b at row
+// b >> texture_row_shift. CPU adapters load texels through their vectorised
 // image code, about twice as fast as the per-lane loop a storage-buffer load compiles to.
 // The values are read-only storage textures rather than sampled ones: llvmpipe's image load
 // skips the sampler's level-of-detail work, and GL gets no bounds-check calls around each
@@ -18,7 +19,7 @@
 const ROW_CHUNKS: u32 = HD4 / SLICES_PER_CHUNK;
 
 // A run of consecutive rows of one block: the first row's first value texel and first scale
-// texel within the block's texture row, and that row.
+// texel within the block's texture row, and that texture row.
 struct Rows {
     chunk: u32,
     scale: u32,
@@ -29,7 +30,13 @@ struct Rows {
 // holds it.
 fn block_at(seq: u32, kv_head: u32, block: u32) -> Rows {
     let place = block_place(seq, kv_head, block);
-    return Rows(place.x * ROW_CHUNKS, place.x * ROW_SCALES, place.y);
+    if (place.y == INVALID) {
+        return Rows(0u, 0u, INVALID);
+    }
+    let rows = rows_per_block();
+    let column = place.y & ((1u << params.texture_row_shift) - 1u);
+    let first_row = column * rows + place.x;
+    return Rows(first_row * ROW_CHUNKS, first_row * ROW_SCALES, place.y >> params.texture_row_shift);
 }
 
 // Row `row` of the run starting at `at`: the same texture row, further along.
@@ -42,7 +49,7 @@ fn elsewhere(at: Rows) -> bool {
 }
 
 // Chunk `i` counted from `at`: the keys of a tile are consecutive rows of one block, and a
-// block is one texture row.
+// block is one span of one texture row.
 fn load_k(at: Rows, i: u32) -> KvVec {
     return chunk_of_texel(textureLoad(k_texels, vec2<u32>(at.chunk + i, at.block)));
 }

@@ -385,6 +385,80 @@ fn too_few_storage_textures_keep_the_pool_in_buffers() {
     }
 }
 
+/// Texture-backed pools put small blocks side by side in each texture row, so a pool of more
+/// blocks than a texture has rows is still one shard (a Qwen2.5-0.5B INT4 block is 64 texels;
+/// one block per row capped a shard at 16 MiB, and a 1 GiB pool's 64 shards overflowed the
+/// partial-results binding of a 2048-token prefill), and blocks in any row and column read
+/// back what was written to them.
+#[test]
+fn texture_pools_pack_blocks_side_by_side() {
+    let layout = pagekv::CacheLayout {
+        geometry: geometry(14, 2, 64),
+        block_size: 16,
+        dtype: KvFormat::Int4,
+    };
+    for ctx in common::contexts() {
+        if KvBacking::for_device(&ctx, &layout) != KvBacking::Textures {
+            continue;
+        }
+        let blocks = 3 * ctx.device.limits().max_texture_dimension_2d;
+        let storage = KvStorage::new(&ctx, &layout, blocks, 1, None).unwrap();
+        assert_eq!(storage.plan().num_shards(), 1, "{}", ctx.describe());
+        assert!(storage.texture_row_shift() >= 2, "{}", ctx.describe());
+        let per_block = 2 * storage.plan().block_bytes_per_layer;
+        let written = |block: u32| -> Vec<u8> {
+            (0..per_block as u32)
+                .map(|i| (i.wrapping_mul(7) ^ block.wrapping_mul(2_654_435_761)) as u8)
+                .collect()
+        };
+        let probes = [0, 1, blocks / 2 + 5, blocks - 2, blocks - 1];
+        for &block in &probes {
+            storage
+                .write_block(&ctx.queue, block, &written(block))
+                .unwrap();
+        }
+        let saved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: per_block * probes.len() as u64,
+            usage: wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut offset = 0;
+        for &block in &probes {
+            offset = storage
+                .record_block_save(&mut encoder, block, &saved, offset)
+                .unwrap();
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let words = pagekv::gpu::read_buffer_u32(&ctx, &saved, offset as usize / 4).unwrap();
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        for (i, &block) in probes.iter().enumerate() {
+            let at = i * per_block as usize;
+            assert!(
+                bytes[at..at + per_block as usize] == written(block)[..],
+                "block {block} of {blocks} on {}",
+                ctx.describe()
+            );
+        }
+        // The whole-shard readback (verify's and the dumps' path) finds them in place too.
+        let (k, _) = storage.gather(&ctx, 0, &[blocks - 1], 16).unwrap();
+        let half = per_block as usize / 2;
+        let want = KvFormat::Int4.decode_block(&written(blocks - 1)[..half], 32, 64);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut in_token_order = vec![0.0; want.len()];
+        for head in 0..2 {
+            for token in 0..16 {
+                let (from, to) = ((head * 16 + token) * 64, (token * 2 + head) * 64);
+                in_token_order[to..to + 64].copy_from_slice(&want[from..from + 64]);
+            }
+        }
+        assert_eq!(bits(&k), bits(&in_token_order), "{}", ctx.describe());
+    }
+}
+
 /// The refusal names the workgroup memory limit and the numbers behind it.
 fn assert_workgroup_memory(limit: &LimitExceeded) {
     assert_eq!(limit.limit, DeviceLimit::WorkgroupStorageSize, "{limit}");

@@ -65,14 +65,14 @@ fn host_structs_match_wgsl() {
         size_of::<AttnParams>(),
         fields!(AttnParams: num_seqs, q_heads, group, group_chunks, block_size, table_stride,
             partition_tokens, splits, num_partitions, partition_base, shard_first_block,
-            shard_blocks, scale, shard_lists, window),
+            shard_blocks, scale, shard_lists, window, texture_row_shift),
     );
     assert_layout(
         core(Family::Append),
         "AppendParams",
         size_of::<AppendParams>(),
         fields!(AppendParams: count, kv_heads, block_size, shard_first_block, shard_blocks,
-            grid_x_threads),
+            grid_x_threads, texture_row_shift),
     );
     assert_layout(
         core(Family::Combine),

@@ -18,7 +18,7 @@ pub use probe_plan::{
     ProbePlan, ProbePlanError, host_total_bytes, parse_mem_total,
 };
 pub use readback::{read_buffer_f32, read_buffer_u32, storage_buffer_init, upload_or_grow};
-pub use shard::{BlockSplit, KvBacking, KvShard, TEXEL_BYTES, TexturePart};
+pub use shard::{BlockSplit, KvBacking, KvShard, TEXEL_BYTES, TexturePart, TextureRows};
 pub use storage::{KvStorage, KvStorageMode, ShardPlan, human_bytes};
 
 mod error;

@@ -1,6 +1,6 @@
-//! One shard of a KV pool, held either in a storage buffer or in an `rgba32uint` texture with
-//! one block per row, and the block copies, uploads and readbacks the engine and tests need
-//! on either.
+//! One shard of a KV pool, held either in a storage buffer or in an `rgba32uint` texture of
+//! blocks side by side in rows ([`TextureRows`]), and the block copies, uploads and readbacks
+//! the engine and tests need on either.
 //!
 //! Why textures: on CPU adapters (lavapipe, llvmpipe GL) every storage-buffer load compiles to
 //! a per-lane scalar loop, while a texture load runs through llvmpipe's vectorised image
@@ -17,12 +17,12 @@
 //! textures per stage than a pool binds gets buffers. The scale textures are read sampled
 //! (see `flat_pool_textures.wgsl`).
 //!
-//! A texture row holds exactly the bytes of the buffer layout's block values
+//! A block's span of a texture row holds exactly the bytes of the buffer layout's block values
 //! (`[kv_head][token_in_block][head_dim]`), 16 bytes per texel; a scaled format's scales sit
-//! in a second, r32uint texture, one scale per texel and one block per row, because the
-//! append kernel can only write whole texels and a row's scales need not fill one. A block
-//! read back, saved or restored is the values row then the scales row: the same bytes as a
-//! buffer-backed block, so both backings read back and decode alike.
+//! in a second, r32uint texture laid out alike, one scale per texel, because the append kernel
+//! can only write whole texels and a row's scales need not fill one. A block read back, saved
+//! or restored is its values span then its scales span: the same bytes as a buffer-backed
+//! block, so both backings read back and decode alike.
 
 use super::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::cache::CacheLayout;
@@ -37,8 +37,9 @@ pub const TEXEL_BYTES: u64 = 16;
 pub enum KvBacking {
     /// Storage buffers: every kernel family reads and writes them.
     Buffers,
-    /// `rgba32uint` textures, one block per row: the flat attention kernel fetches texels and
-    /// the append kernel stores them. CPU adapters only (see the module docs).
+    /// `rgba32uint` textures of blocks side by side in rows: the flat attention kernel
+    /// fetches texels and the append kernel stores them. CPU adapters only (see the module
+    /// docs).
     Textures,
 }
 
@@ -106,9 +107,8 @@ impl KvBacking {
                 remedy: "use buffers",
             }));
         }
-        let split = BlockSplit::of(layout);
         let max_row = ctx.device.limits().max_texture_dimension_2d as u64;
-        let widest = (split.values / TEXEL_BYTES).max(split.scales / 4);
+        let widest = BlockSplit::of(layout).widest_texels();
         (widest > max_row).then(|| {
             GpuError::Limit(LimitExceeded {
                 what: "one block in one texture row".into(),
@@ -147,22 +147,91 @@ impl BlockSplit {
     pub fn total(self) -> u64 {
         self.values + self.scales
     }
+
+    /// Texels of the wider of a texture-backed block's spans: its values in 16-byte texels or
+    /// its scales, one per texel.
+    pub fn widest_texels(self) -> u64 {
+        (self.values / TEXEL_BYTES).max(self.scales / 4)
+    }
 }
 
-/// One texture of a texture-backed shard: one block per row.
+/// How a texture-backed pool lays its blocks out: `1 << row_shift` blocks side by side in each
+/// texture row, block `b` at row `b >> row_shift`, span `b & (2^row_shift - 1)`.
+///
+/// Why several blocks per row: a texture is at most `max_texture_dimension_2d` rows tall
+/// (16384 on Mesa), and a small block (an INT4 block of Qwen2.5-0.5B is 64 texels) would
+/// otherwise cap a shard at 16 MiB, so a 1 GiB pool took 64 shards: a kernel pass each, and
+/// as many partial results per query row as the partial-results binding could not hold.
+/// Packed, a shard is bounded by the texture's width and height and the largest allocation
+/// the device reports. A power of two keeps the kernels' lookup to a shift and a mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextureRows {
+    /// log2 of the blocks per texture row.
+    pub row_shift: u32,
+}
+
+impl TextureRows {
+    /// The most blocks per row for blocks whose widest part is `widest_texels` texels, on a
+    /// device whose textures are at most `max_dim` texels wide: a power of two.
+    fn max_shift(max_dim: u64, widest_texels: u64) -> u32 {
+        (max_dim / widest_texels.max(1)).max(1).ilog2()
+    }
+
+    /// The most blocks one texture shard can hold: whole rows of the most blocks a row takes,
+    /// at most `max_dim` rows and at most `max_bytes` of blocks of `block_bytes`.
+    pub fn max_blocks(max_dim: u64, widest_texels: u64, block_bytes: u64, max_bytes: u64) -> u64 {
+        let per_row = 1u64 << Self::max_shift(max_dim, widest_texels);
+        let rows = (max_bytes / (per_row * block_bytes).max(1)).clamp(1, max_dim);
+        rows * per_row
+    }
+
+    /// The layout of shards of up to `blocks` blocks: about as many rows as blocks per row
+    /// (so that small pools, tests included, use several rows and several spans per row),
+    /// but never more rows than `max_dim` or a row wider than `max_dim`. `blocks` must not
+    /// exceed [`TextureRows::max_blocks`].
+    pub fn for_shard(blocks: u32, max_dim: u64, widest_texels: u64) -> Self {
+        let max_shift = Self::max_shift(max_dim, widest_texels);
+        let fewest = (blocks as u64)
+            .div_ceil(max_dim)
+            .max(1)
+            .next_power_of_two()
+            .ilog2();
+        let square = (blocks.max(1) as f64).sqrt().ceil() as u64;
+        let square = square.next_power_of_two().ilog2();
+        Self {
+            row_shift: square.clamp(fewest, max_shift.max(fewest)),
+        }
+    }
+
+    /// Blocks per texture row.
+    pub fn per_row(self) -> u32 {
+        1 << self.row_shift
+    }
+}
+
+/// One texture of a texture-backed shard: blocks side by side in rows ([`TextureRows`]).
 pub struct TexturePart {
     /// The texture (copies address it).
     pub texture: wgpu::Texture,
     /// The view kernels bind.
     pub view: wgpu::TextureView,
-    /// Bytes of one block's row.
+    /// Bytes of one block's span of a row.
     row_bytes: u64,
     /// Bytes per texel: 16 (rgba32uint values) or 4 (r32uint scales).
     texel_bytes: u64,
+    /// How blocks sit in rows.
+    rows: TextureRows,
 }
 
 impl TexturePart {
-    fn new(ctx: &GpuContext, label: &str, blocks: u32, row_bytes: u64, scales: bool) -> Self {
+    fn new(
+        ctx: &GpuContext,
+        label: &str,
+        blocks: u32,
+        row_bytes: u64,
+        scales: bool,
+        rows: TextureRows,
+    ) -> Self {
         let (format, texel_bytes) = if scales {
             (wgpu::TextureFormat::R32Uint, 4)
         } else {
@@ -171,8 +240,8 @@ impl TexturePart {
         let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
             size: wgpu::Extent3d {
-                width: (row_bytes / texel_bytes) as u32,
-                height: blocks,
+                width: (row_bytes / texel_bytes) as u32 * rows.per_row(),
+                height: blocks.div_ceil(rows.per_row()),
                 depth_or_array_layers: 1,
             },
             mip_level_count: 1,
@@ -191,26 +260,35 @@ impl TexturePart {
             view,
             row_bytes,
             texel_bytes,
+            rows,
         }
     }
 
-    fn row(&self, block: u32) -> wgpu::TexelCopyTextureInfo<'_> {
+    /// Texels of one block's span.
+    fn span_texels(&self) -> u32 {
+        (self.row_bytes / self.texel_bytes) as u32
+    }
+
+    /// Where local block `block`'s span starts.
+    fn span(&self, block: u32) -> wgpu::TexelCopyTextureInfo<'_> {
+        let column = block & (self.rows.per_row() - 1);
         wgpu::TexelCopyTextureInfo {
             texture: &self.texture,
             mip_level: 0,
             origin: wgpu::Origin3d {
-                x: 0,
-                y: block,
+                x: column * self.span_texels(),
+                y: block >> self.rows.row_shift,
                 z: 0,
             },
             aspect: wgpu::TextureAspect::All,
         }
     }
 
-    fn extent(&self, rows: u32) -> wgpu::Extent3d {
+    /// One block's span.
+    fn span_extent(&self) -> wgpu::Extent3d {
         wgpu::Extent3d {
-            width: (self.row_bytes / self.texel_bytes) as u32,
-            height: rows,
+            width: self.span_texels(),
+            height: 1,
             depth_or_array_layers: 1,
         }
     }
@@ -220,7 +298,8 @@ impl TexturePart {
 pub enum KvShard {
     /// `[block][kv_head][token][head_dim]` values then scales per block, contiguous.
     Buffer(wgpu::Buffer),
-    /// Row `b` of `values` (and of `scales`, for a scaled format) holds block `b`.
+    /// Block `b`'s values are span `b` of `values` (and its scales span `b` of `scales`, for a
+    /// scaled format), laid out as [`TextureRows`] says.
     Texture {
         /// The values, rgba32uint.
         values: TexturePart,
@@ -230,13 +309,14 @@ pub enum KvShard {
 }
 
 impl KvShard {
-    /// Allocates a shard of `blocks` blocks split as `split`.
+    /// Allocates a shard of `blocks` blocks split as `split`, laid out as `rows` in textures.
     pub(crate) fn new(
         ctx: &GpuContext,
         label: &str,
         backing: KvBacking,
         blocks: u32,
         split: BlockSplit,
+        rows: TextureRows,
     ) -> Self {
         ctx.count_created();
         match backing {
@@ -251,11 +331,18 @@ impl KvShard {
                 }))
             }
             KvBacking::Textures => KvShard::Texture {
-                values: TexturePart::new(ctx, label, blocks, split.values, false),
+                values: TexturePart::new(ctx, label, blocks, split.values, false, rows),
                 scales: (split.scales > 0).then(|| {
                     ctx.count_created();
                     let label = format!("{label} scales");
-                    Box::new(TexturePart::new(ctx, &label, blocks, split.scales, true))
+                    Box::new(TexturePart::new(
+                        ctx,
+                        &label,
+                        blocks,
+                        split.scales,
+                        true,
+                        rows,
+                    ))
                 }),
             },
         }
@@ -310,7 +397,7 @@ impl KvShard {
         }
         for (part, offset) in self.parts() {
             encoder.copy_texture_to_buffer(
-                part.row(block),
+                part.span(block),
                 wgpu::TexelCopyBufferInfo {
                     buffer: dst,
                     layout: wgpu::TexelCopyBufferLayout {
@@ -319,7 +406,7 @@ impl KvShard {
                         rows_per_image: None,
                     },
                 },
-                part.extent(1),
+                part.span_extent(),
             );
         }
     }
@@ -332,14 +419,14 @@ impl KvShard {
         for (part, offset) in self.parts() {
             let range = offset as usize..(offset + part.row_bytes) as usize;
             queue.write_texture(
-                part.row(block),
+                part.span(block),
                 &data[range],
                 wgpu::TexelCopyBufferLayout {
                     offset: 0,
                     bytes_per_row: None,
                     rows_per_image: None,
                 },
-                part.extent(1),
+                part.span_extent(),
             );
         }
     }
@@ -372,8 +459,8 @@ impl KvShard {
                         rows_per_image: None,
                     },
                 },
-                part.row(block),
-                part.extent(1),
+                part.span(block),
+                part.span_extent(),
             );
         }
     }
@@ -391,18 +478,18 @@ impl KvShard {
         let mut out = vec![0u8; (blocks as u64 * block_bytes) as usize];
         for (part, offset) in self.parts() {
             // Texture-to-buffer copies need rows padded to 256 bytes; strip the padding.
-            let padded = part
-                .row_bytes
-                .next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT as u64);
+            let size = part.texture.size();
+            let row_bytes = size.width as u64 * part.texel_bytes;
+            let padded = row_bytes.next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT as u64);
             let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("pagekv texture shard readback"),
-                size: (padded * blocks as u64).max(4),
+                size: (padded * size.height as u64).max(4),
                 usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             encoder.copy_texture_to_buffer(
-                part.row(0),
+                part.span(0),
                 wgpu::TexelCopyBufferInfo {
                     buffer: &staging,
                     layout: wgpu::TexelCopyBufferLayout {
@@ -411,16 +498,56 @@ impl KvShard {
                         rows_per_image: None,
                     },
                 },
-                part.extent(blocks),
+                size,
             );
             ctx.queue.submit([encoder.finish()]);
-            let rows = super::readback::read_bytes(ctx, &staging, padded * blocks as u64)?;
-            for (b, row) in rows.chunks(padded as usize).enumerate() {
+            let rows = super::readback::read_bytes(ctx, &staging, padded * size.height as u64)?;
+            let span = part.row_bytes as usize;
+            for b in 0..blocks as usize {
+                let row = b >> part.rows.row_shift;
+                let column = b & (part.rows.per_row() as usize - 1);
+                let from = row * padded as usize + column * span;
                 let at = b * block_bytes as usize + offset as usize;
-                out[at..at + part.row_bytes as usize]
-                    .copy_from_slice(&row[..part.row_bytes as usize]);
+                out[at..at + span].copy_from_slice(&rows[from..from + span]);
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextureRows;
+
+    #[test]
+    fn texture_rows_fit_the_device_and_pack_small_blocks() {
+        // Qwen2.5-0.5B INT4, block 16: 64 texels a block, 256 blocks a 16384-texel row.
+        assert_eq!(
+            TextureRows::max_blocks(16384, 64, 1024, u64::MAX),
+            16384 * 256
+        );
+        // lavapipe's largest buffer, 2 GiB - 1, takes whole rows only: 8191 of 256 blocks.
+        let lavapipe = TextureRows::max_blocks(16384, 64, 1024, (1 << 31) - 1);
+        assert_eq!(lavapipe, 8191 * 256);
+        let full = TextureRows::for_shard(16384 * 256, 16384, 64);
+        assert_eq!(full.per_row(), 256);
+        // Small pools, as tests use, still take several rows and several spans per row.
+        let small = TextureRows::for_shard(40, 16384, 32);
+        assert_eq!(small.per_row(), 8);
+        assert_eq!(TextureRows::for_shard(1, 16384, 32).per_row(), 1);
+        // A block as wide as the texture: one per row.
+        assert_eq!(TextureRows::for_shard(100, 4096, 4096).per_row(), 1);
+        for max_dim in [2048u64, 8192, 16384] {
+            for widest in [1u64, 3, 32, 64, 100, 1024, max_dim] {
+                let most = TextureRows::max_blocks(max_dim, widest, 16, u64::MAX);
+                let sizes = [1, 2, 7, 40, 1000, 65_537, most / 3, most];
+                for blocks in sizes.into_iter().filter(|&b| b <= most).map(|b| b as u32) {
+                    let rows = TextureRows::for_shard(blocks, max_dim, widest);
+                    let per_row = rows.per_row() as u64;
+                    assert!(per_row * widest <= max_dim, "{max_dim} {widest} {blocks}");
+                    assert!((blocks as u64).div_ceil(per_row) <= max_dim);
+                }
+            }
+        }
     }
 }

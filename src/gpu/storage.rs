@@ -12,7 +12,7 @@
 //! scaled format keeps each block's scales right after its values, inside the same range
 //! (see [`crate::cache::format`]).
 
-use super::shard::{BlockSplit, KvBacking, KvShard};
+use super::shard::{BlockSplit, KvBacking, KvShard, TextureRows};
 use super::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::cache::{CacheLayout, KvFormat};
 
@@ -177,6 +177,8 @@ pub struct KvStorage {
     pub(crate) backing: KvBacking,
     /// Block-to-shard mapping.
     pub(crate) plan: ShardPlan,
+    /// How texture-backed shards lay blocks out in rows (unused with buffers).
+    pub(crate) texture_rows: TextureRows,
     /// Layers that have pools (the stress engine may run fewer than the model has).
     pub(crate) layers: u32,
     k: Vec<Vec<KvShard>>,
@@ -270,24 +272,31 @@ impl KvStorage {
         check_host_memory(ctx, pool_bytes)?;
         let caps = &ctx.capabilities;
         let block_bytes = layout.block_bytes_per_layer();
+        let max_dim = ctx.device.limits().max_texture_dimension_2d as u64;
+        let widest_texels = BlockSplit::of(layout).widest_texels();
         let device_max = match backing {
             KvBacking::Buffers => caps.max_storage_binding.min(caps.max_buffer),
             KvBacking::Textures => {
                 if let Some(misfit) = KvBacking::texture_misfit(ctx, layout) {
                     return Err(misfit);
                 }
-                // Shards are capped by texture height (blocks per texture).
-                ctx.device.limits().max_texture_dimension_2d as u64 * block_bytes
+                // Shards are capped by the blocks a texture's rows hold, and by the largest
+                // allocation the device reports (wgpu has no texture-size limit beyond the
+                // dimensions; its largest buffer is the closest it says).
+                let most = caps.max_buffer;
+                TextureRows::max_blocks(max_dim, widest_texels, block_bytes, most) * block_bytes
             }
         };
         let max_shard = max_shard_bytes.map_or(device_max, |m| m.min(device_max));
         let plan = ShardPlan::new(layout, num_blocks, max_shard)?;
+        let texture_rows = TextureRows::for_shard(plan.blocks_per_shard, max_dim, widest_texels);
         let make = |kind: &str, layer: u32| -> Vec<KvShard> {
             (0..plan.num_shards())
                 .map(|s| {
                     let label = format!("pagekv {kind} layer {layer} shard {s}");
                     let (_, blocks) = plan.shard_range(s);
-                    KvShard::new(ctx, &label, backing, blocks, BlockSplit::of(layout))
+                    let split = BlockSplit::of(layout);
+                    KvShard::new(ctx, &label, backing, blocks, split, texture_rows)
                 })
                 .collect()
         };
@@ -306,6 +315,7 @@ impl KvStorage {
             mode,
             backing,
             plan,
+            texture_rows,
             layers,
             k,
             v,
@@ -336,6 +346,15 @@ impl KvStorage {
     /// How blocks are divided into shards.
     pub fn plan(&self) -> ShardPlan {
         self.plan
+    }
+
+    /// The kernels' `texture_row_shift`: log2 of the blocks side by side in a texture row of
+    /// a texture-backed pool ([`TextureRows`]), 0 for buffers.
+    pub fn texture_row_shift(&self) -> u32 {
+        match self.backing {
+            KvBacking::Textures => self.texture_rows.row_shift,
+            KvBacking::Buffers => 0,
+        }
     }
 
     /// Layers with a pool.

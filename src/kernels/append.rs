@@ -103,7 +103,8 @@ impl AppendKernel {
                     shard_first_block: first,
                     shard_blocks: blocks,
                     grid_x_threads: x * 64,
-                    _pad: [0; 2],
+                    texture_row_shift: storage.texture_row_shift(),
+                    _pad: 0,
                 }
             })
             .collect();

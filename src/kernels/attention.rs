@@ -83,7 +83,7 @@ pub(crate) fn shard_params(
                 scale: 1.0 / (g.head_dim as f32).sqrt(),
                 shard_lists: shard_lists(s),
                 window: window.unwrap_or(0),
-                _pad: 0,
+                texture_row_shift: storage.texture_row_shift(),
             }
         })
         .collect()

@@ -39,8 +39,9 @@ pub struct AttnParams {
     pub shard_lists: u32,
     /// Sliding window: a query attends to at most this many newest keys; 0 for none.
     pub window: u32,
-    /// Padding to 16-byte multiple.
-    pub _pad: u32,
+    /// Texture-backed pools: log2 of the blocks side by side in a texture row (see
+    /// `gpu::TextureRows`); 0 with buffers.
+    pub texture_row_shift: u32,
 }
 
 /// Mirror of `AppendParams` in shaders/append.wgsl.
@@ -59,8 +60,11 @@ pub struct AppendParams {
     pub shard_blocks: u32,
     /// Threads along x of the 2-D grid.
     pub grid_x_threads: u32,
+    /// Texture-backed pools: log2 of the blocks side by side in a texture row (see
+    /// `gpu::TextureRows`); 0 with buffers.
+    pub texture_row_shift: u32,
     /// Padding to 16-byte multiple.
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 
 /// Mirror of `CombineParams` in shaders/combine.wgsl.
