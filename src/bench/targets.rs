@@ -70,6 +70,16 @@ fn long_noise_note(curve: &LongCurve) -> String {
 }
 
 /// The performance targets judged on the figures present.
+/// `value` with `decimals` decimals, or more (up to four) while it would print as the
+/// `limit` it is judged against: a ratio of 1.502 against "<= 1.5x" reads 1.502x, not a
+/// "1.50x" beside MISSED.
+fn against(value: f64, limit: f64, decimals: usize) -> String {
+    (decimals..=4)
+        .map(|d| (format!("{value:.d$}"), format!("{limit:.d$}")))
+        .find(|(shown, at_limit)| shown != at_limit)
+        .map_or(format!("{value:.4}"), |(shown, _)| shown)
+}
+
 pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
     let figures = &report.figures;
     let weaker = report.yardstick_shortfall().map_or(String::new(), |s| {
@@ -95,14 +105,14 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
             target: format!("{target}: >= {:.0}% of its bound", 100.0 * need),
             measured: match (worst, note.is_empty()) {
                 (Some((w, f)), true) => format!(
-                    "worst {:.0}% ({}), judged against this run's bound{}",
-                    100.0 * w,
+                    "worst {}% ({}), judged against this run's bound{}",
+                    against(100.0 * w, 100.0 * need, 0),
                     f.case,
                     noise_note(&[f])
                 ),
                 (Some((w, f)), false) => format!(
-                    "worst {:.0}% ({}), judged against this run's bound{}; {note}",
-                    100.0 * w,
+                    "worst {}% ({}), judged against this run's bound{}; {note}",
+                    against(100.0 * w, 100.0 * need, 0),
                     f.case,
                     noise_note(&[f])
                 ),
@@ -123,7 +133,8 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
                 "not measured (no curve reached past 4K)".into(),
                 |(w, curve)| {
                     format!(
-                        "worst {w:.2}x ({}){weaker}{}",
+                        "worst {}x ({}){weaker}{}",
+                        against(*w, FLATNESS_TARGET, 2),
                         curve.label(),
                         long_noise_note(curve)
                     )
@@ -207,8 +218,8 @@ pub(super) fn judge(report: &BenchReport) -> Vec<TargetCheck> {
         out.push(TargetCheck {
             target: "ggml shape GQA 4: <= 1.5x its GQA 1 time".into(),
             measured: format!(
-                "{:.2}x (the two timed in alternation){}",
-                g4 / g1,
+                "{}x (the two timed in alternation){}",
+                against(g4 / g1, 1.5, 2),
                 noise_note(&[f1, f4])
             ),
             met: Some(g4 <= 1.5 * g1),
@@ -249,6 +260,15 @@ mod tests {
             figures,
             ..BenchReport::new(AdapterReport::default(), Clock::WallClock, false)
         }
+    }
+
+    #[test]
+    fn a_figure_next_to_its_limit_prints_enough_decimals_to_match_its_verdict() {
+        assert_eq!(against(1.502, 1.5, 2), "1.502");
+        assert_eq!(against(1.49, 1.5, 2), "1.49");
+        assert_eq!(against(79.6, 80.0, 0), "79.6");
+        assert_eq!(against(44.0, 80.0, 0), "44");
+        assert_eq!(against(1.5, 1.5, 2), "1.5000");
     }
 
     #[test]
