@@ -153,9 +153,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let info = adapter.get_info();
     println!(
-        "embed on {} ({:?}): {} blocks used, max abs error {worst:.2e} ({})",
-        info.name,
-        info.backend,
+        "embed on {}: {} blocks used, max abs error {worst:.2e} ({})",
+        pagekv::gpu::adapter_label(&info.name, info.backend),
         cache.manager().num_used_blocks(),
         if ok { "ok" } else { "MISMATCH" }
     );

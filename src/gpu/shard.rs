@@ -159,9 +159,10 @@ impl BlockSplit {
 /// texture row, block `b` at row `b >> row_shift`, span `b & (2^row_shift - 1)`.
 ///
 /// Why several blocks per row: a texture is at most `max_texture_dimension_2d` rows tall
-/// (16384 on Mesa), and a small block (an INT4 block of Qwen2.5-0.5B is 64 texels) would
-/// otherwise cap a shard at 16 MiB, so a 1 GiB pool took 64 shards: a kernel pass each, and
-/// as many partial results per query row as the partial-results binding could not hold.
+/// (16384 on Mesa), and a small block (an INT4 block of Qwen2.5-0.5B is 64 texels of values)
+/// would otherwise cap a shard at about 20 MiB, so a 1 GiB budget per layer took 26 shards: a
+/// kernel pass each, and more partial results per query row than the partial-results
+/// binding could hold for a 2048-token prefill.
 /// Packed, a shard is bounded by the texture's width and height and the largest allocation
 /// the device reports. A power of two keeps the kernels' lookup to a shift and a mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
