@@ -165,8 +165,10 @@ fn a_closed_stdout_pipe_ends_quietly() {
 }
 
 /// `bench --quick --only host` (the rooflines and the host section, a few seconds on lavapipe)
-/// with `extra` arguments, which must succeed: its stdout and the JSON file it wrote to `path`.
+/// with `extra` arguments, which must succeed: its stdout and the JSON file it wrote to `path`
+/// (whose folder it creates).
 fn bench_host_section(path: &Path, extra: &[&str]) -> (String, serde_json::Value) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut args = vec![
         "bench",
         "--quick",
@@ -191,7 +193,6 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
         return;
     }
     let dir = TempDir::new("bench");
-    std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("bench.json");
     let (text, report) = bench_host_section(&path, &[]);
     assert!(text.contains("copy roofline again at the end"), "{text}");
@@ -363,7 +364,6 @@ fn bench_records_a_forced_half_decode() {
         return;
     }
     let dir = TempDir::new("bench-half");
-    std::fs::create_dir_all(&dir.0).unwrap();
     let (text, report) =
         bench_host_section(&dir.0.join("bench.json"), &["--half-decode", "integer"]);
     assert!(
