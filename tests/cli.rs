@@ -13,7 +13,7 @@ use std::process::Command;
 
 mod common;
 
-use common::cli::{have_gpu, pagekv, stderr_lines, stdout};
+use common::cli::{have_gpu, pagekv, pagekv_ok, stderr_lines, stdout};
 
 /// A fresh directory removed on drop.
 struct TempDir(PathBuf);
@@ -266,7 +266,7 @@ fn verify_passes_and_prints_a_table() {
     if !have_gpu("verify_passes_and_prints_a_table") {
         return;
     }
-    let out = pagekv(&[
+    let text = pagekv_ok(&[
         "verify",
         "--preset",
         "qwen2.5-0.5b",
@@ -275,13 +275,6 @@ fn verify_passes_and_prints_a_table() {
         "--dtype",
         "f32",
     ]);
-    let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}\n{:?}",
-        stderr_lines(&out)
-    );
     assert!(text.contains("PASS"), "{text}");
     for row in [
         "decode max error",
@@ -308,15 +301,7 @@ fn verify_small(extra: &[&str]) -> String {
         "1,33",
     ];
     args.extend_from_slice(extra);
-    let out = pagekv(&args);
-    let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}\n{:?}",
-        stderr_lines(&out)
-    );
-    text
+    pagekv_ok(&args)
 }
 
 /// `--algorithm` forces either attention path on any adapter, and the output says which ran.

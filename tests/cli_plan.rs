@@ -8,7 +8,7 @@ use std::path::Path;
 
 mod common;
 
-use common::cli::{assert_input_error, have_gpu, pagekv, stderr_lines, stdout};
+use common::cli::{assert_input_error, have_gpu, pagekv, pagekv_ok, stderr_lines, stdout};
 use pagekv::scenario::{ModelPresets, load_dir_with};
 
 fn scenarios_dir() -> &'static Path {
@@ -190,14 +190,7 @@ fn run_set_production_runs_the_four_configurations() {
     if !have_gpu(module_path!()) {
         return;
     }
-    let out = pagekv(&["run", "--set", "production", "--scale", "ci", "--quiet"]);
-    let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{:?}\n{text}",
-        stderr_lines(&out)
-    );
+    let text = pagekv_ok(&["run", "--set", "production", "--scale", "ci", "--quiet"]);
     for name in [
         "A Low Latency",
         "B Balanced Throughput",

@@ -7,7 +7,7 @@ use std::path::Path;
 
 mod common;
 
-use common::cli::{assert_input_error, have_gpu, pagekv, stderr_lines, stdout};
+use common::cli::{assert_input_error, have_gpu, pagekv, pagekv_ok, stderr_lines, stdout};
 use pagekv::bench::{BenchReport, Clock};
 use pagekv::gpu::AdapterReport;
 
@@ -146,7 +146,7 @@ fn run_writes_results_and_compare_reads_them() {
     let a = dir.join("a.json");
     let alerts = dir.join("alerts.toml");
     std::fs::write(&alerts, "[hit_rate_pct]\nwarning = 10\n").unwrap();
-    let out = pagekv(&[
+    let text = pagekv_ok(&[
         "run",
         "--scale",
         "ci",
@@ -157,13 +157,6 @@ fn run_writes_results_and_compare_reads_them() {
         "--out",
         a.to_str().unwrap(),
     ]);
-    let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{:?}\n{text}",
-        stderr_lines(&out)
-    );
     for needle in [
         "demand %",
         "peak use %",
@@ -298,7 +291,7 @@ fn whatif_runs_every_remedy_and_compare_reads_any_pair() {
         return;
     }
     let dir = common::temp_dir("cli-run", "whatif");
-    let out = pagekv(&[
+    let text = pagekv_ok(&[
         "whatif",
         "--scale",
         "ci",
@@ -307,13 +300,6 @@ fn whatif_runs_every_remedy_and_compare_reads_any_pair() {
         "--out-dir",
         dir.to_str().unwrap(),
     ]);
-    let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{:?}\n{text}",
-        stderr_lines(&out)
-    );
     for needle in [
         "05 Maximum Context Window",
         "int8 + window 2048",

@@ -45,3 +45,17 @@ pub fn assert_input_error(out: &Output, needles: &[&str]) {
     }
     assert!(stdout(out).is_empty(), "nothing may run: {}", stdout(out));
 }
+
+/// Runs the binary with `args`, asserts it succeeded (showing its stderr and stdout if not),
+/// and returns its stdout.
+pub fn pagekv_ok(args: &[&str]) -> String {
+    let out = pagekv(args);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "pagekv {args:?}\n{:?}\n{text}",
+        stderr_lines(&out)
+    );
+    text
+}
