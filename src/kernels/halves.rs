@@ -22,8 +22,8 @@ pub enum HalfDecode {
     /// `unpack2x16float`: one instruction on GPUs and on lavapipe.
     #[default]
     Builtin,
-    /// Integer code (rebias the exponent, widen subnormals through an int-to-float
-    /// conversion, select infinities and NaNs): faster on llvmpipe's GL driver.
+    /// Integer code (rebias the exponent, subnormals through an exact f32 subtraction,
+    /// select infinities and NaNs): faster on llvmpipe's GL driver.
     Integer,
 }
 
