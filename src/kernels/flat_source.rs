@@ -128,7 +128,8 @@ pub(crate) fn fill(
 
     let mut per_tile = String::new();
     let tile = 0..key_tile;
-    // Scores: each K chunk of the tile is loaded once and used for every row.
+    // Scores: each K chunk of the tile is loaded once and used for every row, and each
+    // query slice is used for every key of the tile in turn.
     for t in tile.clone() {
         // A key is live for query q inside the split and q's own causal window. With one
         // query, key_end already stops at its last visible key.
@@ -154,20 +155,26 @@ pub(crate) fn fill(
             }
         }
         scale_loads(&mut per_tile, "k", t);
-        for j in 0..chunks {
+    }
+    for j in 0..chunks {
+        for t in tile.clone() {
             line(
                 &mut per_tile,
                 3,
                 format_args!("let k{t}_{j} = load_k(at, {}u);", t * chunks + j),
             );
-            for h in 0..vec4_per_chunk {
-                let i = j * vec4_per_chunk + h;
+        }
+        for h in 0..vec4_per_chunk {
+            let i = j * vec4_per_chunk + h;
+            for t in tile.clone() {
                 line(
                     &mut per_tile,
                     3,
                     format_args!("let k{t}_{j}_{h} = chunk_slice(k{t}_{j}, {h}u, 1.0);"),
                 );
-                for g in rows.clone() {
+            }
+            for g in rows.clone() {
+                for t in tile.clone() {
                     let part = chunk.score_part(g, t, i);
                     line(
                         &mut per_tile,
@@ -177,6 +184,8 @@ pub(crate) fn fill(
                 }
             }
         }
+    }
+    for t in tile.clone() {
         if let Some((row_scales, _)) = chunk.scales {
             for g in rows.clone() {
                 let parts: Vec<String> = (0..row_scales)
