@@ -34,7 +34,10 @@ fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let state = row_state(first);
     let m = state.x;
     let l = state.y;
-    let inv_l = select(0.0, 1.0 / l, l > 0.0);
+    // One partition arrives normalised already (the attention kernel writes final rows when
+    // a step has one partition; the host runs this pass then only when the caller's output
+    // shares a buffer with its queries): a copy.
+    let inv_l = select(select(0.0, 1.0 / l, l > 0.0), 1.0, params.num_partitions == 1u);
     for (var i = lane; i < HD4; i += ROW_THREADS) {
         var o = vec4<f32>(0.0);
         for (var p = 0u; p < params.num_partitions; p++) {

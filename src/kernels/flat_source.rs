@@ -281,6 +281,8 @@ pub(crate) fn fill(
         }
     }
 
+    // With one partition the rows are final: normalised here as the combine pass would
+    // (`acc * (1 / l)`), and the host binds the caller's output in place of the partials.
     let mut store = String::new();
     for g in rows {
         line(
@@ -288,11 +290,18 @@ pub(crate) fn fill(
             1,
             format_args!("let out{g} = row{g} * params.num_partitions + part;"),
         );
+        line(
+            &mut store,
+            1,
+            format_args!(
+                "let norm{g} = select(1.0, select(0.0, 1.0 / l{g}, l{g} > 0.0), params.num_partitions == 1u);"
+            ),
+        );
         for i in 0..hd4 {
             line(
                 &mut store,
                 1,
-                format_args!("partial_acc[out{g} * HD4 + {i}u] = acc{g}_{i};"),
+                format_args!("partial_acc[out{g} * HD4 + {i}u] = acc{g}_{i} * norm{g};"),
             );
         }
         line(
