@@ -10,6 +10,9 @@
 //
 // Output is a partial softmax state per (row, partition): unnormalised accumulator, running
 // max m and running sum l. combine.wgsl merges partitions (context splits and pool shards).
+// With one partition per row the rows are final instead: the kernel scales each row's
+// accumulator by `output_scale(l)`, and the host binds the caller's output as partial_acc,
+// whose layout at one partition is the output's, and skips the combine pass.
 
 struct AttnParams {
     num_seqs: u32,
@@ -42,6 +45,12 @@ struct AttnParams {
 @group(0) @binding(5) var<storage, read> seq_info: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read_write> partial_acc: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>;
+
+// What a row's accumulator is multiplied by when it is stored: 1 / l (as combine computes
+// at one partition) when the step has one partition per row, 1 when combine merges it.
+fn output_scale(l: f32) -> f32 {
+    return select(1.0, select(0.0, 1.0 / l, l > 0.0), params.num_partitions == 1u);
+}
 
 // A finite stand-in for -inf: WGSL has no infinity literal, and exp(MASKED - real) is 0.
 const MASKED: f32 = -3.0e38;

@@ -152,21 +152,18 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
 
 // Writes this workgroup's partial state for `partition`. Each kernel file defines
 // `output_row(r)`, the global row (query token x q_heads + head) of local row r. With one
-// partition the rows are final: normalised here as the combine pass would (`acc * (1 / l)`),
-// and the host binds the caller's output in place of the partials.
+// partition the rows are final (`output_scale`).
 fn write_partials(rows: u32, tid: u32, part: u32) {
     // Publishes row_l to every thread even when attend streamed no tile (its barriers then
     // never ran).
     workgroupBarrier();
-    let single = params.num_partitions == 1u;
     for (var j = 0u; j < ACC_SLOTS; j++) {
         let pair = tid + j * WG;
         let r = pair / HD4;
         if (r < rows) {
             let row = output_row(r);
-            let l = row_l[r];
-            let norm = select(1.0, select(0.0, 1.0 / l, l > 0.0), single);
-            partial_acc[(row * params.num_partitions + part) * HD4 + pair % HD4] = acc[j] * norm;
+            let scale = output_scale(row_l[r]);
+            partial_acc[(row * params.num_partitions + part) * HD4 + pair % HD4] = acc[j] * scale;
         }
     }
     if (tid < rows) {

@@ -1,7 +1,7 @@
 // Four f16 values, two per u32 word (low half first), as f32, in integer code: llvmpipe's GL
 // lowers `unpackHalf2x16` to more work than this (slower to compile and to run). About 16
-// integer operations per value, with no branch and no f32 subnormal anywhere (llvmpipe flushes
-// those to zero):
+// integer operations per value, with no branch and no f32 subnormal anywhere (many GPUs flush
+// those to zero, and an app may force this form on any adapter):
 // - each half is moved to the top of its own word, so its exponent and mantissa need one
 //   mask and one shift to sit at their f32 positions, and the sign one mask;
 // - normals rebias the exponent with one add;

@@ -281,8 +281,7 @@ pub(crate) fn fill(
         }
     }
 
-    // With one partition the rows are final: normalised here as the combine pass would
-    // (`acc * (1 / l)`), and the host binds the caller's output in place of the partials.
+    // With one partition per row the rows are final (`output_scale`, attention_bindings.wgsl).
     let mut store = String::new();
     for g in rows {
         line(
@@ -293,15 +292,13 @@ pub(crate) fn fill(
         line(
             &mut store,
             1,
-            format_args!(
-                "let norm{g} = select(1.0, select(0.0, 1.0 / l{g}, l{g} > 0.0), params.num_partitions == 1u);"
-            ),
+            format_args!("let out_scale{g} = output_scale(l{g});"),
         );
         for i in 0..hd4 {
             line(
                 &mut store,
                 1,
-                format_args!("partial_acc[out{g} * HD4 + {i}u] = acc{g}_{i} * norm{g};"),
+                format_args!("partial_acc[out{g} * HD4 + {i}u] = acc{g}_{i} * out_scale{g};"),
             );
         }
         line(
