@@ -11,7 +11,7 @@
 // Output is a partial softmax state per (row, partition): unnormalised accumulator, running
 // max m and running sum l. combine.wgsl merges partitions (context splits and pool shards).
 // With one partition per row the rows are final instead: the kernel scales each row's
-// accumulator by `output_scale(l)`, and the host binds the caller's output as partial_acc,
+// accumulator by `output_factor(l)`, and the host binds the caller's output as partial_acc,
 // whose layout at one partition is the output's, and skips the combine pass.
 
 struct AttnParams {
@@ -48,7 +48,7 @@ struct AttnParams {
 
 // What a row's accumulator is multiplied by when it is stored: 1 / l (as combine computes
 // at one partition) when the step has one partition per row, 1 when combine merges it.
-fn output_scale(l: f32) -> f32 {
+fn output_factor(l: f32) -> f32 {
     return select(1.0, select(0.0, 1.0 / l, l > 0.0), params.num_partitions == 1u);
 }
 

@@ -152,7 +152,7 @@ fn attend(seq: u32, kv_head: u32, key_begin: u32, key_end: u32, rows: u32, tid: 
 
 // Writes this workgroup's partial state for `partition`. Each kernel file defines
 // `output_row(r)`, the global row (query token x q_heads + head) of local row r. With one
-// partition the rows are final (`output_scale`).
+// partition the rows are final (`output_factor`).
 fn write_partials(rows: u32, tid: u32, part: u32) {
     // Publishes row_l to every thread even when attend streamed no tile (its barriers then
     // never ran).
@@ -162,8 +162,8 @@ fn write_partials(rows: u32, tid: u32, part: u32) {
         let r = pair / HD4;
         if (r < rows) {
             let row = output_row(r);
-            let scale = output_scale(row_l[r]);
-            partial_acc[(row * params.num_partitions + part) * HD4 + pair % HD4] = acc[j] * scale;
+            let factor = output_factor(row_l[r]);
+            partial_acc[(row * params.num_partitions + part) * HD4 + pair % HD4] = acc[j] * factor;
         }
     }
     if (tid < rows) {

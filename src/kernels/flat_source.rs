@@ -281,7 +281,7 @@ pub(crate) fn fill(
         }
     }
 
-    // With one partition per row the rows are final (`output_scale`, attention_bindings.wgsl).
+    // With one partition per row the rows are final (`output_factor`, attention_bindings.wgsl).
     let mut store = String::new();
     for g in rows {
         line(
@@ -292,13 +292,13 @@ pub(crate) fn fill(
         line(
             &mut store,
             1,
-            format_args!("let out_scale{g} = output_scale(l{g});"),
+            format_args!("let factor{g} = output_factor(l{g});"),
         );
         for i in 0..hd4 {
             line(
                 &mut store,
                 1,
-                format_args!("partial_acc[out{g} * HD4 + {i}u] = acc{g}_{i} * out_scale{g};"),
+                format_args!("partial_acc[out{g} * HD4 + {i}u] = acc{g}_{i} * factor{g};"),
             );
         }
         line(
