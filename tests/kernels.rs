@@ -204,6 +204,54 @@ fn multi_shard_pools() {
     }
 }
 
+/// A step whose partial results outgrow the scratch budget merges its pool shards a group
+/// at a time (each group's combine folding in the output so far), and takes fewer splits
+/// when even one shard's do not fit: both algorithms, prefill and decode, against the
+/// reference.
+#[test]
+fn partial_results_over_budget_merge_shards_in_groups() {
+    for ctx in common::contexts() {
+        for algorithm in [AttentionAlgorithm::Flat, AttentionAlgorithm::Tiled] {
+            // 16 KiB shards of 4 KiB blocks: 15 shards for these contexts. A prefill step's
+            // partition is at most 4 sequences x 8 tokens x 4 heads x 256 B = 32 KiB, so two
+            // fit in 64 KiB; decode's 4 KiB partitions fit 16, seven 32-key splits per shard.
+            let mut case =
+                VerifyCase::new(geometry(4, 2, 64), KvFormat::F16, 16, vec![200, 17, 150, 1]);
+            case.algorithm = Some(algorithm);
+            case.max_shard_bytes = Some(16 * 1024);
+            case.shared_prefix_tokens = 24;
+            case.prefill_chunk = 8;
+            case.partition_tokens = Some(32);
+            case.max_partial_bytes = Some(64 * 1024);
+            let out = check(&ctx, &case);
+            assert!(out.shards >= 6, "expected many shards, got {}", out.shards);
+            assert!(
+                out.shard_groups >= 3,
+                "{algorithm:?}: {} shards merged in {} groups",
+                out.shards,
+                out.shard_groups
+            );
+            assert_eq!(out.decode_partitions, 7 * out.shards, "splits kept");
+            // 16 KiB: decode keeps 4 of its 7 splits, one shard per group; a prefill step's
+            // 12 KiB partition fits once, so each group is one normalised partition.
+            let mut tight = case.clone();
+            tight.prefill_chunk = 3;
+            tight.max_partial_bytes = Some(16 * 1024);
+            let out = check(&ctx, &tight);
+            assert_eq!(
+                out.shard_groups, out.shards,
+                "{algorithm:?}: one shard per group"
+            );
+            assert!(
+                out.decode_partitions <= 4 * out.shards,
+                "{algorithm:?}: {} partitions over {} shards",
+                out.decode_partitions,
+                out.shards
+            );
+        }
+    }
+}
+
 /// The flat prefill serves several query tokens per invocation (four for this group): chunks
 /// of 7 leave a block of one token, and short chunks at these contexts split each context
 /// over several invocations (the split policy wants dozens of invocations per host core),

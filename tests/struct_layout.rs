@@ -78,7 +78,7 @@ fn host_structs_match_wgsl() {
         core(Family::Combine),
         "CombineParams",
         size_of::<CombineParams>(),
-        fields!(CombineParams: rows, num_partitions, row_span),
+        fields!(CombineParams: rows, num_partitions, row_span, carry_read, carry_write),
     );
 }
 

@@ -8,6 +8,7 @@ use super::combine::CombineKernel;
 use super::flat::{self, AttentionAlgorithm, SplitPolicy};
 use super::halves::HalfDecode;
 use super::params::AttnParams;
+use super::partials::PartialLayout;
 use super::pipeline::ComputeKernel;
 use super::reductions::Reductions;
 use super::variant::{Family, TileShape, Variant};
@@ -51,20 +52,21 @@ pub(crate) struct TiledStep {
     pub(crate) rows: u32,
 }
 
-/// The params of each shard's dispatch of one step: shard `s` writes partitions
-/// `[s * splits, (s + 1) * splits)` of every output row. `shard_lists(s)` is where shard `s`'s
-/// block lists start in the block-table buffer (0: none).
+/// The params of each shard's dispatch of one step: shard `s` writes its splits side by side
+/// with those of the other shards of its group (`layout`), in every output row of the
+/// group's scratch. `shard_lists(s)` is where shard `s`'s block lists start in the
+/// block-table buffer (0: none).
 pub(crate) fn shard_params(
     storage: &KvStorage,
     num_seqs: u32,
     table_stride: u32,
     window: Option<u32>,
     split: StepSplit,
+    layout: &PartialLayout,
     shard_lists: impl Fn(u32) -> u32,
 ) -> Vec<AttnParams> {
     let g = &storage.layout.geometry;
-    let shards = storage.plan.num_shards();
-    (0..shards)
+    (0..layout.shards)
         .map(|s| {
             let (first, blocks) = storage.plan.shard_range(s);
             AttnParams {
@@ -76,8 +78,8 @@ pub(crate) fn shard_params(
                 table_stride,
                 partition_tokens: split.partition_tokens,
                 splits: split.splits,
-                num_partitions: split.splits * shards,
-                partition_base: s * split.splits,
+                num_partitions: layout.group_partitions(layout.group_of(s)),
+                partition_base: layout.partition_base(s),
                 shard_first_block: first,
                 shard_blocks: blocks,
                 scale: 1.0 / (g.head_dim as f32).sqrt(),
@@ -100,6 +102,9 @@ pub struct AttentionKernel {
     pub window: Option<u32>,
     /// How steps split their context (the tiled prefill does not split).
     pub splits: SplitPolicy,
+    /// Most bytes of partial-results scratch a step may use (`None`: the device's largest
+    /// storage binding).
+    pub partial_budget: Option<u64>,
 }
 
 impl AttentionKernel {
@@ -126,6 +131,7 @@ impl AttentionKernel {
             variant,
             splits: SplitPolicy::for_algorithm(algorithm),
             window: None,
+            partial_budget: None,
         })
     }
 
@@ -143,17 +149,16 @@ impl AttentionKernel {
             StepKind::Prefill => prefill::check(seqs)?,
         }
         let Some(tiles) = self.variant.tiles else {
-            return flat::prepare(
-                &self.variant,
-                &self.splits,
-                self.window,
-                ctx,
-                storage,
-                batch,
-                seqs,
-            );
+            return flat::prepare(self, ctx, storage, batch, seqs);
         };
-        let step = self.tiled_step(storage, seqs, tiles);
+        let mut step = self.tiled_step(storage, seqs, tiles);
+        let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
+        let span = self.window.map_or(max_context, |w| w.min(max_context));
+        let layout =
+            self.fit_split(ctx, storage, step.rows, (span, tiles.keys), &mut step.split)?;
+        if self.kind == StepKind::Decode {
+            step.grid[0] = step.split.splits;
+        }
         let (_, stride, _) = super::batch::flatten(seqs);
         let params = shard_params(
             storage,
@@ -161,6 +166,7 @@ impl AttentionKernel {
             stride,
             self.window,
             step.split,
+            &layout,
             |_| 0,
         );
         batch.upload(
@@ -173,9 +179,42 @@ impl AttentionKernel {
                 head_dim: storage.layout.geometry.head_dim,
                 grid: step.grid,
             },
+            layout,
         )?;
         batch.partition_tokens = step.split.partition_tokens;
         Ok(())
+    }
+
+    /// Fits a step's `split` to its partial-results scratch: [`AttentionKernel::partial_budget`]
+    /// bytes, or the device's largest storage binding if that is less. When the wanted splits
+    /// do not fit, fewer and longer ones (multiples of `tile` keys, never longer than the tiled
+    /// decode's longest split) replace them; then the pool's shards are grouped
+    /// ([`super::partials::fit`]). `span`: the keys a query sees.
+    pub(crate) fn fit_split(
+        &self,
+        ctx: &GpuContext,
+        storage: &KvStorage,
+        rows: u32,
+        (span, tile): (u32, u32),
+        split: &mut StepSplit,
+    ) -> Result<PartialLayout, GpuError> {
+        let device = ctx.capabilities.max_storage_binding;
+        let budget = self.partial_budget.map_or(device, |b| b.min(device));
+        let (shards, head_dim) = (storage.plan.num_shards(), storage.layout.geometry.head_dim);
+        // The prefills walk each query's whole context in one split, never reshaped here.
+        let max_tokens = match self.kind {
+            StepKind::Decode => self.splits.max_partition_tiles.map(|t| t * tile),
+            StepKind::Prefill => None,
+        };
+        let min_splits = max_tokens.map_or(1, |t| span.div_ceil(t));
+        let fit = |splits| super::partials::fit(rows, head_dim, splits, min_splits, shards, budget);
+        let first = fit(split.splits).map_err(GpuError::Limit)?;
+        if first.splits >= split.splits {
+            return Ok(first);
+        }
+        split.partition_tokens = span.div_ceil(first.splits).next_multiple_of(tile);
+        split.splits = span.div_ceil(split.partition_tokens);
+        fit(split.splits).map_err(GpuError::Limit)
     }
 
     fn tiled_step(&self, storage: &KvStorage, seqs: &[SeqView<'_>], tiles: TileShape) -> TiledStep {

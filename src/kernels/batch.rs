@@ -187,12 +187,19 @@ pub struct AttentionBatch {
     pub(crate) combine_uniform: GrowBuffer,
     pub(crate) partial_acc: GrowBuffer,
     pub(crate) partial_ml: GrowBuffer,
+    /// Each row's merged max and sum after a shard group's combine, in two halves: a group
+    /// reads the previous group's half and writes the other.
+    pub(crate) carry_ml: GrowBuffer,
     pub(crate) uniform_stride: u64,
+    /// Stride of the per-group combine params in `combine_uniform`.
+    pub(crate) combine_stride: u64,
+    /// How the step's partitions share the scratch.
+    pub(crate) partials: super::partials::PartialLayout,
     /// Sequences in the current step.
     pub num_seqs: u32,
     /// Output rows (query tokens x q_heads) of the current step.
     pub rows: u32,
-    /// Partitions per row (splits x shards).
+    /// Partitions per row (splits x shards), across all shard groups.
     pub num_partitions: u32,
     /// Workgroup grid of the attention dispatch.
     pub(crate) grid: [u32; 3],
@@ -246,6 +253,7 @@ impl AttentionBatch {
         params: &[crate::kernels::params::AttnParams],
         extra_tables: &[u32],
         shape: StepShape,
+        partials: super::partials::PartialLayout,
     ) -> Result<(), crate::gpu::GpuError> {
         let StepShape {
             rows,
@@ -264,8 +272,9 @@ impl AttentionBatch {
                 remedy: "use smaller batches",
             }));
         }
-        let num_partitions = params.first().map_or(1, |p| p.num_partitions);
-        let acc_bytes = rows as u64 * num_partitions as u64 * head_dim as u64 * 4;
+        // The scratch holds one shard group's partitions at a time.
+        let scratch_partitions = partials.group_partitions(0);
+        let acc_bytes = rows as u64 * scratch_partitions as u64 * head_dim as u64 * 4;
         if acc_bytes > caps.max_storage_binding {
             return Err(GpuError::Limit(LimitExceeded {
                 what: "the step's partial results".into(),
@@ -300,16 +309,21 @@ impl AttentionBatch {
             ctx,
             "pagekv partial ml",
             storage,
-            rows as u64 * num_partitions as u64 * 8,
+            rows as u64 * scratch_partitions as u64 * 8,
         );
+        let carried_rows = if partials.groups > 1 { 2 * rows } else { 0 };
+        self.carry_ml
+            .reserve(ctx, "pagekv carried ml", storage, carried_rows as u64 * 8);
         let (combine, combine_grid) =
-            crate::kernels::combine::CombineKernel::params(ctx, rows, num_partitions);
+            crate::kernels::combine::CombineKernel::params(ctx, rows, &partials);
+        let (bytes, stride) = pack_uniforms(ctx, &combine);
         self.combine_uniform.write(
             ctx,
             "pagekv combine params",
             wgpu::BufferUsages::UNIFORM,
-            bytemuck::bytes_of(&combine),
+            &bytes,
         );
+        self.combine_stride = stride;
         self.groups.sync(
             [
                 &self.tables,
@@ -318,6 +332,7 @@ impl AttentionBatch {
                 &self.combine_uniform,
                 &self.partial_acc,
                 &self.partial_ml,
+                &self.carry_ml,
             ]
             .iter()
             .map(|b| b.generation())
@@ -325,10 +340,16 @@ impl AttentionBatch {
         );
         self.num_seqs = seqs.len() as u32;
         self.rows = rows;
-        self.num_partitions = num_partitions;
+        self.num_partitions = partials.total_partitions();
+        self.partials = partials;
         self.grid = grid;
         self.combine_grid = combine_grid;
         Ok(())
+    }
+
+    /// Whether the attention dispatch writes the caller's output itself (see `record`).
+    fn writes_output(&self, io: &AttentionIo<'_>) -> bool {
+        self.num_partitions == 1 && io.q.buffer != io.out.buffer
     }
 
     /// Records the attention dispatch for every shard of `layer`, then the combine into `out`.
@@ -351,9 +372,33 @@ impl AttentionBatch {
         // about 0.08 ms, a fifth of a batch-1 decode step at 4K). Not when the output shares
         // a buffer with the queries: one dispatch may not bind a buffer both read-only and
         // writable, so the rows go through the partials and a combine pass that copies them.
-        let direct = self.num_partitions == 1 && io.q.buffer != io.out.buffer;
-        pipeline.set(pass);
-        for shard in 0..storage.plan.num_shards() {
+        let direct = self.writes_output(&io);
+        for group in 0..self.partials.groups {
+            pipeline.set(pass);
+            for shard in self.partials.group_shards(group) {
+                self.record_shard(pipeline, pass, storage, layer, shard, &io);
+            }
+            // The next group's shards overwrite the scratch this combine reads; wgpu orders
+            // the two, as it orders every storage write after a read in one pass.
+            if !direct {
+                combine.record(ctx, pass, self, group, io.out.clone());
+            }
+        }
+    }
+
+    /// Records one shard's attention dispatch for `layer`.
+    fn record_shard(
+        &self,
+        pipeline: &ComputeKernel,
+        pass: &mut wgpu::ComputePass<'_>,
+        storage: &crate::gpu::KvStorage,
+        layer: u32,
+        shard: u32,
+        io: &AttentionIo<'_>,
+    ) {
+        let ctx = storage.context();
+        let direct = self.writes_output(io);
+        {
             let key = BindKey {
                 slot: 0,
                 layer,
@@ -393,9 +438,6 @@ impl AttentionBatch {
             });
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
-        }
-        if !direct {
-            combine.record(ctx, pass, self, io.out);
         }
     }
 }

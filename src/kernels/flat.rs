@@ -313,14 +313,13 @@ pub(crate) fn build(
 /// Uploads a step for the flat kernel: every sequence's `query_len` newest tokens attend
 /// causally to its cache (one query per sequence for decode).
 pub(crate) fn prepare(
-    variant: &Variant,
-    splits: &SplitPolicy,
-    window: Option<u32>,
+    kernel: &super::attention::AttentionKernel,
     ctx: &GpuContext,
     storage: &KvStorage,
     batch: &mut AttentionBatch,
     seqs: &[SeqView<'_>],
 ) -> Result<(), GpuError> {
+    let (variant, splits, window) = (&kernel.variant, &kernel.splits, kernel.window);
     let g = &storage.layout.geometry;
     let group_chunks = g.group_size().div_ceil(variant.group);
     let queries = variant.queries.max(1);
@@ -355,24 +354,33 @@ pub(crate) fn prepare(
             .min(max_context.div_ceil(wanted).next_multiple_of(key_tile))
             .max(key_tile);
     }
-    let split_count = max_context.div_ceil(partition_tokens);
+    let rows = total_queries * g.q_heads;
+    let mut split = StepSplit {
+        group_chunks,
+        partition_tokens,
+        splits: max_context.div_ceil(partition_tokens),
+    };
+    let layout = kernel.fit_split(ctx, storage, rows, (max_context, key_tile), &mut split)?;
     let (tables, stride, _) = super::batch::flatten(seqs);
     let lists = shard_block_lists(storage, seqs, stride);
     let list_len = seqs.len() as u32 * (stride + 1);
-    let split = StepSplit {
-        group_chunks,
-        partition_tokens,
-        splits: split_count,
-    };
-    let params = shard_params(storage, seqs.len() as u32, stride, window, split, |s| {
-        if lists.is_empty() {
-            0
-        } else {
-            tables.len() as u32 + s * list_len
-        }
-    });
+    let params = shard_params(
+        storage,
+        seqs.len() as u32,
+        stride,
+        window,
+        split,
+        &layout,
+        |s| {
+            if lists.is_empty() {
+                0
+            } else {
+                tables.len() as u32 + s * list_len
+            }
+        },
+    );
     let grid = [
-        (max_queries.div_ceil(queries) * split_count * per_split).div_ceil(lanes),
+        (max_queries.div_ceil(queries) * split.splits * per_split).div_ceil(lanes),
         1,
         seqs.len() as u32,
     ];
@@ -382,12 +390,13 @@ pub(crate) fn prepare(
         &params,
         &lists,
         super::batch::StepShape {
-            rows: total_queries * g.q_heads,
+            rows,
             head_dim: g.head_dim,
             grid,
         },
+        layout,
     )?;
-    batch.partition_tokens = partition_tokens;
+    batch.partition_tokens = split.partition_tokens;
     Ok(())
 }
 

@@ -109,12 +109,14 @@ pub(crate) const COPY_BLOCKS: Bindings = &[
     (5, Slot::ReadWrite),
 ];
 
-/// Combine: params, partial accumulators, softmax state, output.
+/// Combine: params, partial accumulators, softmax state, output, state carried between
+/// shard groups.
 pub(crate) const COMBINE: Bindings = &[
     (0, Slot::Uniform),
     (1, Slot::Read),
     (2, Slot::Read),
     (3, Slot::ReadWrite),
+    (4, Slot::ReadWrite),
 ];
 
 /// The wgpu layout entries of `bindings`, visible to compute.

@@ -18,6 +18,7 @@ mod halves;
 mod layouts;
 pub mod occupancy;
 pub mod params;
+mod partials;
 pub(crate) mod pipeline;
 pub mod portability;
 mod prefill;
@@ -76,6 +77,11 @@ macro_rules! batch_accessors {
             pub fn partition_tokens(&self) -> u32 {
                 self.0.partition_tokens
             }
+            /// Groups in which the step's pool shards are merged (1 unless its partial
+            /// results outgrow [`AttentionOptions::partial_budget`]).
+            pub fn shard_groups(&self) -> u32 {
+                self.0.partials.groups
+            }
         }
     };
 }
@@ -105,6 +111,12 @@ pub struct AttentionOptions {
     /// device and tile footprint). Ignored when `decode_partition_tokens` forces a split
     /// length.
     pub decode_target_workgroups: Option<u32>,
+    /// Most bytes of partial-softmax scratch one step may use; `None` (and any larger value)
+    /// means the device's largest storage binding. A step whose splits and pool shards need
+    /// more takes fewer splits, then merges its shards in groups, a combine pass per group,
+    /// instead of failing: a long prefill over a pool of many shards still runs on a device
+    /// with 128 MiB bindings. Lower it to bound the scratch an app lends the cache.
+    pub partial_budget: Option<u64>,
 }
 
 /// Names of the compiled variants, for reports.
@@ -198,6 +210,7 @@ impl PagedAttention {
             )?,
         };
         decode.window = options.sliding_window;
+        decode.partial_budget = options.partial_budget;
         let mut prefill = AttentionKernel::with_algorithm(
             ctx,
             storage,
@@ -207,6 +220,7 @@ impl PagedAttention {
             half_decode,
         )?;
         prefill.window = options.sliding_window;
+        prefill.partial_budget = options.partial_budget;
         Ok(Self {
             ctx: ctx.clone(),
             built_for: (storage.layout.clone(), storage.mode, storage.backing),

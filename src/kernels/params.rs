@@ -78,9 +78,22 @@ pub struct CombineParams {
     /// Rows covered by one row of the 2-D grid: a multiple of every variant's rows per
     /// workgroup, so the same params serve both combine shapes.
     pub row_span: u32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
+    /// Where this pass reads each row's merged (max, sum) so far, as a row offset into the
+    /// carried state ([`NO_CARRY`]: the first shard group, nothing to merge).
+    pub carry_read: u32,
+    /// Where this pass writes each row's merged (max, sum) for the next shard group
+    /// ([`NO_CARRY`]: the last group).
+    pub carry_write: u32,
+    /// Padding to 16-byte multiple.
+    pub _pad0: u32,
+    /// Padding to 16-byte multiple.
+    pub _pad1: u32,
+    /// Padding to 16-byte multiple.
+    pub _pad2: u32,
 }
+
+/// [`CombineParams`]' `carry_read` or `carry_write` when a pass has no carried state.
+pub const NO_CARRY: u32 = u32::MAX;
 
 /// Mirror of `ProbeParams` in shaders/occupancy.wgsl.
 #[repr(C)]

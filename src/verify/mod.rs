@@ -45,6 +45,9 @@ pub struct VerifyCase {
     pub max_shard_bytes: Option<u64>,
     /// Force the decode split length.
     pub partition_tokens: Option<u32>,
+    /// Cap the partial-results scratch of a step (tests use a few KiB to merge pool shards
+    /// in groups).
+    pub max_partial_bytes: Option<u64>,
     /// Prefill rows checked per sequence and layer (0 = all); sampling keeps long contexts fast.
     pub sample_rows: usize,
     /// Append the prompts without running prefill attention, so only the decode rows are
@@ -90,6 +93,7 @@ impl VerifyCase {
             shared_prefix_tokens: 0,
             max_shard_bytes: None,
             partition_tokens: None,
+            max_partial_bytes: None,
             sample_rows: 0,
             decode_only: false,
             seed: 7,
@@ -153,6 +157,9 @@ pub struct VerifyOutcome {
     pub shards: u32,
     /// Decode partitions (splits x shards).
     pub decode_partitions: u32,
+    /// Most groups any step merged its pool shards in (1 unless a step's partial results
+    /// outgrew `max_partial_bytes` or the device's largest binding).
+    pub shard_groups: u32,
     /// Copy-on-write block copies performed.
     pub cow_copies: usize,
     /// The attention algorithm that ran (forced by the case, or the adapter's default).
@@ -325,6 +332,7 @@ pub fn run_case(
         reductions: case.reductions,
         half_decode: case.half_decode,
         decode_target_workgroups: None,
+        partial_budget: case.max_partial_bytes,
     };
     let kernels = PagedAttention::with_options(ctx, &storage, options)?;
 
@@ -335,6 +343,7 @@ pub fn run_case(
         vec![(0..n).collect()]
     };
     let mut batches = StepBatches::default();
+    let mut shard_groups = 1;
     for (phase, members) in groups.iter().enumerate() {
         if phase == 1 && !cow.is_empty() {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -374,6 +383,7 @@ pub fn run_case(
                     StepKind::Prefill
                 },
             )?;
+            shard_groups = shard_groups.max(batches.prefill.shard_groups());
         }
     }
 
@@ -391,6 +401,7 @@ pub fn run_case(
         StepKind::Decode,
     )?;
     let decode_partitions = batches.decode.num_partitions();
+    shard_groups = shard_groups.max(batches.decode.shard_groups());
 
     // Compare.
     // The absolute allowance is for O(1) values: an output is a weighted sum of V rows, so f32
@@ -413,6 +424,7 @@ pub fn run_case(
         passed: true,
         shards: storage.plan.num_shards(),
         decode_partitions,
+        shard_groups,
         cow_copies: cow.len(),
         algorithm: kernels.algorithm(),
         variants: {
