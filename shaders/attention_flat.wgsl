@@ -7,7 +7,8 @@
 // One invocation per (sequence, block of QUERIES query tokens, context split, KV head, group
 // chunk) serves GROUP query heads of one GQA group for each of its query tokens: it streams each
 // K/V row of its split from the paged pool once and uses it for all QUERIES x GROUP rows, with
-// their queries, accumulators and online-softmax state in registers. Query token i of a chunk of
+// their queries, accumulators and online-softmax state in registers (the scores of the block
+// being walked in a private array). Query token i of a chunk of
 // n sees the keys up to its own position (context - n + i), so a decode step is the case n = 1
 // (and QUERIES = 1). Output is the same partial softmax state the tiled kernels write;
 // combine.wgsl merges it.
@@ -18,7 +19,9 @@
 // serves, keeps everything else in registers, and spends as little arithmetic per key as the
 // online softmax allows. Lines marked `{{...}}` are generated per row and per chunk as
 // straight-line code (flat_source.rs), because llvmpipe moves a private array indexed inside
-// a loop to per-lane scratch memory, as slow as a buffer load.
+// a loop to per-lane scratch memory, as slow as a buffer load: queries and accumulators, used
+// for every key, are named values; only the scores, one store and one load per key and row,
+// go through a private array.
 // When GROUP does not divide the group, the last chunk repeats the group's last head, and when
 // QUERIES does not divide a sequence's query tokens, the last block repeats its last token:
 // the duplicate writes carry the same values.
@@ -89,13 +92,25 @@ fn attend(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         let block_first = block * bs;
         let block_end = min(block_first + bs, key_end);
-        // KEY_TILE keys per iteration share one max update and accumulator rescale. Splits
-        // start at multiples of KEY_TILE and block sizes are multiples of it, so a tile lies
-        // within one block; keys past the split's end are masked (p = 0) and read rows of the
-        // same block.
-        for (var tile = max(block_first, key_begin); tile < block_end; tile += KEY_TILE) {
+        // Two short loops per block instead of one long one: the scores of the block's keys,
+        // one key per iteration, into `scores` (with each row's block maximum), then one max
+        // update and accumulator rescale per row, then the values, KEY_TILE keys per
+        // iteration. Each loop body is a fraction of the one-loop body, whose hundred-odd KiB
+        // of straight-line code ran from the L2 cache on llvmpipe (docs/kernels.md). Splits
+        // start at multiples of KEY_TILE and block sizes are multiples of it, so a value tile
+        // lies within one block; keys past the split's end are masked (p = 0) and read rows
+        // of the same block.
+        let key_from = max(block_first, key_begin);
+{{block_start}}
+        for (var key = key_from; key < block_end; key++) {
+            let at = row_at(block_rows, key - block_first);
+            let slot = (key - key_from) * SCORE_ROWS;
+{{scores}}
+        }
+{{rescale}}
+        for (var tile = key_from; tile < block_end; tile += KEY_TILE) {
             let at = row_at(block_rows, tile - block_first);
-{{per_tile}}
+{{values}}
         }
     }
 {{store}}

@@ -278,11 +278,12 @@ impl Variant {
         Self { queries, ..self }
     }
 
-    /// Keys the flat kernel scores per softmax update. Two at every head dim: on lavapipe,
-    /// once the block lookup left the tile loop and each accumulator slice took a whole tile
-    /// in one assignment, 2-key tiles beat 4 and 8 at head dims 64 and 128 (their scores and
-    /// values spill less), and 1 pays the rescale per key. Every supported block size is a
-    /// multiple of it, so a tile never crosses a block.
+    /// Keys per iteration of the flat kernel's value loop (its score loop takes one key per
+    /// iteration, and the accumulators are rescaled once per block). Two: each accumulator
+    /// slice is loaded and stored once per two keys, while the loop body stays a fraction
+    /// of the size that runs from llvmpipe's L2 cache (two keys in the score loop too
+    /// measured no faster). Every supported block size is a multiple of it, so a tile never
+    /// crosses a block.
     pub fn flat_key_tile(&self) -> u32 {
         2
     }
