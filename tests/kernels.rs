@@ -252,6 +252,22 @@ fn partial_results_over_budget_merge_shards_in_groups() {
     }
 }
 
+/// llvmpipe ends every loop of an invocation after 65535 iterations in all, silently: a flat
+/// split asked to walk 64K keys (about 106K loop iterations) is held to 32K keys, and the
+/// decode row still matches the reference.
+#[test]
+fn flat_splits_stay_within_llvmpipes_loop_budget() {
+    for ctx in common::contexts() {
+        let mut case = VerifyCase::new(geometry(2, 1, 64), KvFormat::F16, 8, vec![65_535]);
+        case.algorithm = Some(AttentionAlgorithm::Flat);
+        case.layers_run = 1;
+        case.decode_only = true;
+        case.partition_tokens = Some(65_536);
+        let out = check(&ctx, &case);
+        assert_eq!(out.decode_partitions, 2, "two splits of at most 32768 keys");
+    }
+}
+
 /// The flat prefill serves several query tokens per invocation (four for this group): chunks
 /// of 7 leave a block of one token, and short chunks at these contexts split each context
 /// over several invocations (the split policy wants dozens of invocations per host core),

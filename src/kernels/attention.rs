@@ -187,8 +187,8 @@ impl AttentionKernel {
 
     /// Fits a step's `split` to its partial-results scratch: [`AttentionKernel::partial_budget`]
     /// bytes, or the device's largest storage binding if that is less. When the wanted splits
-    /// do not fit, fewer and longer ones (multiples of `tile` keys, never longer than the tiled
-    /// decode's longest split) replace them; then the pool's shards are grouped
+    /// do not fit, fewer and longer ones (multiples of `tile` keys, never longer than the
+    /// policy's longest split) replace them; then the pool's shards are grouped
     /// ([`super::partials::fit`]). `span`: the keys a query sees.
     pub(crate) fn fit_split(
         &self,
@@ -201,10 +201,10 @@ impl AttentionKernel {
         let device = ctx.capabilities.max_storage_binding;
         let budget = self.partial_budget.map_or(device, |b| b.min(device));
         let (shards, head_dim) = (storage.plan.num_shards(), storage.layout.geometry.head_dim);
-        // The prefills walk each query's whole context in one split, never reshaped here.
-        let max_tokens = match self.kind {
-            StepKind::Decode => self.splits.max_partition_tiles.map(|t| t * tile),
-            StepKind::Prefill => None,
+        // The tiled prefill walks each query's whole context in one split, never reshaped.
+        let max_tokens = match (self.kind, self.variant.tiles) {
+            (StepKind::Prefill, Some(_)) => None,
+            _ => self.splits.max_partition_tiles.map(|t| t * tile),
         };
         let min_splits = max_tokens.map_or(1, |t| span.div_ceil(t));
         let fit = |splits| super::partials::fit(rows, head_dim, splits, min_splits, shards, budget);

@@ -11,7 +11,7 @@ use super::attention::{StepSplit, shard_params};
 use super::batch::{AttentionBatch, SeqView};
 use super::halves::HalfDecode;
 use super::reductions::Reductions;
-use super::variant::{Family, MAX_FLAT_GROUP, Variant};
+use super::variant::{FLAT_KEY_TILE, Family, MAX_FLAT_GROUP, Variant};
 use crate::cache::CacheLayout;
 use crate::gpu::{GpuContext, GpuError, KvBacking, KvStorage};
 use crate::kernels::pipeline::ComputeKernel;
@@ -86,11 +86,27 @@ pub const UNMEASURED_TILED_TARGET: u32 = 512;
 /// Most key tiles one tiled decode workgroup walks (4096 keys at 32-key tiles). On GPUs this
 /// bounds the straggler: a long sequence in a batch of short ones is split over several
 /// workgroups instead of one walking its whole context while the rest of the device idles
-/// (vLLM's split decode uses 512-key partitions for the same reason). On lavapipe it is also
-/// a correctness bound: one workgroup walking a few hundred tiles of a 7- or 8-head group at
-/// head dim 128 or 256 returns wrong rows there (seen at 219 tiles; 188 passed, and llvmpipe's
-/// GL driver passes the same dispatch), so the cap stays well below that.
+/// (vLLM's split decode uses 512-key partitions for the same reason). On llvmpipe it is also
+/// a correctness bound ([`LLVMPIPE_LOOP_ITERATIONS`]): one workgroup walking a few hundred
+/// tiles of a 7- or 8-head group at head dim 128 or 256 returned wrong rows on lavapipe (seen
+/// at 219 tiles; 188 passed), so the cap stays well below that.
 pub const MAX_TILED_PARTITION_TILES: u32 = 128;
+
+/// Loop iterations llvmpipe (lavapipe and llvmpipe's GL) runs in one shader invocation, all
+/// loops together, before it ends every loop early without a word (Mesa's gallivm
+/// `LP_MAX_TGSI_LOOP_ITERATIONS`, a guard against runaway shaders). Kernels that CPU
+/// adapters run must stay under it, or their rows come out wrong.
+pub const LLVMPIPE_LOOP_ITERATIONS: u32 = 65_535;
+
+/// Most keys one flat attention invocation walks. Per block of `bs` keys the flat kernel runs
+/// one block iteration, `bs` score iterations and `bs / 2` value iterations: at most 1.625
+/// per key (block size 8), so 32768 keys are 53248 iterations, under
+/// [`LLVMPIPE_LOOP_ITERATIONS`]. A longer context takes more splits.
+pub const MAX_FLAT_PARTITION_TOKENS: u32 = 32_768;
+
+// A split of the longest length at the smallest block size (8), plus the invocation's few
+// loop exits, stays within llvmpipe's budget.
+const _: () = assert!(MAX_FLAT_PARTITION_TOKENS / 8 * 13 + 8 < LLVMPIPE_LOOP_ITERATIONS);
 
 /// Fewest keys per tiled decode split (4 tiles of 32 keys).
 pub const MIN_TILED_PARTITION_TOKENS: u32 = 128;
@@ -114,8 +130,8 @@ pub struct SplitPolicy {
     pub min_partition_tokens: u32,
     /// Force a split length (tests use it to exercise many splits on short contexts).
     pub forced_partition_tokens: Option<u32>,
-    /// Longest split in key tiles: [`MAX_TILED_PARTITION_TILES`] for the tiled kernel; the
-    /// flat kernel has no barriers and no bound.
+    /// Longest split in key tiles: [`MAX_TILED_PARTITION_TILES`] for the tiled kernel,
+    /// [`MAX_FLAT_PARTITION_TOKENS`] in the flat kernel's tiles.
     pub max_partition_tiles: Option<u32>,
 }
 
@@ -159,7 +175,7 @@ impl SplitPolicy {
             target_workgroups: FLAT_INVOCATIONS_PER_CORE * cores,
             min_partition_tokens: MIN_FLAT_PARTITION_TOKENS,
             forced_partition_tokens: None,
-            max_partition_tiles: None,
+            max_partition_tiles: Some(MAX_FLAT_PARTITION_TOKENS / FLAT_KEY_TILE),
         }
     }
 
@@ -466,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_tiled_split_is_bounded() {
+    fn both_splits_are_bounded() {
         let tiled = SplitPolicy::for_algorithm(AttentionAlgorithm::Tiled);
         assert_eq!(
             tiled.partition_tokens(10_000, 1 << 20, 16),
@@ -477,9 +493,14 @@ mod tests {
             ..SplitPolicy::flat()
         };
         // 8 work items want 8 splits of a 32K context.
-        assert_eq!(flat.partition_tokens(8, 32768, 1), 4096);
-        // Enough work items already: one split of the whole context.
-        assert_eq!(flat.partition_tokens(4096, 1 << 20, 1), 1 << 20);
+        assert_eq!(flat.partition_tokens(8, 32768, FLAT_KEY_TILE), 4096);
+        // Enough work items already would take one split of the whole context, but no flat
+        // split walks more than llvmpipe's loop budget allows.
+        assert_eq!(
+            flat.partition_tokens(4096, 1 << 20, FLAT_KEY_TILE),
+            MAX_FLAT_PARTITION_TOKENS
+        );
+        assert_eq!(flat.partition_tokens(4096, 20_000, FLAT_KEY_TILE), 20_000);
     }
 
     #[test]

@@ -32,6 +32,9 @@ const APPEND_SCALED: &str = include_str!("../../shaders/append_scaled.wgsl");
 /// AMD 32/64, Intel 8-32, Apple 32, lavapipe 8) and keeps tiles within 16 KiB of shared memory.
 pub const WORKGROUP_SIZE: u32 = 64;
 
+/// Keys per iteration of the flat attention's value loop ([`Variant::flat_key_tile`]).
+pub const FLAT_KEY_TILE: u32 = 2;
+
 /// Threads per flat-decode workgroup. CPU adapters run a workgroup on one thread in SIMD
 /// chunks (8 lanes on lavapipe with AVX2), so a small workgroup spreads a small decode over
 /// every core.
@@ -285,7 +288,7 @@ impl Variant {
     /// measured no faster). Every supported block size is a multiple of it, so a tile never
     /// crosses a block.
     pub fn flat_key_tile(&self) -> u32 {
-        2
+        FLAT_KEY_TILE
     }
 
     /// Whether this kernel reads its pool in 16-byte chunks: the flat kernel always, the tiled
