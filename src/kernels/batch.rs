@@ -398,46 +398,44 @@ impl AttentionBatch {
     ) {
         let ctx = storage.context();
         let direct = self.writes_output(io);
-        {
-            let key = BindKey {
-                slot: 0,
-                layer,
-                shard,
-                ranges: [Some(range_key(&io.q)), direct.then(|| range_key(&io.out))],
-            };
-            let group = self.groups.get(key, || {
-                let (k, v) = (storage.k(layer, shard), storage.v(layer, shard));
-                let mut entries = vec![
-                    (
-                        0,
-                        uniform_at::<crate::kernels::params::AttnParams>(
-                            self.uniforms.get(),
-                            self.uniform_stride,
-                            shard,
-                        ),
+        let key = BindKey {
+            slot: 0,
+            layer,
+            shard,
+            ranges: [Some(range_key(&io.q)), direct.then(|| range_key(&io.out))],
+        };
+        let group = self.groups.get(key, || {
+            let (k, v) = (storage.k(layer, shard), storage.v(layer, shard));
+            let mut entries = vec![
+                (
+                    0,
+                    uniform_at::<crate::kernels::params::AttnParams>(
+                        self.uniforms.get(),
+                        self.uniform_stride,
+                        shard,
                     ),
-                    (1, wgpu::BindingResource::Buffer(io.q.clone())),
-                    (2, k.binding()),
-                    (3, v.binding()),
-                    (4, self.tables.get().as_entire_binding()),
-                    (5, self.seq_info.get().as_entire_binding()),
-                    (
-                        6,
-                        if direct {
-                            wgpu::BindingResource::Buffer(io.out.clone())
-                        } else {
-                            self.partial_acc.get().as_entire_binding()
-                        },
-                    ),
-                    (7, self.partial_ml.get().as_entire_binding()),
-                ];
-                // A texture-backed pool of a scaled format keeps its scales in textures too.
-                entries.extend(k.scale_binding().map(|r| (8, r)));
-                entries.extend(v.scale_binding().map(|r| (9, r)));
-                crate::kernels::pipeline::bind(ctx, pipeline, "pagekv attention", &entries)
-            });
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
-        }
+                ),
+                (1, wgpu::BindingResource::Buffer(io.q.clone())),
+                (2, k.binding()),
+                (3, v.binding()),
+                (4, self.tables.get().as_entire_binding()),
+                (5, self.seq_info.get().as_entire_binding()),
+                (
+                    6,
+                    if direct {
+                        wgpu::BindingResource::Buffer(io.out.clone())
+                    } else {
+                        self.partial_acc.get().as_entire_binding()
+                    },
+                ),
+                (7, self.partial_ml.get().as_entire_binding()),
+            ];
+            // A texture-backed pool of a scaled format keeps its scales in textures too.
+            entries.extend(k.scale_binding().map(|r| (8, r)));
+            entries.extend(v.scale_binding().map(|r| (9, r)));
+            crate::kernels::pipeline::bind(ctx, pipeline, "pagekv attention", &entries)
+        });
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
     }
 }
