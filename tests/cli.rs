@@ -106,6 +106,27 @@ fn bad_input_is_one_sentence_with_status_2() {
         (&["verify", "--context", "1,x"], "--context"),
         (&["verify", "--block-size", "twelve"], "--block-size"),
         (&["verify", "--algorithm", "fastest"], "--algorithm"),
+        (
+            // 64 prompts of 131071 tokens of 64 x 256 f32 queries in one step, 550 GB: past
+            // any adapter's largest binding, refused before any data is made.
+            &[
+                "verify",
+                "--q-heads",
+                "64",
+                "--kv-heads",
+                "8",
+                "--head-dim",
+                "256",
+                "--context",
+                "131072",
+                "--batch",
+                "64",
+                "--chunk",
+                "0",
+                "--decode-only",
+            ],
+            "--chunk",
+        ),
         (&["bench", "--algorithm", "gpu"], "--algorithm"),
         (&["--backend", "cuda", "devices"], "--backend"),
         (&["--backend", "cuda"], "--backend"),

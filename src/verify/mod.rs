@@ -185,6 +185,35 @@ pub enum VerifyError {
     Gpu(#[from] GpuError),
 }
 
+/// Refuses a case whose largest prefill step would need a query or K/V input larger than one
+/// storage binding, before any data is made: every sequence's first chunk in one step.
+fn check_step_sizes(ctx: &GpuContext, case: &VerifyCase) -> Result<(), VerifyError> {
+    let g = &case.geometry;
+    let caps = &ctx.capabilities;
+    let largest = caps.max_storage_binding.min(caps.max_buffer);
+    let tokens: u64 = case
+        .contexts
+        .iter()
+        .map(|&c| match case.prefill_chunk {
+            0 => c as u64 - 1,
+            chunk => (c as u64 - 1).min(chunk as u64),
+        })
+        .sum();
+    let per_token = (g.q_heads.max(g.kv_heads) * g.head_dim) as u64 * 4;
+    let needed = tokens * per_token;
+    if needed > largest {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        return Err(VerifyError::Case(format!(
+            "a prefill step of {tokens} tokens needs {:.1} MiB of f32 queries, more than the \
+             adapter's largest storage binding ({:.1} MiB): prefill in chunks (--chunk) or \
+             check fewer or shorter sequences",
+            mib(needed),
+            mib(largest)
+        )));
+    }
+    Ok(())
+}
+
 struct SeqData {
     q: Vec<Vec<f32>>,
     k: Vec<Vec<f32>>,
@@ -216,6 +245,7 @@ pub fn run_case(
             "every context length must be at least 1".into(),
         ));
     }
+    check_step_sizes(ctx, case)?;
     let g = &case.geometry;
     let layout = CacheLayout {
         geometry: g.clone(),
