@@ -66,60 +66,7 @@ impl GrowBuffer {
     }
 }
 
-/// One caller-supplied buffer range in a bind group's identity.
-pub(crate) type RangeKey = (wgpu::Buffer, u64, Option<std::num::NonZeroU64>);
-
-/// The identity of a cached bind group: which dispatch (`slot`: 0 attention, 1 combine, ...),
-/// which layer and shard, and the caller's buffer ranges. The batch's own buffers are not in
-/// the key: the cache is emptied whenever one of them is replaced.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct BindKey {
-    pub(crate) slot: u8,
-    pub(crate) layer: u32,
-    pub(crate) shard: u32,
-    pub(crate) ranges: [Option<RangeKey>; 2],
-}
-
-/// The identity of a caller's buffer range.
-pub(crate) fn range_key(binding: &wgpu::BufferBinding<'_>) -> RangeKey {
-    (binding.buffer.clone(), binding.offset, binding.size)
-}
-
-/// Most bind groups a batch keeps. An app that binds new ranges every step would otherwise
-/// grow the cache without bound; it then rebuilds groups, which is correct, only slower.
-const MAX_CACHED_GROUPS: usize = 4096;
-
-/// Bind groups a batch has made, reused step after step while the batch's buffers, the pool
-/// and the caller's ranges stay the same, so a steady-state step creates no GPU objects.
-#[derive(Debug, Default)]
-pub(crate) struct BindCache {
-    groups: std::cell::RefCell<std::collections::HashMap<BindKey, wgpu::BindGroup>>,
-    /// Sum of the batch's buffer generations when the cached groups were made.
-    generation: std::cell::Cell<u64>,
-}
-
-impl BindCache {
-    /// Forgets every group if the batch's buffers changed since they were made.
-    pub(crate) fn sync(&self, generation: u64) {
-        if self.generation.get() != generation {
-            self.groups.borrow_mut().clear();
-            self.generation.set(generation);
-        }
-    }
-
-    /// The cached group for `key`, made by `make` on first use.
-    pub(crate) fn get(
-        &self,
-        key: BindKey,
-        make: impl FnOnce() -> wgpu::BindGroup,
-    ) -> wgpu::BindGroup {
-        let mut groups = self.groups.borrow_mut();
-        if groups.len() >= MAX_CACHED_GROUPS && !groups.contains_key(&key) {
-            groups.clear();
-        }
-        groups.entry(key).or_insert_with(make).clone()
-    }
-}
+pub(crate) use super::bind_cache::{BindCache, BindKey, range_key};
 
 /// Packs `items` at the device's uniform offset alignment, one per shard.
 pub(crate) fn pack_uniforms<T: bytemuck::Pod>(ctx: &GpuContext, items: &[T]) -> (Vec<u8>, u64) {
