@@ -107,8 +107,8 @@ fn bad_input_is_one_sentence_with_status_2() {
         (&["verify", "--block-size", "twelve"], "--block-size"),
         (&["verify", "--algorithm", "fastest"], "--algorithm"),
         (
-            // 64 prompts of 131071 tokens of 64 x 256 f32 queries in one step, 550 GB: past
-            // any adapter's largest binding, refused before any data is made.
+            // 64 prompts of 131071 tokens appended in one step, 8 x 256 f32 keys a token, 69 GB:
+            // past any adapter's largest binding, refused before any data is made.
             &[
                 "verify",
                 "--q-heads",
@@ -126,6 +126,23 @@ fn bad_input_is_one_sentence_with_status_2() {
                 "--decode-only",
             ],
             "--chunk",
+        ),
+        (
+            // 256 sequences of 128K tokens: over 500 GiB of host data and pool, refused before
+            // any of it is made.
+            &[
+                "verify",
+                "--preset",
+                "qwen2.5-7b",
+                "--context",
+                "131072",
+                "--batch",
+                "256",
+                "--chunk",
+                "16",
+                "--decode-only",
+            ],
+            "of host memory",
         ),
         (&["bench", "--algorithm", "gpu"], "--algorithm"),
         (&["--backend", "cuda", "devices"], "--backend"),
@@ -544,6 +561,40 @@ fn verify_dump_with_shared_prefix_offsets_queries() {
     assert_eq!(firsts, vec![0, 0, 5, 5]);
     let (shape, _) = npy::read_f32(&dir.0.join("seq1_layer0_q.npy")).unwrap();
     assert_eq!(shape, vec![15, 14, 64]);
+}
+
+/// `--decode-only` holds and dumps only the decode row of each sequence: the prompt's queries
+/// are never made, and the files still recompute the decode output.
+#[test]
+fn verify_dump_with_decode_only_holds_the_decode_rows() {
+    if !have_gpu("verify_dump_with_decode_only_holds_the_decode_rows") {
+        return;
+    }
+    let dir = TempDir::new("dump-decode-only");
+    let out = pagekv(&[
+        "verify",
+        "--preset",
+        "qwen2.5-0.5b",
+        "--context",
+        "40,17",
+        "--shared-prefix",
+        "9",
+        "--decode-only",
+        "--dump",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    check_dump(&dir.0, 2);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("manifest.json")).unwrap())
+            .unwrap();
+    let firsts: Vec<u64> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["first_query"].as_u64().unwrap())
+        .collect();
+    assert_eq!(firsts, vec![39, 39, 16, 16]);
 }
 
 #[test]

@@ -39,8 +39,8 @@ For sequence S and layer L:
 
 K and V are gathered in logical token order from the paged pool, so with --dtype f16 they hold \
 the f16-rounded values the kernels actually read. Query row i sits at position first_query + i \
-(first_query is 0, or the shared prefix length for forked sequences; see manifest.json) and \
-attends keys 0..=first_query+i; query head h reads KV head h / (q_heads / kv_heads); \
+(first_query is 0, the shared prefix length for forked sequences, or the decode position under \
+--decode-only; see manifest.json) and attends keys 0..=first_query+i; query head h reads KV head h / (q_heads / kv_heads); \
 out = softmax(q . k * scale) v with scale = 1/sqrt(head_dim).";
 
 /// Flags of `pagekv verify`. Without any of --preset/--q-heads/--kv-heads/--head-dim it runs
@@ -308,7 +308,8 @@ fn plan(args: &VerifyArgs) -> Result<Plan, CliError> {
     let max_context = contexts.iter().copied().max().unwrap_or(1);
     let (sample_rows, auto_sampled) = match args.sample_rows {
         Some(n) => (n, false),
-        None if max_context > SAMPLE_ABOVE => (AUTO_SAMPLE_ROWS, true),
+        // Under --decode-only no prefill row is computed, so none is sampled.
+        None if max_context > SAMPLE_ABOVE && !args.decode_only => (AUTO_SAMPLE_ROWS, true),
         None => (0, false),
     };
 

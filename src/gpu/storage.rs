@@ -488,8 +488,8 @@ impl KvStorage {
 impl KvStorage {
     /// Reads one sequence's K and V for `layer` back in logical token order,
     /// `[tokens][kv_heads][head_dim]` f32: the values the kernels read (f16 and the scaled
-    /// formats decoded; NaN for tokens whose block a sliding window released). For verification and dumps, not for the hot path: it reads whole
-    /// shards.
+    /// formats decoded; NaN for tokens whose block a sliding window released). For verification and dumps, not
+    /// for the hot path: it reads whole shards.
     pub fn gather(
         &self,
         ctx: &GpuContext,
@@ -560,37 +560,38 @@ impl KvStorage {
             self.layout.geometry.kv_heads as usize,
             self.layout.block_size as usize,
         );
-        let block_bytes = self.plan.block_bytes_per_layer;
+        let block_bytes = self.plan.block_bytes_per_layer as usize;
+        // The shards' bytes as stored; only the table's blocks are decoded, so a long
+        // sequence in a large pool costs its own blocks in f32, not the whole pool.
         let mut shards_k = Vec::new();
         let mut shards_v = Vec::new();
         for s in 0..self.plan.num_shards() {
             let (_, blocks) = self.plan.shard_range(s);
-            for (shard, out) in [
-                (self.k(layer, s), &mut shards_k),
-                (self.v(layer, s), &mut shards_v),
-            ] {
-                let bytes = shard.read_all(ctx, blocks, block_bytes)?;
-                out.push(
-                    bytes
-                        .chunks(block_bytes as usize)
-                        .flat_map(|block| decode(block, kv_heads * bs))
-                        .collect::<Vec<f32>>(),
-                );
-            }
+            shards_k.push(self.k(layer, s).read_all(ctx, blocks, block_bytes as u64)?);
+            shards_v.push(self.v(layer, s).read_all(ctx, blocks, block_bytes as u64)?);
         }
         let row = kv_heads * width;
         let mut k = vec![f32::NAN; tokens as usize * row];
         let mut v = vec![f32::NAN; tokens as usize * row];
-        for t in 0..tokens as usize {
-            if !held(&block_table[t / bs]) {
+        let used_blocks = (tokens as usize).div_ceil(bs);
+        for (b, block) in block_table[..used_blocks].iter().enumerate() {
+            if !held(block) {
                 continue;
             }
-            let (shard, local) = self.plan.locate(block_table[t / bs]);
-            for h in 0..kv_heads {
-                let src = ((local as usize * kv_heads + h) * bs + t % bs) * width;
-                let dst = t * row + h * width;
-                k[dst..dst + width].copy_from_slice(&shards_k[shard as usize][src..src + width]);
-                v[dst..dst + width].copy_from_slice(&shards_v[shard as usize][src..src + width]);
+            let (shard, local) = self.plan.locate(*block);
+            let at = local as usize * block_bytes..(local as usize + 1) * block_bytes;
+            let first = b * bs;
+            let in_block = bs.min(tokens as usize - first);
+            for (shards, out) in [(&shards_k, &mut k), (&shards_v, &mut v)] {
+                // [kv_head][token_in_block] rows of `width` values.
+                let rows = decode(&shards[shard as usize][at.clone()], kv_heads * bs);
+                for t in 0..in_block {
+                    for h in 0..kv_heads {
+                        let src = (h * bs + t) * width;
+                        let dst = (first + t) * row + h * width;
+                        out[dst..dst + width].copy_from_slice(&rows[src..src + width]);
+                    }
+                }
             }
         }
         Ok((k, v))
@@ -618,7 +619,7 @@ fn check_host_memory(ctx: &GpuContext, pool_bytes: u64) -> Result<(), GpuError> 
 }
 
 /// `MemAvailable` from /proc/meminfo (Linux); `None` elsewhere.
-fn host_available_bytes() -> Option<u64> {
+pub(crate) fn host_available_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -7,7 +7,8 @@
 use crate::accuracy::Divergence;
 use crate::cache::{CacheLayout, GeometryError, KvFormat, ModelGeometry, SUPPORTED_BLOCK_SIZES};
 use crate::gpu::{
-    GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, read_buffer_f32, storage_buffer_init,
+    GpuContext, GpuError, KvBacking, KvStorage, KvStorageMode, host_available_bytes, human_bytes,
+    read_buffer_f32, storage_buffer_init,
 };
 use crate::kernels::{
     AppendBatch, AppendInput, AttentionAlgorithm, AttentionIo, AttentionOptions, DecodeBatch,
@@ -199,12 +200,16 @@ fn check_step_sizes(ctx: &GpuContext, case: &VerifyCase) -> Result<(), VerifyErr
             chunk => (c as u64 - 1).min(chunk as u64),
         })
         .sum();
-    let per_token = (g.q_heads.max(g.kv_heads) * g.head_dim) as u64 * 4;
-    let needed = tokens * per_token;
+    // Under decode_only the prompt steps only append: their largest input is K (or V).
+    let (heads, what) = match case.decode_only {
+        true => (g.kv_heads, "keys"),
+        false => (g.q_heads.max(g.kv_heads), "queries"),
+    };
+    let needed = tokens * (heads * g.head_dim) as u64 * 4;
     if needed > largest {
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         return Err(VerifyError::Case(format!(
-            "a prefill step of {tokens} tokens needs {:.1} MiB of f32 queries, more than the \
+            "a prefill step of {tokens} tokens needs {:.1} MiB of f32 {what}, more than the \
              adapter's largest storage binding ({:.1} MiB): prefill in chunks (--chunk) or \
              check fewer or shorter sequences",
             mib(needed),
@@ -214,12 +219,82 @@ fn check_step_sizes(ctx: &GpuContext, case: &VerifyCase) -> Result<(), VerifyErr
     Ok(())
 }
 
+/// Share of the host's available memory a case's own data may take.
+const HOST_DATA_SHARE: f64 = 0.75;
+
+/// Refuses a case whose host-side data would not fit in memory, before any of it is made:
+/// verify keeps f32 copies of every sequence's K and V, its query and output rows, the pool
+/// read back for the comparison (and for `--dump`), and on a CPU adapter the pool itself.
+/// Without this a long context at a large batch ends in swap or the OOM killer.
+fn check_host_data(
+    ctx: &GpuContext,
+    case: &VerifyCase,
+    layout: &CacheLayout,
+    (layers, shared): (u32, u32),
+    keep_dumps: bool,
+) -> Result<(), VerifyError> {
+    let Some(available) = host_available_bytes() else {
+        return Ok(());
+    };
+    let g = &case.geometry;
+    let (q_row, kv_row) = (
+        (g.q_heads * g.head_dim) as u64 * 4,
+        (g.kv_heads * g.head_dim) as u64 * 4,
+    );
+    let mut bytes = 0u64;
+    let mut blocks = 0u64;
+    for (s, &c) in case.contexts.iter().enumerate() {
+        let c = c as u64;
+        let start = if s == 0 { 0 } else { shared as u64 };
+        let query_rows = if case.decode_only { 1 } else { c - start };
+        // Q and output rows, K and V; dumps keep the read-back K and V too.
+        let kv_copies = if keep_dumps { 4 } else { 2 };
+        bytes += layers as u64 * (2 * query_rows * q_row + kv_copies * c * kv_row);
+        blocks += c.div_ceil(case.block_size as u64);
+    }
+    // The comparison reads one layer's pool back (its bytes and their staging copy), then
+    // holds one sequence's K/V from it and their rounded reference at once.
+    let layer_pool = 2 * blocks * layout.block_bytes_per_layer();
+    let longest = case.contexts.iter().copied().max().unwrap_or(0) as u64;
+    bytes += 2 * layer_pool + 4 * longest * kv_row;
+    if ctx.info.device_type == wgpu::DeviceType::Cpu {
+        bytes += layers as u64 * layer_pool;
+    }
+    let allowed = (available as f64 * HOST_DATA_SHARE) as u64;
+    if bytes > allowed {
+        return Err(VerifyError::Case(format!(
+            "this case needs about {} of host memory for its data{}, more than {:.0}% of the \
+             {} available: check fewer or shorter sequences (--batch, --context){}",
+            human_bytes(bytes),
+            if ctx.info.device_type == wgpu::DeviceType::Cpu {
+                " and the CPU adapter's pool"
+            } else {
+                ""
+            },
+            HOST_DATA_SHARE * 100.0,
+            human_bytes(available),
+            if case.decode_only {
+                ""
+            } else {
+                ", or --decode-only, which holds only the decode rows' queries"
+            },
+        )));
+    }
+    Ok(())
+}
+
 struct SeqData {
+    /// Query rows from position `first_query` on (the rows a step attends and checks).
     q: Vec<Vec<f32>>,
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     table: Vec<u32>,
     start: u32,
+    /// First position whose query and output rows are held: `start`, or the decode row under
+    /// `decode_only` (a 128K-token prompt's queries would otherwise take gigabytes of host
+    /// memory that nothing reads).
+    first_query: u32,
+    /// Output rows from position `first_query` on, as the steps produce them.
     out: Vec<Vec<f32>>,
 }
 
@@ -269,14 +344,18 @@ pub fn run_case(
     } else {
         0
     };
+    check_host_data(ctx, case, &layout, (layers, shared), keep_dumps)?;
 
     // Logical data per sequence and layer.
     let mut seqs: Vec<SeqData> = Vec::with_capacity(n);
     for (s, &context) in case.contexts.iter().enumerate() {
         let c = context as usize;
+        let start = if s == 0 { 0 } else { shared };
+        let first_query = if case.decode_only { context - 1 } else { start };
+        let query_rows = c - first_query as usize;
         let mut data = SeqData {
             q: (0..layers)
-                .map(|_| random_vec(&mut rng, c * qh * hd))
+                .map(|_| random_vec(&mut rng, query_rows * qh * hd))
                 .collect(),
             k: (0..layers)
                 .map(|_| random_vec(&mut rng, c * kvh * hd))
@@ -285,7 +364,8 @@ pub fn run_case(
                 .map(|_| random_vec(&mut rng, c * kvh * hd))
                 .collect(),
             table: Vec::new(),
-            start: if s == 0 { 0 } else { shared },
+            start,
+            first_query,
             out: vec![Vec::new(); layers as usize],
         };
         for l in 0..layers as usize {
@@ -465,11 +545,9 @@ pub fn run_case(
     };
     for (s, data) in seqs.iter().enumerate() {
         let c = case.contexts[s];
-        let rows = (c - data.start) as usize;
+        let rows = (c - data.first_query) as usize;
         let mut checked: Vec<usize> = (0..rows).collect();
-        if case.decode_only {
-            checked = vec![rows - 1];
-        } else if case.sample_rows > 0 && rows > case.sample_rows + 1 {
+        if case.sample_rows > 0 && rows > case.sample_rows + 1 {
             let mut picks = vec![0, rows - 2, rows - 1];
             while picks.len() < case.sample_rows + 1 {
                 picks.push(rng.random_range(0..rows));
@@ -500,8 +578,8 @@ pub fn run_case(
                 outcome.passed &= ok;
             }
             for &r in &checked {
-                let position = data.start as usize + r;
-                let q_row = &data.q[l][position * qh * hd..(position + 1) * qh * hd];
+                let position = data.first_query as usize + r;
+                let q_row = &data.q[l][r * qh * hd..(r + 1) * qh * hd];
                 // The keys this row sees: all up to its own position, or the window's last.
                 let keys = position + 1;
                 let first = case.window.map_or(0, |w| keys.saturating_sub(w as usize));
@@ -541,8 +619,8 @@ pub fn run_case(
                     v_scales,
                     sequence: s,
                     layer: l as u32,
-                    first_query: data.start,
-                    q: data.q[l][data.start as usize * qh * hd..].to_vec(),
+                    first_query: data.first_query,
+                    q: data.q[l].clone(),
                     k: k_dev,
                     v: v_dev,
                     out: data.out[l].clone(),
@@ -578,7 +656,7 @@ struct StepBatches {
 enum StepKind {
     /// Causal prefill attention over the step's tokens.
     Prefill,
-    /// Nothing: the rows' outputs are left NaN and not checked.
+    /// Nothing: the rows have no queries or outputs (`decode_only` holds only decode rows).
     AppendOnly,
     /// Decode attention, one token per sequence.
     Decode,
@@ -621,20 +699,28 @@ fn run_step(
     }
     drop(views);
     let total: usize = step.iter().map(|&(_, _, len)| len as usize).sum();
+    let attends = kind != StepKind::AppendOnly;
     for l in 0..layers as usize {
-        let mut q = Vec::with_capacity(total * qh * hd);
+        let mut q = Vec::with_capacity(if attends { total * qh * hd } else { 0 });
         let mut k = Vec::with_capacity(total * kvh * hd);
         let mut v = Vec::with_capacity(total * kvh * hd);
         for &(s, first, len) in step {
             let (a, b) = (first as usize, (first + len) as usize);
-            q.extend_from_slice(&seqs[s].q[l][a * qh * hd..b * qh * hd]);
+            if attends {
+                let held = seqs[s].first_query as usize;
+                q.extend_from_slice(&seqs[s].q[l][(a - held) * qh * hd..(b - held) * qh * hd]);
+            }
             k.extend_from_slice(&seqs[s].k[l][a * kvh * hd..b * kvh * hd]);
             v.extend_from_slice(&seqs[s].v[l][a * kvh * hd..b * kvh * hd]);
         }
-        let q_buf = storage_buffer_init(ctx, "verify q", bytemuck::cast_slice(&q));
         let k_buf = storage_buffer_init(ctx, "verify k", bytemuck::cast_slice(&k));
         let v_buf = storage_buffer_init(ctx, "verify v", bytemuck::cast_slice(&v));
-        let out_buf = storage_buffer_init(ctx, "verify out", &vec![0u8; q.len() * 4]);
+        // An append-only step records no attention, so it binds no queries or outputs.
+        let attention_io = attends.then(|| {
+            let q_buf = storage_buffer_init(ctx, "verify q", bytemuck::cast_slice(&q));
+            let out_buf = storage_buffer_init(ctx, "verify out", &vec![0u8; q.len() * 4]);
+            (q_buf, out_buf)
+        });
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         kernels.record_append(
@@ -645,26 +731,32 @@ fn run_step(
             AppendInput::whole(&k_buf, &v_buf),
             None,
         )?;
-        let io = AttentionIo::whole(&q_buf, &out_buf);
-        match kind {
-            StepKind::Decode => {
-                let batch = &batches.decode;
-                kernels.record_decode(&mut encoder, storage, l as u32, batch, io, None)?
+        if let Some((q_buf, out_buf)) = &attention_io {
+            let io = AttentionIo::whole(q_buf, out_buf);
+            let layer = l as u32;
+            match kind {
+                StepKind::Decode => {
+                    let batch = &batches.decode;
+                    kernels.record_decode(&mut encoder, storage, layer, batch, io, None)?
+                }
+                StepKind::Prefill => {
+                    let batch = &batches.prefill;
+                    kernels.record_prefill(&mut encoder, storage, layer, batch, io, None)?
+                }
+                StepKind::AppendOnly => {}
             }
-            StepKind::Prefill => {
-                let batch = &batches.prefill;
-                kernels.record_prefill(&mut encoder, storage, l as u32, batch, io, None)?
-            }
-            StepKind::AppendOnly => {}
         }
         ctx.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Device(err.to_string()).into());
         }
-        let out = match kind {
-            StepKind::AppendOnly => vec![f32::NAN; q.len()],
-            StepKind::Decode | StepKind::Prefill => read_buffer_f32(ctx, &out_buf, q.len())?,
+        let Some((_, out_buf)) = &attention_io else {
+            // Waiting lets wgpu free this step's uploads before the next is made: a long run
+            // of append-only steps (nothing read back) would otherwise queue them all.
+            ctx.wait_idle()?;
+            continue;
         };
+        let out = read_buffer_f32(ctx, out_buf, q.len())?;
         let mut offset = 0;
         for &(s, _, len) in step {
             let n = len as usize * qh * hd;
