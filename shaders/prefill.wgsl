@@ -2,7 +2,9 @@
 // tokens may already be cached (a prefix hit or an earlier chunk). Workgroup (x, y, z) =
 // (tile of ROWS query rows, kv_head, sequence); a row is one (query token, head of the GQA
 // group) pair, so K/V tiles are shared by the whole group. The chunk's own K/V must be
-// appended before this runs.
+// appended before this runs. On CPU adapters the keys a tile sees are split
+// (params.splits > 1, x enumerating (row tile, split)) so that no invocation runs past
+// llvmpipe's loop budget; combine.wgsl then merges the splits. GPUs run one split.
 
 var<private> first_token_row: u32;
 var<private> row0: u32;
@@ -21,10 +23,12 @@ fn prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let context = info.x;
     let q_len = info.z;
     let total_rows = q_len * params.group;
-    if (wg.x * ROWS >= total_rows) {
+    let split = wg.x % params.splits;
+    let row_tile = wg.x / params.splits;
+    if (row_tile * ROWS >= total_rows) {
         return;
     }
-    row0 = wg.x * ROWS;
+    row0 = row_tile * ROWS;
     first_token_row = info.y;
     kv_head_base = kv_head * params.group;
     let rows = min(ROWS, total_rows - row0);
@@ -47,8 +51,11 @@ fn prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         row_limit[tid] = limit;
     }
     // The tile's first row sees the earliest keys; with a window, nothing before its start.
-    let key_begin = window_start(first_position + row0 / params.group + 1u);
-    let key_end = first_position + (row0 + rows - 1u) / params.group + 1u;
+    // Split `split` takes the next params.partition_tokens of them (all of them at one split).
+    let tile_begin = window_start(first_position + row0 / params.group + 1u);
+    let tile_end = first_position + (row0 + rows - 1u) / params.group + 1u;
+    let key_begin = min(tile_begin + split * params.partition_tokens, tile_end);
+    let key_end = select(tile_end, min(key_begin + params.partition_tokens, tile_end), params.splits > 1u);
     attend(seq, kv_head, key_begin, key_end, rows, tid);
-    write_partials(rows, tid, params.partition_base);
+    write_partials(rows, tid, params.partition_base + split);
 }

@@ -288,6 +288,53 @@ fn the_smallest_tiles_match_the_reference() {
     }
 }
 
+/// On a CPU adapter the tiled prefill splits each tile's keys into runs of at most
+/// `MAX_TILED_PARTITION_TILES` tiles, as decode does, to stay within llvmpipe's loop budget
+/// (one 12000-key run at head dim 256 returned wrong rows on lavapipe); GPUs walk them in one.
+/// 16 KiB of workgroup memory gives head dim 256 its 4-key tiles, so a 1100-token prompt
+/// takes three splits, cheaply.
+#[test]
+fn the_tiled_prefill_splits_long_contexts_on_cpu_adapters() {
+    use pagekv::kernels::MAX_TILED_PARTITION_TILES;
+    let r = Row {
+        chunk: 700,
+        ..row(6, 2, 256, 16, KvFormat::F16)
+    };
+    for adapter in &common::adapters() {
+        let Some(ctx) = common::with_workgroup_storage(adapter, 16 * 1024) else {
+            continue;
+        };
+        let mut case = case_for(&r);
+        case.contexts = vec![1100, 40];
+        case.partition_tokens = None;
+        let out =
+            run_case(&ctx, &case, false).unwrap_or_else(|e| panic!("{}: {e}", ctx.describe()));
+        assert!(
+            out.variants
+                .iter()
+                .any(|v| v.starts_with("prefill_") && v.contains("_k4")),
+            "{}: {:?}",
+            ctx.describe(),
+            out.variants
+        );
+        let splits = out.prefill_partitions / out.shards;
+        let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
+        let want = if cpu {
+            1100u32.div_ceil(MAX_TILED_PARTITION_TILES * 4)
+        } else {
+            1
+        };
+        assert_eq!(splits, want, "{}: prefill splits", ctx.describe());
+        assert!(
+            out.passed,
+            "{}: prefill {:?} decode {:?}",
+            ctx.describe(),
+            out.prefill,
+            out.decode
+        );
+    }
+}
+
 /// The occupancy probe (which sizes the tiled decode's splits) gives a count in range on every
 /// adapter, measures once per device and footprint, and on a CPU adapter finds about as many
 /// concurrent workgroups as the host has cores: thousands there would mean the probe's chain

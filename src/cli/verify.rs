@@ -482,6 +482,7 @@ fn print_case(ctx: &GpuContext, case: &VerifyCase, out: &VerifyOutcome, seconds:
             ),
         ),
         ("decode partitions", out.decode_partitions.to_string()),
+        ("prefill partitions", out.prefill_partitions.to_string()),
         ("shard groups", out.shard_groups.to_string()),
         ("variants", out.variants.join("\n")),
         ("rows checked", rows_checked),

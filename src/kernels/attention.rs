@@ -100,7 +100,7 @@ pub struct AttentionKernel {
     pub variant: Variant,
     /// Sliding window: each query attends to at most this many newest keys.
     pub window: Option<u32>,
-    /// How steps split their context (the tiled prefill does not split).
+    /// How steps split their context (the tiled prefill only on CPU adapters).
     pub splits: SplitPolicy,
     /// Most bytes of partial-results scratch a step may use (`None`: the device's largest
     /// storage binding).
@@ -153,11 +153,21 @@ impl AttentionKernel {
         };
         let mut step = self.tiled_step(storage, seqs, tiles);
         let max_context = seqs.iter().map(|s| s.context_len).max().unwrap_or(0).max(1);
-        let span = self.window.map_or(max_context, |w| w.min(max_context));
+        let span = match (self.kind, self.window) {
+            (_, None) => max_context,
+            (StepKind::Decode, Some(w)) => w.min(max_context),
+            // A tile of prefill rows sees its first token's window through its last token.
+            (StepKind::Prefill, Some(w)) => {
+                let most_queries = seqs.iter().map(|s| s.query_len).max().unwrap_or(1);
+                w.saturating_add(most_queries).min(max_context)
+            }
+        };
         let layout =
             self.fit_split(ctx, storage, step.rows, (span, tiles.keys), &mut step.split)?;
-        if self.kind == StepKind::Decode {
-            step.grid[0] = step.split.splits;
+        match self.kind {
+            StepKind::Decode => step.grid[0] = step.split.splits,
+            // x enumerates (row tile, split).
+            StepKind::Prefill => step.grid[0] *= step.split.splits,
         }
         let (_, stride, _) = super::batch::flatten(seqs);
         let params = shard_params(
@@ -201,12 +211,20 @@ impl AttentionKernel {
         let device = ctx.capabilities.max_storage_binding;
         let budget = self.partial_budget.map_or(device, |b| b.min(device));
         let (shards, head_dim) = (storage.plan.num_shards(), storage.layout.geometry.head_dim);
-        // The tiled prefill walks each query's whole context in one split, never reshaped.
+        // On a GPU the tiled prefill walks each query's whole context in one split: its rows
+        // already fill the device, and one split needs no partial results. A CPU adapter
+        // caps it like decode, to stay within llvmpipe's loop budget
+        // ([`flat::LLVMPIPE_LOOP_ITERATIONS`]): at head dim 256, 12000 keys in one split
+        // returned wrong rows on lavapipe.
         let max_tokens = match (self.kind, self.variant.tiles) {
-            (StepKind::Prefill, Some(_)) => None,
+            (StepKind::Prefill, Some(_)) if ctx.info.device_type != wgpu::DeviceType::Cpu => None,
             _ => self.splits.max_partition_tiles.map(|t| t * tile),
         };
         let min_splits = max_tokens.map_or(1, |t| span.div_ceil(t));
+        if split.splits < min_splits {
+            split.partition_tokens = span.div_ceil(min_splits).next_multiple_of(tile);
+            split.splits = span.div_ceil(split.partition_tokens);
+        }
         let fit = |splits| super::partials::fit(rows, head_dim, splits, min_splits, shards, budget);
         let first = fit(split.splits).map_err(GpuError::Limit)?;
         if first.splits >= split.splits {

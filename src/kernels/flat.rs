@@ -83,11 +83,12 @@ impl AttentionAlgorithm {
 /// The tiled decode's split target before (or without) measuring the device.
 pub const UNMEASURED_TILED_TARGET: u32 = 512;
 
-/// Most key tiles one tiled decode workgroup walks (4096 keys at 32-key tiles). On GPUs this
-/// bounds the straggler: a long sequence in a batch of short ones is split over several
-/// workgroups instead of one walking its whole context while the rest of the device idles
-/// (vLLM's split decode uses 512-key partitions for the same reason). On llvmpipe it is also
-/// a correctness bound ([`LLVMPIPE_LOOP_ITERATIONS`]): one workgroup walking a few hundred
+/// Most key tiles one tiled decode workgroup walks (4096 keys at 32-key tiles), and on CPU
+/// adapters one tiled prefill workgroup too (GPUs walk a prefill tile's keys in one). On GPUs
+/// this bounds the decode straggler: a long sequence in a batch of short ones is split over
+/// several workgroups instead of one walking its whole context while the rest of the device
+/// idles (vLLM's split decode uses 512-key partitions for the same reason). On llvmpipe it is
+/// also a correctness bound ([`LLVMPIPE_LOOP_ITERATIONS`]): one workgroup walking a few hundred
 /// tiles of a 7- or 8-head group at head dim 128 or 256 returned wrong rows on lavapipe (seen
 /// at 219 tiles; 188 passed), so the cap stays well below that.
 pub const MAX_TILED_PARTITION_TILES: u32 = 128;

@@ -29,7 +29,7 @@ pub mod variant;
 
 pub use append::{AppendBatch, AppendInput, SKIP_SLOT};
 pub use batch::{AttentionIo, SeqView};
-pub use flat::AttentionAlgorithm;
+pub use flat::{AttentionAlgorithm, LLVMPIPE_LOOP_ITERATIONS, MAX_TILED_PARTITION_TILES};
 pub use halves::HalfDecode;
 pub use reductions::{ROW_LANES_MAX, Reductions};
 pub use variant::{Family, TileShape, Variant, WgslModule};

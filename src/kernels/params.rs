@@ -22,7 +22,7 @@ pub struct AttnParams {
     pub table_stride: u32,
     /// Keys per context split (decode).
     pub partition_tokens: u32,
-    /// Context splits (decode).
+    /// Context splits (decode, and the tiled prefill on CPU adapters).
     pub splits: u32,
     /// Partitions per output row in the partial buffers (splits x shards).
     pub num_partitions: u32,

@@ -158,6 +158,10 @@ pub struct VerifyOutcome {
     pub shards: u32,
     /// Decode partitions (splits x shards).
     pub decode_partitions: u32,
+    /// Most partitions (splits x shards) of any prefill step: more than the shards where a
+    /// prefill split its keys (the flat kernel's long contexts, or the tiled one on a CPU
+    /// adapter).
+    pub prefill_partitions: u32,
     /// Most groups any step merged its pool shards in (1 unless a step's partial results
     /// outgrew `max_partial_bytes` or the device's largest binding).
     pub shard_groups: u32,
@@ -454,6 +458,7 @@ pub fn run_case(
     };
     let mut batches = StepBatches::default();
     let mut shard_groups = 1;
+    let mut prefill_partitions = 0;
     for (phase, members) in groups.iter().enumerate() {
         if phase == 1 && !cow.is_empty() {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -494,6 +499,9 @@ pub fn run_case(
                 },
             )?;
             shard_groups = shard_groups.max(batches.prefill.shard_groups());
+            if !case.decode_only {
+                prefill_partitions = prefill_partitions.max(batches.prefill.num_partitions());
+            }
         }
     }
 
@@ -534,6 +542,7 @@ pub fn run_case(
         passed: true,
         shards: storage.plan.num_shards(),
         decode_partitions,
+        prefill_partitions,
         shard_groups,
         cow_copies: cow.len(),
         algorithm: kernels.algorithm(),
