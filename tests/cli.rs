@@ -549,18 +549,22 @@ fn verify_dump_with_shared_prefix_offsets_queries() {
         dir.0.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let firsts = dumped_first_queries(&dir.0);
+    assert_eq!(firsts, vec![0, 0, 5, 5]);
+    let (shape, _) = npy::read_f32(&dir.0.join("seq1_layer0_q.npy")).unwrap();
+    assert_eq!(shape, vec![15, 14, 64]);
+}
+
+/// Each dumped sequence-layer's `first_query`, in manifest order.
+fn dumped_first_queries(dir: &Path) -> Vec<u64> {
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("manifest.json")).unwrap())
-            .unwrap();
-    let firsts: Vec<u64> = manifest["files"]
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    manifest["files"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f["first_query"].as_u64().unwrap())
-        .collect();
-    assert_eq!(firsts, vec![0, 0, 5, 5]);
-    let (shape, _) = npy::read_f32(&dir.0.join("seq1_layer0_q.npy")).unwrap();
-    assert_eq!(shape, vec![15, 14, 64]);
+        .collect()
 }
 
 /// `--decode-only` holds and dumps only the decode row of each sequence: the prompt's queries
@@ -585,15 +589,7 @@ fn verify_dump_with_decode_only_holds_the_decode_rows() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     check_dump(&dir.0, 2);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("manifest.json")).unwrap())
-            .unwrap();
-    let firsts: Vec<u64> = manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["first_query"].as_u64().unwrap())
-        .collect();
+    let firsts = dumped_first_queries(&dir.0);
     assert_eq!(firsts, vec![39, 39, 16, 16]);
 }
 
