@@ -292,12 +292,13 @@ fn the_smallest_tiles_match_the_reference() {
 /// `MAX_TILED_PARTITION_TILES` tiles, as decode does, to stay within llvmpipe's loop budget
 /// (one 12000-key run at head dim 256 returned wrong rows on lavapipe); GPUs walk them in one.
 /// 16 KiB of workgroup memory gives head dim 256 its 4-key tiles, so a 1100-token prompt
-/// takes three splits, cheaply.
+/// takes three splits, cheaply; over two pool shards, whose partitions combine merges too.
 #[test]
 fn the_tiled_prefill_splits_long_contexts_on_cpu_adapters() {
     use pagekv::kernels::MAX_TILED_PARTITION_TILES;
     let r = Row {
         chunk: 700,
+        shard_blocks: Some(40),
         ..row(6, 2, 256, 16, KvFormat::F16)
     };
     for adapter in &common::adapters() {
@@ -317,6 +318,7 @@ fn the_tiled_prefill_splits_long_contexts_on_cpu_adapters() {
             ctx.describe(),
             out.variants
         );
+        assert_eq!(out.shards, 2, "{}", ctx.describe());
         let splits = out.prefill_partitions / out.shards;
         let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
         let want = if cpu {
