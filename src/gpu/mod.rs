@@ -6,6 +6,7 @@ mod probe;
 mod probe_plan;
 mod readback;
 mod shard;
+mod snapshot;
 mod storage;
 
 pub use context::{
@@ -19,6 +20,7 @@ pub use probe_plan::{
 };
 pub use readback::{read_buffer_f32, read_buffer_u32, storage_buffer_init, upload_or_grow};
 pub use shard::{BlockSplit, KvBacking, KvShard, TEXEL_BYTES, TexturePart, TextureRows};
+pub use snapshot::LayerSnapshot;
 #[cfg(feature = "tool")]
 pub(crate) use storage::host_available_bytes;
 pub use storage::{KvStorage, KvStorageMode, ShardPlan, human_bytes};

@@ -552,21 +552,32 @@ pub fn run_case(
         },
         dumps: Vec::new(),
     };
-    for (s, data) in seqs.iter().enumerate() {
-        let c = case.contexts[s];
-        let rows = (c - data.first_query) as usize;
-        let mut checked: Vec<usize> = (0..rows).collect();
-        if case.sample_rows > 0 && rows > case.sample_rows + 1 {
+    // The rows checked per sequence (query rows from its first_query on): all, or a sample.
+    let checked_rows: Vec<Vec<usize>> = seqs
+        .iter()
+        .zip(&case.contexts)
+        .map(|(data, &c)| {
+            let rows = (c - data.first_query) as usize;
+            if case.sample_rows == 0 || rows <= case.sample_rows + 1 {
+                return (0..rows).collect();
+            }
             let mut picks = vec![0, rows - 2, rows - 1];
             while picks.len() < case.sample_rows + 1 {
                 picks.push(rng.random_range(0..rows));
             }
             picks.sort_unstable();
             picks.dedup();
-            checked = picks;
-        }
-        for l in 0..layers as usize {
-            let (k_dev, v_dev) = storage.gather(ctx, l as u32, &data.table, c)?;
+            picks
+        })
+        .collect();
+    // Each layer's pool is read back once for all sequences.
+    for l in 0..layers as usize {
+        let snapshot = storage.snapshot(ctx, l as u32)?;
+        for (s, data) in seqs.iter().enumerate() {
+            let c = case.contexts[s];
+            let rows = (c - data.first_query) as usize;
+            let checked = &checked_rows[s];
+            let (k_dev, v_dev) = snapshot.gather(&data.table, c)?;
             let (k_ref, v_ref) = (round(&data.k[l]), round(&data.v[l]));
             outcome.k_vs_exact = outcome
                 .k_vs_exact
@@ -586,7 +597,7 @@ pub fn run_case(
                 outcome.cache_roundtrip = worst(outcome.cache_roundtrip, stats);
                 outcome.passed &= ok;
             }
-            for &r in &checked {
+            for &r in checked {
                 let position = data.first_query as usize + r;
                 let q_row = &data.q[l][r * qh * hd..(r + 1) * qh * hd];
                 // The keys this row sees: all up to its own position, or the window's last.
@@ -622,7 +633,7 @@ pub fn run_case(
                 }
             }
             if keep_dumps {
-                let (k_scales, v_scales) = storage.gather_scales(ctx, l as u32, &data.table, c)?;
+                let (k_scales, v_scales) = snapshot.gather_scales(&data.table, c)?;
                 outcome.dumps.push(SequenceDump {
                     k_scales,
                     v_scales,
@@ -637,6 +648,7 @@ pub fn run_case(
             }
         }
     }
+    outcome.dumps.sort_by_key(|d| (d.sequence, d.layer));
     Ok(outcome)
 }
 
