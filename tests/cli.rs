@@ -161,6 +161,12 @@ fn bad_input_is_one_sentence_with_status_2() {
             "--json",
         ),
         (&["bench", "--json", "/tmp"], "--json"),
+        // Checked before the scenarios run, not when the first results are written.
+        (
+            &["run", "--out", "/nonexistent-pagekv-dir/r.json"],
+            "--out /nonexistent-pagekv-dir/r.json: the folder",
+        ),
+        (&["run", "--max-running", "0"], "--max-running must be"),
         (
             &["bench", "--quick", "--case", "batch 999"],
             "--case batch 999",

@@ -268,10 +268,13 @@ pub fn options(args: &RunArgs) -> Result<SuiteOptions, CliError> {
             ))
         })?),
     };
-    if args.max_step_tokens == 0 || args.max_running == 0 {
-        return Err(CliError::input(
-            "--max-step-tokens and --max-running must be at least 1",
-        ));
+    for (flag, value) in [
+        ("--max-step-tokens", args.max_step_tokens),
+        ("--max-running", args.max_running),
+    ] {
+        if value == 0 {
+            return Err(CliError::input(format!("{flag} must be at least 1")));
+        }
     }
     let alerts = match &args.alerts {
         None => AlertRules::default(),
@@ -341,13 +344,15 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<(), CliError> {
         .as_deref()
         .map(|text| metrics_server::parse_listen(text, args.metrics_allow_remote))
         .transpose()?;
-    if let Some(path) = &args.metrics_file {
-        pagekv::report::file::check_destination(path)
-            .map_err(|e| CliError::input(format!("--metrics-file {e}")))?;
-    }
-    if let Some(path) = &args.html {
-        pagekv::report::file::check_destination(path)
-            .map_err(|e| CliError::input(format!("--html {e}")))?;
+    for (flag, path) in [
+        ("--out", &args.out),
+        ("--html", &args.html),
+        ("--metrics-file", &args.metrics_file),
+    ] {
+        if let Some(path) = path {
+            pagekv::report::file::check_destination(path)
+                .map_err(|e| CliError::input(format!("{flag} {e}")))?;
+        }
     }
     let ctx = global.open()?;
     let mut options = with_device_budget(&ctx, args, options)?;
