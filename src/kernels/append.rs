@@ -147,15 +147,15 @@ impl AppendKernel {
     }
 
     /// Threads an append of `tokens` tokens runs: one per scale group of a row for a scaled
-    /// format, else one per four-value slice of a row, or per 16-byte texel of a
-    /// texture-backed pool (whose rows are whole texels; see KvBacking::texture_misfit).
+    /// format, else one per four-value slice of a row, or one per row of a texture-backed
+    /// pool (whose rows are whole texels; see KvBacking::texture_misfit).
     fn append_threads(storage: &KvStorage, tokens: u64) -> u64 {
         let g = &storage.layout.geometry;
         let dtype = storage.layout.dtype;
         let per_row = match (dtype.codec(), storage.backing) {
             (Some(_), _) => dtype.row_scales(g.head_dim) as u64,
             (None, KvBacking::Buffers) => g.head_dim as u64 / 4,
-            (None, KvBacking::Textures) => dtype.row_bytes(g.head_dim) / crate::gpu::TEXEL_BYTES,
+            (None, KvBacking::Textures) => 1,
         };
         tokens * g.kv_heads as u64 * per_row
     }
