@@ -12,25 +12,61 @@ fn new_slice(tensor: u32, src: u32) -> vec4<f32> {
     return new_v[src];
 }
 
-// The scale of the group of `slices` four-value slices of a new row from slice `src`, and
-// the factor its values are multiplied by before encoding (group_scale).
-fn scale_of_group(tensor: u32, src: u32, slices: u32) -> vec2<f32> {
+// Four-value slices of a whole scale group.
+const GROUP_SLICES: u32 = SCALE_GROUP / 4u;
+
+// The slices of a group held in registers: int8 and int4 groups (32 values, 8 slices) are
+// read once and kept; FP8's group is a whole row (up to 64 slices, more than registers
+// take, and an array the compilers cannot keep in registers is per-lane scratch memory on
+// llvmpipe), so its slices are read once for the scale and again as they are encoded.
+const HELD_SLICES: u32 = min(GROUP_SLICES, 8u);
+const GROUP_HELD: bool = GROUP_SLICES == HELD_SLICES;
+
+// A group's slices when GROUP_HELD, zero past `slices` (a row's last group may be shorter);
+// unused otherwise. Loops over it have constant trip counts, so the compilers unroll them
+// and keep it in registers.
+fn held_group(tensor: u32, src: u32, slices: u32) -> array<vec4<f32>, HELD_SLICES> {
+    var x: array<vec4<f32>, HELD_SLICES>;
+    if (GROUP_HELD) {
+        for (var s = 0u; s < HELD_SLICES; s++) {
+            x[s] = select(vec4<f32>(0.0), new_slice(tensor, src + min(s, slices - 1u)), s < slices);
+        }
+    }
+    return x;
+}
+
+// The scale of the group of `slices` slices of new row `tensor` from slice `src` (held in
+// `x` when GROUP_HELD), and the factor its values are multiplied by before encoding.
+fn scale_of_group(tensor: u32, src: u32, slices: u32, x: array<vec4<f32>, HELD_SLICES>) -> vec2<f32> {
     var max_abs = 0.0;
-    for (var s = 0u; s < slices; s++) {
-        let x = abs(new_slice(tensor, src + s));
-        max_abs = max(max_abs, max(max(x.x, x.y), max(x.z, x.w)));
+    if (GROUP_HELD) {
+        for (var s = 0u; s < HELD_SLICES; s++) {
+            let a = abs(x[s]);
+            max_abs = max(max_abs, max(max(a.x, a.y), max(a.z, a.w)));
+        }
+    } else {
+        for (var s = 0u; s < slices; s++) {
+            let a = abs(new_slice(tensor, src + s));
+            max_abs = max(max_abs, max(max(a.x, a.y), max(a.z, a.w)));
+        }
     }
     return group_scale(max_abs);
 }
 
-// Word `w` of the codes of the group from slice `src`: SLICES_PER_VEC slices times
-// `factor`, encoded. Each word is built and stored as it is made, with no array of the
-// group's words: llvmpipe keeps an array indexed in a loop in per-lane scratch memory.
-fn group_word(tensor: u32, src: u32, w: u32, factor: f32) -> u32 {
+// Word `w` of the group's codes: SLICES_PER_VEC slices times `factor`, encoded. Each word
+// is stored as it is made, with no array of the group's words (it would be scratch memory
+// on llvmpipe).
+fn group_word(tensor: u32, src: u32, x: array<vec4<f32>, HELD_SLICES>, w: u32, factor: f32) -> u32 {
     var word = 0u;
     for (var h = 0u; h < SLICES_PER_VEC; h++) {
-        let codes = encode4(new_slice(tensor, src + w * SLICES_PER_VEC + h) * factor);
-        word |= codes << (h * 4u * CODE_BITS);
+        let s = w * SLICES_PER_VEC + h;
+        var slice: vec4<f32>;
+        if (GROUP_HELD) {
+            slice = x[s];
+        } else {
+            slice = new_slice(tensor, src + s);
+        }
+        word |= encode4(slice * factor) << (h * 4u * CODE_BITS);
     }
     return word;
 }
@@ -70,9 +106,15 @@ fn append_scaled(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Encodes one group of new row `tensor` into a buffer-backed pool: its words from `dst`,
 // its scale at `scale_at`.
 fn store_group(tensor: u32, src: u32, slices: u32, dst: u32, scale_at: u32) {
-    let scale = scale_of_group(tensor, src, slices);
-    for (var w = 0u; w < slices / SLICES_PER_VEC; w++) {
-        let word = group_word(tensor, src, w, scale.y);
+    let x = held_group(tensor, src, slices);
+    let scale = scale_of_group(tensor, src, slices, x);
+    // A constant bound (the loop unrolls, so a held group is indexed by constants), left
+    // early by a short group.
+    for (var w = 0u; w < GROUP_SLICES / SLICES_PER_VEC; w++) {
+        if (w >= slices / SLICES_PER_VEC) {
+            break;
+        }
+        let word = group_word(tensor, src, x, w, scale.y);
         if (tensor == 0u) {
             k_cache[dst + w] = word;
         } else {
@@ -114,13 +156,17 @@ fn append_scaled_texels(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Encodes one group of new row `tensor` into a texture-backed pool: its codes four words to
 // a texel from `at` (consecutive texels of one block span), its scale at `scale_at`.
 fn store_group_texels(tensor: u32, src: u32, slices: u32, at: vec2<u32>, scale_at: vec2<u32>) {
-    let scale = scale_of_group(tensor, src, slices);
-    for (var t = 0u; t < slices / SLICES_PER_VEC / 4u; t++) {
+    let x = held_group(tensor, src, slices);
+    let scale = scale_of_group(tensor, src, slices, x);
+    for (var t = 0u; t < GROUP_SLICES / SLICES_PER_VEC / 4u; t++) {
+        if (t >= slices / SLICES_PER_VEC / 4u) {
+            break;
+        }
         let words = vec4<u32>(
-            group_word(tensor, src, 4u * t, scale.y),
-            group_word(tensor, src, 4u * t + 1u, scale.y),
-            group_word(tensor, src, 4u * t + 2u, scale.y),
-            group_word(tensor, src, 4u * t + 3u, scale.y),
+            group_word(tensor, src, x, 4u * t, scale.y),
+            group_word(tensor, src, x, 4u * t + 1u, scale.y),
+            group_word(tensor, src, x, 4u * t + 2u, scale.y),
+            group_word(tensor, src, x, 4u * t + 3u, scale.y),
         );
         let texel = at + vec2<u32>(t, 0u);
         if (tensor == 0u) {
