@@ -58,6 +58,49 @@ fn row4(base: u32, i: u32) -> vec4<f32> {
     );
 }
 
+// Where row `r` of token `t` goes (rows are the token's Q heads, then its K heads, then its
+// V heads): its tensor (0 Q, 1 K, 2 V), its hash and its first slice in that tensor.
+struct RowTarget {
+    tensor: u32,
+    base: u32,
+    first: u32,
+}
+
+fn row_target(t: u32, r: u32) -> RowTarget {
+    let info = tokens[t];
+    if (r < params.q_heads) {
+        let base = row_seed(0u, params.layer, r, info.y, info.x, info.zw);
+        return RowTarget(0u, base, (t * params.q_heads + r) * HD4);
+    }
+    // K and V ignore the request seed, so identical prefixes give identical cache blocks.
+    var tensor = 1u;
+    var head = r - params.q_heads;
+    if (head >= params.kv_heads) {
+        tensor = 2u;
+        head -= params.kv_heads;
+    }
+    let base = row_seed(tensor, params.layer, head, info.y, info.x, vec2<u32>(0u, 0u));
+    return RowTarget(tensor, base, (t * params.kv_heads + head) * HD4);
+}
+
+// Slice `i` of the row `dest` names.
+fn write_slice(dest: RowTarget, i: u32) {
+    let value = row4(dest.base, i);
+    switch dest.tensor {
+        case 0u: {
+            q_out[dest.first + i] = value;
+        }
+        case 1u: {
+            k_out[dest.first + i] = value;
+        }
+        default: {
+            v_out[dest.first + i] = value;
+        }
+    }
+}
+
+// One invocation per four-value slice (GPUs): neighbouring invocations write neighbouring
+// slices.
 @compute @workgroup_size(64)
 fn generate(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = gid.x + gid.y * params.grid_x_threads;
@@ -65,22 +108,24 @@ fn generate(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (idx >= params.num_tokens * rows_per_token * HD4) {
         return;
     }
-    let i = idx % HD4;
     let row = idx / HD4;
     let t = row / rows_per_token;
-    let r = row % rows_per_token;
-    let info = tokens[t];
-    let no_seed = vec2<u32>(0u, 0u);
-    if (r < params.q_heads) {
-        let base = row_seed(0u, params.layer, r, info.y, info.x, info.zw);
-        q_out[(t * params.q_heads + r) * HD4 + i] = row4(base, i);
-    } else if (r < params.q_heads + params.kv_heads) {
-        let head = r - params.q_heads;
-        let base = row_seed(1u, params.layer, head, info.y, info.x, no_seed);
-        k_out[(t * params.kv_heads + head) * HD4 + i] = row4(base, i);
-    } else {
-        let head = r - params.q_heads - params.kv_heads;
-        let base = row_seed(2u, params.layer, head, info.y, info.x, no_seed);
-        v_out[(t * params.kv_heads + head) * HD4 + i] = row4(base, i);
+    write_slice(row_target(t, row - t * rows_per_token), idx % HD4);
+}
+
+// One invocation per row (CPU adapters): the row's seven hashes, its token's load and its
+// placement's divisions, per-lane scalar work on llvmpipe, happen once per row rather than
+// once per slice.
+@compute @workgroup_size(64)
+fn generate_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.x + gid.y * params.grid_x_threads;
+    let rows_per_token = params.q_heads + 2u * params.kv_heads;
+    if (row >= params.num_tokens * rows_per_token) {
+        return;
+    }
+    let t = row / rows_per_token;
+    let dest = row_target(t, row - t * rows_per_token);
+    for (var i = 0u; i < HD4; i++) {
+        write_slice(dest, i);
     }
 }

@@ -97,11 +97,36 @@ pub fn synthetic_rows(
     out
 }
 
+/// How the generator spreads its work over invocations. Both write the same values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenerateLayout {
+    /// One invocation per four-value slice (`generate`): neighbouring invocations write
+    /// neighbouring slices, as GPUs want.
+    Slices,
+    /// One invocation per row (`generate_rows`): each row's seven hashes, token load and
+    /// placement divisions once instead of once per slice. On a CPU adapter those are
+    /// per-lane scalar work; lavapipe, 11 scenarios at the `default` preset: generate GPU
+    /// time of scenario 11 623-747 ms with slices, 175-181 ms with rows.
+    Rows,
+}
+
+impl GenerateLayout {
+    /// Rows on CPU adapters, slices elsewhere.
+    pub fn for_device(ctx: &GpuContext) -> Self {
+        match ctx.info.device_type {
+            wgpu::DeviceType::Cpu => Self::Rows,
+            _ => Self::Slices,
+        }
+    }
+}
+
 /// Compiled generator plus its reusable step buffers.
 pub struct GenerateKernel {
     pipeline: ComputeKernel,
     /// The module built.
     pub module: WgslModule,
+    /// Four-value slices one invocation writes (1, or the head dim's for rows).
+    slices_per_invocation: u32,
 }
 
 /// Reusable per-step inputs of the generator.
@@ -116,11 +141,29 @@ pub struct GenerateBatch {
 }
 
 impl GenerateKernel {
-    /// Builds the generator for `head_dim`.
+    /// Builds the generator for `head_dim` in the adapter's layout
+    /// ([`GenerateLayout::for_device`]).
     pub fn new(ctx: &GpuContext, head_dim: u32) -> Result<Self, GpuError> {
+        Self::with_layout(ctx, head_dim, GenerateLayout::for_device(ctx))
+    }
+
+    /// Builds the generator for `head_dim` in `layout` (tests run both on every adapter).
+    pub fn with_layout(
+        ctx: &GpuContext,
+        head_dim: u32,
+        layout: GenerateLayout,
+    ) -> Result<Self, GpuError> {
         let module = ToolKernel::Generate.module(head_dim);
-        let pipeline = pipeline::build_derived(ctx, &module, &["generate"])?.remove(0);
-        Ok(Self { pipeline, module })
+        let (entry, slices_per_invocation) = match layout {
+            GenerateLayout::Rows => ("generate_rows", head_dim / 4),
+            GenerateLayout::Slices => ("generate", 1),
+        };
+        let pipeline = pipeline::build_derived(ctx, &module, &[entry])?.remove(0);
+        Ok(Self {
+            pipeline,
+            module,
+            slices_per_invocation,
+        })
     }
 
     /// Uploads a step's tokens and one params block per layer.
@@ -138,7 +181,7 @@ impl GenerateKernel {
             .collect();
         let threads = keys.len() as u64
             * (geometry.q_heads + 2 * geometry.kv_heads) as u64
-            * (geometry.head_dim / 4) as u64;
+            * (geometry.head_dim / 4 / self.slices_per_invocation) as u64;
         let max_dim = ctx.capabilities.max_workgroups_per_dimension;
         let workgroups = threads.div_ceil(64);
         if workgroups > max_dim as u64 * max_dim as u64 {
