@@ -102,3 +102,47 @@ fn both_layouts_write_exactly_the_cpu_mirror() {
         }
     }
 }
+
+#[test]
+fn steady_state_steps_make_no_bind_groups() {
+    // The engine generates every layer of every step into the same Q/K/V buffers: after the
+    // first step, later ones must find their bind groups made.
+    let geometry = ModelGeometry::new("q14kv2d64", 2, 14, 2, 64);
+    let keys: Vec<TokenKey> = (0..16)
+        .map(|i| TokenKey {
+            token: i,
+            position: i,
+            seed: 9,
+        })
+        .collect();
+    for ctx in common::contexts() {
+        let kernel = GenerateKernel::new(&ctx, geometry.head_dim).expect("build the generator");
+        let mut batch = GenerateBatch::default();
+        let floats = |heads: u32| (keys.len() as u32 * heads * geometry.head_dim) as u64;
+        let q = buffer(&ctx, floats(geometry.q_heads));
+        let (k, v) = (
+            buffer(&ctx, floats(geometry.kv_heads)),
+            buffer(&ctx, floats(geometry.kv_heads)),
+        );
+        let mut step = |made: &str| {
+            kernel
+                .prepare(&ctx, &geometry, geometry.layers, &mut batch, &keys)
+                .expect("prepare");
+            let before = ctx.objects_created();
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for layer in 0..geometry.layers {
+                    kernel.record(&ctx, &mut pass, layer, &batch, &q, &k, &v);
+                }
+            }
+            ctx.queue.submit([encoder.finish()]);
+            let created = ctx.objects_created() - before;
+            eprintln!("{made}: {created} objects on {}", ctx.describe());
+            created
+        };
+        assert_eq!(step("first step"), geometry.layers as u64);
+        assert_eq!(step("second step"), 0, "on {}", ctx.describe());
+        assert_eq!(step("third step"), 0, "on {}", ctx.describe());
+    }
+}

@@ -86,14 +86,25 @@ impl<K: Eq + Hash, V: Clone> StepCache<K, V> {
 
 /// Bind groups a batch has made, reused step after step while the batch's buffers, the pool
 /// and the caller's ranges stay the same, so a steady-state step creates no GPU objects.
-#[derive(Debug, Default)]
-pub(crate) struct BindCache {
-    groups: StepCache<BindKey, wgpu::BindGroup>,
+/// Keyed by [`BindKey`] unless a family binds other things (the stress tool's generator
+/// binds three caller buffers).
+#[derive(Debug)]
+pub(crate) struct BindCache<K = BindKey> {
+    groups: StepCache<K, wgpu::BindGroup>,
     /// Sum of the batch's buffer generations when the cached groups were made.
     generation: Cell<u64>,
 }
 
-impl BindCache {
+impl<K> Default for BindCache<K> {
+    fn default() -> Self {
+        Self {
+            groups: StepCache::default(),
+            generation: Cell::new(0),
+        }
+    }
+}
+
+impl<K: Eq + Hash> BindCache<K> {
     /// Called by every prepare: forgets every group if the batch's buffers changed since they
     /// were made, and otherwise starts a new step of [`StepCache`].
     pub(crate) fn sync(&self, generation: u64) {
@@ -106,11 +117,7 @@ impl BindCache {
     }
 
     /// The cached group for `key`, made by `make` on first use.
-    pub(crate) fn get(
-        &self,
-        key: BindKey,
-        make: impl FnOnce() -> wgpu::BindGroup,
-    ) -> wgpu::BindGroup {
+    pub(crate) fn get(&self, key: K, make: impl FnOnce() -> wgpu::BindGroup) -> wgpu::BindGroup {
         self.groups.get(key, make)
     }
 }

@@ -10,7 +10,7 @@
 mod append;
 mod attention;
 pub(crate) mod batch;
-mod bind_cache;
+pub(crate) mod bind_cache;
 mod combine;
 mod decode;
 mod flat;

@@ -6,6 +6,7 @@ use super::ToolKernel;
 use crate::cache::ModelGeometry;
 use crate::gpu::{DeviceLimit, GpuContext, GpuError, LimitExceeded};
 use crate::kernels::batch::GrowBuffer;
+use crate::kernels::bind_cache::{BindCache, RangeKey};
 use crate::kernels::pipeline::ComputeKernel;
 use crate::kernels::{WgslModule, pipeline};
 use bytemuck::{Pod, Zeroable};
@@ -129,6 +130,9 @@ pub struct GenerateKernel {
     slices_per_invocation: u32,
 }
 
+/// A generator bind group's identity: the layer and the Q, K and V buffers it writes.
+type GroupKey = (u32, [RangeKey; 3]);
+
 /// Reusable per-step inputs of the generator.
 #[derive(Default, Debug)]
 pub struct GenerateBatch {
@@ -136,6 +140,8 @@ pub struct GenerateBatch {
     uniforms: GrowBuffer,
     stride: u64,
     grid: (u32, u32),
+    /// One bind group per layer and output buffers, so steady-state steps make none.
+    groups: BindCache<GroupKey>,
     /// Tokens in the prepared step.
     pub count: u32,
 }
@@ -220,6 +226,9 @@ impl GenerateKernel {
         batch.stride = stride;
         batch.grid = (x, y);
         batch.count = keys.len() as u32;
+        batch
+            .groups
+            .sync(batch.tokens.generation() + batch.uniforms.generation());
         Ok(())
     }
 
@@ -239,25 +248,29 @@ impl GenerateKernel {
         if batch.count == 0 {
             return;
         }
-        let group = pipeline::bind(
-            ctx,
-            &self.pipeline,
-            "pagekv generate",
-            &[
-                (
-                    0,
-                    crate::kernels::batch::uniform_at::<GenerateParams>(
-                        batch.uniforms.get(),
-                        batch.stride,
-                        layer,
+        let whole = |b: &wgpu::Buffer| -> RangeKey { (b.clone(), 0, None) };
+        let key = (layer, [whole(q), whole(k), whole(v)]);
+        let group = batch.groups.get(key, || {
+            pipeline::bind(
+                ctx,
+                &self.pipeline,
+                "pagekv generate",
+                &[
+                    (
+                        0,
+                        crate::kernels::batch::uniform_at::<GenerateParams>(
+                            batch.uniforms.get(),
+                            batch.stride,
+                            layer,
+                        ),
                     ),
-                ),
-                (1, batch.tokens.get().as_entire_binding()),
-                (2, q.as_entire_binding()),
-                (3, k.as_entire_binding()),
-                (4, v.as_entire_binding()),
-            ],
-        );
+                    (1, batch.tokens.get().as_entire_binding()),
+                    (2, q.as_entire_binding()),
+                    (3, k.as_entire_binding()),
+                    (4, v.as_entire_binding()),
+                ],
+            )
+        });
         self.pipeline.set(pass);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(batch.grid.0, batch.grid.1, 1);
