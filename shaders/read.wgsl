@@ -9,7 +9,7 @@
 // invocations reading neighbouring elements (the coalesced loads GPUs want, as the tiled
 // attention's cooperative tile loads do).
 
-struct ReadParams {
+struct StreamParams {
     // Elements (texels) in the source.
     count: u32,
     // Elements each invocation reads; divides the texture's width, so a run stays in one row,
@@ -21,7 +21,7 @@ struct ReadParams {
     grid_x_threads: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: ReadParams;
+@group(0) @binding(0) var<uniform> params: StreamParams;
 @group(0) @binding(1) var<storage, read> src_buffer: array<vec4<u32>>;
 @group(0) @binding(2) var src_texture: texture_storage_2d<rgba32uint, read>;
 // One sum per invocation, so the reads are not optimised away.

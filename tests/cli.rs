@@ -273,7 +273,9 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
         .collect();
     assert_eq!(
         sections,
-        ["copy", "copy", "copy", "matmul", "host", "host", "host"]
+        [
+            "copy", "copy", "copy", "copy", "copy", "matmul", "host", "host", "host"
+        ]
     );
     let cases: Vec<&str> = report["figures"]
         .as_array()
@@ -283,6 +285,10 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
         .collect();
     assert!(cases[1].starts_with("buffer read of"), "{cases:?}");
     assert!(cases[2].starts_with("texture read of"), "{cases:?}");
+    assert!(cases[3].starts_with("buffer write of"), "{cases:?}");
+    assert!(cases[4].starts_with("texture write of"), "{cases:?}");
+    assert!(report["texture_write_bytes_per_s"].as_f64().unwrap() > 0.0);
+    assert!(text.contains(", write "), "{text}");
     let pool = report["targets"]
         .as_array()
         .unwrap()

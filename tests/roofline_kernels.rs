@@ -12,7 +12,9 @@ use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
 use pagekv::tool_kernels::copy::CopyKernel;
 use pagekv::tool_kernels::matmul::{MatmulKernel, MatmulShape};
-use pagekv::tool_kernels::read::{ReadKernel, ReadOrder, ReadPath, ReadSource};
+use pagekv::tool_kernels::read::{ReadKernel, ReadSource};
+use pagekv::tool_kernels::write::{WriteKernel, WriteTarget};
+use pagekv::tool_kernels::{AccessOrder, MemoryPath};
 use pagekv::{KvFormat, ModelGeometry};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -45,11 +47,33 @@ fn reads_visit_every_element_once() {
         let kernel = ReadKernel::new(&ctx).unwrap();
         // 4 MiB: whole 4096-texel rows, 1024 runs of 64.
         let source = ReadSource::new(&ctx, 4 << 20).unwrap();
-        for path in [ReadPath::Buffer, ReadPath::Texture] {
-            for order in ReadOrder::ALL {
+        for path in [MemoryPath::Buffer, MemoryPath::Texture] {
+            for order in AccessOrder::ALL {
                 assert!(
                     kernel
                         .reads_every_element_once(&ctx, &source, (path, order))
+                        .unwrap(),
+                    "{path:?} {order:?} on {}",
+                    ctx.describe()
+                );
+            }
+        }
+    }
+}
+
+/// Both write rooflines, in both orders, store every element of their target in its place
+/// on every adapter: a roofline that skipped some would overstate the write rate append's
+/// bound is taken from.
+#[test]
+fn writes_store_every_element_in_its_place() {
+    for ctx in common::contexts() {
+        let kernel = WriteKernel::new(&ctx).unwrap();
+        let target = WriteTarget::new(&ctx, 4 << 20).unwrap();
+        for path in [MemoryPath::Buffer, MemoryPath::Texture] {
+            for order in AccessOrder::ALL {
+                assert!(
+                    kernel
+                        .writes_every_element(&ctx, &target, (path, order))
                         .unwrap(),
                     "{path:?} {order:?} on {}",
                     ctx.describe()
@@ -166,14 +190,17 @@ fn bench_reports_each_figure_as_it_is_measured() {
             }
         })
         .unwrap();
-        // copy, buffer read, texture read, matmul, then the three host figures.
-        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7], "{}", ctx.describe());
+        // copy, buffer and texture read, buffer and texture write, matmul, then the three
+        // host figures.
+        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9], "{}", ctx.describe());
         assert!(report.complete);
-        assert_eq!(report.figures.len(), 7);
-        for read in &report.figures[1..3] {
-            assert!(read.value.is_some_and(|v| v > 0.0), "{read:?}");
-            assert!(read.ratio.is_some_and(|r| r > 0.0), "{read:?}");
+        assert_eq!(report.figures.len(), 9);
+        for stream in &report.figures[1..5] {
+            assert!(stream.value.is_some_and(|v| v > 0.0), "{stream:?}");
+            assert!(stream.ratio.is_some_and(|r| r > 0.0), "{stream:?}");
         }
+        assert!(report.figures[3].case.starts_with("buffer write"));
+        assert!(report.texture_write_bytes_per_s.is_some_and(|w| w > 0.0));
         assert!(report.copy_end_bytes_per_s.is_some_and(|c| c > 0.0));
         assert_eq!(started.first().map(String::as_str), Some("copy roofline"));
     }

@@ -86,11 +86,11 @@ fn host_structs_match_wgsl() {
 #[cfg(feature = "tool")]
 #[test]
 fn tool_structs_match_wgsl() {
+    use pagekv::tool_kernels::StreamParams;
     use pagekv::tool_kernels::ToolKernel;
     use pagekv::tool_kernels::copy::CopyParams;
     use pagekv::tool_kernels::generate::GenerateParams;
     use pagekv::tool_kernels::matmul::MatmulParams;
-    use pagekv::tool_kernels::read::ReadParams;
     assert_layout(
         ToolKernel::Generate.module(64),
         "GenerateParams",
@@ -103,12 +103,14 @@ fn tool_structs_match_wgsl() {
         size_of::<CopyParams>(),
         fields!(CopyParams: count, grid_x_threads),
     );
-    assert_layout(
-        ToolKernel::Read.module(0),
-        "ReadParams",
-        size_of::<ReadParams>(),
-        fields!(ReadParams: count, per_thread, width, grid_x_threads),
-    );
+    for stream in [ToolKernel::Read, ToolKernel::Write] {
+        assert_layout(
+            stream.module(0),
+            "StreamParams",
+            size_of::<StreamParams>(),
+            fields!(StreamParams: count, per_thread, width, grid_x_threads),
+        );
+    }
     for matmul in [ToolKernel::Matmul, ToolKernel::MatmulWide] {
         assert_layout(
             matmul.module(0),

@@ -16,7 +16,9 @@ use crate::kernels::{
 };
 use crate::tool_kernels::copy::CopyKernel;
 use crate::tool_kernels::matmul::{MatmulKernel, MatmulShape};
-use crate::tool_kernels::read::{ReadKernel, ReadOrder, ReadPath, ReadSource};
+use crate::tool_kernels::read::{ReadKernel, ReadSource};
+use crate::tool_kernels::write::{WriteKernel, WriteTarget};
+use crate::tool_kernels::{AccessOrder, MemoryPath};
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
 
@@ -53,48 +55,80 @@ pub fn copy_roofline(
     Ok((2.0 * bytes as f64 / seconds, bytes))
 }
 
-/// The read rooflines of one run: per path, the faster order's bytes per second.
+/// The streaming rooflines of one run, reads or writes: per path, the faster order's bytes
+/// per second.
 #[derive(Clone, Copy, Debug)]
-pub struct ReadRooflines {
+pub struct StreamRooflines {
     /// Through a storage buffer: bytes per second and the order that reached it.
-    pub buffer: (f64, ReadOrder),
-    /// Through an `rgba32uint` texture.
-    pub texture: (f64, ReadOrder),
-    /// Bytes one read loads.
+    pub buffer: (f64, AccessOrder),
+    /// Through an `rgba32uint` storage texture.
+    pub texture: (f64, AccessOrder),
+    /// Bytes one pass moves.
     pub bytes: u64,
 }
 
-/// Read rooflines: bytes read per second through a storage buffer and through a texture (the
-/// same bytes), each the faster of per-invocation runs and interleaved reads, so the bound
-/// holds whichever order an adapter's attention kernels read in.
-pub fn read_rooflines(
+/// Times `record` through each path in each order and keeps each path's faster order, so
+/// the bound holds whichever order an adapter's kernels move their bytes in.
+fn fastest_orders(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
-    cap_bytes: u64,
-) -> Result<ReadRooflines, GpuError> {
-    let kernel = ReadKernel::new(ctx)?;
-    let source = ReadSource::new(ctx, cap_bytes)?;
-    let best = |path| -> Result<(f64, ReadOrder), GpuError> {
-        let mut best = (0.0, ReadOrder::Runs);
-        for order in ReadOrder::ALL {
+    bytes: u64,
+    record: impl Fn(
+        &mut wgpu::CommandEncoder,
+        (MemoryPath, AccessOrder),
+        Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ),
+) -> Result<StreamRooflines, GpuError> {
+    let best = |path| -> Result<(f64, AccessOrder), GpuError> {
+        let mut best = (0.0, AccessOrder::Runs);
+        for order in AccessOrder::ALL {
             let seconds = watch
                 .time(ctx, repeats, |encoder, ts| {
-                    kernel.record(ctx, encoder, &source, (path, order), ts);
+                    record(encoder, (path, order), ts);
                     Ok(())
                 })?
                 .seconds;
-            let rate = source.bytes() as f64 / seconds;
+            let rate = bytes as f64 / seconds;
             if rate > best.0 {
                 best = (rate, order);
             }
         }
         Ok(best)
     };
-    Ok(ReadRooflines {
-        buffer: best(ReadPath::Buffer)?,
-        texture: best(ReadPath::Texture)?,
-        bytes: source.bytes(),
+    Ok(StreamRooflines {
+        buffer: best(MemoryPath::Buffer)?,
+        texture: best(MemoryPath::Texture)?,
+        bytes,
+    })
+}
+
+/// Read rooflines: bytes read per second through a storage buffer and through a texture
+/// (the same bytes).
+pub fn read_rooflines(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cap_bytes: u64,
+) -> Result<StreamRooflines, GpuError> {
+    let kernel = ReadKernel::new(ctx)?;
+    let source = ReadSource::new(ctx, cap_bytes)?;
+    fastest_orders(ctx, watch, repeats, source.bytes(), |encoder, key, ts| {
+        kernel.record(ctx, encoder, &source, key, ts)
+    })
+}
+
+/// Write rooflines: bytes written per second into a storage buffer and into a texture.
+pub fn write_rooflines(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cap_bytes: u64,
+) -> Result<StreamRooflines, GpuError> {
+    let kernel = WriteKernel::new(ctx)?;
+    let target = WriteTarget::new(ctx, cap_bytes)?;
+    fastest_orders(ctx, watch, repeats, target.bytes(), |encoder, key, ts| {
+        kernel.record(ctx, encoder, &target, key, ts)
     })
 }
 
@@ -439,10 +473,14 @@ pub fn append(
     })?)
 }
 
-/// Bytes an append moves: f32 K and V read, then stored in the pool's dtype.
-pub fn append_bytes(case: &AttentionCase) -> u64 {
+/// Bytes an append moves: (f32 K and V read, the same rows stored in the pool's dtype,
+/// scales included).
+pub fn append_bytes(case: &AttentionCase) -> (u64, u64) {
     let g = &case.geometry;
     let tokens = case.batch as u64 * case.context as u64;
     let rows = tokens * g.kv_heads as u64 * 2;
-    rows * (g.head_dim as u64 * 4 + case.dtype.row_bytes(g.head_dim))
+    (
+        rows * g.head_dim as u64 * 4,
+        rows * case.dtype.row_bytes(g.head_dim),
+    )
 }

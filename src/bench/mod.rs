@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{AdapterReport, KvBacking};
 use crate::kernels::{AttentionAlgorithm, AttentionOptions, HalfDecode, Reductions};
-use crate::tool_kernels::read::ReadOrder;
+use crate::tool_kernels::AccessOrder;
 pub use bound::Binding;
 pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
 pub use plan::{HostOp, PlannedCase, Work, plan};
@@ -304,10 +304,23 @@ pub struct BenchReport {
     /// The order of the faster buffer read (each path is read both ways); `None` in files
     /// from builds that read one way only (per-invocation runs).
     #[serde(default)]
-    pub buffer_read_order: Option<ReadOrder>,
+    pub buffer_read_order: Option<AccessOrder>,
     /// The order of the faster texture read.
     #[serde(default)]
-    pub texture_read_order: Option<ReadOrder>,
+    pub texture_read_order: Option<AccessOrder>,
+    /// Write roofline into a storage buffer, bytes per second (`None` in files from builds
+    /// that bounded append by the copy rate).
+    #[serde(default)]
+    pub buffer_write_bytes_per_s: Option<f64>,
+    /// Write roofline into a texture, bytes per second.
+    #[serde(default)]
+    pub texture_write_bytes_per_s: Option<f64>,
+    /// The order of the faster buffer write.
+    #[serde(default)]
+    pub buffer_write_order: Option<AccessOrder>,
+    /// The order of the faster texture write.
+    #[serde(default)]
+    pub texture_write_order: Option<AccessOrder>,
     /// Where the attention cases' KV pools lived (textures on CPU adapters, buffers on
     /// GPUs): decode reading textures can beat the buffer copy roofline. `None` in files
     /// from builds before texture-backed pools (buffers).
@@ -370,6 +383,10 @@ impl BenchReport {
             texture_read_bytes_per_s: None,
             buffer_read_order: None,
             texture_read_order: None,
+            buffer_write_bytes_per_s: None,
+            texture_write_bytes_per_s: None,
+            buffer_write_order: None,
+            texture_write_order: None,
             kv_backing: None,
             attention: None,
             attention_forced: false,
@@ -444,8 +461,12 @@ pub(crate) fn sample_report() -> BenchReport {
             ],
             buffer_read_bytes_per_s: Some(8e9),
             texture_read_bytes_per_s: Some(2e10),
-            buffer_read_order: Some(ReadOrder::Interleaved),
-            texture_read_order: Some(ReadOrder::Runs),
+            buffer_read_order: Some(AccessOrder::Interleaved),
+            texture_read_order: Some(AccessOrder::Runs),
+            buffer_write_bytes_per_s: Some(6e9),
+            texture_write_bytes_per_s: Some(9e9),
+            buffer_write_order: Some(AccessOrder::Runs),
+            texture_write_order: Some(AccessOrder::Interleaved),
             kv_backing: Some(KvBacking::Textures),
             figures: vec![decode],
             targets: vec![TargetCheck {
@@ -529,6 +550,10 @@ mod tests {
             "texture_read_bytes_per_s",
             "buffer_read_order",
             "texture_read_order",
+            "buffer_write_bytes_per_s",
+            "texture_write_bytes_per_s",
+            "buffer_write_order",
+            "texture_write_order",
             "long_context",
         ] {
             assert!(object.remove(key).is_some(), "{key}");

@@ -19,18 +19,34 @@ pub(super) struct Rates {
     pub buffer_read: f64,
     /// Read through a texture, bytes per second.
     pub texture_read: f64,
+    /// Written through a storage buffer, bytes per second.
+    pub buffer_write: f64,
+    /// Written through a texture, bytes per second.
+    pub texture_write: f64,
     /// The matmul yardstick, FLOP/s.
     pub matmul: f64,
 }
 
 impl Rates {
-    /// The read rate of the path the case's KV pool is read through: textures where the
-    /// pool lives in textures (CPU adapters), buffers elsewhere.
+    /// Where the case's KV pool lives: textures on CPU adapters, buffers elsewhere (the same
+    /// choice the case's storage makes; a forced tiled path reads buffers).
+    fn backing(ctx: &GpuContext, case: &AttentionCase) -> KvBacking {
+        AttentionAlgorithm::pool_backing(case.kernels.algorithm, ctx, &case.layout())
+    }
+
+    /// The read rate of the path the case's KV pool is read through.
     fn pool_read(&self, ctx: &GpuContext, case: &AttentionCase) -> f64 {
-        // The same choice the case's storage makes (a forced tiled path reads buffers).
-        match AttentionAlgorithm::pool_backing(case.kernels.algorithm, ctx, &case.layout()) {
+        match Self::backing(ctx, case) {
             KvBacking::Textures => self.texture_read,
             KvBacking::Buffers => self.buffer_read,
+        }
+    }
+
+    /// The write rate of the path the case's KV pool is written through.
+    fn pool_write(&self, ctx: &GpuContext, case: &AttentionCase) -> f64 {
+        match Self::backing(ctx, case) {
+            KvBacking::Textures => self.texture_write,
+            KvBacking::Buffers => self.buffer_write,
         }
     }
 
@@ -61,13 +77,21 @@ impl Rates {
         bound::bound(&streams, flops, self.matmul)
     }
 
-    /// Append's bound: its bytes read and written at the copy rate (which counts both); it
-    /// counts no flops, so it is memory-bound by construction.
-    fn append(&self, case: &AttentionCase) -> (Bound, f64) {
-        let streams = [Stream {
-            bytes: kernels::append_bytes(case) as f64,
-            rate: self.copy,
-        }];
+    /// Append's bound: its f32 K/V reads at the buffer read rate plus its pool writes at the
+    /// write rate of the pool's path; it counts no flops, so it is memory-bound by
+    /// construction.
+    fn append(&self, ctx: &GpuContext, case: &AttentionCase) -> (Bound, f64) {
+        let (read, written) = kernels::append_bytes(case);
+        let streams = [
+            Stream {
+                bytes: read as f64,
+                rate: self.buffer_read,
+            },
+            Stream {
+                bytes: written as f64,
+                rate: self.pool_write(ctx, case),
+            },
+        ];
         (bound::bound(&streams, 0.0, self.matmul), 0.0)
     }
 }
@@ -143,6 +167,11 @@ pub fn run_bench(
     ));
     let reads = kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
     let (buffer_read, texture_read) = (reads.buffer.0, reads.texture.0);
+    observer(BenchEvent::Starting(
+        "write rooflines (buffer and texture, each in two orders; the faster is kept)",
+    ));
+    let writes = kernels::write_rooflines(ctx, &watch, repeats, 1 << 30)?;
+    let (buffer_write, texture_write) = (writes.buffer.0, writes.texture.0);
     let size = if options.quick { 512 } else { 1024 };
     observer(BenchEvent::Starting(
         "matmul yardstick (each register-tiled shape in turn; the fastest is kept)",
@@ -157,6 +186,8 @@ pub fn run_bench(
         copy,
         buffer_read,
         texture_read,
+        buffer_write,
+        texture_write,
         matmul,
     };
     let tiled = options
@@ -188,6 +219,10 @@ pub fn run_bench(
             texture_read_bytes_per_s: Some(texture_read),
             buffer_read_order: Some(reads.buffer.1),
             texture_read_order: Some(reads.texture.1),
+            buffer_write_bytes_per_s: Some(buffer_write),
+            texture_write_bytes_per_s: Some(texture_write),
+            buffer_write_order: Some(writes.buffer.1),
+            texture_write_order: Some(writes.texture.1),
             kv_backing: Some(AttentionAlgorithm::pool_backing(
                 options.kernels.algorithm,
                 ctx,
@@ -245,6 +280,20 @@ pub fn run_bench(
         read.value = Some(rate / 1e9);
         read.ratio = Some(rate / copy);
         rec.add(read);
+    }
+    for (path, rate) in [("buffer", buffer_write), ("texture", texture_write)] {
+        let mut write = Figure::blank(
+            Section::Copy,
+            &format!(
+                "{path} write of {} (no reads)",
+                crate::gpu::human_bytes(writes.bytes)
+            ),
+            Unit::Gigabytes,
+        );
+        write.seconds = Some(writes.bytes as f64 / rate);
+        write.value = Some(rate / 1e9);
+        write.ratio = Some(rate / copy);
+        rec.add(write);
     }
     let mut matmul_figure = Figure::blank(
         Section::Matmul,
@@ -340,13 +389,16 @@ fn run_grid(
                     bound,
                 )
             }
-            Work::Append(case) => (
-                kernels::append(ctx, watch, repeats, case, cap),
-                kernels::append_bytes(case) as f64,
-                Unit::Gigabytes,
-                rates.copy,
-                rates.append(case),
-            ),
+            Work::Append(case) => {
+                let (read, written) = kernels::append_bytes(case);
+                (
+                    kernels::append(ctx, watch, repeats, case, cap),
+                    (read + written) as f64,
+                    Unit::Gigabytes,
+                    rates.copy,
+                    rates.append(ctx, case),
+                )
+            }
             Work::Host(op) => {
                 let mut host = Figure::blank(Section::Host, &planned.label, Unit::Millions);
                 host.value = Some(op.rate(host_scale) / 1e6);

@@ -239,7 +239,7 @@ pub fn render(report: &BenchReport) -> String {
         }
     }
     // Each path's faster order, where the file says (older builds read one way).
-    let order = |o: Option<pagekv::tool_kernels::read::ReadOrder>| {
+    let order = |o: Option<pagekv::tool_kernels::AccessOrder>| {
         o.map_or(String::new(), |o| format!(", {}", o.name()))
     };
     let reads = match (
@@ -255,8 +255,21 @@ pub fn render(report: &BenchReport) -> String {
         ),
         _ => String::new(),
     };
+    let writes = match (
+        report.buffer_write_bytes_per_s,
+        report.texture_write_bytes_per_s,
+    ) {
+        (Some(b), Some(t)) => format!(
+            ", write {:.2} GB/s (buffer{}) / {:.2} GB/s (texture{})",
+            b / 1e9,
+            order(report.buffer_write_order),
+            t / 1e9,
+            order(report.texture_write_order)
+        ),
+        _ => String::new(),
+    };
     let mut out = format!(
-        "adapter: {}\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written){reads}, matmul {:.2} GFLOP/s{}\n",
+        "adapter: {}\ntiming: {clock}\nrooflines: copy {:.2} GB/s (read + written){reads}{writes}, matmul {:.2} GFLOP/s{}\n",
         report.adapter.identity(),
         report.copy_bytes_per_s / 1e9,
         report.matmul_flops / 1e9,
@@ -312,13 +325,24 @@ pub fn render(report: &BenchReport) -> String {
         );
     }
     out += "spread: the interquartile range of a case's samples over their median (a noisy machine shows here first)\n";
-    out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append at the copy rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
+    out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append: f32 K/V at the buffer read rate plus the pool's bytes at its path's write rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
     if report.adapter.device_type == wgpu::DeviceType::Cpu {
         out += "cpu adapter: texel fetches and arithmetic run on the same cores, so a case that needs both takes about their sum rather than the longer; where the two are close (decode at GQA 7, 7 flop/byte) the sum is about twice the bound\n";
     }
     if let Some(s) = shortfall {
         out += &format!(
             "WARNING: the matmul yardstick is weaker than the fastest attention case by {s:.2}x: compute-side bounds under-state this adapter, and cases above 100% of their bound are flagged (!)\n"
+        );
+    }
+    let over = |f: &&pagekv::bench::Figure| {
+        f.binding == Some(pagekv::bench::bound::Binding::Memory)
+            && f.of_bound.is_some_and(|r| r > 1.0)
+    };
+    if let Some(example) = report.figures.iter().find(over) {
+        out += &format!(
+            "(!) marks a memory-bound case faster than its bound (e.g. {} {}): for it the rooflines under-state what its access paths allow, so its ratio says only that it runs at least at their rates\n",
+            example.section.name(),
+            example.case,
         );
     }
     if let Some(backing) = report.kv_backing {

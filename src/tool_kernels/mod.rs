@@ -1,27 +1,147 @@
 //! The stress tool's own kernels, outside the embeddable core: synthetic Q/K/V for the
 //! engine (`generate`) and the rooflines `pagekv bench` measures the attention kernels
-//! against (`copy`, `read`, `matmul`). They share the core's pipeline plumbing but no KV
+//! against (`copy`, `read`, `write`, `matmul`). They share the core's pipeline plumbing but no KV
 //! format, so each is one WGSL module per head dim at most.
 
 pub mod copy;
 pub mod generate;
 pub mod matmul;
 pub mod read;
+pub mod write;
 
 use crate::cache::SUPPORTED_HEAD_DIMS;
-use crate::gpu::GpuContext;
+use crate::gpu::{DeviceLimit, GpuContext, GpuError, LimitExceeded, TEXEL_BYTES};
 use crate::kernels::WgslModule;
 use crate::kernels::variant::WORKGROUP_SIZE;
 
 const GENERATE: &str = include_str!("../../shaders/generate.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const READ: &str = include_str!("../../shaders/read.wgsl");
+const WRITE: &str = include_str!("../../shaders/write.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
 /// The params and output binding every matmul kernel shares (the flat ones included).
 pub(crate) const MATMUL_BINDINGS: &str = include_str!("../../shaders/matmul_bindings.wgsl");
 /// A and B as storage buffers, for every matmul kernel but the texel-fed ones.
 pub(crate) const MATMUL_BUFFERS: &str = include_str!("../../shaders/matmul_buffers.wgsl");
+
+/// Which path a streaming roofline moves its bytes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryPath {
+    /// `array<vec4<u32>>` storage-buffer loads or stores.
+    Buffer,
+    /// `textureLoad` or `textureStore` of an `rgba32uint` storage texture.
+    Texture,
+}
+
+/// Elements (16 bytes each) each invocation of a streaming roofline moves.
+pub const STREAM_RUN: u32 = 64;
+
+/// Mirror of `StreamParams` in shaders/read.wgsl and shaders/write.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable, PartialEq)]
+pub struct StreamParams {
+    /// Texels (16-byte elements) in the source or target.
+    pub count: u32,
+    /// Texels each invocation moves; divides `width` and `count`.
+    pub per_thread: u32,
+    /// Texture width in texels.
+    pub width: u32,
+    /// Threads along x of the 2-D grid.
+    pub grid_x_threads: u32,
+}
+
+/// In which order a streaming roofline's invocations walk their elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessOrder {
+    /// Each invocation moves its own contiguous run of [`STREAM_RUN`] elements: a SIMD lane
+    /// per run, what CPU adapters (and the flat attention's context splits) do.
+    Runs,
+    /// Neighbouring invocations move neighbouring elements: the coalesced accesses GPUs
+    /// want, as the tiled attention's cooperative tile loads do.
+    Interleaved,
+}
+
+impl AccessOrder {
+    /// Both orders.
+    pub const ALL: [AccessOrder; 2] = [AccessOrder::Runs, AccessOrder::Interleaved];
+
+    /// A few words for the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccessOrder::Runs => "per-invocation runs",
+            AccessOrder::Interleaved => "interleaved",
+        }
+    }
+}
+
+/// Texture rows of a streaming roofline are at most this many texels wide.
+const STREAM_MAX_WIDTH: u32 = 4096;
+
+/// The texture shape (width, rows) of a streaming roofline of at most `cap_bytes` on each
+/// path: whole rows of whole [`STREAM_RUN`]s within the device's texture, buffer and binding
+/// limits. `what` names the roofline in the refusal.
+fn stream_shape(ctx: &GpuContext, cap_bytes: u64, what: &str) -> Result<(u32, u32), GpuError> {
+    let max_side = ctx.device.limits().max_texture_dimension_2d;
+    let width = STREAM_MAX_WIDTH.min(max_side) / STREAM_RUN * STREAM_RUN;
+    let caps = &ctx.capabilities;
+    let bytes = caps.max_storage_binding.min(caps.max_buffer).min(cap_bytes);
+    let rows = (bytes / TEXEL_BYTES / width.max(1) as u64).min(max_side as u64) as u32;
+    if width == 0 || rows == 0 {
+        return Err(GpuError::Limit(LimitExceeded {
+            what: format!("{what}'s {STREAM_RUN}-texel run"),
+            limit: DeviceLimit::StorageBindingSize,
+            needed: STREAM_RUN as u64 * TEXEL_BYTES,
+            allowed: bytes,
+            remedy: "this adapter cannot run the bench's rooflines",
+        }));
+    }
+    Ok((width, rows))
+}
+
+/// Records one pass of a streaming roofline: `pipeline` over `texels` elements (a texture
+/// `width` wide), one [`STREAM_RUN`] per invocation, with its params at binding 0 and
+/// `bindings` after them.
+fn record_stream(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    pipeline: &crate::kernels::pipeline::ComputeKernel,
+    label: &str,
+    (texels, width): (u32, u32),
+    bindings: &[(u32, wgpu::BindingResource<'_>)],
+    timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+) {
+    use wgpu::util::DeviceExt;
+    let wg = WORKGROUP_SIZE;
+    let (x, y) = crate::kernels::pipeline::grid_2d(
+        (texels / STREAM_RUN).div_ceil(wg),
+        ctx.capabilities.max_workgroups_per_dimension,
+    );
+    let params = StreamParams {
+        count: texels,
+        per_thread: STREAM_RUN,
+        width,
+        grid_x_threads: x * wg,
+    };
+    let uniform = ctx
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let mut entries = vec![(0, uniform.as_entire_binding())];
+    entries.extend(bindings.iter().cloned());
+    let group = crate::kernels::pipeline::bind(ctx, pipeline, label, &entries);
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: timestamps,
+    });
+    pipeline.set(&mut pass);
+    pass.set_bind_group(0, &group, &[]);
+    pass.dispatch_workgroups(x, y, 1);
+}
 
 /// One tool kernel and its shader file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,6 +152,8 @@ pub enum ToolKernel {
     Copy,
     /// Read-only rooflines through a storage buffer and through a texture.
     Read,
+    /// Write-only rooflines into a storage buffer and into a texture.
+    Write,
     /// The arithmetic roofline: a tiled f32 matmul (GPUs).
     Matmul,
     /// The same with 128x128 tiles and an 8x8 block per thread (GPUs with registers to
@@ -44,10 +166,11 @@ pub enum ToolKernel {
 
 impl ToolKernel {
     /// Every tool kernel.
-    pub const ALL: [ToolKernel; 6] = [
+    pub const ALL: [ToolKernel; 7] = [
         ToolKernel::Generate,
         ToolKernel::Copy,
         ToolKernel::Read,
+        ToolKernel::Write,
         ToolKernel::Matmul,
         ToolKernel::MatmulWide,
         ToolKernel::MatmulFlat,
@@ -59,6 +182,7 @@ impl ToolKernel {
             ToolKernel::Generate => "generate",
             ToolKernel::Copy => "copy",
             ToolKernel::Read => "read",
+            ToolKernel::Write => "write",
             ToolKernel::Matmul => "matmul",
             ToolKernel::MatmulWide => "matmulwide",
             ToolKernel::MatmulFlat => "matmulflat",
@@ -70,6 +194,7 @@ impl ToolKernel {
             ToolKernel::Generate => GENERATE,
             ToolKernel::Copy => COPY,
             ToolKernel::Read => READ,
+            ToolKernel::Write => WRITE,
             ToolKernel::Matmul => MATMUL,
             ToolKernel::MatmulWide => MATMUL_WIDE,
             ToolKernel::MatmulFlat => "",
@@ -92,6 +217,7 @@ impl ToolKernel {
             ToolKernel::Generate => true,
             ToolKernel::Copy
             | ToolKernel::Read
+            | ToolKernel::Write
             | ToolKernel::Matmul
             | ToolKernel::MatmulWide
             | ToolKernel::MatmulFlat => false,
@@ -172,7 +298,9 @@ pub(crate) fn texels_from_buffer(
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format: wgpu::TextureFormat::Rgba32Uint,
-        usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+        usage: wgpu::TextureUsages::STORAGE_BINDING
+            | wgpu::TextureUsages::COPY_DST
+            | wgpu::TextureUsages::COPY_SRC,
         view_formats: &[],
     });
     ctx.count_created();
