@@ -100,6 +100,55 @@ fn stream_shape(ctx: &GpuContext, cap_bytes: u64, what: &str) -> Result<(u32, u3
     Ok((width, rows))
 }
 
+/// The four pipelines of a streaming roofline family (read or write), one per path and
+/// order: entry points `{verb}_buffer`, `{verb}_texture` and their `_interleaved` forms.
+struct StreamPipelines {
+    /// Indexed by [`StreamPipelines::index`].
+    pipelines: Vec<crate::kernels::pipeline::ComputeKernel>,
+}
+
+impl StreamPipelines {
+    const PATHS: [MemoryPath; 2] = [MemoryPath::Buffer, MemoryPath::Texture];
+
+    fn index(path: MemoryPath, order: AccessOrder) -> usize {
+        let path = Self::PATHS.iter().position(|&p| p == path).expect("listed");
+        let order = AccessOrder::ALL
+            .iter()
+            .position(|&o| o == order)
+            .expect("listed");
+        order * Self::PATHS.len() + path
+    }
+
+    fn build(ctx: &GpuContext, module: &WgslModule, verb: &str) -> Result<Self, GpuError> {
+        let names: Vec<String> = AccessOrder::ALL
+            .iter()
+            .flat_map(|order| {
+                Self::PATHS.iter().map(move |path| {
+                    let path = match path {
+                        MemoryPath::Buffer => "buffer",
+                        MemoryPath::Texture => "texture",
+                    };
+                    match order {
+                        AccessOrder::Runs => format!("{verb}_{path}"),
+                        AccessOrder::Interleaved => format!("{verb}_{path}_interleaved"),
+                    }
+                })
+            })
+            .collect();
+        let entries: Vec<&str> = names.iter().map(String::as_str).collect();
+        let pipelines = crate::kernels::pipeline::build_derived(ctx, module, &entries)?;
+        Ok(Self { pipelines })
+    }
+
+    fn get(
+        &self,
+        path: MemoryPath,
+        order: AccessOrder,
+    ) -> &crate::kernels::pipeline::ComputeKernel {
+        &self.pipelines[Self::index(path, order)]
+    }
+}
+
 /// Records one pass of a streaming roofline: `pipeline` over `texels` elements (a texture
 /// `width` wide), one [`STREAM_RUN`] per invocation, with its params at binding 0 and
 /// `bindings` after them.

@@ -3,11 +3,9 @@
 //! prints both beside the copy roofline; on CPU adapters they show why KV pools live in
 //! textures there (see gpu/shard.rs).
 
-use crate::kernels::pipeline::ComputeKernel;
-
 use super::{AccessOrder, MemoryPath, STREAM_RUN, ToolKernel};
 use crate::gpu::{GpuContext, GpuError, TEXEL_BYTES};
-use crate::kernels::{WgslModule, pipeline};
+use crate::kernels::WgslModule;
 
 /// The same bytes as a storage buffer and as a texture, and the per-invocation sums.
 pub struct ReadSource {
@@ -80,23 +78,9 @@ impl ReadSource {
     }
 }
 
-/// Every (path, order) pair and its entry point in shaders/read.wgsl.
-const ENTRIES: [((MemoryPath, AccessOrder), &str); 4] = [
-    ((MemoryPath::Buffer, AccessOrder::Runs), "read_buffer"),
-    ((MemoryPath::Texture, AccessOrder::Runs), "read_texture"),
-    (
-        (MemoryPath::Buffer, AccessOrder::Interleaved),
-        "read_buffer_interleaved",
-    ),
-    (
-        (MemoryPath::Texture, AccessOrder::Interleaved),
-        "read_texture_interleaved",
-    ),
-];
-
 /// Compiled read pipelines, one per path and order.
 pub struct ReadKernel {
-    pipelines: Vec<ComputeKernel>,
+    pipelines: super::StreamPipelines,
     /// The module built.
     pub module: WgslModule,
 }
@@ -105,8 +89,7 @@ impl ReadKernel {
     /// Builds every read pipeline.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         let module = ToolKernel::Read.module(0);
-        let entries = ENTRIES.map(|(_, entry)| entry);
-        let pipelines = pipeline::build_derived(ctx, &module, &entries)?;
+        let pipelines = super::StreamPipelines::build(ctx, &module, "read")?;
         Ok(Self { pipelines, module })
     }
 
@@ -120,10 +103,6 @@ impl ReadKernel {
         (path, order): (MemoryPath, AccessOrder),
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
-        let index = ENTRIES
-            .iter()
-            .position(|(key, _)| *key == (path, order))
-            .expect("every path and order has an entry point");
         let src = match path {
             MemoryPath::Buffer => (1, source.buffer.as_entire_binding()),
             MemoryPath::Texture => (2, wgpu::BindingResource::TextureView(&source.view)),
@@ -131,7 +110,7 @@ impl ReadKernel {
         super::record_stream(
             ctx,
             encoder,
-            &self.pipelines[index],
+            self.pipelines.get(path, order),
             "pagekv read",
             (source.texels, source.width),
             &[src, (3, source.sums.as_entire_binding())],

@@ -5,8 +5,7 @@
 
 use super::{AccessOrder, MemoryPath, ToolKernel};
 use crate::gpu::{GpuContext, GpuError, TEXEL_BYTES};
-use crate::kernels::pipeline::ComputeKernel;
-use crate::kernels::{WgslModule, pipeline};
+use crate::kernels::WgslModule;
 
 /// The same number of bytes as a storage buffer and as a texture, written in turn.
 pub struct WriteTarget {
@@ -57,23 +56,9 @@ impl WriteTarget {
     }
 }
 
-/// Every (path, order) pair and its entry point in shaders/write.wgsl.
-const ENTRIES: [((MemoryPath, AccessOrder), &str); 4] = [
-    ((MemoryPath::Buffer, AccessOrder::Runs), "write_buffer"),
-    ((MemoryPath::Texture, AccessOrder::Runs), "write_texture"),
-    (
-        (MemoryPath::Buffer, AccessOrder::Interleaved),
-        "write_buffer_interleaved",
-    ),
-    (
-        (MemoryPath::Texture, AccessOrder::Interleaved),
-        "write_texture_interleaved",
-    ),
-];
-
 /// Compiled write pipelines, one per path and order.
 pub struct WriteKernel {
-    pipelines: Vec<ComputeKernel>,
+    pipelines: super::StreamPipelines,
     /// The module built.
     pub module: WgslModule,
 }
@@ -82,8 +67,7 @@ impl WriteKernel {
     /// Builds every write pipeline.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         let module = ToolKernel::Write.module(0);
-        let entries = ENTRIES.map(|(_, entry)| entry);
-        let pipelines = pipeline::build_derived(ctx, &module, &entries)?;
+        let pipelines = super::StreamPipelines::build(ctx, &module, "write")?;
         Ok(Self { pipelines, module })
     }
 
@@ -97,10 +81,6 @@ impl WriteKernel {
         (path, order): (MemoryPath, AccessOrder),
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
-        let index = ENTRIES
-            .iter()
-            .position(|(key, _)| *key == (path, order))
-            .expect("every path and order has an entry point");
         let dst = match path {
             MemoryPath::Buffer => (1, target.buffer.as_entire_binding()),
             MemoryPath::Texture => (2, wgpu::BindingResource::TextureView(&target.view)),
@@ -108,7 +88,7 @@ impl WriteKernel {
         super::record_stream(
             ctx,
             encoder,
-            &self.pipelines[index],
+            self.pipelines.get(path, order),
             "pagekv write",
             (target.texels, target.width),
             &[dst],
