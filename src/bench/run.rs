@@ -267,33 +267,22 @@ pub fn run_bench(
     copy_figure.value = Some(copy / 1e9);
     copy_figure.ratio = Some(1.0);
     rec.add(copy_figure);
-    for (path, rate) in [("buffer", buffer_read), ("texture", texture_read)] {
-        let mut read = Figure::blank(
-            Section::Copy,
-            &format!(
-                "{path} read of {} (no writes)",
-                crate::gpu::human_bytes(reads.bytes)
-            ),
-            Unit::Gigabytes,
-        );
-        read.seconds = Some(reads.bytes as f64 / rate);
-        read.value = Some(rate / 1e9);
-        read.ratio = Some(rate / copy);
-        rec.add(read);
-    }
-    for (path, rate) in [("buffer", buffer_write), ("texture", texture_write)] {
-        let mut write = Figure::blank(
-            Section::Copy,
-            &format!(
-                "{path} write of {} (no reads)",
-                crate::gpu::human_bytes(writes.bytes)
-            ),
-            Unit::Gigabytes,
-        );
-        write.seconds = Some(writes.bytes as f64 / rate);
-        write.value = Some(rate / 1e9);
-        write.ratio = Some(rate / copy);
-        rec.add(write);
+    for (stream, verb, other) in [(&reads, "read", "writes"), (&writes, "write", "reads")] {
+        let paths = [("buffer", stream.buffer.0), ("texture", stream.texture.0)];
+        for (path, rate) in paths {
+            let mut figure = Figure::blank(
+                Section::Copy,
+                &format!(
+                    "{path} {verb} of {} (no {other})",
+                    crate::gpu::human_bytes(stream.bytes)
+                ),
+                Unit::Gigabytes,
+            );
+            figure.seconds = Some(stream.bytes as f64 / rate);
+            figure.value = Some(rate / 1e9);
+            figure.ratio = Some(rate / copy);
+            rec.add(figure);
+        }
     }
     let mut matmul_figure = Figure::blank(
         Section::Matmul,
