@@ -1,8 +1,9 @@
 // FP8 codes (OCP E4M3 "FN" or E5M2), four per u32 (value 0 in the lowest byte), with integer
 // bit operations: WGSL has no 8-bit float. The composer defines the layout: FP8_E4M3,
 // FP8_MANTISSA, FP8_BIAS, FP8_MAX_CODE, FP8_MIN_NORMAL (the smallest normal value) and
-// FP8_SUBNORMAL_STEPS (subnormal steps per unit, 2^(mantissa - min exponent)); next to the
-// format's scale constants, CODE_UNIT (what decode4's values are in units of).
+// FP8_SUBNORMAL_STEPS (subnormal steps per unit, 2^(mantissa - min exponent)); whether the
+// kernel converts halves in integer code (FP8_INTEGER_DECODE, set with halves_integer.wgsl);
+// next to the format's scale constants, CODE_UNIT (what decode4's values are in units of).
 const CODE_BITS: u32 = 8u;
 const SLICES_PER_VEC: u32 = 1u;
 
@@ -31,8 +32,36 @@ fn fp8_pair_as_f16(e: u32) -> u32 {
 // the scale readers fold it into each group's scale, one multiply per group instead of one
 // per value).
 fn decode4(bits: u32) -> vec4<f32> {
+    if (FP8_INTEGER_DECODE) {
+        return fp8_integer4(bits);
+    }
     let e = fp8_halves(bits);
     return halves4(vec2<u32>(fp8_pair_as_f16(e.x), fp8_pair_as_f16(e.y)));
+}
+
+// decode4 where halves convert in integer code (llvmpipe's GL): each code goes straight to
+// the f32 that halves4 would give its f16 above, in about half the operations of widening
+// to f16 and converting that. A code's exponent and mantissa, shifted to the f32 fields,
+// carry the f16's bias (15 for both formats: E4M3's values are / 256), so the same steps as
+// halves_integer.wgsl follow: one add rebiases a normal, and a subnormal or zero becomes the
+// exact f32 subtraction 2^-14 * (1 + mantissa) - 2^-14 (no f32 subnormal, which many GPUs
+// flush). E4M3's NaN code (magnitude 0x7f) gives a quiet NaN; E5M2's exponent 31 gives an
+// infinity or a quiet NaN, as the f16 would.
+fn fp8_integer4(bits: u32) -> vec4<f32> {
+    let b = vec4<u32>(bits, bits >> 8u, bits >> 16u, bits >> 24u);
+    let sign = (b << vec4<u32>(24u)) & vec4<u32>(0x80000000u);
+    let magnitude = b & vec4<u32>(0x7fu);
+    let m = magnitude << vec4<u32>(23u - FP8_MANTISSA);
+    // (127 - 15) << 23: the exponent bias difference.
+    let normal = m + vec4<u32>(0x38000000u);
+    let tiny = bitcast<vec4<u32>>(bitcast<vec4<f32>>(m + vec4<u32>(0x38800000u)) - vec4<f32>(0x1p-14f));
+    let finite = select(normal, tiny, m < vec4<u32>(0x00800000u));
+    if (FP8_E4M3) {
+        return bitcast<vec4<f32>>(sign | select(finite, vec4<u32>(0x7fc00000u), magnitude == vec4<u32>(0x7fu)));
+    }
+    let quiet = select(vec4<u32>(0u), vec4<u32>(0x400000u), m > vec4<u32>(0x0f800000u));
+    let special = (m + vec4<u32>(0x70000000u)) | quiet;
+    return bitcast<vec4<f32>>(sign | select(finite, special, m >= vec4<u32>(0x0f800000u)));
 }
 
 // The code nearest `y` (ties to even), saturated to the largest finite value, NaN kept.

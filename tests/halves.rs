@@ -1,7 +1,8 @@
 //! Both f16-to-f32 conversions the attention kernels compile (`HalfDecode`), on every adapter
 //! present, over all 65,536 half bit patterns against the `half` crate: the integer form bit
 //! for bit (NaN payloads, both zeros, subnormals and infinities included), the built-in form
-//! bit for bit on every non-NaN half and NaN for every NaN.
+//! bit for bit on every non-NaN half and NaN for every NaN; and every FP8 code through the
+//! codec's `decode4` in either form.
 
 mod common;
 
@@ -34,27 +35,39 @@ fn every_half_as_words() -> Vec<u32> {
 
 /// The f32 bits `form` gives each half on `ctx`, in half order.
 fn convert_on_gpu(ctx: &GpuContext, form: HalfDecode) -> Vec<u32> {
-    let device = &ctx.device;
     let source = format!("{}\n{HARNESS}", form.source());
+    // 16,384 invocations of four halves each.
+    run_harness(ctx, &source, &every_half_as_words(), 16_384, 65_536)
+}
+
+/// Runs `invocations` of `source`'s `convert` entry (64 per workgroup; binding 0 reads
+/// `input`, binding 1 writes `outputs` u32 words) and reads the outputs back.
+fn run_harness(
+    ctx: &GpuContext,
+    source: &str,
+    input: &[u32],
+    invocations: u32,
+    outputs: u64,
+) -> Vec<u32> {
+    let device = &ctx.device;
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("halves4 harness"),
+        label: Some("conversion harness"),
         source: wgpu::ShaderSource::Wgsl(source.into()),
     });
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("halves4 harness"),
+        label: Some("conversion harness"),
         layout: None,
         module: &module,
         entry_point: Some("convert"),
         compilation_options: Default::default(),
         cache: None,
     });
-    let words = every_half_as_words();
-    let input = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("halves"),
-        contents: bytemuck::cast_slice(&words),
+    let input_buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("harness input"),
+        contents: bytemuck::cast_slice(input),
         usage: wgpu::BufferUsages::STORAGE,
     });
-    let size = 65_536 * 4;
+    let size = outputs * 4;
     let output = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("f32 bits"),
         size,
@@ -73,7 +86,7 @@ fn convert_on_gpu(ctx: &GpuContext, form: HalfDecode) -> Vec<u32> {
         entries: &[
             wgpu::BindGroupEntry {
                 binding: 0,
-                resource: input.as_entire_binding(),
+                resource: input_buffer.as_entire_binding(),
             },
             wgpu::BindGroupEntry {
                 binding: 1,
@@ -86,8 +99,7 @@ fn convert_on_gpu(ctx: &GpuContext, form: HalfDecode) -> Vec<u32> {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        // 16,384 invocations of four halves each; at most 256 workgroups on one axis.
-        pass.dispatch_workgroups((words.len() as u32 / 2).div_ceil(64), 1, 1);
+        pass.dispatch_workgroups(invocations.div_ceil(64), 1, 1);
     }
     encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, size);
     ctx.queue.submit([encoder.finish()]);
@@ -98,6 +110,71 @@ fn convert_on_gpu(ctx: &GpuContext, form: HalfDecode) -> Vec<u32> {
         .expect("poll");
     let view = slice.get_mapped_range().expect("mapped readback");
     bytemuck::cast_slice::<u8, u32>(&view).to_vec()
+}
+
+/// Each invocation decodes one word of four FP8 codes and writes their values' f32 bits
+/// (`decode4` gives them in units of `CODE_UNIT`; a power of two, so the product is exact).
+const FP8_HARNESS: &str = "
+@group(0) @binding(0) var<storage, read> words: array<u32>;
+@group(0) @binding(1) var<storage, read_write> bits: array<vec4<u32>>;
+
+@compute @workgroup_size(64)
+fn convert(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x < arrayLength(&words)) {
+        bits[id.x] = bitcast<vec4<u32>>(decode4(words[id.x]) * CODE_UNIT);
+    }
+}
+";
+
+/// Every FP8 code of both formats through `decode4` as the kernels build it with either
+/// half conversion (the integer form decodes codes straight to f32, the built-in widens them
+/// to f16 first), on every adapter, against the CPU decoder: bit for bit, both zeros and
+/// every subnormal included; NaN codes give NaN.
+#[test]
+fn both_forms_decode_every_fp8_code_exactly() {
+    use pagekv::cache::KvFormat;
+    use pagekv::cache::quant::Fp8;
+    use pagekv::kernels::codec_source;
+    let words: Vec<u32> = (0..=255u32)
+        .collect::<Vec<_>>()
+        .chunks(4)
+        .map(|c| c[0] | (c[1] << 8) | (c[2] << 16) | (c[3] << 24))
+        .collect();
+    for ctx in common::contexts() {
+        for (format, fp8) in [
+            (KvFormat::Fp8E4M3, Fp8::E4M3),
+            (KvFormat::Fp8E5M2, Fp8::E5M2),
+        ] {
+            for form in [HalfDecode::Builtin, HalfDecode::Integer] {
+                let codec = codec_source(format, form).expect("FP8 has codes");
+                let source = format!("{codec}\n{FP8_HARNESS}");
+                let bits = run_harness(&ctx, &source, &words, 64, 256);
+                let wrong: Vec<String> = (0..=255u8)
+                    .zip(&bits)
+                    .filter(|&(code, &got)| {
+                        let want = fp8.decode(code);
+                        if want.is_nan() {
+                            !f32::from_bits(got).is_nan()
+                        } else {
+                            got != want.to_bits()
+                        }
+                    })
+                    .map(|(code, got)| {
+                        format!("{code:#04x}: {got:#010x}, want {}", fp8.decode(code))
+                    })
+                    .collect();
+                assert!(
+                    wrong.is_empty(),
+                    "{} codes of {} wrong in the {} form on {}, first: {:?}",
+                    wrong.len(),
+                    format.name(),
+                    form.name(),
+                    ctx.describe(),
+                    &wrong[..wrong.len().min(8)]
+                );
+            }
+        }
+    }
 }
 
 #[test]

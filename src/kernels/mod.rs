@@ -31,6 +31,7 @@ pub use append::{AppendBatch, AppendInput, SKIP_SLOT};
 pub use batch::{AttentionIo, SeqView};
 pub use flat::{AttentionAlgorithm, LLVMPIPE_LOOP_ITERATIONS, MAX_TILED_PARTITION_TILES};
 pub use halves::HalfDecode;
+pub use prelude::codec_source;
 pub use reductions::{ROW_LANES_MAX, Reductions};
 pub use variant::{Family, TileShape, Variant, WgslModule};
 

@@ -31,7 +31,7 @@ pub(crate) fn elements(mode: KvStorageMode, head_dim: u32, halves: HalfDecode) -
         KvStorageMode::Int8
         | KvStorageMode::Int4
         | KvStorageMode::Fp8E4M3
-        | KvStorageMode::Fp8E5M2 => codec(mode.format()) + "\n" + KV_SCALED,
+        | KvStorageMode::Fp8E5M2 => codec(mode.format(), halves) + "\n" + KV_SCALED,
     };
     body + "\n" + &halves_source(mode.format(), halves) + &scale_constants(mode.format(), head_dim)
 }
@@ -44,9 +44,9 @@ pub(crate) fn chunks(format: KvFormat, head_dim: u32, halves: HalfDecode) -> (St
         KvFormat::F32 => (KV_CHUNK_F32.to_string(), 1),
         KvFormat::F16 => (KV_CHUNK_F16.to_string(), 2),
         KvFormat::Int8 | KvFormat::Fp8E4M3 | KvFormat::Fp8E5M2 => {
-            (codec(format) + "\n" + KV_CHUNK_SCALED, 4)
+            (codec(format, halves) + "\n" + KV_CHUNK_SCALED, 4)
         }
-        KvFormat::Int4 => (codec(format) + "\n" + KV_CHUNK_SCALED, 8),
+        KvFormat::Int4 => (codec(format, halves) + "\n" + KV_CHUNK_SCALED, 8),
     };
     let scales = format
         .scale_group(head_dim)
@@ -105,8 +105,24 @@ fn code_unit(format: KvFormat) -> f32 {
     }
 }
 
-/// A scaled format's codec file with its constants; empty for f32 and f16.
-fn codec(format: KvFormat) -> String {
+/// WGSL defining a scaled `format`'s codec as the kernels compile it with the half
+/// conversion `halves`: `decode4(bits: u32) -> vec4<f32>` (values in units of `CODE_UNIT`,
+/// also defined), `encode4` and their constants; `None` for f32 and f16, which have no codes.
+/// Public so an app composing its own shaders (and the tests) can decode codes exactly as
+/// pagekv's kernels do.
+pub fn codec_source(format: KvFormat, halves: HalfDecode) -> Option<String> {
+    format.codec()?;
+    Some(
+        codec(format, halves)
+            + "\n"
+            + &halves_source(format, halves)
+            + &format!("const CODE_UNIT: f32 = {};\n", wgsl_f32(code_unit(format))),
+    )
+}
+
+/// A scaled format's codec file with its constants; empty for f32 and f16. FP8 decodes its
+/// codes straight to f32 where `halves` is the integer form (see `fp8_integer4`).
+fn codec(format: KvFormat, halves: HalfDecode) -> String {
     let inv_max = format
         .codec()
         .map(|c| format!("const INV_MAX: f32 = {};\n", wgsl_f32(c.inv_max())));
@@ -115,13 +131,14 @@ fn codec(format: KvFormat) -> String {
         format!(
             "const FP8_E4M3: bool = {};\nconst FP8_MANTISSA: u32 = {}u;\nconst FP8_BIAS: u32 = {}u;\n\
              const FP8_MAX_CODE: u32 = {}u;\nconst FP8_MIN_NORMAL: f32 = {};\n\
-             const FP8_SUBNORMAL_STEPS: f32 = {};\n",
+             const FP8_SUBNORMAL_STEPS: f32 = {};\nconst FP8_INTEGER_DECODE: bool = {};\n",
             f == Fp8::E4M3,
             f.mantissa_bits(),
             f.bias(),
             f.max_code(),
             wgsl_f32(2f32.powi(min_exponent)),
             wgsl_f32(2f32.powi(f.mantissa_bits() as i32 - min_exponent)),
+            halves == HalfDecode::Integer,
         ) + CODEC_FP8
     };
     let body = match format {
