@@ -168,14 +168,16 @@ fn matmul_matches_the_f64_reference() {
 
 /// Every figure reaches the observer as soon as it is measured, in a report marked
 /// incomplete, so a run that fails part-way can save what it had; the returned report is
-/// complete and holds the same figures.
+/// complete and holds the same figures. A kernel case carries the machine check around it.
 #[test]
 fn bench_reports_each_figure_as_it_is_measured() {
     let options = BenchOptions {
         quick: true,
         max_pool_bytes: 1 << 30,
-        sections: vec![Section::Host],
-        cases: Vec::new(),
+        sections: vec![Section::Append, Section::Host],
+        cases: ["qwen2.5-0.5b f16", "block pool", "fork", "prefix lookup"]
+            .map(String::from)
+            .to_vec(),
         kernels: Default::default(),
         long_context: None,
     };
@@ -190,11 +192,24 @@ fn bench_reports_each_figure_as_it_is_measured() {
             }
         })
         .unwrap();
-        // copy, buffer and texture read, buffer and texture write, matmul, then the three
-        // host figures.
-        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9], "{}", ctx.describe());
+        // copy, buffer and texture read, buffer and texture write, matmul, one append case,
+        // then the three host figures.
+        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "{}", ctx.describe());
         assert!(report.complete);
-        assert_eq!(report.figures.len(), 9);
+        assert_eq!(report.figures.len(), 10);
+        let append = &report.figures[6];
+        assert_eq!(append.section, Section::Append, "{append:?}");
+        // The same copy timed before and after the case: near 1 on a steady machine, far
+        // outside this range only if the check compared the wrong things.
+        assert!(
+            append.machine_speed.is_some_and(|s| s > 0.2 && s < 5.0),
+            "{append:?}"
+        );
+        assert!(
+            report.figures[7..]
+                .iter()
+                .all(|f| f.machine_speed.is_none())
+        );
         for stream in &report.figures[1..5] {
             assert!(stream.value.is_some_and(|v| v > 0.0), "{stream:?}");
             assert!(stream.ratio.is_some_and(|r| r > 0.0), "{stream:?}");

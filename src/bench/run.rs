@@ -3,6 +3,7 @@
 
 use super::bound::{self, Bound, Stream};
 use super::kernels::{self, AttentionCase, BenchSkip};
+use super::machine_check::CaseChecks;
 use super::plan::{PlannedCase, Work, plan};
 use super::{BenchEvent, BenchOptions, BenchReport, Figure, Section, Timing, Unit};
 use super::{Stopwatch, long_context, targets};
@@ -317,8 +318,11 @@ fn run_grid(
     let cap = options.max_pool_bytes;
     let host_scale = if options.quick { 1 } else { 4 };
     let planned_cases = plan(options);
-    // Results of a group's cases, timed together when its first case comes up.
+    let mut checks = CaseChecks::new(ctx)?;
+    // Results of a group's cases, timed together when its first case comes up, and the
+    // machine's speed around them.
     let mut group_results: Option<(u32, std::vec::IntoIter<Result<Timing, BenchSkip>>)> = None;
+    let mut group_speed: Option<f64> = None;
     let mut group_f16: Option<f64> = None;
     for planned in &planned_cases {
         let group_cases: Vec<AttentionCase> = planned_cases
@@ -345,6 +349,7 @@ fn run_grid(
                 if group_results.as_ref().is_none_or(|(g, _)| *g != group) {
                     let results =
                         kernels::decode_interleaved(ctx, watch, repeats, &group_cases, cap);
+                    group_speed = Some(checks.after_case(ctx)?);
                     group_f16 = group_cases
                         .iter()
                         .zip(&results)
@@ -396,6 +401,12 @@ fn run_grid(
             }
         };
         let mut figure = figure(planned, unit, amount, roofline, bound, result)?;
+        if figure.seconds.is_some() {
+            figure.machine_speed = Some(match planned.group {
+                Some(_) => group_speed.expect("set when the group was timed"),
+                None => checks.after_case(ctx)?,
+            });
+        }
         if matches!(planned.work, Work::Format(_)) {
             figure.time_vs_f16 = figure.seconds.zip(group_f16).map(|(t, f16)| t / f16);
         }

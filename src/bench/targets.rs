@@ -5,6 +5,7 @@
 //! way round.
 
 use super::long_context::{FLATNESS_TARGET, LongCurve};
+use super::machine_check::SLOW_MACHINE;
 use super::{BenchReport, Binding, Figure, NOISY_SPREAD, Section, TargetCheck};
 
 fn ctx_of(case: &str) -> u32 {
@@ -31,15 +32,27 @@ fn worst<'a>(set: impl Iterator<Item = &'a Figure>) -> Option<(f64, &'a Figure)>
         .min_by(|a, b| a.0.total_cmp(&b.0))
 }
 
-/// What to add to a verdict judged on `measured` (each a name and its spread) when any spread
-/// more than [`NOISY_SPREAD`]: the verdict may then be the machine's rather than the kernel's.
+/// What to add to a verdict judged on `measured` (each a name, its spread and the machine's
+/// speed around it) when any spread more than [`NOISY_SPREAD`] or ran on a machine slowed
+/// below [`SLOW_MACHINE`]: the verdict may then be the machine's rather than the kernel's.
 /// `rerun` says how to tell the two apart.
-fn noisy_note(measured: impl IntoIterator<Item = (String, Option<f64>)>, rerun: &str) -> String {
+fn noisy_note(
+    measured: impl IntoIterator<Item = (String, Option<f64>, Option<f64>)>,
+    rerun: &str,
+) -> String {
     let noisy: Vec<String> = measured
         .into_iter()
-        .filter_map(|(name, spread)| {
-            let spread = spread.filter(|&s| s > NOISY_SPREAD)?;
-            Some(format!("{name} spread {:.0}%", 100.0 * spread))
+        .flat_map(|(name, spread, speed)| {
+            let spread = spread
+                .filter(|&s| s > NOISY_SPREAD)
+                .map(|s| format!("{name} spread {:.0}%", 100.0 * s));
+            let slow = speed.filter(|&s| s < SLOW_MACHINE).map(|s| {
+                format!(
+                    "{name} measured while the machine check ran at {:.0}% of its start speed",
+                    100.0 * s
+                )
+            });
+            spread.into_iter().chain(slow)
         })
         .collect();
     if noisy.is_empty() {
@@ -52,7 +65,9 @@ fn noisy_note(measured: impl IntoIterator<Item = (String, Option<f64>)>, rerun: 
 /// [`noisy_note`] for a verdict judged on `figures`.
 fn noise_note(figures: &[&Figure]) -> String {
     noisy_note(
-        figures.iter().map(|f| (f.case.clone(), f.spread)),
+        figures
+            .iter()
+            .map(|f| (f.case.clone(), f.spread, f.machine_speed)),
         "rerun it with --case to tell noise from the kernel",
     )
 }
@@ -64,7 +79,7 @@ fn long_noise_note(curve: &LongCurve) -> String {
             .flatness_points()
             .into_iter()
             .flatten()
-            .map(|p| (format!("ctx {}", p.context), p.spread)),
+            .map(|p| (format!("ctx {}", p.context), p.spread, None)),
         "of that curve; rerun it with --long-context --case to tell noise from the kernel",
     )
 }
@@ -349,8 +364,24 @@ mod tests {
                 .contains("ggml-shape-gqa1 f16 batch 1 ctx 8192 spread 72%")
         );
         // A steady deciding figure adds nothing.
-        let t = judge(&report(vec![steady], 1e12));
+        let t = judge(&report(vec![steady.clone()], 1e12));
         assert!(!t[0].measured.contains("noisy"), "{}", t[0].measured);
+        // Nor does one measured on a machine at its start speed, or a little off it.
+        let mut checked = steady.clone();
+        checked.machine_speed = Some(0.9);
+        let t = judge(&report(vec![checked.clone()], 1e12));
+        assert!(!t[0].measured.contains("noisy"), "{}", t[0].measured);
+        // A steady figure measured on a slowed machine says so, however low its spread.
+        checked.machine_speed = Some(0.55);
+        let t = judge(&report(vec![checked], 1e12));
+        assert!(
+            t[0].measured.contains(
+                "noisy: qwen2.5-7b f16 batch 32 ctx 4096 measured while the machine check ran \
+                 at 55% of its start speed"
+            ),
+            "{}",
+            t[0].measured
+        );
     }
 
     #[test]

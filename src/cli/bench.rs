@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
+use pagekv::bench::machine_check::SLOW_MACHINE;
 use pagekv::bench::{
     BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, NOISY_SPREAD,
     Section, plan, run_bench,
@@ -202,9 +203,12 @@ pub fn render(report: &BenchReport) -> String {
         "time vs f16",
     ]);
     for f in &report.figures {
-        let spread = f
+        let mut spread = f
             .spread
             .map_or(String::new(), |s| format!("{:.0}%", 100.0 * s));
+        if let Some(speed) = f.machine_speed.filter(|&s| s < SLOW_MACHINE) {
+            spread += &format!(" slow {:.0}%", 100.0 * speed);
+        }
         let (ms, value, ratio) = match &f.skipped {
             Some(why) => ("-".to_string(), format!("skipped: {why}"), "-".to_string()),
             None => (
@@ -341,6 +345,17 @@ pub fn render(report: &BenchReport) -> String {
     if let Some(example) = report.figures.iter().find(over) {
         out += &format!(
             "(!) marks a memory-bound case faster than its bound (e.g. {} {}): for it the rooflines under-state what its access paths allow, so its ratio says only that it runs at least at their rates\n",
+            example.section.name(),
+            example.case,
+        );
+    }
+    if let Some(example) = report
+        .figures
+        .iter()
+        .find(|f| f.machine_speed.is_some_and(|s| s < SLOW_MACHINE))
+    {
+        out += &format!(
+            "slow N%: a short copy timed before the first case and after every case ran at N% of its first speed around this case (e.g. {} {}): other work slowed the machine while it was measured, which its spread may not show; rerun it with --case\n",
             example.section.name(),
             example.case,
         );
