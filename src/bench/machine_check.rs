@@ -1,100 +1,107 @@
-//! A check of the machine between bench cases: the same small copy timed before the first
-//! case and after every case, so a case measured while other work slowed the machine says
-//! so. The rooflines are measured once, at the start; a slow spell in the middle of a run
+//! A check of the machine between bench cases: the same small matmul timed before the
+//! first case and after every case, so a case measured while other work slowed the machine
+//! says so. The rooflines are measured once, at the start; a slow spell in the middle of a run
 //! (another process on a shared machine, a GPU clocking down) slows a case steadily, so its
 //! samples agree with each other (low spread) and the copy roofline at the end may not show
-//! it either. Only a measurement taken around the case does.
+//! it either. Only a measurement taken around the case does. Each check is compared with the
+//! fastest of the run, not the first: a spell may already be on when the run starts.
 
 use super::stopwatch::Stopwatch;
 use crate::gpu::{GpuContext, GpuError};
 use crate::kernels::batch::GrowBuffer;
-use crate::tool_kernels::copy::CopyKernel;
+use crate::tool_kernels::matmul::{MatmulKernel, MatmulShape};
 
-/// Below this share of its start speed, the check marks the cases around it as measured on
-/// a slowed machine. The check's own run-to-run noise on an idle machine stays well inside
-/// it (a median of several samples of a few-millisecond copy on lavapipe).
+/// Below this share of the run's fastest check, the check marks the cases around it as
+/// measured on a slowed machine. The check's own noise on an idle machine stays inside it
+/// (the fastest of several samples: 0.95-1.03 on lavapipe and llvmpipe's GL in thirty checks
+/// in a row, with single dips to 0.76-0.82).
 pub const SLOW_MACHINE: f64 = 0.8;
 
-/// Bytes the check copies: a few milliseconds on a CPU adapter, tens of microseconds on a
-/// GPU, so checking after each case adds little to a run.
-const CHECK_BYTES: u64 = 16 << 20;
+/// The check's matmul size (m = n = k): about 10 ms on a CPU adapter, microseconds on a GPU,
+/// so checking after each case adds a few seconds to a full grid. A matmul rather than a
+/// copy: the cases are mostly arithmetic on CPU adapters, and a 16 MiB copy there, like a
+/// 256^3 matmul, changed speed by up to a factor of two from one stretch of checks to the
+/// next on an idle machine (llvmpipe's GL) while the cases around it did not.
+const CHECK_SIZE: u32 = 512;
 
-/// Samples per check (after one warm-up run), of which the median is kept.
+/// Samples per check (after one warm-up run), of which the fastest is kept: a one-off
+/// hiccup slows some samples, a machine slowed by other work slows every one.
 const CHECK_REPEATS: u32 = 5;
 
-/// The copy and its buffers, and its speed at the start of the run.
+/// The matmul and its buffers.
 pub struct MachineCheck {
-    kernel: CopyKernel,
-    src: wgpu::Buffer,
-    dst: wgpu::Buffer,
+    kernel: MatmulKernel,
+    a: wgpu::Buffer,
+    b: wgpu::Buffer,
+    c: wgpu::Buffer,
     watch: Stopwatch,
-    start_seconds: f64,
 }
 
 impl MachineCheck {
-    /// Builds the check and times it once: the speed later checks are compared with.
+    /// Builds the check (its buffers are small and allocated once).
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        let caps = &ctx.capabilities;
-        let bytes = CHECK_BYTES
-            .min(caps.max_storage_binding)
-            .min(caps.max_buffer)
-            / 16
-            * 16;
+        let bytes = u64::from(CHECK_SIZE * CHECK_SIZE) * 4;
         let buffer = |label| {
             let mut buffer = GrowBuffer::default();
             buffer.reserve(ctx, label, wgpu::BufferUsages::STORAGE, bytes);
             buffer.get().clone()
         };
-        let mut check = Self {
-            kernel: CopyKernel::new(ctx)?,
-            src: buffer("pagekv machine check src"),
-            dst: buffer("pagekv machine check dst"),
+        Ok(Self {
+            kernel: MatmulKernel::with_shape(ctx, MatmulShape::FLAT_DEFAULT)?,
+            a: buffer("pagekv machine check a"),
+            b: buffer("pagekv machine check b"),
+            c: buffer("pagekv machine check c"),
             // No minimum sampling time: a fixed number of samples keeps every check short.
             watch: Stopwatch::new(ctx, 0.0),
-            start_seconds: 0.0,
-        };
-        check.start_seconds = check.time(ctx)?;
-        Ok(check)
-    }
-
-    fn time(&self, ctx: &GpuContext) -> Result<f64, GpuError> {
-        Ok(self
-            .watch
-            .time(ctx, CHECK_REPEATS, |encoder, ts| {
-                self.kernel.record(ctx, encoder, &self.src, &self.dst, ts);
-                Ok(())
-            })?
-            .seconds)
-    }
-
-    /// The machine's speed now as a share of its speed at the start (1 unchanged, 0.5 half
-    /// as fast).
-    pub fn speed(&self, ctx: &GpuContext) -> Result<f64, GpuError> {
-        Ok(self.start_seconds / self.time(ctx)?)
-    }
-}
-
-/// Tracks the check around consecutive cases: a case's machine speed is the slower of the
-/// checks just before and just after it, since a slow spell may begin or end inside it.
-pub struct CaseChecks {
-    check: MachineCheck,
-    before: f64,
-}
-
-impl CaseChecks {
-    /// Starts with the check's first timing as the speed before the first case.
-    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        Ok(Self {
-            check: MachineCheck::new(ctx)?,
-            before: 1.0,
         })
     }
 
-    /// Checks the machine after a case has run: the case's machine speed.
+    /// Seconds the check takes now (its fastest sample).
+    pub fn seconds(&self, ctx: &GpuContext) -> Result<f64, GpuError> {
+        Ok(self
+            .watch
+            .time(ctx, CHECK_REPEATS, |encoder, ts| {
+                let size = (CHECK_SIZE, CHECK_SIZE, CHECK_SIZE);
+                self.kernel
+                    .record(ctx, encoder, size, &self.a, &self.b, &self.c, ts)
+            })?
+            .fastest)
+    }
+}
+
+/// The check around consecutive cases: a case is judged by the slower of the checks just
+/// before and just after it, since a slow spell may begin or end inside it.
+pub struct CaseChecks {
+    check: MachineCheck,
+    before: f64,
+    fastest: f64,
+}
+
+impl CaseChecks {
+    /// Times the check once: the time before the first case.
+    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+        let check = MachineCheck::new(ctx)?;
+        let before = check.seconds(ctx)?;
+        Ok(Self {
+            check,
+            before,
+            fastest: before,
+        })
+    }
+
+    /// Checks the machine after a case has run: the slower check's seconds around the case,
+    /// for [`CaseChecks::speed`] once the run is over.
     pub fn after_case(&mut self, ctx: &GpuContext) -> Result<f64, GpuError> {
-        let after = self.check.speed(ctx)?;
-        let case = self.before.min(after);
+        let after = self.check.seconds(ctx)?;
+        let case = self.before.max(after);
         self.before = after;
+        self.fastest = self.fastest.min(after);
         Ok(case)
+    }
+
+    /// The machine's speed around a case whose checks took `seconds`, as a share of the
+    /// fastest check of the run so far (1: as fast as the machine was at its best).
+    pub fn speed(&self, seconds: f64) -> f64 {
+        self.fastest / seconds
     }
 }

@@ -213,10 +213,11 @@ pub struct Figure {
     /// Bound seconds over measured seconds: 1 is at the bound.
     #[serde(default)]
     pub of_bound: Option<f64>,
-    /// The machine's speed while the case ran, as a share of its speed at the start of the
-    /// run: the slower of the [`machine_check`]s just before and just after the case. Below
-    /// [`machine_check::SLOW_MACHINE`] the case was measured on a slowed machine. Absent in
-    /// files from builds before it was recorded, and for cases not measured.
+    /// The machine's speed while the case ran, as a share of its best in the run: the
+    /// slower of the [`machine_check`]s just before and just after the case against the
+    /// fastest check. Below [`machine_check::SLOW_MACHINE`] the case was measured on a
+    /// slowed machine. Absent in files from builds before it was recorded, and for cases not
+    /// measured.
     #[serde(default)]
     pub machine_speed: Option<f64>,
 }

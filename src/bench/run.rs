@@ -319,10 +319,13 @@ fn run_grid(
     let host_scale = if options.quick { 1 } else { 4 };
     let planned_cases = plan(options);
     let mut checks = CaseChecks::new(ctx)?;
+    // Each measured figure's index and its machine check's seconds, turned into speeds
+    // against the run's fastest check once every case has run.
+    let mut checked: Vec<(usize, f64)> = Vec::new();
     // Results of a group's cases, timed together when its first case comes up, and the
-    // machine's speed around them.
+    // machine check's seconds around them.
     let mut group_results: Option<(u32, std::vec::IntoIter<Result<Timing, BenchSkip>>)> = None;
-    let mut group_speed: Option<f64> = None;
+    let mut group_check: Option<f64> = None;
     let mut group_f16: Option<f64> = None;
     for planned in &planned_cases {
         let group_cases: Vec<AttentionCase> = planned_cases
@@ -349,7 +352,7 @@ fn run_grid(
                 if group_results.as_ref().is_none_or(|(g, _)| *g != group) {
                     let results =
                         kernels::decode_interleaved(ctx, watch, repeats, &group_cases, cap);
-                    group_speed = Some(checks.after_case(ctx)?);
+                    group_check = Some(checks.after_case(ctx)?);
                     group_f16 = group_cases
                         .iter()
                         .zip(&results)
@@ -402,15 +405,19 @@ fn run_grid(
         };
         let mut figure = figure(planned, unit, amount, roofline, bound, result)?;
         if figure.seconds.is_some() {
-            figure.machine_speed = Some(match planned.group {
-                Some(_) => group_speed.expect("set when the group was timed"),
+            let check = match planned.group {
+                Some(_) => group_check.expect("set when the group was timed"),
                 None => checks.after_case(ctx)?,
-            });
+            };
+            checked.push((rec.report.figures.len(), check));
         }
         if matches!(planned.work, Work::Format(_)) {
             figure.time_vs_f16 = figure.seconds.zip(group_f16).map(|(t, f16)| t / f16);
         }
         rec.add(figure);
+    }
+    for (index, seconds) in checked {
+        rec.report.figures[index].machine_speed = Some(checks.speed(seconds));
     }
     Ok(())
 }

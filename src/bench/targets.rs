@@ -48,7 +48,7 @@ fn noisy_note(
                 .map(|s| format!("{name} spread {:.0}%", 100.0 * s));
             let slow = speed.filter(|&s| s < SLOW_MACHINE).map(|s| {
                 format!(
-                    "{name} measured while the machine check ran at {:.0}% of its start speed",
+                    "{name} measured while the machine check ran at {:.0}% of its best speed",
                     100.0 * s
                 )
             });
@@ -366,7 +366,7 @@ mod tests {
         // A steady deciding figure adds nothing.
         let t = judge(&report(vec![steady.clone()], 1e12));
         assert!(!t[0].measured.contains("noisy"), "{}", t[0].measured);
-        // Nor does one measured on a machine at its start speed, or a little off it.
+        // Nor does one measured on a machine at its best speed, or a little off it.
         let mut checked = steady.clone();
         checked.machine_speed = Some(0.9);
         let t = judge(&report(vec![checked.clone()], 1e12));
@@ -377,7 +377,7 @@ mod tests {
         assert!(
             t[0].measured.contains(
                 "noisy: qwen2.5-7b f16 batch 32 ctx 4096 measured while the machine check ran \
-                 at 55% of its start speed"
+                 at 55% of its best speed"
             ),
             "{}",
             t[0].measured
