@@ -1,6 +1,6 @@
-//! A check of the machine between bench cases: the same small matmul timed before the
-//! first case and after every case, so a case measured while other work slowed the machine
-//! says so. The rooflines are measured once, at the start; a slow spell in the middle of a run
+//! A check of the machine between bench cases: the run's matmul yardstick (the kernel the
+//! compute side of every bound comes from) timed before the first case and after every
+//! case, so a case measured while other work slowed the machine says so. The rooflines are measured once, at the start; a slow spell in the middle of a run
 //! (another process on a shared machine, a GPU clocking down) slows a case steadily, so its
 //! samples agree with each other (low spread) and the copy roofline at the end may not show
 //! it either. Only a measurement taken around the case does. Each check is compared with the
@@ -12,16 +12,16 @@ use crate::kernels::batch::GrowBuffer;
 use crate::tool_kernels::matmul::{MatmulKernel, MatmulShape};
 
 /// Below this share of the run's fastest check, the check marks the cases around it as
-/// measured on a slowed machine. The check's own noise on an idle machine stays inside it
-/// (the fastest of several samples: 0.95-1.03 on lavapipe and llvmpipe's GL in thirty checks
-/// in a row, with single dips to 0.76-0.82).
+/// measured on a slowed machine. Three quick runs per Mesa adapter on a busy machine: the
+/// cases so marked took a median 1.22-1.31x their best time of the three, the others
+/// 1.00-1.01x.
 pub const SLOW_MACHINE: f64 = 0.8;
 
-/// The check's matmul size (m = n = k): about 10 ms on a CPU adapter, microseconds on a GPU,
-/// so checking after each case adds a few seconds to a full grid. A matmul rather than a
-/// copy: the cases are mostly arithmetic on CPU adapters, and a 16 MiB copy there, like a
-/// 256^3 matmul, changed speed by up to a factor of two from one stretch of checks to the
-/// next on an idle machine (llvmpipe's GL) while the cases around it did not.
+/// The check's matmul size (m = n = k): about 5 ms on a CPU adapter, microseconds on a GPU,
+/// so checking after each case adds a few seconds to a full grid. The yardstick's own shape
+/// rather than a copy or a buffer-fed matmul: on lavapipe and llvmpipe's GL those changed
+/// speed by up to a factor of two from one stretch of checks to the next while the cases
+/// around them (which read textures, as the yardstick does there) did not.
 const CHECK_SIZE: u32 = 512;
 
 /// Samples per check (after one warm-up run), of which the fastest is kept: a one-off
@@ -38,16 +38,19 @@ pub struct MachineCheck {
 }
 
 impl MachineCheck {
-    /// Builds the check (its buffers are small and allocated once).
-    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+    /// Builds the check on the yardstick's `shape` (its buffers are small and allocated
+    /// once).
+    pub fn new(ctx: &GpuContext, shape: MatmulShape) -> Result<Self, GpuError> {
         let bytes = u64::from(CHECK_SIZE * CHECK_SIZE) * 4;
+        // A and B are copy sources too: texel-fed shapes read texture copies of them.
         let buffer = |label| {
             let mut buffer = GrowBuffer::default();
-            buffer.reserve(ctx, label, wgpu::BufferUsages::STORAGE, bytes);
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            buffer.reserve(ctx, label, usage, bytes);
             buffer.get().clone()
         };
         Ok(Self {
-            kernel: MatmulKernel::with_shape(ctx, MatmulShape::FLAT_DEFAULT)?,
+            kernel: MatmulKernel::with_shape(ctx, shape)?,
             a: buffer("pagekv machine check a"),
             b: buffer("pagekv machine check b"),
             c: buffer("pagekv machine check c"),
@@ -78,9 +81,9 @@ pub struct CaseChecks {
 }
 
 impl CaseChecks {
-    /// Times the check once: the time before the first case.
-    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        let check = MachineCheck::new(ctx)?;
+    /// Times the check on the yardstick's `shape` once: the time before the first case.
+    pub fn new(ctx: &GpuContext, shape: MatmulShape) -> Result<Self, GpuError> {
+        let check = MachineCheck::new(ctx, shape)?;
         let before = check.seconds(ctx)?;
         Ok(Self {
             check,

@@ -10,6 +10,7 @@ use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvBacking};
 use crate::kernels::{AttentionAlgorithm, Family, HalfDecode, Reductions, TileShape};
+use crate::tool_kernels::matmul::MatmulShape;
 
 /// The rates one run measured, which every bound in it is computed from.
 #[derive(Clone, Copy, Debug)]
@@ -297,7 +298,11 @@ pub fn run_bench(
     if let Some(long) = &options.long_context {
         long_context::run(ctx, &watch, repeats, long, &rates, options, &mut rec)?;
     } else {
-        run_grid(ctx, &watch, repeats, options, &rates, &mut rec)?;
+        let yardstick = MatmulShape::candidates(ctx)
+            .into_iter()
+            .find(|shape| shape.name() == best)
+            .expect("the yardstick is one of the candidates");
+        run_grid(ctx, &watch, repeats, options, &rates, yardstick, &mut rec)?;
     }
     rec.starting("copy roofline again (drift over the run)");
     rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
@@ -313,12 +318,13 @@ fn run_grid(
     repeats: u32,
     options: &BenchOptions,
     rates: &Rates,
+    yardstick: MatmulShape,
     rec: &mut Recorder<'_>,
 ) -> Result<(), GpuError> {
     let cap = options.max_pool_bytes;
     let host_scale = if options.quick { 1 } else { 4 };
     let planned_cases = plan(options);
-    let mut checks = CaseChecks::new(ctx)?;
+    let mut checks = CaseChecks::new(ctx, yardstick)?;
     // Each measured figure's index and its machine check's seconds, turned into speeds
     // against the run's fastest check once every case has run.
     let mut checked: Vec<(usize, f64)> = Vec::new();
