@@ -367,7 +367,7 @@ mod tests {
         let t = judge(&report(vec![steady.clone()], 1e12));
         assert!(!t[0].measured.contains("noisy"), "{}", t[0].measured);
         // Nor does one measured on a machine at its best speed, or a little off it.
-        let mut checked = steady.clone();
+        let mut checked = steady;
         checked.machine_speed = Some(0.9);
         let t = judge(&report(vec![checked.clone()], 1e12));
         assert!(!t[0].measured.contains("noisy"), "{}", t[0].measured);

@@ -355,7 +355,7 @@ pub fn render(report: &BenchReport) -> String {
         .find(|f| f.machine_speed.is_some_and(|s| s < SLOW_MACHINE))
     {
         out += &format!(
-            "slow N%: a small matmul timed before the first case and after every case ran at N% of its fastest speed in this run around this case (e.g. {} {}): other work slowed the machine while it was measured, which its spread may not show; rerun it with --case\n",
+            "slow N%: the run's matmul yardstick, timed again after every case, ran at N% of its fastest in this run around this case (e.g. {} {}): other work slowed the machine while it was measured, which its spread may not show; rerun it with --case\n",
             example.section.name(),
             example.case,
         );
