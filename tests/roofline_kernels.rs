@@ -293,6 +293,11 @@ fn long_context_quick_produces_a_curve_per_model() {
             let ns = p.seconds * 1e9 / p.context as f64;
             assert!((p.ns_per_position - ns).abs() <= 1e-9 * ns, "{p:?}");
             assert!(p.of_bound > 0.0 && p.of_bound.is_finite(), "{p:?}");
+            // The machine check ran after the point: a share of the run's fastest check.
+            assert!(
+                p.machine_speed.is_some_and(|s| s > 0.0 && s <= 1.0),
+                "{p:?}"
+            );
         }
         // Either it reached 16K and has a flatness, or it says why it stopped.
         match curve.points.len() {

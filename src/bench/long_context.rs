@@ -6,12 +6,14 @@
 //!
 //! A curve stops at the first context the adapter or `--max-pool-gib` refuses, or whose
 //! estimated time (twice the previous point's, per sample) passes the per-point budget; the
-//! curve records where and why.
+//! curve records where and why. The grid's machine check runs after every point too, so a
+//! point measured while other work slowed the machine says so.
 
 use serde::{Deserialize, Serialize};
 
 use super::bound::{self, Binding};
 use super::kernels::{self, AttentionCase, BenchSkip};
+use super::machine_check::CaseChecks;
 use super::plan::geometries;
 use super::run::{Rates, Recorder};
 use super::stopwatch::{MAX_SAMPLES, Stopwatch};
@@ -120,6 +122,10 @@ pub struct LongPoint {
     /// Flops the step counts ([`bound::decode_flops`]).
     #[serde(default)]
     pub flops: f64,
+    /// The machine check's speed around the point, as for a grid figure
+    /// ([`super::Figure::machine_speed`]); absent in older files.
+    #[serde(default)]
+    pub machine_speed: Option<f64>,
 }
 
 /// One (model, format, batch) curve.
@@ -201,7 +207,8 @@ pub fn estimate_point_seconds(step_s: f64, repeats: u32, min_total_s: f64) -> f6
     step_s * (samples + 1.0)
 }
 
-/// Runs every curve, storing each point in the report as it is measured.
+/// Runs every curve, storing each point in the report as it is measured, with the machine
+/// check on the run's yardstick shape after each point.
 pub(super) fn run(
     ctx: &GpuContext,
     watch: &Stopwatch,
@@ -215,6 +222,10 @@ pub(super) fn run(
         contexts: options.contexts.clone(),
         curves: Vec::new(),
     });
+    let mut checks = CaseChecks::new(ctx, rates.yardstick)?;
+    // Each point's curve label, context and machine check seconds, turned into speeds
+    // against the run's fastest check once every point has run.
+    let mut checked: Vec<(String, u32, f64)> = Vec::new();
     for geometry in geometries() {
         for &format in &options.formats {
             for &batch in &options.batches {
@@ -261,7 +272,9 @@ pub(super) fn run(
                                 of_bound: bound::of_bound(bound.seconds, seconds),
                                 binding: bound.binding,
                                 flops,
+                                machine_speed: None,
                             });
+                            checked.push((curve.label(), context, checks.after_case(ctx)?));
                             previous = Some(seconds);
                         }
                         Err(BenchSkip::Skipped(reason)) => {
@@ -276,6 +289,18 @@ pub(super) fn run(
             }
         }
     }
+    let long = rec.report.long_context.as_mut().expect("set above");
+    for (label, context, seconds) in checked {
+        let point = long
+            .curves
+            .iter_mut()
+            .filter(|c| c.label() == label)
+            .flat_map(|c| &mut c.points)
+            .find(|p| p.context == context)
+            .expect("every checked point was stored");
+        point.machine_speed = Some(checks.speed(seconds));
+    }
+    rec.measured();
     Ok(())
 }
 
@@ -306,6 +331,7 @@ mod tests {
             of_bound: 0.5,
             binding: Binding::Memory,
             flops: 1e6,
+            machine_speed: None,
         }
     }
 

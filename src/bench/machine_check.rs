@@ -1,11 +1,12 @@
 //! A check of the machine between bench cases: the run's matmul yardstick (the kernel the
 //! compute side of every bound comes from) timed before the first case and after every
-//! case, so a case measured while other work slowed the machine says so. The rooflines are
-//! measured once, at the start; a slow spell in the middle of a run (another process on a
-//! shared machine, a GPU clocking down) slows a case steadily, so its samples agree with
-//! each other (low spread) and the copy roofline at the end may not show it either. Only a
-//! measurement taken around the case does. Each check is compared with the fastest of the
-//! run, not the first: a spell may already be on when the run starts.
+//! case (or long-context point), so a case measured while other work slowed the machine
+//! says so. The rooflines are measured once, at the start; a slow spell in the middle of a
+//! run (another process on a shared machine, a GPU clocking down) slows a case steadily, so
+//! its samples agree with each other (low spread) and the copy roofline at the end may not
+//! show it either. Only a measurement taken around the case does. Each check is compared
+//! with the fastest of the run, not the first: a spell may already be on when the run
+//! starts.
 
 use super::stopwatch::Stopwatch;
 use crate::gpu::{GpuContext, GpuError};

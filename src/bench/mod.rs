@@ -497,6 +497,7 @@ pub(crate) fn sample_report() -> BenchReport {
                         of_bound: 0.4,
                         binding: Binding::Compute,
                         flops: 2e6,
+                        machine_speed: Some(0.97),
                     }],
                     stopped: Some("stopped at ctx 4096: too big".into()),
                 }],

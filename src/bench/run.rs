@@ -27,6 +27,9 @@ pub(super) struct Rates {
     pub texture_write: f64,
     /// The matmul yardstick, FLOP/s.
     pub matmul: f64,
+    /// The matmul shape that rate came from, which the machine check between cases times
+    /// again.
+    pub yardstick: MatmulShape,
 }
 
 impl Rates {
@@ -191,6 +194,10 @@ pub fn run_bench(
         buffer_write,
         texture_write,
         matmul,
+        yardstick: MatmulShape::candidates(ctx)
+            .into_iter()
+            .find(|shape| shape.name() == best)
+            .expect("the yardstick is one of the candidates"),
     };
     let tiled = options
         .kernels
@@ -298,11 +305,7 @@ pub fn run_bench(
     if let Some(long) = &options.long_context {
         long_context::run(ctx, &watch, repeats, long, &rates, options, &mut rec)?;
     } else {
-        let yardstick = MatmulShape::candidates(ctx)
-            .into_iter()
-            .find(|shape| shape.name() == best)
-            .expect("the yardstick is one of the candidates");
-        run_grid(ctx, &watch, repeats, options, &rates, yardstick, &mut rec)?;
+        run_grid(ctx, &watch, repeats, options, &rates, &mut rec)?;
     }
     rec.starting("copy roofline again (drift over the run)");
     rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
@@ -318,13 +321,12 @@ fn run_grid(
     repeats: u32,
     options: &BenchOptions,
     rates: &Rates,
-    yardstick: MatmulShape,
     rec: &mut Recorder<'_>,
 ) -> Result<(), GpuError> {
     let cap = options.max_pool_bytes;
     let host_scale = if options.quick { 1 } else { 4 };
     let planned_cases = plan(options);
-    let mut checks = CaseChecks::new(ctx, yardstick)?;
+    let mut checks = CaseChecks::new(ctx, rates.yardstick)?;
     // Each measured figure's index and its machine check's seconds, turned into speeds
     // against the run's fastest check once every case has run.
     let mut checked: Vec<(usize, f64)> = Vec::new();

@@ -79,7 +79,7 @@ fn long_noise_note(curve: &LongCurve) -> String {
             .flatness_points()
             .into_iter()
             .flatten()
-            .map(|p| (format!("ctx {}", p.context), p.spread, None)),
+            .map(|p| (format!("ctx {}", p.context), p.spread, p.machine_speed)),
         "of that curve; rerun it with --long-context --case to tell noise from the kernel",
     )
 }
@@ -395,6 +395,7 @@ mod tests {
             of_bound: 0.5,
             binding: Binding::Compute,
             flops: 1e6,
+            machine_speed: None,
         };
         let curve = |spread_at_16k: f64| LongCurve {
             model: "m".into(),
@@ -425,5 +426,18 @@ mod tests {
         );
         assert!(!t.measured.contains("ctx 2048"), "{}", t.measured);
         assert!(!judged(curve(0.03)).measured.contains("noisy"));
+        // A steady point on a machine the check found slowed is noted too.
+        let mut slowed = curve(0.03);
+        slowed.points[2].machine_speed = Some(0.6);
+        let t = judged(slowed.clone());
+        assert!(
+            t.measured.contains(
+                "noisy: ctx 16384 measured while the machine check ran at 60% of its best speed"
+            ),
+            "{}",
+            t.measured
+        );
+        slowed.points[2].machine_speed = Some(0.95);
+        assert!(!judged(slowed).measured.contains("noisy"));
     }
 }

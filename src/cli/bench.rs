@@ -419,7 +419,14 @@ pub fn render_long(long: &LongContext) -> String {
                     .find(|p| p.context == c)
                     .map_or("-".into(), |p| {
                         let noisy = p.spread.is_some_and(|s| s > NOISY_SPREAD);
-                        format!("{:.3}{}", p.ns_per_position, if noisy { " ~" } else { "" })
+                        let slow = p.machine_speed.is_some_and(|s| s < SLOW_MACHINE);
+                        let marks = match (noisy, slow) {
+                            (false, false) => "",
+                            (true, false) => " ~",
+                            (false, true) => " *",
+                            (true, true) => " ~*",
+                        };
+                        format!("{:.3}{marks}", p.ns_per_position)
                     }),
             );
         }
@@ -439,8 +446,9 @@ pub fn render_long(long: &LongContext) -> String {
         }
     }
     let mut out = format!(
-        "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated; ~ marks a point whose samples spread more than {:.0}% (interquartile range over the median)\n",
-        100.0 * NOISY_SPREAD
+        "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated; ~ marks a point whose samples spread more than {:.0}% (interquartile range over the median), * one measured while the run's matmul yardstick, timed again after every point, ran below {:.0}% of its fastest in this run (other work slowed the machine)\n",
+        100.0 * NOISY_SPREAD,
+        100.0 * SLOW_MACHINE
     );
     out += &table.to_string();
     out += "\n";
@@ -449,4 +457,49 @@ pub fn render_long(long: &LongContext) -> String {
         out += &notes;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pagekv::bench::{Binding, LongCurve, LongPoint};
+    use pagekv::cache::KvFormat;
+
+    #[test]
+    fn long_context_cells_mark_noisy_and_slowed_points() {
+        let point = |context: u32, spread: f64, speed: f64| LongPoint {
+            context,
+            seconds: 1e-3,
+            spread: Some(spread),
+            ns_per_position: 100.0,
+            of_bound: 0.5,
+            binding: Binding::Compute,
+            flops: 1e6,
+            machine_speed: Some(speed),
+        };
+        let long = LongContext {
+            contexts: vec![1024, 2048, 4096, 8192],
+            curves: vec![LongCurve {
+                model: "m".into(),
+                format: KvFormat::F16,
+                batch: 1,
+                points: vec![
+                    point(1024, 0.02, 0.99),
+                    point(2048, 0.30, 0.99),
+                    point(4096, 0.02, 0.60),
+                    point(8192, 0.30, 0.60),
+                ],
+                stopped: None,
+            }],
+        };
+        let out = render_long(&long);
+        let row = out.lines().find(|l| l.contains("m f16 batch 1")).unwrap();
+        let cells: Vec<&str> = row.split(['│', '┆']).map(str::trim).collect();
+        assert_eq!(
+            &cells[2..6],
+            ["100.000", "100.000 ~", "100.000 *", "100.000 ~*"],
+            "{row}"
+        );
+        assert!(out.contains("* one measured while the run's matmul yardstick"));
+    }
 }
