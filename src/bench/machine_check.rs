@@ -8,7 +8,7 @@
 //! with the fastest of the run, not the first: a spell may already be on when the run
 //! starts.
 
-use super::stopwatch::Stopwatch;
+use super::stopwatch::{NOISY_SPREAD, Stopwatch};
 use crate::gpu::{GpuContext, GpuError};
 use crate::kernels::batch::GrowBuffer;
 use crate::tool_kernels::matmul::{MatmulKernel, MatmulShape};
@@ -108,5 +108,45 @@ impl CaseChecks {
     /// fastest check so far (called once every case has run: 1 is the machine at its best).
     pub fn speed(&self, seconds: f64) -> f64 {
         self.fastest / seconds
+    }
+}
+
+/// The marks a table puts after a measurement that may be the machine's rather than the
+/// kernel's: `~` when its samples spread more than [`NOISY_SPREAD`], `*` when the machine
+/// check around it ran below [`SLOW_MACHINE`], both as `~*`; empty otherwise.
+pub fn doubt_marks(spread: Option<f64>, machine_speed: Option<f64>) -> &'static str {
+    let noisy = spread.is_some_and(|s| s > NOISY_SPREAD);
+    let slow = machine_speed.is_some_and(|s| s < SLOW_MACHINE);
+    match (noisy, slow) {
+        (false, false) => "",
+        (true, false) => " ~",
+        (false, true) => " *",
+        (true, true) => " ~*",
+    }
+}
+
+/// The legend of [`doubt_marks`], for the line under a table that uses them.
+pub fn doubt_legend() -> String {
+    format!(
+        "~ marks a measurement whose samples spread more than {:.0}% (interquartile range over the median), * one taken while its run's matmul yardstick, timed again between measurements, ran below {:.0}% of its fastest in that run (other work slowed the machine)",
+        100.0 * NOISY_SPREAD,
+        100.0 * SLOW_MACHINE
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubt_marks_follow_the_spread_and_the_check() {
+        assert_eq!(doubt_marks(Some(0.02), Some(0.99)), "");
+        assert_eq!(doubt_marks(Some(0.30), Some(0.99)), " ~");
+        assert_eq!(doubt_marks(Some(0.02), Some(0.60)), " *");
+        assert_eq!(doubt_marks(Some(0.30), Some(0.60)), " ~*");
+        // Files from builds that recorded neither are not marked.
+        assert_eq!(doubt_marks(None, None), "");
+        assert!(doubt_legend().contains("more than 10%"));
+        assert!(doubt_legend().contains("below 80%"));
     }
 }

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
-use pagekv::bench::machine_check::SLOW_MACHINE;
+use pagekv::bench::machine_check::{SLOW_MACHINE, doubt_legend, doubt_marks};
 use pagekv::bench::{
-    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, NOISY_SPREAD,
-    Section, plan, run_bench,
+    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, Section, plan,
+    run_bench,
 };
 use pagekv::kernels::{AttentionOptions, HalfDecode};
 use pagekv::report::file::{check_destination, write_atomic};
@@ -418,14 +418,7 @@ pub fn render_long(long: &LongContext) -> String {
                     .iter()
                     .find(|p| p.context == c)
                     .map_or("-".into(), |p| {
-                        let noisy = p.spread.is_some_and(|s| s > NOISY_SPREAD);
-                        let slow = p.machine_speed.is_some_and(|s| s < SLOW_MACHINE);
-                        let marks = match (noisy, slow) {
-                            (false, false) => "",
-                            (true, false) => " ~",
-                            (false, true) => " *",
-                            (true, true) => " ~*",
-                        };
+                        let marks = doubt_marks(p.spread, p.machine_speed);
                         format!("{:.3}{marks}", p.ns_per_position)
                     }),
             );
@@ -446,9 +439,8 @@ pub fn render_long(long: &LongContext) -> String {
         }
     }
     let mut out = format!(
-        "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated; ~ marks a point whose samples spread more than {:.0}% (interquartile range over the median), * one measured while the run's matmul yardstick, timed again after every point, ran below {:.0}% of its fastest in this run (other work slowed the machine)\n",
-        100.0 * NOISY_SPREAD,
-        100.0 * SLOW_MACHINE
+        "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated; {}\n",
+        doubt_legend()
     );
     out += &table.to_string();
     out += "\n";
@@ -500,6 +492,6 @@ mod tests {
             ["100.000", "100.000 ~", "100.000 *", "100.000 ~*"],
             "{row}"
         );
-        assert!(out.contains("* one measured while the run's matmul yardstick"));
+        assert!(out.contains(&doubt_legend()));
     }
 }

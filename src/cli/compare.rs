@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use pagekv::bench::BenchReport;
 use pagekv::report::ResultsFile;
-use pagekv::report::bench_compare::{bench_compare_table, describe_bench};
+use pagekv::report::bench_compare::{
+    bench_compare_table, describe_bench, doubt_note, long_context_compare_table,
+};
 use pagekv::report::compare::{MAX_FILES, compare_table, describe, incompatibility, label};
 use pagekv::report::file::{self, AnyFile};
 
@@ -105,6 +107,15 @@ pub fn print_comparison(paths: &[PathBuf], force: bool, prefix: &str) -> Result<
             println!("{}", describe_bench(&label(i), b));
         }
         println!("{}", bench_compare_table(&benches));
+        if let Some(table) = long_context_compare_table(&benches) {
+            println!(
+                "long context: decode kernel time per KV position per layer at 4K and at each curve's longest context; B / A is A's time over B's (higher is faster in B)"
+            );
+            println!("{table}");
+        }
+        if let Some(note) = doubt_note(&benches) {
+            println!("{note}");
+        }
     }
     Ok(())
 }

@@ -2,13 +2,16 @@
 //! shown with its ratio to its own adapter's roofline, which is what compares across
 //! vendors: a kernel at 90% of a Radeon's copy speed and at 60% of an Arc's is better tuned
 //! for the Radeon whatever the two cards' raw bandwidths. B / A (C / A, ...) is the raw
-//! speed-up.
+//! speed-up. A figure its own run doubted (a wide spread, a slowed machine) keeps its mark
+//! here, so a speed-up is not read off a bad sample; long-context reports compare curve by
+//! curve.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
 use super::compare::label;
-use crate::bench::{BenchReport, Figure, Section};
+use crate::bench::machine_check::{doubt_legend, doubt_marks};
+use crate::bench::{BenchReport, Figure, LongCurve, LongPoint, Section};
 use crate::gpu::KvBacking;
 
 /// The line above the table that says what report `label` is.
@@ -35,8 +38,30 @@ fn value(f: Option<&Figure>) -> String {
     match f {
         None => "-".into(),
         Some(f) if f.skipped.is_some() => "skipped".into(),
-        Some(f) => f.value.map_or("-".into(), |v| format!("{v:.2} {}", f.unit)),
+        Some(f) => f.value.map_or("-".into(), |v| {
+            let marks = doubt_marks(f.spread, f.machine_speed);
+            format!("{v:.2} {}{marks}", f.unit)
+        }),
     }
+}
+
+/// The line to print under the comparison when any figure or long-context point of
+/// `reports` carries a doubt mark; `None` when none does.
+pub fn doubt_note(reports: &[&BenchReport]) -> Option<String> {
+    let figures = reports
+        .iter()
+        .flat_map(|r| &r.figures)
+        .map(|f| (f.spread, f.machine_speed));
+    let points = reports
+        .iter()
+        .filter_map(|r| r.long_context.as_ref())
+        .flat_map(|l| &l.curves)
+        .flat_map(|c| &c.points)
+        .map(|p| (p.spread, p.machine_speed));
+    figures
+        .chain(points)
+        .any(|(spread, speed)| !doubt_marks(spread, speed).is_empty())
+        .then(doubt_legend)
 }
 
 /// The ratio to the copy or matmul roofline, and the share of the case's own roofline bound
@@ -111,6 +136,109 @@ pub fn bench_compare_table(reports: &[&BenchReport]) -> Table {
         }
     }
     table
+}
+
+/// A curve's point at `context`, if there is the curve and it reached that context.
+fn point_at(curve: Option<&LongCurve>, context: u32) -> Option<&LongPoint> {
+    curve?.points.iter().find(|p| p.context == context)
+}
+
+/// ns per position per layer of `p`, with its doubt marks.
+fn ns_cell(p: Option<&LongPoint>) -> String {
+    p.map_or("-".into(), |p| {
+        format!(
+            "{:.1}{}",
+            p.ns_per_position,
+            doubt_marks(p.spread, p.machine_speed)
+        )
+    })
+}
+
+/// The long-context curves of every report that has them, side by side: for each curve, each
+/// report's ns per position per layer at 4K and at its longest context (which it names),
+/// and its flatness; then each later report's speed against A's at 4K and at the longest
+/// context both reached (`B / A`: higher is faster in B). `None` when no report has curves.
+pub fn long_context_compare_table(reports: &[&BenchReport]) -> Option<Table> {
+    use crate::bench::long_context::FLATNESS_REFERENCE;
+    let curves: Vec<Option<&[LongCurve]>> = reports
+        .iter()
+        .map(|r| r.long_context.as_ref().map(|l| l.curves.as_slice()))
+        .collect();
+    if curves.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut labels: Vec<String> = Vec::new();
+    for c in curves.iter().flatten().flat_map(|c| c.iter()) {
+        if !labels.contains(&c.label()) {
+            labels.push(c.label());
+        }
+    }
+    let mut header = vec!["curve (ns per position per layer)".to_string()];
+    for i in 0..reports.len() {
+        let l = label(i);
+        header.extend([
+            format!("{l} 4K"),
+            format!("{l} longest"),
+            format!("{l} longest / 4K"),
+        ]);
+    }
+    for i in 1..reports.len() {
+        let l = label(i);
+        header.extend([format!("{l} / A at 4K"), format!("{l} / A at longest both")]);
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header);
+    // A's time over the other's: higher is faster in the other.
+    let speed = |a: Option<&LongPoint>, b: Option<&LongPoint>| match (a, b) {
+        (Some(a), Some(b)) if b.ns_per_position > 0.0 => {
+            format!("x{:.2}", a.ns_per_position / b.ns_per_position)
+        }
+        _ => "-".into(),
+    };
+    for curve_label in &labels {
+        let found: Vec<Option<&LongCurve>> = curves
+            .iter()
+            .map(|c| c.and_then(|c| c.iter().find(|c| &c.label() == curve_label)))
+            .collect();
+        let mut cells = vec![Cell::new(curve_label)];
+        for curve in &found {
+            let longest = curve.and_then(|c| c.points.iter().max_by_key(|p| p.context));
+            let at_ref = point_at(*curve, FLATNESS_REFERENCE);
+            let longest_cell = longest.map_or("-".into(), |p| {
+                format!("{} @ {}K", ns_cell(Some(p)), p.context / 1024)
+            });
+            let flatness = curve
+                .and_then(LongCurve::flatness)
+                .map_or("-".into(), |f| format!("{f:.2}x"));
+            cells.extend([
+                Cell::new(ns_cell(at_ref)),
+                Cell::new(longest_cell),
+                Cell::new(flatness),
+            ]);
+        }
+        let a = found[0];
+        for &b in found.iter().skip(1) {
+            // The longest context both curves reached.
+            let shared = a.into_iter().flat_map(|a| &a.points).map(|p| p.context);
+            let shared = shared.filter(|&ctx| point_at(b, ctx).is_some()).max();
+            let reference = |c| point_at(c, FLATNESS_REFERENCE);
+            let longest = |c| shared.and_then(|s| point_at(c, s));
+            cells.extend([
+                Cell::new(speed(reference(a), reference(b))),
+                Cell::new(speed(longest(a), longest(b))),
+            ]);
+        }
+        table.add_row(cells);
+    }
+    for i in 1..table.column_count() {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    Some(table)
 }
 
 #[cfg(test)]
@@ -198,5 +326,103 @@ mod tests {
             .filter(|w| w.starts_with('x') && w.contains('.'))
             .collect();
         assert_eq!(ratios, ["x2.00", "x4.00"], "{row}");
+    }
+
+    #[test]
+    fn a_doubted_figure_keeps_its_mark_and_the_legend_is_printed() {
+        let mut noisy = figure(Section::Decode, "noisy", 1.0, 0.5);
+        noisy.spread = Some(0.3);
+        let mut slowed = figure(Section::Decode, "slowed", 1.0, 0.5);
+        slowed.spread = Some(0.02);
+        slowed.machine_speed = Some(0.6);
+        let mut steady = figure(Section::Decode, "steady", 1.0, 0.5);
+        steady.spread = Some(0.02);
+        steady.machine_speed = Some(0.97);
+        let a = report("a", vec![noisy, slowed, steady.clone()]);
+        let text = bench_compare_table(&[&a, &a]).to_string();
+        let row = |case: &str| text.lines().find(|l| l.contains(case)).unwrap().to_string();
+        assert!(row("noisy").contains("1.00 GB/s ~"), "{text}");
+        assert!(row("slowed").contains("1.00 GB/s *"), "{text}");
+        assert!(!row("steady").contains('~') && !row("steady").contains('*'));
+        assert_eq!(doubt_note(&[&a, &a]), Some(doubt_legend()));
+        let quiet = report("q", vec![steady]);
+        assert_eq!(doubt_note(&[&quiet, &quiet]), None);
+    }
+
+    #[test]
+    fn long_context_curves_compare_at_4k_and_at_the_longest_context_both_reached() {
+        use crate::bench::{Binding, LongContext};
+        use crate::cache::KvFormat;
+        let point = |context: u32, ns: f64| LongPoint {
+            context,
+            seconds: ns * context as f64 * 1e-9,
+            spread: Some(0.02),
+            ns_per_position: ns,
+            of_bound: 0.5,
+            binding: Binding::Compute,
+            flops: 1e6,
+            machine_speed: Some(0.99),
+        };
+        let curve = |format: KvFormat, points: Vec<LongPoint>| LongCurve {
+            model: "m".into(),
+            format,
+            batch: 1,
+            points,
+            stopped: None,
+        };
+        let with_curves = |name: &str, curves: Vec<LongCurve>| BenchReport {
+            long_context: Some(LongContext {
+                contexts: vec![1024, 4096, 16384, 65536],
+                curves,
+            }),
+            ..report(name, Vec::new())
+        };
+        let a = with_curves(
+            "a",
+            vec![
+                curve(
+                    KvFormat::F16,
+                    vec![point(4096, 100.0), point(16384, 110.0), point(65536, 120.0)],
+                ),
+                curve(KvFormat::Int8, vec![point(4096, 80.0)]),
+            ],
+        );
+        // B is twice as fast at 4K and stopped at 16K, where it is 1.1x as fast.
+        let mut slowed = point(16384, 100.0);
+        slowed.machine_speed = Some(0.5);
+        let b = with_curves(
+            "b",
+            vec![curve(KvFormat::F16, vec![point(4096, 50.0), slowed])],
+        );
+        assert!(long_context_compare_table(&[&report("x", Vec::new()); 2]).is_none());
+        let text = long_context_compare_table(&[&a, &b]).unwrap().to_string();
+        let cells = |case: &str| -> Vec<String> {
+            let row = text.lines().find(|l| l.contains(case)).unwrap();
+            row.split(['│', '┆'])
+                .map(|c| c.trim().to_string())
+                .collect()
+        };
+        // Cells after the leading border and the label.
+        assert_eq!(
+            cells("m f16 batch 1")[2..10],
+            [
+                "100.0",
+                "120.0 @ 64K",
+                "1.20x",
+                "50.0",
+                "100.0 * @ 16K",
+                "2.00x",
+                "x2.00",
+                "x1.10"
+            ],
+            "{text}"
+        );
+        // A curve only A measured, and too short for a flatness: the rest is blank.
+        assert_eq!(
+            cells("m int8 batch 1")[2..10],
+            ["80.0", "80.0 @ 4K", "-", "-", "-", "-", "-", "-"],
+            "{text}"
+        );
+        assert_eq!(doubt_note(&[&a, &b]), Some(doubt_legend()));
     }
 }
