@@ -265,6 +265,13 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
     assert!(text.contains(printed), "{text}");
     assert!(report["copy_bytes_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["copy_end_bytes_per_s"].as_f64().unwrap() > 0.0);
+    for end in [
+        "buffer_read_end_bytes_per_s",
+        "texture_read_end_bytes_per_s",
+    ] {
+        assert!(report[end].as_f64().unwrap() > 0.0, "{end}");
+    }
+    assert!(text.contains("read rooflines again at the end: "), "{text}");
     let sections: Vec<&str> = report["figures"]
         .as_array()
         .unwrap()

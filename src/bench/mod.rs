@@ -310,6 +310,15 @@ pub struct BenchReport {
     /// Read roofline through a texture, bytes per second.
     #[serde(default)]
     pub texture_read_bytes_per_s: Option<f64>,
+    /// The buffer and texture read rooflines measured again after the GPU sections, as the
+    /// copy roofline is: the memory side of every bound comes from the reads at the start,
+    /// and these say how far the adapter drifted from them during the run. `None` in files
+    /// from builds that did not measure them and from runs that stopped before the end.
+    #[serde(default)]
+    pub buffer_read_end_bytes_per_s: Option<f64>,
+    /// The texture read roofline at the end (see `buffer_read_end_bytes_per_s`).
+    #[serde(default)]
+    pub texture_read_end_bytes_per_s: Option<f64>,
     /// The order of the faster buffer read (each path is read both ways); `None` in files
     /// from builds that read one way only (per-invocation runs).
     #[serde(default)]
@@ -390,6 +399,8 @@ impl BenchReport {
             matmul_tries: Vec::new(),
             buffer_read_bytes_per_s: None,
             texture_read_bytes_per_s: None,
+            buffer_read_end_bytes_per_s: None,
+            texture_read_end_bytes_per_s: None,
             buffer_read_order: None,
             texture_read_order: None,
             buffer_write_bytes_per_s: None,
@@ -470,6 +481,8 @@ pub(crate) fn sample_report() -> BenchReport {
             ],
             buffer_read_bytes_per_s: Some(8e9),
             texture_read_bytes_per_s: Some(2e10),
+            buffer_read_end_bytes_per_s: Some(7.5e9),
+            texture_read_end_bytes_per_s: Some(2.2e10),
             buffer_read_order: Some(AccessOrder::Interleaved),
             texture_read_order: Some(AccessOrder::Runs),
             buffer_write_bytes_per_s: Some(6e9),

@@ -307,8 +307,11 @@ pub fn run_bench(
     } else {
         run_grid(ctx, &watch, repeats, options, &rates, &mut rec)?;
     }
-    rec.starting("copy roofline again (drift over the run)");
+    rec.starting("copy and read rooflines again (drift over the run)");
     rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
+    let reads_end = kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
+    rec.report.buffer_read_end_bytes_per_s = Some(reads_end.buffer.0);
+    rec.report.texture_read_end_bytes_per_s = Some(reads_end.texture.0);
     rec.report.complete = true;
     rec.report.targets = targets::judge(&rec.report);
     Ok(rec.report)

@@ -374,6 +374,31 @@ pub fn render(report: &BenchReport) -> String {
             100.0 * (end / report.copy_bytes_per_s - 1.0)
         );
     }
+    let drift = |start: Option<f64>, end: Option<f64>, path: &str| {
+        let (start, end) = (start?, end?);
+        Some(format!(
+            "{:.2} GB/s ({path}, {:+.0}%)",
+            end / 1e9,
+            100.0 * (end / start - 1.0)
+        ))
+    };
+    let reads = [
+        drift(
+            report.buffer_read_bytes_per_s,
+            report.buffer_read_end_bytes_per_s,
+            "buffer",
+        ),
+        drift(
+            report.texture_read_bytes_per_s,
+            report.texture_read_end_bytes_per_s,
+            "texture",
+        ),
+    ];
+    if let [Some(buffer), Some(texture)] = reads {
+        out += &format!(
+            "read rooflines again at the end: {buffer} / {texture}; bounds use the first\n"
+        );
+    }
     if !report.complete {
         out += "incomplete: the run stopped before its last case\n";
     }
