@@ -147,12 +147,15 @@ fn draw_lines(
 }
 
 /// A line chart with a logarithmic x axis (context doubling from 1K to 128K), y from zero.
-/// Points at x <= 0 cannot sit on a log axis and are dropped (and not counted).
+/// Points at x <= 0 cannot sit on a log axis and are dropped (and not counted). Each point of
+/// `ringed` gets a ring around it: a measurement its run doubted, so a reader does not take
+/// a bump at that point for the kernel's.
 pub fn log_x_line_chart(
     title: &str,
     x_desc: &str,
     y_desc: &str,
     lines: &[Line],
+    ringed: &[(f64, f64)],
     size: (u32, u32),
 ) -> Chart {
     let xs = || {
@@ -181,7 +184,7 @@ pub fn log_x_line_chart(
             title,
             x_desc,
             y_desc,
-            lines,
+            (lines, ringed),
             (lo, hi),
             nice_max(y_max),
         );
@@ -195,7 +198,7 @@ fn draw_log_x_lines(
     title: &str,
     x_desc: &str,
     y_desc: &str,
-    lines: &[Line],
+    (lines, ringed): (&[Line], &[(f64, f64)]),
     (x_lo, x_hi): (f64, f64),
     y_max: f64,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -229,6 +232,12 @@ fn draw_log_x_lines(
             .label(&line.label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color));
     }
+    chart.draw_series(
+        ringed
+            .iter()
+            .filter(|p| p.0 > 0.0)
+            .map(|&p| Circle::new(p, 6, BLACK.stroke_width(1))),
+    )?;
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))

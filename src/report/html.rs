@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use super::charts::{Chart, Line, Rule, bar_chart, line_chart, log_x_line_chart};
 use super::table::bytes_per_token_audit;
 use super::{ResultsFile, ScenarioResult};
+use crate::bench::machine_check::{doubt_legend, doubt_marks};
 use crate::bench::{BenchReport, Section, Unit};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}\
@@ -414,8 +415,10 @@ fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bo
         return false;
     }
     body.push_str("<h2>Long context: decode time per KV position per layer</h2>");
+    let mut any_ringed = false;
     for model in models {
         let mut lines = Vec::new();
+        let mut ringed = Vec::new();
         for (label, r) in runs {
             for c in r.long_context.iter().flat_map(|l| &l.curves) {
                 if c.model != model {
@@ -426,6 +429,12 @@ fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bo
                 } else {
                     String::new()
                 };
+                ringed.extend(
+                    c.points
+                        .iter()
+                        .filter(|p| !doubt_marks(p.spread, p.machine_speed).is_empty())
+                        .map(|p| (p.context as f64, p.ns_per_position)),
+                );
                 lines.push(Line {
                     label: format!("{prefix}{} batch {}", c.format.name(), c.batch),
                     points: c
@@ -441,9 +450,17 @@ fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bo
             "context (tokens, log scale)",
             "ns",
             &lines,
+            &ringed,
             (660, 320),
         );
         figure(body, &chart);
+        any_ringed |= !ringed.is_empty();
+    }
+    if any_ringed {
+        body.push_str(&format!(
+            "<p>A ring marks a point the bench's table marks ~ or *: {}.</p>",
+            escape(&doubt_legend())
+        ));
     }
     true
 }
@@ -472,6 +489,20 @@ mod tests {
         let mut plain = report.clone();
         plain.long_context = None;
         assert!(!bench_html(&[("a".into(), &plain)]).contains("Long context"));
+        // A point its run doubted is ringed, and the page says what a ring means.
+        assert!(
+            !page.contains("A ring marks"),
+            "the sample's point is steady"
+        );
+        let mut doubted = report.clone();
+        let curve = &mut doubted.long_context.as_mut().unwrap().curves[0];
+        curve.points[0].machine_speed = Some(0.5);
+        let ringed = bench_html(&[("a".into(), &doubted)]);
+        assert!(ringed.contains("A ring marks a point"), "{ringed}");
+        assert_eq!(
+            ringed.matches("<circle").count(),
+            page.matches("<circle").count() + 1
+        );
     }
 
     #[test]
