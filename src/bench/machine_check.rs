@@ -1,12 +1,12 @@
 //! A check of the machine between bench cases: the run's matmul yardstick (the kernel the
 //! compute side of every bound comes from) timed before the first case and after every
 //! case (or long-context point), so a case measured while other work slowed the machine
-//! says so. The rooflines are measured once, at the start; a slow spell in the middle of a
-//! run (another process on a shared machine, a GPU clocking down) slows a case steadily, so
-//! its samples agree with each other (low spread) and the copy roofline at the end may not
-//! show it either. Only a measurement taken around the case does. Each check is compared
-//! with the fastest of the run, not the first: a spell may already be on when the run
-//! starts.
+//! says so. The bounds come from rooflines measured at the start; a slow spell in the
+//! middle of a run (another process on a shared machine, a GPU clocking down) slows a case
+//! steadily, so its samples agree with each other (low spread) and the rooflines measured
+//! again at the end may not show it either. Only a measurement taken around the case does.
+//! Each check is compared with the fastest of the run, not the first: a spell may already be
+//! on when the run starts.
 
 use super::stopwatch::{NOISY_SPREAD, Stopwatch};
 use crate::gpu::{GpuContext, GpuError};
@@ -111,13 +111,27 @@ impl CaseChecks {
     }
 }
 
+/// Whether a measurement's samples spread more than [`NOISY_SPREAD`] and whether the machine
+/// check around it ran below [`SLOW_MACHINE`]: either way the figure may be the machine's
+/// rather than the kernel's.
+fn doubts(spread: Option<f64>, machine_speed: Option<f64>) -> (bool, bool) {
+    (
+        spread.is_some_and(|s| s > NOISY_SPREAD),
+        machine_speed.is_some_and(|s| s < SLOW_MACHINE),
+    )
+}
+
+/// Whether a measurement carries either doubt ([`doubt_marks`] is not empty for it).
+pub fn is_doubted(spread: Option<f64>, machine_speed: Option<f64>) -> bool {
+    let (noisy, slow) = doubts(spread, machine_speed);
+    noisy || slow
+}
+
 /// The marks a table puts after a measurement that may be the machine's rather than the
 /// kernel's: `~` when its samples spread more than [`NOISY_SPREAD`], `*` when the machine
 /// check around it ran below [`SLOW_MACHINE`], both as `~*`; empty otherwise.
 pub fn doubt_marks(spread: Option<f64>, machine_speed: Option<f64>) -> &'static str {
-    let noisy = spread.is_some_and(|s| s > NOISY_SPREAD);
-    let slow = machine_speed.is_some_and(|s| s < SLOW_MACHINE);
-    match (noisy, slow) {
+    match doubts(spread, machine_speed) {
         (false, false) => "",
         (true, false) => " ~",
         (false, true) => " *",
@@ -146,6 +160,8 @@ mod tests {
         assert_eq!(doubt_marks(Some(0.30), Some(0.60)), " ~*");
         // Files from builds that recorded neither are not marked.
         assert_eq!(doubt_marks(None, None), "");
+        assert!(is_doubted(Some(0.30), None) && is_doubted(None, Some(0.60)));
+        assert!(!is_doubted(Some(0.02), Some(0.99)) && !is_doubted(None, None));
         assert!(doubt_legend().contains("more than 10%"));
         assert!(doubt_legend().contains("below 80%"));
     }

@@ -10,7 +10,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
 use super::compare::label;
-use crate::bench::machine_check::{doubt_legend, doubt_marks};
+use crate::bench::machine_check::{doubt_legend, doubt_marks, is_doubted};
 use crate::bench::{BenchReport, Figure, LongCurve, LongPoint, Section};
 use crate::gpu::KvBacking;
 
@@ -60,7 +60,7 @@ pub fn doubt_note(reports: &[&BenchReport]) -> Option<String> {
         .map(|p| (p.spread, p.machine_speed));
     figures
         .chain(points)
-        .any(|(spread, speed)| !doubt_marks(spread, speed).is_empty())
+        .any(|(spread, speed)| is_doubted(spread, speed))
         .then(doubt_legend)
 }
 

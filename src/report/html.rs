@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::charts::{Chart, Line, Rule, bar_chart, line_chart, log_x_line_chart};
 use super::table::bytes_per_token_audit;
 use super::{ResultsFile, ScenarioResult};
-use crate::bench::machine_check::{doubt_legend, doubt_marks};
+use crate::bench::machine_check::{doubt_legend, is_doubted};
 use crate::bench::{BenchReport, Section, Unit};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}\
@@ -432,7 +432,7 @@ fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bo
                 ringed.extend(
                     c.points
                         .iter()
-                        .filter(|p| !doubt_marks(p.spread, p.machine_speed).is_empty())
+                        .filter(|p| is_doubted(p.spread, p.machine_speed))
                         .map(|p| (p.context as f64, p.ns_per_position)),
                 );
                 lines.push(Line {
