@@ -272,6 +272,11 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
         assert!(report[end].as_f64().unwrap() > 0.0, "{end}");
     }
     assert!(text.contains("read rooflines again at the end: "), "{text}");
+    assert_eq!(report["bounds_use_faster_read"], true);
+    assert!(
+        text.contains("every bound uses the faster reading of each ("),
+        "{text}"
+    );
     let sections: Vec<&str> = report["figures"]
         .as_array()
         .unwrap()

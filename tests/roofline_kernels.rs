@@ -219,6 +219,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
         assert!(report.copy_end_bytes_per_s.is_some_and(|c| c > 0.0));
         assert!(report.buffer_read_end_bytes_per_s.is_some_and(|r| r > 0.0));
         assert!(report.texture_read_end_bytes_per_s.is_some_and(|r| r > 0.0));
+        assert!(report.bounds_use_faster_read);
         assert_eq!(started.first().map(String::as_str), Some("copy roofline"));
     }
 }

@@ -15,7 +15,8 @@ use super::bound::{self, Binding};
 use super::kernels::{self, AttentionCase, BenchSkip};
 use super::machine_check::CaseChecks;
 use super::plan::geometries;
-use super::run::{Rates, Recorder};
+use super::rates::{Demand, Rates};
+use super::run::{Recorder, Slot};
 use super::stopwatch::{MAX_SAMPLES, Stopwatch};
 use crate::cache::KvFormat;
 use crate::gpu::{GpuContext, GpuError};
@@ -263,7 +264,8 @@ pub(super) fn run(
                     match kernels::decode(ctx, watch, repeats, &case, bench.max_pool_bytes) {
                         Ok(timing) => {
                             let seconds = timing.seconds;
-                            let (bound, flops) = rates.decode(ctx, &case);
+                            let demand = Demand::decode(ctx, &case);
+                            let bound = rates.bound(&demand);
                             curve.points.push(LongPoint {
                                 context,
                                 seconds,
@@ -271,9 +273,16 @@ pub(super) fn run(
                                 ns_per_position: seconds * 1e9 / (batch as f64 * context as f64),
                                 of_bound: bound::of_bound(bound.seconds, seconds),
                                 binding: bound.binding,
-                                flops,
+                                flops: demand.flops,
                                 machine_speed: None,
                             });
+                            rec.demanded(
+                                Slot::Point {
+                                    curve: curve.label(),
+                                    context,
+                                },
+                                demand,
+                            );
                             checked.push((curve.label(), context, checks.after_case(ctx)?));
                             previous = Some(seconds);
                         }

@@ -28,6 +28,7 @@ pub mod kernels;
 pub mod long_context;
 pub mod machine_check;
 mod plan;
+mod rates;
 mod run;
 pub mod stopwatch;
 mod targets;
@@ -311,14 +312,20 @@ pub struct BenchReport {
     #[serde(default)]
     pub texture_read_bytes_per_s: Option<f64>,
     /// The buffer and texture read rooflines measured again after the GPU sections, as the
-    /// copy roofline is: the memory side of every bound comes from the reads at the start,
-    /// and these say how far the adapter drifted from them during the run. `None` in files
-    /// from builds that did not measure them and from runs that stopped before the end.
+    /// copy roofline is: they say how far the adapter drifted during the run, and where one
+    /// reads faster than at the start, the bounds use it (`bounds_use_faster_read`). `None`
+    /// in files from builds that did not measure them and from runs that stopped before the
+    /// end.
     #[serde(default)]
     pub buffer_read_end_bytes_per_s: Option<f64>,
     /// The texture read roofline at the end (see `buffer_read_end_bytes_per_s`).
     #[serde(default)]
     pub texture_read_end_bytes_per_s: Option<f64>,
+    /// Whether every bound was restated at the faster of each read roofline's two readings
+    /// (start and end) once the run finished. False in a file written part-way through a run
+    /// (its bounds use the start) and in files from builds whose bounds always used the start.
+    #[serde(default)]
+    pub bounds_use_faster_read: bool,
     /// The order of the faster buffer read (each path is read both ways); `None` in files
     /// from builds that read one way only (per-invocation runs).
     #[serde(default)]
@@ -401,6 +408,7 @@ impl BenchReport {
             texture_read_bytes_per_s: None,
             buffer_read_end_bytes_per_s: None,
             texture_read_end_bytes_per_s: None,
+            bounds_use_faster_read: false,
             buffer_read_order: None,
             texture_read_order: None,
             buffer_write_bytes_per_s: None,
@@ -483,6 +491,7 @@ pub(crate) fn sample_report() -> BenchReport {
             texture_read_bytes_per_s: Some(2e10),
             buffer_read_end_bytes_per_s: Some(7.5e9),
             texture_read_end_bytes_per_s: Some(2.2e10),
+            bounds_use_faster_read: true,
             buffer_read_order: Some(AccessOrder::Interleaved),
             texture_read_order: Some(AccessOrder::Runs),
             buffer_write_bytes_per_s: Some(6e9),

@@ -1,115 +1,27 @@
 //! One bench run: the rooflines first, then every planned case (or the long-context curves),
 //! each figure stated against the same run's rooflines and its own roofline bound.
 
-use super::bound::{self, Bound, Stream};
+use super::bound::{self, Bound};
 use super::kernels::{self, AttentionCase, BenchSkip};
 use super::machine_check::CaseChecks;
 use super::plan::{PlannedCase, Work, plan};
+use super::rates::{Demand, Rates};
 use super::{BenchEvent, BenchOptions, BenchReport, Figure, Section, Timing, Unit};
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
-use crate::gpu::{GpuContext, GpuError, KvBacking};
+use crate::gpu::{GpuContext, GpuError};
 use crate::kernels::{AttentionAlgorithm, Family, HalfDecode, Reductions, TileShape};
 use crate::tool_kernels::matmul::MatmulShape;
 
-/// The rates one run measured, which every bound in it is computed from.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Rates {
-    /// Copy roofline, bytes read + written per second.
-    pub copy: f64,
-    /// Read through a storage buffer, bytes per second.
-    pub buffer_read: f64,
-    /// Read through a texture, bytes per second.
-    pub texture_read: f64,
-    /// Written through a storage buffer, bytes per second.
-    pub buffer_write: f64,
-    /// Written through a texture, bytes per second.
-    pub texture_write: f64,
-    /// The matmul yardstick, FLOP/s.
-    pub matmul: f64,
-    /// The matmul shape that rate came from, which the machine check between cases times
-    /// again.
-    pub yardstick: MatmulShape,
-}
-
-impl Rates {
-    /// Where the case's KV pool lives: textures on CPU adapters, buffers elsewhere (the same
-    /// choice the case's storage makes; a forced tiled path reads buffers).
-    fn backing(ctx: &GpuContext, case: &AttentionCase) -> KvBacking {
-        AttentionAlgorithm::pool_backing(case.kernels.algorithm, ctx, &case.layout())
-    }
-
-    /// The read rate of the path the case's KV pool is read through.
-    fn pool_read(&self, ctx: &GpuContext, case: &AttentionCase) -> f64 {
-        match Self::backing(ctx, case) {
-            KvBacking::Textures => self.texture_read,
-            KvBacking::Buffers => self.buffer_read,
-        }
-    }
-
-    /// The write rate of the path the case's KV pool is written through.
-    fn pool_write(&self, ctx: &GpuContext, case: &AttentionCase) -> f64 {
-        match Self::backing(ctx, case) {
-            KvBacking::Textures => self.texture_write,
-            KvBacking::Buffers => self.buffer_write,
-        }
-    }
-
-    /// Decode's bound and counted flops: KV bytes at the pool's read rate, f32 Q and output
-    /// at the buffer read rate, [`bound::decode_flops`] at the matmul rate.
-    pub fn decode(&self, ctx: &GpuContext, case: &AttentionCase) -> (Bound, f64) {
-        let flops = bound::decode_flops(&case.geometry, case.batch, case.context);
-        (self.attention(ctx, case, 1, flops), flops)
-    }
-
-    /// Prefill's bound and counted flops ([`bound::prefill_flops`]).
-    fn prefill(&self, ctx: &GpuContext, case: &AttentionCase) -> (Bound, f64) {
-        let flops = bound::prefill_flops(&case.geometry, case.batch, case.context);
-        (self.attention(ctx, case, case.context, flops), flops)
-    }
-
-    fn attention(&self, ctx: &GpuContext, case: &AttentionCase, queries: u32, flops: f64) -> Bound {
-        let streams = [
-            Stream {
-                bytes: case.kv_bytes() as f64,
-                rate: self.pool_read(ctx, case),
-            },
-            Stream {
-                bytes: case.io_bytes(queries) as f64,
-                rate: self.buffer_read,
-            },
-        ];
-        bound::bound(&streams, flops, self.matmul)
-    }
-
-    /// Append's bound: its f32 K/V reads at the buffer read rate plus its pool writes at the
-    /// write rate of the pool's path; it counts no flops, so it is memory-bound by
-    /// construction.
-    fn append(&self, ctx: &GpuContext, case: &AttentionCase) -> (Bound, f64) {
-        let (read, written) = kernels::append_bytes(case);
-        let streams = [
-            Stream {
-                bytes: read as f64,
-                rate: self.buffer_read,
-            },
-            Stream {
-                bytes: written as f64,
-                rate: self.pool_write(ctx, case),
-            },
-        ];
-        (bound::bound(&streams, 0.0, self.matmul), 0.0)
-    }
-}
-
 /// Turns a case result into a figure: `amount / seconds` in units of 1e9 (`GB/s`,
 /// `GFLOP/s`), its ratio to `roofline` (same units per second, unscaled) and its share of
-/// `bound`.
+/// its bound at `rates`.
 fn figure(
     planned: &PlannedCase,
     unit: Unit,
     amount: f64,
     roofline: f64,
-    (bound, flops): (Bound, f64),
+    (rates, demand): (&Rates, &Demand),
     result: Result<Timing, BenchSkip>,
 ) -> Result<Figure, GpuError> {
     let mut figure = Figure::blank(planned.section(), &planned.label, unit);
@@ -121,11 +33,8 @@ fn figure(
             figure.spread = Some(spread);
             figure.value = Some(amount / seconds / 1e9);
             figure.ratio = Some(amount / seconds / roofline);
-            figure.flops = Some(flops);
-            figure.bound_seconds = Some(bound.seconds);
-            figure.binding = Some(bound.binding);
-            figure.intensity = Some(bound.intensity);
-            figure.of_bound = Some(bound::of_bound(bound.seconds, seconds));
+            figure.flops = Some(demand.flops);
+            state_bound(&mut figure, rates.bound(demand));
         }
         Err(BenchSkip::Skipped(reason)) => figure.skipped = Some(reason),
         Err(BenchSkip::Failed(e)) => return Err(e),
@@ -133,10 +42,32 @@ fn figure(
     Ok(figure)
 }
 
+/// Sets a timed figure's bound columns from `bound`.
+fn state_bound(figure: &mut Figure, bound: Bound) {
+    let Some(seconds) = figure.seconds else {
+        return;
+    };
+    figure.bound_seconds = Some(bound.seconds);
+    figure.binding = Some(bound.binding);
+    figure.intensity = Some(bound.intensity);
+    figure.of_bound = Some(bound::of_bound(bound.seconds, seconds));
+}
+
+/// Where a timed result sits in the report, so its bound can be restated at the end of the
+/// run.
+pub(super) enum Slot {
+    /// `report.figures[i]`.
+    Figure(usize),
+    /// The point at `context` of the long-context curve labelled `curve`.
+    Point { curve: String, context: u32 },
+}
+
 /// The report under construction and who hears about it.
 pub(super) struct Recorder<'o> {
     pub report: BenchReport,
     observer: &'o mut dyn FnMut(BenchEvent<'_>),
+    /// What each timed figure and point demanded, for [`Recorder::restate_bounds`].
+    demands: Vec<(Slot, Demand)>,
 }
 
 impl Recorder<'_> {
@@ -147,6 +78,34 @@ impl Recorder<'_> {
     pub fn add(&mut self, figure: Figure) {
         self.report.figures.push(figure);
         self.measured();
+    }
+
+    /// Remembers what the result in `slot` demands.
+    pub fn demanded(&mut self, slot: Slot, demand: Demand) {
+        self.demands.push((slot, demand));
+    }
+
+    /// States every remembered result against its bound at `rates`.
+    fn restate_bounds(&mut self, rates: &Rates) {
+        for (slot, demand) in &self.demands {
+            let bound = rates.bound(demand);
+            match slot {
+                Slot::Figure(index) => state_bound(&mut self.report.figures[*index], bound),
+                Slot::Point { curve, context } => {
+                    let point = self
+                        .report
+                        .long_context
+                        .iter_mut()
+                        .flat_map(|long| &mut long.curves)
+                        .filter(|c| c.label() == *curve)
+                        .flat_map(|c| &mut c.points)
+                        .find(|p| p.context == *context)
+                        .expect("every remembered point was stored");
+                    point.of_bound = bound::of_bound(bound.seconds, point.seconds);
+                    point.binding = bound.binding;
+                }
+            }
+        }
     }
 
     /// Re-judges the targets and tells the observer the report changed.
@@ -266,6 +225,7 @@ pub fn run_bench(
             ..BenchReport::new(ctx.report(), watch.clock(), options.quick)
         },
         observer,
+        demands: Vec::new(),
     };
     let mut copy_figure = Figure::blank(
         Section::Copy,
@@ -312,6 +272,9 @@ pub fn run_bench(
     let reads_end = kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
     rec.report.buffer_read_end_bytes_per_s = Some(reads_end.buffer.0);
     rec.report.texture_read_end_bytes_per_s = Some(reads_end.texture.0);
+    // A bound is only a bound at the fastest reading of each rate.
+    rec.restate_bounds(&rates.with_faster_reads(reads_end.buffer.0, reads_end.texture.0));
+    rec.report.bounds_use_faster_read = true;
     rec.report.complete = true;
     rec.report.targets = targets::judge(&rec.report);
     Ok(rec.report)
@@ -357,7 +320,7 @@ fn run_grid(
             planned.section(),
             planned.label
         ));
-        let (result, amount, unit, roofline, bound) = match &planned.work {
+        let (result, amount, unit, roofline, demand) = match &planned.work {
             Work::Decode(case) | Work::Format(case) if planned.group.is_some() => {
                 let group = planned.group.expect("matched");
                 if group_results.as_ref().is_none_or(|(g, _)| *g != group) {
@@ -377,7 +340,7 @@ fn run_grid(
                     case.kv_bytes() as f64,
                     Unit::Gigabytes,
                     rates.copy,
-                    rates.decode(ctx, case),
+                    Demand::decode(ctx, case),
                 )
             }
             Work::Decode(case) | Work::Format(case) => (
@@ -385,16 +348,16 @@ fn run_grid(
                 case.kv_bytes() as f64,
                 Unit::Gigabytes,
                 rates.copy,
-                rates.decode(ctx, case),
+                Demand::decode(ctx, case),
             ),
             Work::Prefill(case) => {
-                let bound = rates.prefill(ctx, case);
+                let demand = Demand::prefill(ctx, case);
                 (
                     kernels::prefill(ctx, watch, repeats, case, cap),
-                    bound.1,
+                    demand.flops,
                     Unit::Gigaflops,
                     rates.matmul,
-                    bound,
+                    demand,
                 )
             }
             Work::Append(case) => {
@@ -404,7 +367,7 @@ fn run_grid(
                     (read + written) as f64,
                     Unit::Gigabytes,
                     rates.copy,
-                    rates.append(ctx, case),
+                    Demand::append(ctx, case),
                 )
             }
             Work::Host(op) => {
@@ -414,8 +377,9 @@ fn run_grid(
                 continue;
             }
         };
-        let mut figure = figure(planned, unit, amount, roofline, bound, result)?;
+        let mut figure = figure(planned, unit, amount, roofline, (rates, &demand), result)?;
         if figure.seconds.is_some() {
+            rec.demanded(Slot::Figure(rec.report.figures.len()), demand);
             let check = match planned.group {
                 Some(_) => group_check.expect("set when the group was timed"),
                 None => checks.after_case(ctx)?,
@@ -431,4 +395,60 @@ fn run_grid(
         rec.report.figures[index].machine_speed = Some(checks.speed(seconds));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::rates::Path;
+
+    #[test]
+    fn restating_puts_every_remembered_figure_and_point_at_the_new_rates() {
+        let report = crate::bench::sample_report();
+        let curve = report.long_context.as_ref().unwrap().curves[0].label();
+        let mut observer = |_: BenchEvent<'_>| {};
+        let mut rec = Recorder {
+            report,
+            observer: &mut observer,
+            demands: Vec::new(),
+        };
+        // The figure took 10 ms, the point 1 ms.
+        rec.demanded(
+            Slot::Figure(0),
+            Demand {
+                streams: [(80e6, Path::TextureRead), (0.0, Path::BufferRead)],
+                flops: 0.0,
+            },
+        );
+        rec.demanded(
+            Slot::Point {
+                curve,
+                context: 1024,
+            },
+            Demand {
+                streams: [(1e6, Path::TextureRead), (0.0, Path::BufferRead)],
+                flops: 6e6,
+            },
+        );
+        let rates = Rates {
+            copy: 1e9,
+            buffer_read: 1e9,
+            texture_read: 16e9,
+            buffer_write: 1e9,
+            texture_write: 1e9,
+            matmul: 6e9,
+            yardstick: MatmulShape::Tiled,
+        };
+        rec.restate_bounds(&rates);
+        let figure = &rec.report.figures[0];
+        // 80 MB at 16 GB/s: 5 ms of the figure's 10.
+        assert_eq!(figure.bound_seconds, Some(0.005));
+        assert_eq!(figure.of_bound, Some(0.5));
+        assert_eq!(figure.binding, Some(bound::Binding::Memory));
+        assert_eq!(figure.intensity, Some(0.0));
+        // 6 MFLOP at 6 GFLOP/s: the whole of the point's 1 ms.
+        let point = &rec.report.long_context.as_ref().unwrap().curves[0].points[0];
+        assert_eq!(point.of_bound, 1.0);
+        assert_eq!(point.binding, bound::Binding::Compute);
+    }
 }

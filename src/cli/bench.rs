@@ -395,9 +395,24 @@ pub fn render(report: &BenchReport) -> String {
         ),
     ];
     if let [Some(buffer), Some(texture)] = reads {
-        out += &format!(
-            "read rooflines again at the end: {buffer} / {texture}; bounds use the first\n"
-        );
+        let used = if report.bounds_use_faster_read {
+            let faster =
+                |a: Option<f64>, b: Option<f64>| a.into_iter().chain(b).fold(0.0, f64::max) / 1e9;
+            format!(
+                "every bound uses the faster reading of each ({:.2} / {:.2} GB/s)",
+                faster(
+                    report.buffer_read_bytes_per_s,
+                    report.buffer_read_end_bytes_per_s
+                ),
+                faster(
+                    report.texture_read_bytes_per_s,
+                    report.texture_read_end_bytes_per_s
+                ),
+            )
+        } else {
+            "bounds use the first".to_string()
+        };
+        out += &format!("read rooflines again at the end: {buffer} / {texture}; {used}\n");
     }
     if !report.complete {
         out += "incomplete: the run stopped before its last case\n";
