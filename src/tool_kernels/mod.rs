@@ -34,8 +34,10 @@ pub enum MemoryPath {
     Texture,
 }
 
-/// Elements (16 bytes each) each invocation of a streaming roofline moves.
+/// Elements (16 bytes each) each invocation of a streaming roofline moves: a multiple of the
+/// 8 elements the read rooflines load per loop iteration.
 pub const STREAM_RUN: u32 = 64;
+const _: () = assert!(STREAM_RUN.is_multiple_of(8));
 
 /// Mirror of `StreamParams` in shaders/read.wgsl and shaders/write.wgsl.
 #[repr(C)]
