@@ -429,6 +429,30 @@ impl BenchReport {
         }
     }
 
+    /// The buffer and texture read rates (bytes per second) this report's bounds were
+    /// computed from: the faster of each roofline's two readings where the run restated its
+    /// bounds at the end, the start reading otherwise. `None` in files without read
+    /// rooflines.
+    pub fn bound_read_rates(&self) -> Option<(f64, f64)> {
+        let faster = |start: Option<f64>, end: Option<f64>| {
+            let start = start?;
+            Some(match end {
+                Some(end) if self.bounds_use_faster_read => start.max(end),
+                _ => start,
+            })
+        };
+        Some((
+            faster(
+                self.buffer_read_bytes_per_s,
+                self.buffer_read_end_bytes_per_s,
+            )?,
+            faster(
+                self.texture_read_bytes_per_s,
+                self.texture_read_end_bytes_per_s,
+            )?,
+        ))
+    }
+
     /// How much the matmul yardstick trails the fastest attention case's flop rate, `None`
     /// when it beats them all (only then is the compute side of a bound a bound).
     pub fn yardstick_shortfall(&self) -> Option<f64> {
@@ -535,6 +559,20 @@ mod tests {
 
     fn full_report() -> BenchReport {
         sample_report()
+    }
+
+    #[test]
+    fn bounds_read_the_faster_reading_only_where_the_run_restated_them() {
+        let mut report = sample_report();
+        // Start 8 / 20 GB/s, end 7.5 / 22.
+        assert_eq!(report.bound_read_rates(), Some((8e9, 2.2e10)));
+        report.bounds_use_faster_read = false;
+        assert_eq!(report.bound_read_rates(), Some((8e9, 2e10)));
+        report.texture_read_end_bytes_per_s = None;
+        report.bounds_use_faster_read = true;
+        assert_eq!(report.bound_read_rates(), Some((8e9, 2e10)));
+        report.texture_read_bytes_per_s = None;
+        assert_eq!(report.bound_read_rates(), None);
     }
 
     #[test]

@@ -395,22 +395,13 @@ pub fn render(report: &BenchReport) -> String {
         ),
     ];
     if let [Some(buffer), Some(texture)] = reads {
-        let used = if report.bounds_use_faster_read {
-            let faster =
-                |a: Option<f64>, b: Option<f64>| a.into_iter().chain(b).fold(0.0, f64::max) / 1e9;
-            format!(
+        let used = match report.bound_read_rates() {
+            Some((buffer, texture)) if report.bounds_use_faster_read => format!(
                 "every bound uses the faster reading of each ({:.2} / {:.2} GB/s)",
-                faster(
-                    report.buffer_read_bytes_per_s,
-                    report.buffer_read_end_bytes_per_s
-                ),
-                faster(
-                    report.texture_read_bytes_per_s,
-                    report.texture_read_end_bytes_per_s
-                ),
-            )
-        } else {
-            "bounds use the first".to_string()
+                buffer / 1e9,
+                texture / 1e9
+            ),
+            _ => "bounds use the first".to_string(),
         };
         out += &format!("read rooflines again at the end: {buffer} / {texture}; {used}\n");
     }

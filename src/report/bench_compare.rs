@@ -22,8 +22,23 @@ pub fn describe_bench(label: &str, r: &BenchReport) -> String {
             100.0 * (end / r.copy_bytes_per_s - 1.0)
         )
     });
+    // Bounds from different readings are not the same yardstick: say which each file used.
+    let reads = r
+        .bound_read_rates()
+        .map_or(String::new(), |(buffer, texture)| {
+            format!(
+                ", bounds at reads {:.2} / {:.2} GB/s ({})",
+                buffer / 1e9,
+                texture / 1e9,
+                if r.bounds_use_faster_read {
+                    "the faster of start and end"
+                } else {
+                    "start"
+                }
+            )
+        });
     format!(
-        "{label}: {}, {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s, kv pools in {}{}",
+        "{label}: {}, {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s{reads}, kv pools in {}{}",
         r.adapter.identity(),
         if r.quick { "quick" } else { "full" },
         r.clock.short_name(),
@@ -308,6 +323,30 @@ mod tests {
             "{described}"
         );
         assert!(described.contains("kv pools in textures"), "{described}");
+        // A file without read rooflines names no read rates.
+        assert!(!described.contains("bounds at reads"), "{described}");
+    }
+
+    #[test]
+    fn each_file_says_which_read_rates_its_bounds_used() {
+        let reads = |faster: bool| BenchReport {
+            buffer_read_bytes_per_s: Some(8e9),
+            buffer_read_end_bytes_per_s: Some(9e9),
+            texture_read_bytes_per_s: Some(12e9),
+            texture_read_end_bytes_per_s: Some(11e9),
+            bounds_use_faster_read: faster,
+            ..report("a", Vec::new())
+        };
+        let restated = describe_bench("A", &reads(true));
+        assert!(
+            restated.contains("bounds at reads 9.00 / 12.00 GB/s (the faster of start and end)"),
+            "{restated}"
+        );
+        let start = describe_bench("B", &reads(false));
+        assert!(
+            start.contains("bounds at reads 8.00 / 12.00 GB/s (start)"),
+            "{start}"
+        );
     }
 
     #[test]
