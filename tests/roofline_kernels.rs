@@ -192,12 +192,15 @@ fn bench_reports_each_figure_as_it_is_measured() {
             }
         })
         .unwrap();
-        // copy, buffer and texture read, buffer and texture write, matmul, one append case,
-        // then the three host figures.
-        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "{}", ctx.describe());
+        // copy, buffer and texture read (twice: the bounds' source and a cache-sized one,
+        // where the adapter's largest source is larger), buffer and texture write, matmul,
+        // one append case, then the three host figures.
+        let reads = if report.cached_reads.is_some() { 4 } else { 2 };
+        let count = 8 + reads;
+        assert_eq!(seen, (1..=count).collect::<Vec<_>>(), "{}", ctx.describe());
         assert!(report.complete);
-        assert_eq!(report.figures.len(), 10);
-        let append = &report.figures[6];
+        assert_eq!(report.figures.len(), count);
+        let append = &report.figures[count - 4];
         assert_eq!(append.section, Section::Append, "{append:?}");
         // The same copy timed before and after the case: near 1 on a steady machine, far
         // outside this range only if the check compared the wrong things.
@@ -206,15 +209,24 @@ fn bench_reports_each_figure_as_it_is_measured() {
             "{append:?}"
         );
         assert!(
-            report.figures[7..]
+            report.figures[count - 3..]
                 .iter()
                 .all(|f| f.machine_speed.is_none())
         );
-        for stream in &report.figures[1..5] {
+        for stream in &report.figures[1..3 + reads] {
             assert!(stream.value.is_some_and(|v| v > 0.0), "{stream:?}");
             assert!(stream.ratio.is_some_and(|r| r > 0.0), "{stream:?}");
         }
-        assert!(report.figures[3].case.starts_with("buffer write"));
+        if let Some(cached) = report.cached_reads {
+            assert_eq!(cached.bytes, pagekv::bench::CACHED_READ_BYTES);
+            assert!(cached.buffer_bytes_per_s > 0.0 && cached.texture_bytes_per_s > 0.0);
+            assert!(
+                report.figures[3]
+                    .case
+                    .starts_with("buffer read of 32.0 MiB")
+            );
+        }
+        assert!(report.figures[1 + reads].case.starts_with("buffer write"));
         assert!(report.texture_write_bytes_per_s.is_some_and(|w| w > 0.0));
         assert!(report.copy_end_bytes_per_s.is_some_and(|c| c > 0.0));
         assert!(report.buffer_read_end_bytes_per_s.is_some_and(|r| r > 0.0));
