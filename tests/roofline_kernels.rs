@@ -192,11 +192,9 @@ fn bench_reports_each_figure_as_it_is_measured() {
             }
         })
         .unwrap();
-        // copy, buffer and texture read (twice: the bounds' source and a cache-sized one,
-        // where the adapter's largest source is larger), buffer and texture write, matmul,
-        // one append case, then the three host figures.
-        let reads = if report.cached_reads.is_some() { 4 } else { 2 };
-        let count = 8 + reads;
+        // copy, buffer and texture read, buffer and texture write, matmul, one append case,
+        // then the three host figures.
+        let count = 10;
         assert_eq!(seen, (1..=count).collect::<Vec<_>>(), "{}", ctx.describe());
         assert!(report.complete);
         assert_eq!(report.figures.len(), count);
@@ -213,20 +211,39 @@ fn bench_reports_each_figure_as_it_is_measured() {
                 .iter()
                 .all(|f| f.machine_speed.is_none())
         );
-        for stream in &report.figures[1..3 + reads] {
+        for stream in &report.figures[1..5] {
             assert!(stream.value.is_some_and(|v| v > 0.0), "{stream:?}");
             assert!(stream.ratio.is_some_and(|r| r > 0.0), "{stream:?}");
         }
-        if let Some(cached) = report.cached_reads {
-            assert_eq!(cached.bytes, pagekv::bench::CACHED_READ_BYTES);
-            assert!(cached.buffer_bytes_per_s > 0.0 && cached.texture_bytes_per_s > 0.0);
-            assert!(
-                report.figures[3]
-                    .case
-                    .starts_with("buffer read of 32.0 MiB")
-            );
+        assert!(report.figures[3].case.starts_with("buffer write"));
+        // The working sets double from the smallest up to below the streaming source, every
+        // rate measured.
+        let streaming = report.figures[1].seconds.unwrap() * report.figures[1].value.unwrap() * 1e9;
+        let rungs: Vec<u64> = report.working_sets.iter().map(|w| w.bytes).collect();
+        let want: Vec<u64> =
+            std::iter::successors(Some(pagekv::bench::SMALLEST_WORKING_SET), |b| Some(b * 2))
+                .take_while(|&b| (b as f64) < streaming * 0.999)
+                .collect();
+        assert_eq!(rungs, want, "{}", ctx.describe());
+        for w in &report.working_sets {
+            let rates = [
+                w.buffer_read,
+                w.texture_read,
+                w.buffer_write,
+                w.texture_write,
+            ];
+            assert!(rates.iter().all(|&r| r > 0.0), "{w:?}");
         }
-        assert!(report.figures[1 + reads].case.starts_with("buffer write"));
+        // The append's bytes (reads and writes, a few MiB) are bounded at the smallest
+        // working set holding them.
+        let bytes = append.value.unwrap() * 1e9 * append.seconds.unwrap();
+        let holding = report
+            .working_sets
+            .iter()
+            .map(|w| w.bytes)
+            .find(|&b| b as f64 >= bytes * 1.001);
+        assert!(holding.is_some(), "{bytes} bytes, rungs {rungs:?}");
+        assert_eq!(append.bound_working_set, holding, "{append:?}");
         assert!(report.texture_write_bytes_per_s.is_some_and(|w| w > 0.0));
         assert!(report.copy_end_bytes_per_s.is_some_and(|c| c > 0.0));
         assert!(report.buffer_read_end_bytes_per_s.is_some_and(|r| r > 0.0));

@@ -5,8 +5,8 @@
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 
-use super::MatmulTry;
 use super::stopwatch::{Record, Stopwatch, Timing};
+use super::{MatmulTry, WorkingSetRates};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
 use crate::gpu::{GpuContext, GpuError, KvStorage, KvStorageMode, human_bytes};
 use crate::kernels::batch::GrowBuffer;
@@ -67,22 +67,24 @@ pub struct StreamRooflines {
     pub bytes: u64,
 }
 
-/// Times `record` through each path in each order and keeps each path's faster order, so
-/// the bound holds whichever order an adapter's kernels move their bytes in.
+/// Times `record` through each path in each of its `orders` (buffer, texture) and keeps each
+/// path's faster order, so the bound holds whichever order an adapter's kernels move their
+/// bytes in.
 fn fastest_orders(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
     bytes: u64,
+    orders: [&[AccessOrder]; 2],
     record: impl Fn(
         &mut wgpu::CommandEncoder,
         (MemoryPath, AccessOrder),
         Option<wgpu::ComputePassTimestampWrites<'_>>,
     ),
 ) -> Result<StreamRooflines, GpuError> {
-    let best = |path| -> Result<(f64, AccessOrder), GpuError> {
+    let best = |path, orders: &[AccessOrder]| -> Result<(f64, AccessOrder), GpuError> {
         let mut best = (0.0, AccessOrder::Runs);
-        for order in AccessOrder::ALL {
+        for &order in orders {
             let seconds = watch
                 .time(ctx, repeats, |encoder, ts| {
                     record(encoder, (path, order), ts);
@@ -97,8 +99,8 @@ fn fastest_orders(
         Ok(best)
     };
     Ok(StreamRooflines {
-        buffer: best(MemoryPath::Buffer)?,
-        texture: best(MemoryPath::Texture)?,
+        buffer: best(MemoryPath::Buffer, orders[0])?,
+        texture: best(MemoryPath::Texture, orders[1])?,
         bytes,
     })
 }
@@ -111,11 +113,26 @@ pub fn read_rooflines(
     repeats: u32,
     cap_bytes: u64,
 ) -> Result<StreamRooflines, GpuError> {
+    reads_in(ctx, watch, repeats, cap_bytes, [&AccessOrder::ALL; 2])
+}
+
+fn reads_in(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cap_bytes: u64,
+    orders: [&[AccessOrder]; 2],
+) -> Result<StreamRooflines, GpuError> {
     let kernel = ReadKernel::new(ctx)?;
     let source = ReadSource::new(ctx, cap_bytes)?;
-    fastest_orders(ctx, watch, repeats, source.bytes(), |encoder, key, ts| {
-        kernel.record(ctx, encoder, &source, key, ts)
-    })
+    fastest_orders(
+        ctx,
+        watch,
+        repeats,
+        source.bytes(),
+        orders,
+        |encoder, key, ts| kernel.record(ctx, encoder, &source, key, ts),
+    )
 }
 
 /// Write rooflines: bytes written per second into a storage buffer and into a texture.
@@ -125,10 +142,58 @@ pub fn write_rooflines(
     repeats: u32,
     cap_bytes: u64,
 ) -> Result<StreamRooflines, GpuError> {
+    writes_in(ctx, watch, repeats, cap_bytes, [&AccessOrder::ALL; 2])
+}
+
+fn writes_in(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cap_bytes: u64,
+    orders: [&[AccessOrder]; 2],
+) -> Result<StreamRooflines, GpuError> {
     let kernel = WriteKernel::new(ctx)?;
     let target = WriteTarget::new(ctx, cap_bytes)?;
-    fastest_orders(ctx, watch, repeats, target.bytes(), |encoder, key, ts| {
-        kernel.record(ctx, encoder, &target, key, ts)
+    fastest_orders(
+        ctx,
+        watch,
+        repeats,
+        target.bytes(),
+        orders,
+        |encoder, key, ts| kernel.record(ctx, encoder, &target, key, ts),
+    )
+}
+
+/// The four rooflines on a working set of `bytes` (a multiple of 16, smaller than the
+/// streaming source), each path timed only in the order that won on the streaming source
+/// (`reads`, `writes`): one rung of the working sets cases are bounded at.
+pub fn working_set_rooflines(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    bytes: u64,
+    (reads, writes): (&StreamRooflines, &StreamRooflines),
+) -> Result<WorkingSetRates, GpuError> {
+    let read = reads_in(
+        ctx,
+        watch,
+        repeats,
+        bytes,
+        [&[reads.buffer.1], &[reads.texture.1]],
+    )?;
+    let written = writes_in(
+        ctx,
+        watch,
+        repeats,
+        bytes,
+        [&[writes.buffer.1], &[writes.texture.1]],
+    )?;
+    Ok(WorkingSetRates {
+        bytes: read.bytes,
+        buffer_read: read.buffer.0,
+        texture_read: read.texture.0,
+        buffer_write: written.buffer.0,
+        texture_write: written.texture.0,
     })
 }
 

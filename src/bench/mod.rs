@@ -10,7 +10,8 @@
 //! - Read rooflines, beside it: the same bytes read once through a storage buffer and once
 //!   through a texture. Where the texture path is faster (CPU adapters), pagekv keeps KV in
 //!   textures and decode can beat the copy roofline; these rows say by how much it could.
-//!   Both are also read on a cache-sized working set ([`CACHED_READ_BYTES`]), reported only.
+//!   Reads and writes are also timed on working sets from [`SMALLEST_WORKING_SET`] up: a case
+//!   whose bytes fit a cache is bounded at the rates of a working set its size.
 //! - Decode: KV bytes read / kernel time over batch x context, for both model geometries and
 //!   every KV dtype; plus the ggml comparison shape (8 KV heads, head dim 128, 8K context) at
 //!   GQA 1 and GQA 4.
@@ -215,6 +216,11 @@ pub struct Figure {
     /// Bound seconds over measured seconds: 1 is at the bound.
     #[serde(default)]
     pub of_bound: Option<f64>,
+    /// The working set whose rates bound the case's bytes (a rung of
+    /// [`BenchReport::working_sets`], the smallest holding them); `None` where the streaming
+    /// rates did (bytes larger than every rung, or older files).
+    #[serde(default)]
+    pub bound_working_set: Option<u64>,
     /// The machine's speed while the case ran, as a share of its best in the run: the
     /// slower of the [`machine_check`]s just before and just after the case against the
     /// fastest check. Below [`machine_check::SLOW_MACHINE`] the case was measured on a
@@ -242,6 +248,7 @@ impl Figure {
             binding: None,
             intensity: None,
             of_bound: None,
+            bound_working_set: None,
             machine_speed: None,
         }
     }
@@ -276,22 +283,27 @@ pub struct TargetCheck {
     pub met: Option<bool>,
 }
 
-/// The working set the read rooflines are also measured on: the size of many GPUs'
-/// last-level caches (and well inside a server CPU's L3). The bounds use the reads over the
-/// largest source a binding allows (up to 128 MiB), a streaming rate; a case whose KV fits a
-/// cache this size is re-read from it on every sample and can read faster, which these
-/// figures show beside the bounds' rates.
-pub const CACHED_READ_BYTES: u64 = 32 << 20;
+/// The smallest working set the rooflines are measured on besides the streaming one: a
+/// pass this short still takes about a millisecond on a CPU adapter, enough to time.
+pub const SMALLEST_WORKING_SET: u64 = 8 << 20;
 
-/// The read rooflines on [`CACHED_READ_BYTES`]: reported, not used by any bound.
+/// The rooflines on one working set smaller than the streaming source (a rung of
+/// [`BenchReport::working_sets`]), each path timed in the order that won on the streaming
+/// source. A case whose bytes fit a cache is re-read from it on every sample and can move
+/// faster than the streaming rates; its bound uses the rates of the smallest rung that holds
+/// its bytes, so no cache makes it look faster than its access paths allow.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CachedReads {
-    /// Bytes one pass read.
+pub struct WorkingSetRates {
+    /// Bytes one pass moved.
     pub bytes: u64,
-    /// Through a storage buffer, bytes per second.
-    pub buffer_bytes_per_s: f64,
-    /// Through an `rgba32uint` storage texture, bytes per second.
-    pub texture_bytes_per_s: f64,
+    /// Read through a storage buffer, bytes per second.
+    pub buffer_read: f64,
+    /// Read through an `rgba32uint` storage texture, bytes per second.
+    pub texture_read: f64,
+    /// Written through a storage buffer, bytes per second.
+    pub buffer_write: f64,
+    /// Written through an `rgba32uint` storage texture, bytes per second.
+    pub texture_write: f64,
 }
 
 /// Everything one bench run measured; `--json` writes it.
@@ -345,10 +357,12 @@ pub struct BenchReport {
     /// (its bounds use the start) and in files from builds whose bounds always used the start.
     #[serde(default)]
     pub bounds_use_faster_read: bool,
-    /// The read rooflines on a cache-sized working set; `None` in files from builds that did
-    /// not measure them and where the adapter's largest read source is no larger.
+    /// The rooflines on working sets from [`SMALLEST_WORKING_SET`] doubling up to below the
+    /// streaming source, smallest first: a case whose bytes fit one is bounded at its rates
+    /// (`Figure::bound_working_set`). Empty in files from builds whose bounds used the
+    /// streaming rates for every case.
     #[serde(default)]
-    pub cached_reads: Option<CachedReads>,
+    pub working_sets: Vec<WorkingSetRates>,
     /// The order of the faster buffer read (each path is read both ways); `None` in files
     /// from builds that read one way only (per-invocation runs).
     #[serde(default)]
@@ -432,7 +446,7 @@ impl BenchReport {
             buffer_read_end_bytes_per_s: None,
             texture_read_end_bytes_per_s: None,
             bounds_use_faster_read: false,
-            cached_reads: None,
+            working_sets: Vec::new(),
             buffer_read_order: None,
             texture_read_order: None,
             buffer_write_bytes_per_s: None,
@@ -540,11 +554,13 @@ pub(crate) fn sample_report() -> BenchReport {
             buffer_read_end_bytes_per_s: Some(7.5e9),
             texture_read_end_bytes_per_s: Some(2.2e10),
             bounds_use_faster_read: true,
-            cached_reads: Some(CachedReads {
+            working_sets: vec![WorkingSetRates {
                 bytes: 32 << 20,
-                buffer_bytes_per_s: 9e9,
-                texture_bytes_per_s: 4e10,
-            }),
+                buffer_read: 9e9,
+                texture_read: 4e10,
+                buffer_write: 7e9,
+                texture_write: 1e10,
+            }],
             buffer_read_order: Some(AccessOrder::Interleaved),
             texture_read_order: Some(AccessOrder::Runs),
             buffer_write_bytes_per_s: Some(6e9),

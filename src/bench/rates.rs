@@ -6,7 +6,13 @@
 //! measured again at the end: a bound must come from the fastest reading of each rate, or a
 //! run that warmed up (or had a noisy start) judges its kernels against a rate the adapter
 //! beat.
+//!
+//! A case's bytes are timed against the rates of a working set its size: the smallest rung of
+//! [`WorkingSetRates`] that holds them, or the streaming rates where none does. A case whose
+//! bytes fit a cache re-reads them from it on every sample, so the streaming rates would
+//! under-state what its access paths allow.
 
+use super::WorkingSetRates;
 use super::bound::{self, Bound, Stream};
 use super::kernels::{self, AttentionCase};
 use crate::gpu::{GpuContext, KvBacking};
@@ -36,6 +42,12 @@ pub(super) struct Demand {
 }
 
 impl Demand {
+    /// The bytes one sample touches, all streams together: what must fit a cache for the
+    /// case to be re-read from it.
+    pub fn working_set(&self) -> f64 {
+        self.streams.iter().map(|(bytes, _)| bytes).sum()
+    }
+
     /// Where the case's KV pool lives: textures on CPU adapters, buffers elsewhere (the same
     /// choice the case's storage makes; a forced tiled path reads buffers).
     fn backing(ctx: &GpuContext, case: &AttentionCase) -> KvBacking {
@@ -85,7 +97,7 @@ impl Demand {
 }
 
 /// The rates one run measured, which every bound in it is computed from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Rates {
     /// Copy roofline, bytes read + written per second.
     pub copy: f64,
@@ -97,6 +109,8 @@ pub(super) struct Rates {
     pub buffer_write: f64,
     /// Written through a texture, bytes per second.
     pub texture_write: f64,
+    /// The same four rates on working sets smaller than the streaming source, smallest first.
+    pub working_sets: Vec<WorkingSetRates>,
     /// The matmul yardstick, FLOP/s.
     pub matmul: f64,
     /// The matmul shape that rate came from, which the machine check between cases times
@@ -105,8 +119,8 @@ pub(super) struct Rates {
 }
 
 impl Rates {
-    /// The rate of one access path.
-    fn rate(&self, path: Path) -> f64 {
+    /// The streaming rate of one access path.
+    fn streaming(&self, path: Path) -> f64 {
         match path {
             Path::BufferRead => self.buffer_read,
             Path::TextureRead => self.texture_read,
@@ -115,17 +129,45 @@ impl Rates {
         }
     }
 
-    /// The roofline bound of `demand` at these rates.
+    /// The smallest working set measured that holds `bytes`, `None` when only the streaming
+    /// source does.
+    pub fn working_set_for(&self, bytes: f64) -> Option<u64> {
+        self.working_sets
+            .iter()
+            .map(|rung| rung.bytes)
+            .find(|&rung| rung as f64 >= bytes)
+    }
+
+    /// The rate of `path` for a case touching `bytes`: the fastest reading on any working set
+    /// at least that large, the streaming source included. A larger working set never makes
+    /// a path faster, so a rung measured slower than a larger one (noise) takes the larger
+    /// one's rate: noise can only tighten a bound.
+    fn rate(&self, path: Path, bytes: f64) -> f64 {
+        self.working_sets
+            .iter()
+            .filter(|rung| rung.bytes as f64 >= bytes)
+            .map(|rung| match path {
+                Path::BufferRead => rung.buffer_read,
+                Path::TextureRead => rung.texture_read,
+                Path::BufferWrite => rung.buffer_write,
+                Path::TextureWrite => rung.texture_write,
+            })
+            .fold(self.streaming(path), f64::max)
+    }
+
+    /// The roofline bound of `demand` at these rates, each stream at the rate of the case's
+    /// working set.
     pub fn bound(&self, demand: &Demand) -> Bound {
+        let working_set = demand.working_set();
         let streams = demand.streams.map(|(bytes, path)| Stream {
             bytes,
-            rate: self.rate(path),
+            rate: self.rate(path, working_set),
         });
         bound::bound(&streams, demand.flops, self.matmul)
     }
 
-    /// These rates with each read rate raised to `buffer_read` / `texture_read` where those
-    /// are faster (a later reading of the same roofline).
+    /// These rates with each streaming read rate raised to `buffer_read` / `texture_read`
+    /// where those are faster (a later reading of the same roofline).
     pub fn with_faster_reads(self, buffer_read: f64, texture_read: f64) -> Self {
         Self {
             buffer_read: self.buffer_read.max(buffer_read),
@@ -146,6 +188,7 @@ mod tests {
             texture_read: 10e9,
             buffer_write: 4e9,
             texture_write: 3e9,
+            working_sets: Vec::new(),
             matmul: 60e9,
             yardstick: MatmulShape::Tiled,
         }
@@ -177,15 +220,92 @@ mod tests {
             flops: 120e9,
         };
         let start = rates();
-        let end = start.with_faster_reads(6e9, 12.5e9);
+        let end = start.clone().with_faster_reads(6e9, 12.5e9);
         assert_eq!(start.bound(&memory).seconds, 1.0);
         assert_eq!(end.bound(&memory).seconds, 0.8);
         assert_eq!(start.bound(&compute).seconds, 2.0);
         assert_eq!(end.bound(&compute).seconds, 2.0);
         // A slower later reading leaves the rates as they were.
-        let slower = start.with_faster_reads(1e9, 1e9);
+        let slower = start.clone().with_faster_reads(1e9, 1e9);
         assert_eq!(slower.buffer_read, 5e9);
         assert_eq!(slower.texture_read, 10e9);
         assert_eq!(slower.copy, start.copy);
+    }
+
+    fn rung(bytes: u64, rate: f64) -> WorkingSetRates {
+        WorkingSetRates {
+            bytes,
+            buffer_read: rate,
+            texture_read: rate,
+            buffer_write: rate,
+            texture_write: rate,
+        }
+    }
+
+    #[test]
+    fn a_case_takes_the_rates_of_the_smallest_working_set_holding_its_bytes() {
+        let ladder = Rates {
+            working_sets: vec![
+                rung(8 << 20, 40e9),
+                rung(16 << 20, 30e9),
+                rung(32 << 20, 20e9),
+            ],
+            ..rates()
+        };
+        let reads = |bytes: f64| Demand {
+            streams: [(bytes, Path::TextureRead), (0.0, Path::BufferRead)],
+            flops: 0.0,
+        };
+        let mib = (1u64 << 20) as f64;
+        // Smaller than every rung: the smallest one's rate.
+        assert_eq!(ladder.working_set_for(mib), Some(8 << 20));
+        assert_eq!(ladder.bound(&reads(4e6)).seconds, 4e6 / 40e9);
+        // Just over a rung: the next one up.
+        assert_eq!(ladder.working_set_for(8.0 * mib + 1.0), Some(16 << 20));
+        assert_eq!(ladder.bound(&reads(9.0 * mib)).seconds, 9.0 * mib / 30e9);
+        // A rung exactly.
+        assert_eq!(ladder.bound(&reads(32.0 * mib)).seconds, 32.0 * mib / 20e9);
+        // Larger than every rung: the streaming rate.
+        assert_eq!(ladder.working_set_for(33.0 * mib), None);
+        assert_eq!(ladder.bound(&reads(40.0 * mib)).seconds, 40.0 * mib / 10e9);
+    }
+
+    #[test]
+    fn the_working_set_counts_every_stream_of_the_case() {
+        let ladder = Rates {
+            working_sets: vec![rung(8 << 20, 40e9), rung(16 << 20, 20e9)],
+            ..rates()
+        };
+        let mib = (1u64 << 20) as f64;
+        // 6 MiB of reads and 4 MiB of writes: 10 MiB touched, so the 16 MiB rung's rates.
+        let append = Demand {
+            streams: [
+                (6.0 * mib, Path::BufferRead),
+                (4.0 * mib, Path::TextureWrite),
+            ],
+            flops: 0.0,
+        };
+        assert_eq!(append.working_set(), 10.0 * mib);
+        assert_eq!(ladder.bound(&append).seconds, 10.0 * mib / 20e9);
+    }
+
+    #[test]
+    fn a_rung_slower_than_a_larger_one_takes_the_larger_ones_rate() {
+        // Noise made the 8 MiB reading slower than the 16 MiB one and than streaming.
+        let ladder = Rates {
+            working_sets: vec![rung(8 << 20, 2e9), rung(16 << 20, 30e9)],
+            ..rates()
+        };
+        let demand = Demand {
+            streams: [(4e6, Path::TextureRead), (0.0, Path::BufferRead)],
+            flops: 0.0,
+        };
+        assert_eq!(ladder.bound(&demand).seconds, 4e6 / 30e9);
+        // And no rung is ever taken below the streaming rate.
+        let slow = Rates {
+            working_sets: vec![rung(8 << 20, 1e9)],
+            ..rates()
+        };
+        assert_eq!(slow.bound(&demand).seconds, 4e6 / 10e9);
     }
 }

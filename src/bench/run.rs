@@ -1,12 +1,12 @@
 //! One bench run: the rooflines first, then every planned case (or the long-context curves),
 //! each figure stated against the same run's rooflines and its own roofline bound.
 
-use super::bound::{self, Bound};
+use super::bound;
 use super::kernels::{self, AttentionCase, BenchSkip};
 use super::machine_check::CaseChecks;
 use super::plan::{PlannedCase, Work, plan};
 use super::rates::{Demand, Rates};
-use super::{BenchEvent, BenchOptions, BenchReport, CACHED_READ_BYTES, CachedReads, Figure};
+use super::{BenchEvent, BenchOptions, BenchReport, Figure, SMALLEST_WORKING_SET};
 use super::{Section, Timing, Unit};
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
@@ -35,7 +35,7 @@ fn figure(
             figure.value = Some(amount / seconds / 1e9);
             figure.ratio = Some(amount / seconds / roofline);
             figure.flops = Some(demand.flops);
-            state_bound(&mut figure, rates.bound(demand));
+            state_bound(&mut figure, rates, demand);
         }
         Err(BenchSkip::Skipped(reason)) => figure.skipped = Some(reason),
         Err(BenchSkip::Failed(e)) => return Err(e),
@@ -43,11 +43,13 @@ fn figure(
     Ok(figure)
 }
 
-/// Sets a timed figure's bound columns from `bound`.
-fn state_bound(figure: &mut Figure, bound: Bound) {
+/// Sets a timed figure's bound columns: `demand` at `rates`.
+fn state_bound(figure: &mut Figure, rates: &Rates, demand: &Demand) {
     let Some(seconds) = figure.seconds else {
         return;
     };
+    let bound = rates.bound(demand);
+    figure.bound_working_set = rates.working_set_for(demand.working_set());
     figure.bound_seconds = Some(bound.seconds);
     figure.binding = Some(bound.binding);
     figure.intensity = Some(bound.intensity);
@@ -89,10 +91,12 @@ impl Recorder<'_> {
     /// States every remembered result against its bound at `rates`.
     fn restate_bounds(&mut self, rates: &Rates) {
         for (slot, demand) in &self.demands {
-            let bound = rates.bound(demand);
             match slot {
-                Slot::Figure(index) => state_bound(&mut self.report.figures[*index], bound),
+                Slot::Figure(index) => {
+                    state_bound(&mut self.report.figures[*index], rates, demand);
+                }
                 Slot::Point { curve, context } => {
+                    let bound = rates.bound(demand);
                     let point = self
                         .report
                         .long_context
@@ -132,25 +136,31 @@ pub fn run_bench(
     ));
     let reads = kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
     let (buffer_read, texture_read) = (reads.buffer.0, reads.texture.0);
-    // Only where the bounds' source is larger: otherwise it would time the same reads again.
-    let cached_reads = if reads.bytes > CACHED_READ_BYTES {
-        observer(BenchEvent::Starting(
-            "read rooflines on a cache-sized working set (reported beside the bounds' rates, not used by them)",
-        ));
-        Some(kernels::read_rooflines(
-            ctx,
-            &watch,
-            repeats,
-            CACHED_READ_BYTES,
-        )?)
-    } else {
-        None
-    };
     observer(BenchEvent::Starting(
         "write rooflines (buffer and texture, each in two orders; the faster is kept)",
     ));
     let writes = kernels::write_rooflines(ctx, &watch, repeats, 1 << 30)?;
     let (buffer_write, texture_write) = (writes.buffer.0, writes.texture.0);
+    // Every doubling from the smallest working set up to below the streaming source.
+    let streaming_bytes = reads.bytes.min(writes.bytes);
+    let rungs: Vec<u64> = std::iter::successors(Some(SMALLEST_WORKING_SET), |b| Some(b * 2))
+        .take_while(|&b| b < streaming_bytes)
+        .collect();
+    let mut working_sets = Vec::with_capacity(rungs.len());
+    if !rungs.is_empty() {
+        observer(BenchEvent::Starting(
+            "read and write rooflines on smaller working sets (a case whose bytes fit one is bounded at its rates)",
+        ));
+    }
+    for bytes in rungs {
+        working_sets.push(kernels::working_set_rooflines(
+            ctx,
+            &watch,
+            repeats,
+            bytes,
+            (&reads, &writes),
+        )?);
+    }
     let size = if options.quick { 512 } else { 1024 };
     observer(BenchEvent::Starting(
         "matmul yardstick (each register-tiled shape in turn; the fastest is kept)",
@@ -167,6 +177,7 @@ pub fn run_bench(
         texture_read,
         buffer_write,
         texture_write,
+        working_sets: working_sets.clone(),
         matmul,
         yardstick: MatmulShape::candidates(ctx)
             .into_iter()
@@ -202,11 +213,7 @@ pub fn run_bench(
             texture_read_bytes_per_s: Some(texture_read),
             buffer_read_order: Some(reads.buffer.1),
             texture_read_order: Some(reads.texture.1),
-            cached_reads: cached_reads.as_ref().map(|cached| CachedReads {
-                bytes: cached.bytes,
-                buffer_bytes_per_s: cached.buffer.0,
-                texture_bytes_per_s: cached.texture.0,
-            }),
+            working_sets,
             buffer_write_bytes_per_s: Some(buffer_write),
             texture_write_bytes_per_s: Some(texture_write),
             buffer_write_order: Some(writes.buffer.1),
@@ -256,12 +263,7 @@ pub fn run_bench(
     copy_figure.value = Some(copy / 1e9);
     copy_figure.ratio = Some(1.0);
     rec.add(copy_figure);
-    let mut streams = vec![(&reads, "read", "writes")];
-    if let Some(cached) = &cached_reads {
-        streams.push((cached, "read", "writes"));
-    }
-    streams.push((&writes, "write", "reads"));
-    for (stream, verb, other) in streams {
+    for (stream, verb, other) in [(&reads, "read", "writes"), (&writes, "write", "reads")] {
         let paths = [("buffer", stream.buffer.0), ("texture", stream.texture.0)];
         for (path, rate) in paths {
             let mut figure = Figure::blank(
@@ -298,7 +300,11 @@ pub fn run_bench(
     rec.report.buffer_read_end_bytes_per_s = Some(reads_end.buffer.0);
     rec.report.texture_read_end_bytes_per_s = Some(reads_end.texture.0);
     // A bound is only a bound at the fastest reading of each rate.
-    rec.restate_bounds(&rates.with_faster_reads(reads_end.buffer.0, reads_end.texture.0));
+    rec.restate_bounds(
+        &rates
+            .clone()
+            .with_faster_reads(reads_end.buffer.0, reads_end.texture.0),
+    );
     rec.report.bounds_use_faster_read = true;
     rec.report.complete = true;
     rec.report.targets = targets::judge(&rec.report);
@@ -461,6 +467,7 @@ mod tests {
             texture_read: 16e9,
             buffer_write: 1e9,
             texture_write: 1e9,
+            working_sets: Vec::new(),
             matmul: 6e9,
             yardstick: MatmulShape::Tiled,
         };
@@ -470,6 +477,23 @@ mod tests {
         assert_eq!(figure.bound_seconds, Some(0.005));
         assert_eq!(figure.of_bound, Some(0.5));
         assert_eq!(figure.binding, Some(bound::Binding::Memory));
+        assert_eq!(figure.bound_working_set, None);
+        // With a working set that holds its 80 MB read twice as fast, the figure is
+        // restated at that rate and says which working set bound it.
+        let rung = crate::bench::WorkingSetRates {
+            bytes: 128 << 20,
+            buffer_read: 1e9,
+            texture_read: 32e9,
+            buffer_write: 1e9,
+            texture_write: 1e9,
+        };
+        rec.restate_bounds(&Rates {
+            working_sets: vec![rung],
+            ..rates.clone()
+        });
+        let figure = &rec.report.figures[0];
+        assert_eq!(figure.bound_seconds, Some(0.0025));
+        assert_eq!(figure.bound_working_set, Some(128 << 20));
         assert_eq!(figure.intensity, Some(0.0));
         // 6 MFLOP at 6 GFLOP/s: the whole of the point's 1 ms.
         let point = &rec.report.long_context.as_ref().unwrap().curves[0].points[0];

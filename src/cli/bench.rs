@@ -221,7 +221,13 @@ pub fn render(report: &BenchReport) -> String {
         let of_bound = f.of_bound.map_or(String::new(), |r| {
             format!("{:.0}%{}", 100.0 * r, if r > 1.0 { " (!)" } else { "" })
         });
-        let binds = f.binding.map_or("", |b| b.name());
+        // A memory-bound case says which working set's rates bound it (streaming: none).
+        let binds = match (f.binding, f.bound_working_set) {
+            (Some(b @ pagekv::bench::Binding::Memory), Some(bytes)) => {
+                format!("{} ({})", b.name(), pagekv::gpu::human_bytes(bytes))
+            }
+            (b, _) => b.map_or(String::new(), |b| b.name().to_string()),
+        };
         let intensity = f.intensity.map_or(String::new(), |i| format!("{i:.2}"));
         let vs_f16 = f.time_vs_f16.map_or(String::new(), |r| format!("{r:.2}x"));
         table.add_row(vec![
@@ -330,6 +336,12 @@ pub fn render(report: &BenchReport) -> String {
     }
     out += "spread: the interquartile range of a case's samples over their median (a noisy machine shows here first)\n";
     out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append: f32 K/V at the buffer read rate plus the pool's bytes at its path's write rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
+    if let Some(smallest) = report.working_sets.first() {
+        out += &format!(
+            "working sets: a case's bytes move at the rates of the smallest working set timed that holds them all ({} and up; \"memory (N MiB)\"), where a cache can serve them on every sample; larger cases at the streaming rates\n",
+            pagekv::gpu::human_bytes(smallest.bytes)
+        );
+    }
     if report.adapter.device_type == wgpu::DeviceType::Cpu {
         out += "cpu adapter: texel fetches and arithmetic run on the same cores, so a case that needs both takes about their sum rather than the longer; where the two are close (decode at GQA 7, 7 flop/byte) the sum is about twice the bound\n";
     }
@@ -347,10 +359,12 @@ pub fn render(report: &BenchReport) -> String {
             "(!) marks a memory-bound case faster than its bound (e.g. {} {}): for it the rooflines under-state what its access paths allow, so its ratio says only that it runs at least at their rates{}\n",
             example.section.name(),
             example.case,
-            if report.cached_reads.is_some() {
-                " (the bounds use streaming rates; a case whose bytes fit a cache can beat them, as the cache-sized reads show)"
-            } else {
-                ""
+            match report.working_sets.first() {
+                Some(smallest) if example.bound_working_set == Some(smallest.bytes) => format!(
+                    " (its bytes fit the smallest working set timed, {}, and may fit a smaller, faster cache)",
+                    pagekv::gpu::human_bytes(smallest.bytes)
+                ),
+                _ => String::new(),
             },
         );
     }
@@ -410,13 +424,8 @@ pub fn render(report: &BenchReport) -> String {
         };
         out += &format!("read rooflines again at the end: {buffer} / {texture}; {used}\n");
     }
-    if let Some(cached) = report.cached_reads {
-        out += &format!(
-            "read rooflines on a {} working set: {:.2} GB/s (buffer) / {:.2} GB/s (texture); a case whose KV fits a cache that size can read faster than the bounds' streaming rates\n",
-            pagekv::gpu::human_bytes(cached.bytes),
-            cached.buffer_bytes_per_s / 1e9,
-            cached.texture_bytes_per_s / 1e9
-        );
+    if let Some(line) = working_set_line(report) {
+        out += &line;
     }
     if !report.complete {
         out += "incomplete: the run stopped before its last case\n";
@@ -436,6 +445,41 @@ pub fn render(report: &BenchReport) -> String {
         out += &format!("  [{mark}] {}: {}\n", t.target, t.measured);
     }
     out
+}
+
+/// The rooflines on each working set the bounds use, smallest first, then the streaming
+/// ones (`None` for files without working sets).
+fn working_set_line(report: &BenchReport) -> Option<String> {
+    let gbs = |r: f64| format!("{:.2}", r / 1e9);
+    let rungs: Vec<String> = report
+        .working_sets
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {} / {} / {} / {}",
+                pagekv::gpu::human_bytes(w.bytes),
+                gbs(w.buffer_read),
+                gbs(w.texture_read),
+                gbs(w.buffer_write),
+                gbs(w.texture_write)
+            )
+        })
+        .collect();
+    if rungs.is_empty() {
+        return None;
+    }
+    let streaming = [
+        report.buffer_read_bytes_per_s,
+        report.texture_read_bytes_per_s,
+        report.buffer_write_bytes_per_s,
+        report.texture_write_bytes_per_s,
+    ]
+    .map(|r| r.map_or("-".to_string(), gbs))
+    .join(" / ");
+    Some(format!(
+        "rooflines by working set, GB/s (buffer read / texture read / buffer write / texture write): {}, streaming {streaming}\n",
+        rungs.join(", ")
+    ))
 }
 
 /// The long-context curves: ns per KV position per layer at each context, the share of the
@@ -537,5 +581,64 @@ mod tests {
             "{row}"
         );
         assert!(out.contains(&doubt_legend()));
+    }
+
+    /// A memory-bound case names the working set whose rates bound it, the working sets are
+    /// listed with the streaming rates, and a case above its bound at the smallest working
+    /// set is explained by a cache smaller still.
+    #[test]
+    fn memory_bound_cases_name_the_working_set_that_bound_them() {
+        use pagekv::bench::{Figure, Section, Unit, WorkingSetRates};
+        let case = |name: &str, of_bound: f64, working_set| {
+            let mut f = Figure::blank(Section::Append, name, Unit::Gigabytes);
+            f.seconds = Some(1e-3);
+            f.value = Some(2.0);
+            f.binding = Some(Binding::Memory);
+            f.of_bound = Some(of_bound);
+            f.bound_working_set = working_set;
+            f
+        };
+        let report = BenchReport {
+            buffer_read_bytes_per_s: Some(5e9),
+            texture_read_bytes_per_s: Some(10e9),
+            buffer_write_bytes_per_s: Some(4e9),
+            texture_write_bytes_per_s: Some(2e9),
+            working_sets: vec![WorkingSetRates {
+                bytes: 8 << 20,
+                buffer_read: 6e9,
+                texture_read: 20e9,
+                buffer_write: 5e9,
+                texture_write: 3e9,
+            }],
+            figures: vec![case("small", 1.2, Some(8 << 20)), case("large", 0.7, None)],
+            ..BenchReport::new(
+                Default::default(),
+                pagekv::bench::Clock::GpuTimestamps,
+                true,
+            )
+        };
+        let out = render(&report);
+        let binds = |name: &str| {
+            let row = out
+                .lines()
+                .find(|l| l.contains(&format!(" {name} ")))
+                .unwrap();
+            row.split(['│', '┆'])
+                .map(str::trim)
+                .nth(8)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(binds("small"), "memory (8.0 MiB)", "{out}");
+        assert_eq!(binds("large"), "memory", "{out}");
+        assert!(
+            out.contains("rooflines by working set, GB/s (buffer read / texture read / buffer write / texture write): 8.0 MiB 6.00 / 20.00 / 5.00 / 3.00, streaming 5.00 / 10.00 / 4.00 / 2.00\n"),
+            "{out}"
+        );
+        assert!(out.contains("working sets: a case's bytes move at the rates of the smallest working set timed that holds them all (8.0 MiB and up"), "{out}");
+        assert!(
+            out.contains("(its bytes fit the smallest working set timed, 8.0 MiB, and may fit a smaller, faster cache)"),
+            "{out}"
+        );
     }
 }

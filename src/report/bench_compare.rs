@@ -37,8 +37,18 @@ pub fn describe_bench(label: &str, r: &BenchReport) -> String {
                 }
             )
         });
+    // Files whose small cases were bounded at cache-sized working sets say so: their ratios
+    // for those cases are stricter than a file's whose bounds used streaming rates only.
+    let working_sets = match (r.working_sets.first(), r.working_sets.last()) {
+        (Some(first), Some(last)) => format!(
+            ", cases up to {} bounded at their working set's rates (from {})",
+            crate::gpu::human_bytes(last.bytes),
+            crate::gpu::human_bytes(first.bytes)
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{label}: {}, {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s{reads}, kv pools in {}{}",
+        "{label}: {}, {} grid, {}, copy {:.2} GB/s{drift}, matmul {:.2} GFLOP/s{reads}{working_sets}, kv pools in {}{}",
         r.adapter.identity(),
         if r.quick { "quick" } else { "full" },
         r.clock.short_name(),
@@ -346,6 +356,25 @@ mod tests {
         assert!(
             start.contains("bounds at reads 8.00 / 12.00 GB/s (start)"),
             "{start}"
+        );
+        assert!(!start.contains("working set"), "{start}");
+        let rung = |bytes| crate::bench::WorkingSetRates {
+            bytes,
+            buffer_read: 1e10,
+            texture_read: 2e10,
+            buffer_write: 1e10,
+            texture_write: 1e10,
+        };
+        let ladder = BenchReport {
+            working_sets: vec![rung(8 << 20), rung(16 << 20), rung(64 << 20)],
+            ..reads(true)
+        };
+        let described = describe_bench("C", &ladder);
+        assert!(
+            described.contains(
+                "(the faster of start and end), cases up to 64.0 MiB bounded at their working set's rates (from 8.0 MiB), kv pools"
+            ),
+            "{described}"
         );
     }
 
