@@ -272,6 +272,19 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
         assert!(report[end].as_f64().unwrap() > 0.0, "{end}");
     }
     assert!(text.contains("read rooflines again at the end: "), "{text}");
+    // The yardstick is timed again too, and the compute bounds use the faster reading.
+    let (start, end) = (
+        report["matmul_flops"].as_f64().unwrap(),
+        report["matmul_end_flops"].as_f64().unwrap(),
+    );
+    assert!(end > 0.0);
+    assert!(
+        text.contains(&format!(
+            "every compute bound uses the faster ({:.2} GFLOP/s)",
+            start.max(end) / 1e9
+        )),
+        "{text}"
+    );
     assert_eq!(report["bounds_use_faster_read"], true);
     assert!(
         text.contains("every bound uses the faster reading of each ("),

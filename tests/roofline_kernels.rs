@@ -249,6 +249,7 @@ fn bench_reports_each_figure_as_it_is_measured() {
         assert!(report.buffer_read_end_bytes_per_s.is_some_and(|r| r > 0.0));
         assert!(report.texture_read_end_bytes_per_s.is_some_and(|r| r > 0.0));
         assert!(report.bounds_use_faster_read);
+        assert!(report.matmul_end_flops.is_some_and(|m| m > 0.0));
         assert_eq!(started.first().map(String::as_str), Some("copy roofline"));
     }
 }

@@ -197,14 +197,15 @@ pub fn working_set_rooflines(
     })
 }
 
-/// The matmul yardstick at `size`^3: every candidate shape for this adapter
-/// ([`MatmulShape::candidates`]) timed in turn, each with its FLOP/s or why it has none.
-/// Fails only when no shape ran.
+/// The matmul yardstick at `size`^3: each of `shapes` (the adapter's
+/// [`MatmulShape::candidates`] at the start of a run, the chosen one again at its end) timed
+/// in turn, each with its FLOP/s or why it has none. Fails only when no shape ran.
 pub fn matmul_yardstick(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
     size: u32,
+    shapes: &[MatmulShape],
 ) -> Result<Vec<MatmulTry>, GpuError> {
     let bytes = size as u64 * size as u64 * 4;
     // A and B are also copy sources: the texel-fed shapes read texture copies of them.
@@ -220,7 +221,7 @@ pub fn matmul_yardstick(
     );
     let mut tries = Vec::new();
     let mut last_error = None;
-    for shape in MatmulShape::candidates(ctx) {
+    for &shape in shapes {
         let timed = MatmulKernel::with_shape(ctx, shape).and_then(|kernel| {
             watch.time(ctx, repeats, |encoder, ts| {
                 kernel.record(ctx, encoder, (size, size, size), &a, &b, &c, ts)

@@ -333,6 +333,12 @@ pub struct BenchReport {
     pub complete: bool,
     /// Matmul roofline, FLOP/s: the fastest of `matmul_tries`.
     pub matmul_flops: f64,
+    /// The yardstick's shape timed again after the GPU sections, FLOP/s: where it runs
+    /// faster than at the start, the compute side of every bound uses it
+    /// (`bounds_use_faster_read`). `None` in files from builds that timed it once and from
+    /// runs that stopped before the end.
+    #[serde(default)]
+    pub matmul_end_flops: Option<f64>,
     /// Every matmul shape tried for the yardstick, in order (empty in version 1 files).
     #[serde(default)]
     pub matmul_tries: Vec<MatmulTry>,
@@ -353,7 +359,8 @@ pub struct BenchReport {
     #[serde(default)]
     pub texture_read_end_bytes_per_s: Option<f64>,
     /// Whether every bound was restated at the faster of each read roofline's two readings
-    /// (start and end) once the run finished. False in a file written part-way through a run
+    /// (start and end), and of the matmul yardstick's where the file has both, once the run
+    /// finished. False in a file written part-way through a run
     /// (its bounds use the start) and in files from builds whose bounds always used the start.
     #[serde(default)]
     pub bounds_use_faster_read: bool,
@@ -440,6 +447,7 @@ impl BenchReport {
             copy_end_bytes_per_s: None,
             complete: false,
             matmul_flops: 0.0,
+            matmul_end_flops: None,
             matmul_tries: Vec::new(),
             buffer_read_bytes_per_s: None,
             texture_read_bytes_per_s: None,
@@ -491,12 +499,22 @@ impl BenchReport {
         ))
     }
 
+    /// The matmul rate (FLOP/s) this report's bounds were computed from: the faster of the
+    /// yardstick's two readings where the run restated its bounds at the end, the start
+    /// reading otherwise.
+    pub fn bound_matmul_rate(&self) -> f64 {
+        match self.matmul_end_flops {
+            Some(end) if self.bounds_use_faster_read => self.matmul_flops.max(end),
+            _ => self.matmul_flops,
+        }
+    }
+
     /// How much the matmul yardstick trails the fastest attention case's flop rate, `None`
     /// when it beats them all (only then is the compute side of a bound a bound).
     pub fn yardstick_shortfall(&self) -> Option<f64> {
         let mut rates: Vec<f64> = self.figures.iter().filter_map(Figure::flop_rate).collect();
         rates.extend(self.long_context.iter().flat_map(LongContext::flop_rates));
-        bound::yardstick_shortfall(self.matmul_flops, &rates)
+        bound::yardstick_shortfall(self.bound_matmul_rate(), &rates)
     }
 }
 
@@ -537,6 +555,7 @@ pub(crate) fn sample_report() -> BenchReport {
             copy_end_bytes_per_s: Some(1.1e10),
             complete: true,
             matmul_flops: 5e9,
+            matmul_end_flops: Some(6e9),
             matmul_tries: vec![
                 MatmulTry {
                     kernel: "matmulflat_r16c4".into(),
@@ -618,6 +637,20 @@ mod tests {
         assert_eq!(report.bound_read_rates(), Some((8e9, 2e10)));
         report.texture_read_bytes_per_s = None;
         assert_eq!(report.bound_read_rates(), None);
+    }
+
+    #[test]
+    fn bounds_use_the_faster_yardstick_reading_only_where_the_run_restated_them() {
+        let mut report = sample_report();
+        // Start 5 GFLOP/s, end 6.
+        assert_eq!(report.bound_matmul_rate(), 6e9);
+        report.bounds_use_faster_read = false;
+        assert_eq!(report.bound_matmul_rate(), 5e9);
+        report.bounds_use_faster_read = true;
+        report.matmul_end_flops = Some(4e9);
+        assert_eq!(report.bound_matmul_rate(), 5e9);
+        report.matmul_end_flops = None;
+        assert_eq!(report.bound_matmul_rate(), 5e9);
     }
 
     #[test]

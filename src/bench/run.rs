@@ -165,7 +165,8 @@ pub fn run_bench(
     observer(BenchEvent::Starting(
         "matmul yardstick (each register-tiled shape in turn; the fastest is kept)",
     ));
-    let tries = kernels::matmul_yardstick(ctx, &watch, repeats, size)?;
+    let candidates = MatmulShape::candidates(ctx);
+    let tries = kernels::matmul_yardstick(ctx, &watch, repeats, size, &candidates)?;
     let (best, matmul) = tries
         .iter()
         .filter_map(|t| Some((t.kernel.clone(), t.flops?)))
@@ -179,7 +180,7 @@ pub fn run_bench(
         texture_write,
         working_sets: working_sets.clone(),
         matmul,
-        yardstick: MatmulShape::candidates(ctx)
+        yardstick: candidates
             .into_iter()
             .find(|shape| shape.name() == best)
             .expect("the yardstick is one of the candidates"),
@@ -294,16 +295,22 @@ pub fn run_bench(
     } else {
         run_grid(ctx, &watch, repeats, options, &rates, &mut rec)?;
     }
-    rec.starting("copy and read rooflines again (drift over the run)");
+    rec.starting("copy and read rooflines and the matmul yardstick again (drift over the run)");
     rec.report.copy_end_bytes_per_s = Some(copy_roofline()?.0);
     let reads_end = kernels::read_rooflines(ctx, &watch, repeats, 1 << 30)?;
     rec.report.buffer_read_end_bytes_per_s = Some(reads_end.buffer.0);
     rec.report.texture_read_end_bytes_per_s = Some(reads_end.texture.0);
+    let matmul_end = kernels::matmul_yardstick(ctx, &watch, repeats, size, &[rates.yardstick])?
+        .first()
+        .and_then(|t| t.flops)
+        .expect("matmul_yardstick fails when no shape ran");
+    rec.report.matmul_end_flops = Some(matmul_end);
     // A bound is only a bound at the fastest reading of each rate.
     rec.restate_bounds(
         &rates
             .clone()
-            .with_faster_reads(reads_end.buffer.0, reads_end.texture.0),
+            .with_faster_reads(reads_end.buffer.0, reads_end.texture.0)
+            .with_faster_matmul(matmul_end),
     );
     rec.report.bounds_use_faster_read = true;
     rec.report.complete = true;

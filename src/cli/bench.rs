@@ -424,6 +424,21 @@ pub fn render(report: &BenchReport) -> String {
         };
         out += &format!("read rooflines again at the end: {buffer} / {texture}; {used}\n");
     }
+    if let Some(end) = report.matmul_end_flops {
+        let used = if report.bounds_use_faster_read {
+            format!(
+                "every compute bound uses the faster ({:.2} GFLOP/s)",
+                report.bound_matmul_rate() / 1e9
+            )
+        } else {
+            "bounds use the first".to_string()
+        };
+        out += &format!(
+            "matmul yardstick again at the end: {:.2} GFLOP/s ({:+.0}%); {used}\n",
+            end / 1e9,
+            100.0 * (end / report.matmul_flops - 1.0)
+        );
+    }
     if let Some(line) = working_set_line(report) {
         out += &line;
     }
@@ -448,7 +463,7 @@ pub fn render(report: &BenchReport) -> String {
 }
 
 /// The rooflines on each working set the bounds use, smallest first, then the streaming
-/// ones (`None` for files without working sets).
+/// ones as the bounds use them (`None` for files without working sets).
 fn working_set_line(report: &BenchReport) -> Option<String> {
     let gbs = |r: f64| format!("{:.2}", r / 1e9);
     let rungs: Vec<String> = report
@@ -468,9 +483,11 @@ fn working_set_line(report: &BenchReport) -> Option<String> {
     if rungs.is_empty() {
         return None;
     }
+    // The streaming reads as the bounds use them (the faster reading where restated).
+    let reads = report.bound_read_rates();
     let streaming = [
-        report.buffer_read_bytes_per_s,
-        report.texture_read_bytes_per_s,
+        reads.map(|r| r.0),
+        reads.map(|r| r.1),
         report.buffer_write_bytes_per_s,
         report.texture_write_bytes_per_s,
     ]

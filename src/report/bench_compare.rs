@@ -26,8 +26,12 @@ pub fn describe_bench(label: &str, r: &BenchReport) -> String {
     let reads = r
         .bound_read_rates()
         .map_or(String::new(), |(buffer, texture)| {
+            let matmul = match r.matmul_end_flops {
+                Some(_) => format!(" and matmul {:.2} GFLOP/s", r.bound_matmul_rate() / 1e9),
+                None => String::new(),
+            };
             format!(
-                ", bounds at reads {:.2} / {:.2} GB/s ({})",
+                ", bounds at reads {:.2} / {:.2} GB/s{matmul} ({})",
                 buffer / 1e9,
                 texture / 1e9,
                 if r.bounds_use_faster_read {
@@ -358,6 +362,19 @@ mod tests {
             "{start}"
         );
         assert!(!start.contains("working set"), "{start}");
+        // A file that timed the yardstick again names the matmul rate its bounds used.
+        let matmul = BenchReport {
+            matmul_flops: 5e10,
+            matmul_end_flops: Some(6e10),
+            ..reads(true)
+        };
+        let described = describe_bench("D", &matmul);
+        assert!(
+            described.contains(
+                "bounds at reads 9.00 / 12.00 GB/s and matmul 60.00 GFLOP/s (the faster of start and end)"
+            ),
+            "{described}"
+        );
         let rung = |bytes| crate::bench::WorkingSetRates {
             bytes,
             buffer_read: 1e10,
