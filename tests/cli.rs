@@ -309,9 +309,9 @@ fn bench_writes_complete_json_with_rooflines_at_both_ends() {
     let mut prefixes = vec!["buffer read of", "texture read of"];
     let working_sets = report["working_sets"].as_array().unwrap();
     if !working_sets.is_empty() {
-        assert_eq!(working_sets[0]["bytes"], 8 << 20);
+        assert_eq!(working_sets[0]["bytes"], 1 << 20);
         assert!(
-            text.contains("rooflines by working set, GB/s (buffer read / texture read / buffer write / texture write): 8.0 MiB "),
+            text.contains("rooflines by working set, GB/s (buffer read / texture read / buffer write / texture write): 1.0 MiB "),
             "{text}"
         );
     }

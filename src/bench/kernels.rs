@@ -67,6 +67,11 @@ pub struct StreamRooflines {
     pub bytes: u64,
 }
 
+/// The fewest bytes one sample of a read or write roofline moves: a working set smaller than
+/// this is passed over several times in one sample, so that even a 1 MiB one is timed over
+/// milliseconds on a CPU adapter rather than over the dispatch's fixed cost.
+const SAMPLE_BYTES: u64 = 8 << 20;
+
 /// Times `record` through each path in each of its `orders` (buffer, texture) and keeps each
 /// path's faster order, so the bound holds whichever order an adapter's kernels move their
 /// bytes in.
@@ -79,19 +84,22 @@ fn fastest_orders(
     record: impl Fn(
         &mut wgpu::CommandEncoder,
         (MemoryPath, AccessOrder),
+        u32,
         Option<wgpu::ComputePassTimestampWrites<'_>>,
     ),
 ) -> Result<StreamRooflines, GpuError> {
+    // Every sample moves at least SAMPLE_BYTES, however small the working set.
+    let passes = SAMPLE_BYTES.div_ceil(bytes.max(1)).max(1) as u32;
     let best = |path, orders: &[AccessOrder]| -> Result<(f64, AccessOrder), GpuError> {
         let mut best = (0.0, AccessOrder::Runs);
         for &order in orders {
             let seconds = watch
                 .time(ctx, repeats, |encoder, ts| {
-                    record(encoder, (path, order), ts);
+                    record(encoder, (path, order), passes, ts);
                     Ok(())
                 })?
                 .seconds;
-            let rate = bytes as f64 / seconds;
+            let rate = (bytes * u64::from(passes)) as f64 / seconds;
             if rate > best.0 {
                 best = (rate, order);
             }
@@ -131,7 +139,7 @@ fn reads_in(
         repeats,
         source.bytes(),
         orders,
-        |encoder, key, ts| kernel.record(ctx, encoder, &source, key, ts),
+        |encoder, key, passes, ts| kernel.record(ctx, encoder, &source, key, passes, ts),
     )
 }
 
@@ -160,7 +168,7 @@ fn writes_in(
         repeats,
         target.bytes(),
         orders,
-        |encoder, key, ts| kernel.record(ctx, encoder, &target, key, ts),
+        |encoder, key, passes, ts| kernel.record(ctx, encoder, &target, key, passes, ts),
     )
 }
 

@@ -151,15 +151,15 @@ impl StreamPipelines {
     }
 }
 
-/// Records one pass of a streaming roofline: `pipeline` over `texels` elements (a texture
-/// `width` wide), one [`STREAM_RUN`] per invocation, with its params at binding 0 and
-/// `bindings` after them.
+/// Records `passes` dispatches of a streaming roofline in one compute pass: `pipeline` over
+/// `texels` elements (a texture `width` wide), one [`STREAM_RUN`] per invocation, with its
+/// params at binding 0 and `bindings` after them.
 fn record_stream(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
     pipeline: &crate::kernels::pipeline::ComputeKernel,
     label: &str,
-    (texels, width): (u32, u32),
+    (texels, width, passes): (u32, u32, u32),
     bindings: &[(u32, wgpu::BindingResource<'_>)],
     timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
 ) {
@@ -191,7 +191,9 @@ fn record_stream(
     });
     pipeline.set(&mut pass);
     pass.set_bind_group(0, &group, &[]);
-    pass.dispatch_workgroups(x, y, 1);
+    for _ in 0..passes {
+        pass.dispatch_workgroups(x, y, 1);
+    }
 }
 
 /// One tool kernel and its shader file.

@@ -93,14 +93,16 @@ impl ReadKernel {
         Ok(Self { pipelines, module })
     }
 
-    /// Records one read of all of `source` through `path`, its invocations walking it in
-    /// `order`.
+    /// Records `passes` reads of all of `source` through `path` in one compute pass (a small
+    /// source is read several times per sample, from whatever cache holds it), its
+    /// invocations walking it in `order`.
     pub fn record(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         source: &ReadSource,
         (path, order): (MemoryPath, AccessOrder),
+        passes: u32,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let src = match path {
@@ -112,7 +114,7 @@ impl ReadKernel {
             encoder,
             self.pipelines.get(path, order),
             "pagekv read",
-            (source.texels, source.width),
+            (source.texels, source.width, passes),
             &[src, (3, source.sums.as_entire_binding())],
             timestamps,
         );
@@ -130,7 +132,7 @@ impl ReadKernel {
     ) -> Result<bool, GpuError> {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         encoder.clear_buffer(&source.sums, 0, None);
-        self.record(ctx, &mut encoder, source, key, None);
+        self.record(ctx, &mut encoder, source, key, 1, None);
         ctx.queue.submit([encoder.finish()]);
         let threads = (source.texels / STREAM_RUN) as usize;
         let sums = crate::gpu::read_buffer_u32(ctx, &source.sums, 4 * threads)?;

@@ -71,14 +71,15 @@ impl WriteKernel {
         Ok(Self { pipelines, module })
     }
 
-    /// Records one write of all of `target` through `path`, its invocations walking it in
-    /// `order`.
+    /// Records `passes` writes of all of `target` through `path` in one compute pass (a small
+    /// target is written several times per sample), its invocations walking it in `order`.
     pub fn record(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         target: &WriteTarget,
         (path, order): (MemoryPath, AccessOrder),
+        passes: u32,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let dst = match path {
@@ -90,7 +91,7 @@ impl WriteKernel {
             encoder,
             self.pipelines.get(path, order),
             "pagekv write",
-            (target.texels, target.width),
+            (target.texels, target.width, passes),
             &[dst],
             timestamps,
         );
@@ -107,7 +108,7 @@ impl WriteKernel {
     ) -> Result<bool, GpuError> {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         encoder.clear_buffer(&target.buffer, 0, None);
-        self.record(ctx, &mut encoder, target, key, None);
+        self.record(ctx, &mut encoder, target, key, 1, None);
         if key.0 == MemoryPath::Texture {
             // The texture's texels, row after row, into the buffer for the readback.
             encoder.copy_texture_to_buffer(
