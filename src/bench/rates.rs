@@ -219,16 +219,19 @@ mod tests {
         assert_eq!(rates().bound(&writes).seconds, 2.0);
     }
 
+    /// 10 GB of texture reads with 10 GFLOP (memory-bound at [`rates`]: 1 s against
+    /// 0.17) and with 120 GFLOP (compute-bound: 2 s against 1).
+    fn memory_and_compute_bound() -> (Demand, Demand) {
+        let with_flops = |flops| Demand {
+            streams: [(10e9, Path::TextureRead), (0.0, Path::BufferRead)],
+            flops,
+        };
+        (with_flops(10e9), with_flops(120e9))
+    }
+
     #[test]
     fn a_faster_later_reading_tightens_only_memory_bound_cases() {
-        let memory = Demand {
-            streams: [(10e9, Path::TextureRead), (0.0, Path::BufferRead)],
-            flops: 10e9,
-        };
-        let compute = Demand {
-            streams: [(10e9, Path::TextureRead), (0.0, Path::BufferRead)],
-            flops: 120e9,
-        };
+        let (memory, compute) = memory_and_compute_bound();
         let start = rates();
         let end = start.clone().with_faster_reads(6e9, 12.5e9);
         assert_eq!(start.bound(&memory).seconds, 1.0);
@@ -244,14 +247,7 @@ mod tests {
 
     #[test]
     fn a_faster_later_yardstick_tightens_only_compute_bound_cases() {
-        let memory = Demand {
-            streams: [(10e9, Path::TextureRead), (0.0, Path::BufferRead)],
-            flops: 10e9,
-        };
-        let compute = Demand {
-            streams: [(10e9, Path::TextureRead), (0.0, Path::BufferRead)],
-            flops: 120e9,
-        };
+        let (memory, compute) = memory_and_compute_bound();
         let start = rates();
         let end = start.clone().with_faster_matmul(80e9);
         assert_eq!(start.bound(&compute).seconds, 2.0);
