@@ -121,17 +121,26 @@ pub fn read_rooflines(
     repeats: u32,
     cap_bytes: u64,
 ) -> Result<StreamRooflines, GpuError> {
-    reads_in(ctx, watch, repeats, cap_bytes, [&AccessOrder::ALL; 2])
+    let kernel = ReadKernel::new(ctx)?;
+    reads_in(
+        ctx,
+        watch,
+        repeats,
+        &kernel,
+        cap_bytes,
+        [&AccessOrder::ALL; 2],
+    )
 }
 
+/// The read rooflines over a source of up to `cap_bytes`, each path in its `orders`.
 fn reads_in(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
+    kernel: &ReadKernel,
     cap_bytes: u64,
     orders: [&[AccessOrder]; 2],
 ) -> Result<StreamRooflines, GpuError> {
-    let kernel = ReadKernel::new(ctx)?;
     let source = ReadSource::new(ctx, cap_bytes)?;
     fastest_orders(
         ctx,
@@ -150,17 +159,26 @@ pub fn write_rooflines(
     repeats: u32,
     cap_bytes: u64,
 ) -> Result<StreamRooflines, GpuError> {
-    writes_in(ctx, watch, repeats, cap_bytes, [&AccessOrder::ALL; 2])
+    let kernel = WriteKernel::new(ctx)?;
+    writes_in(
+        ctx,
+        watch,
+        repeats,
+        &kernel,
+        cap_bytes,
+        [&AccessOrder::ALL; 2],
+    )
 }
 
+/// The write rooflines into a target of up to `cap_bytes`, each path in its `orders`.
 fn writes_in(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
+    kernel: &WriteKernel,
     cap_bytes: u64,
     orders: [&[AccessOrder]; 2],
 ) -> Result<StreamRooflines, GpuError> {
-    let kernel = WriteKernel::new(ctx)?;
     let target = WriteTarget::new(ctx, cap_bytes)?;
     fastest_orders(
         ctx,
@@ -172,37 +190,33 @@ fn writes_in(
     )
 }
 
-/// The four rooflines on a working set of `bytes` (a multiple of 16, smaller than the
+/// The four rooflines on each working set of `sizes` (multiples of 16, smaller than the
 /// streaming source), each path timed only in the order that won on the streaming source
-/// (`reads`, `writes`): one rung of the working sets cases are bounded at.
+/// (`reads`, `writes`): the rungs cases are bounded at, smallest first as `sizes` is.
 pub fn working_set_rooflines(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
-    bytes: u64,
+    sizes: &[u64],
     (reads, writes): (&StreamRooflines, &StreamRooflines),
-) -> Result<WorkingSetRates, GpuError> {
-    let read = reads_in(
-        ctx,
-        watch,
-        repeats,
-        bytes,
-        [&[reads.buffer.1], &[reads.texture.1]],
-    )?;
-    let written = writes_in(
-        ctx,
-        watch,
-        repeats,
-        bytes,
-        [&[writes.buffer.1], &[writes.texture.1]],
-    )?;
-    Ok(WorkingSetRates {
-        bytes: read.bytes,
-        buffer_read: read.buffer.0,
-        texture_read: read.texture.0,
-        buffer_write: written.buffer.0,
-        texture_write: written.texture.0,
-    })
+) -> Result<Vec<WorkingSetRates>, GpuError> {
+    let (read_kernel, write_kernel) = (ReadKernel::new(ctx)?, WriteKernel::new(ctx)?);
+    let read_orders: [&[AccessOrder]; 2] = [&[reads.buffer.1], &[reads.texture.1]];
+    let write_orders: [&[AccessOrder]; 2] = [&[writes.buffer.1], &[writes.texture.1]];
+    sizes
+        .iter()
+        .map(|&bytes| {
+            let read = reads_in(ctx, watch, repeats, &read_kernel, bytes, read_orders)?;
+            let written = writes_in(ctx, watch, repeats, &write_kernel, bytes, write_orders)?;
+            Ok(WorkingSetRates {
+                bytes: read.bytes,
+                buffer_read: read.buffer.0,
+                texture_read: read.texture.0,
+                buffer_write: written.buffer.0,
+                texture_write: written.texture.0,
+            })
+        })
+        .collect()
 }
 
 /// The matmul yardstick at `size`^3: each of `shapes` (the adapter's

@@ -146,21 +146,13 @@ pub fn run_bench(
     let rungs: Vec<u64> = std::iter::successors(Some(SMALLEST_WORKING_SET), |b| Some(b * 2))
         .take_while(|&b| b < streaming_bytes)
         .collect();
-    let mut working_sets = Vec::with_capacity(rungs.len());
     if !rungs.is_empty() {
         observer(BenchEvent::Starting(
             "read and write rooflines on smaller working sets (a case whose bytes fit one is bounded at its rates)",
         ));
     }
-    for bytes in rungs {
-        working_sets.push(kernels::working_set_rooflines(
-            ctx,
-            &watch,
-            repeats,
-            bytes,
-            (&reads, &writes),
-        )?);
-    }
+    let working_sets =
+        kernels::working_set_rooflines(ctx, &watch, repeats, &rungs, (&reads, &writes))?;
     let size = if options.quick { 512 } else { 1024 };
     observer(BenchEvent::Starting(
         "matmul yardstick (each register-tiled shape in turn; the fastest is kept)",
