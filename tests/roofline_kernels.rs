@@ -216,14 +216,14 @@ fn bench_reports_each_figure_as_it_is_measured() {
             assert!(stream.ratio.is_some_and(|r| r > 0.0), "{stream:?}");
         }
         assert!(report.figures[3].case.starts_with("buffer write"));
-        // The working sets double from the smallest up to below the streaming source, every
+        // The working sets go from the smallest up to below the streaming source, every
         // rate measured.
         let streaming = report.figures[1].seconds.unwrap() * report.figures[1].value.unwrap() * 1e9;
         let rungs: Vec<u64> = report.working_sets.iter().map(|w| w.bytes).collect();
-        let want: Vec<u64> =
-            std::iter::successors(Some(pagekv::bench::SMALLEST_WORKING_SET), |b| Some(b * 2))
-                .take_while(|&b| (b as f64) < streaming * 0.999)
-                .collect();
+        let want: Vec<u64> = pagekv::bench::working_set_sizes((streaming * 1.001) as u64)
+            .into_iter()
+            .filter(|&b| (b as f64) < streaming * 0.999)
+            .collect();
         assert_eq!(rungs, want, "{}", ctx.describe());
         for w in &report.working_sets {
             let rates = [
@@ -235,13 +235,13 @@ fn bench_reports_each_figure_as_it_is_measured() {
             assert!(rates.iter().all(|&r| r > 0.0), "{w:?}");
         }
         // The append's bytes (reads and writes, a few MiB) are bounded at the smallest
-        // working set holding them.
+        // working set holding them (the 0.5B append's are exactly 1.5 MiB, a rung).
         let bytes = append.value.unwrap() * 1e9 * append.seconds.unwrap();
         let holding = report
             .working_sets
             .iter()
             .map(|w| w.bytes)
-            .find(|&b| b as f64 >= bytes * 1.001);
+            .find(|&b| b as f64 >= bytes * 0.999);
         assert!(holding.is_some(), "{bytes} bytes, rungs {rungs:?}");
         assert_eq!(append.bound_working_set, holding, "{append:?}");
         assert!(report.texture_write_bytes_per_s.is_some_and(|w| w > 0.0));

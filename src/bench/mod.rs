@@ -289,6 +289,18 @@ pub struct TargetCheck {
 /// times per sample, so a sample is long enough to time.
 pub const SMALLEST_WORKING_SET: u64 = 1 << 20;
 
+/// The working sets the rooflines are measured on below a streaming source of
+/// `streaming_bytes`, smallest first: each power of two from [`SMALLEST_WORKING_SET`] and the
+/// size halfway to the next (1, 1.5, 2, 3, 4, 6 MiB, ...). The half steps keep a case from
+/// being bounded at a set nearly twice its size: 32 MiB of KV plus its queries falls to the
+/// 48 MiB rung, not to 64 MiB, twice a 32 MiB cache.
+pub fn working_set_sizes(streaming_bytes: u64) -> Vec<u64> {
+    std::iter::successors(Some(SMALLEST_WORKING_SET), |b| Some(b * 2))
+        .flat_map(|b| [b, b + b / 2])
+        .take_while(|&b| b < streaming_bytes)
+        .collect()
+}
+
 /// The rooflines on one working set smaller than the streaming source (a rung of
 /// [`BenchReport::working_sets`]), each path timed in the order that won on the streaming
 /// source. A case whose bytes fit a cache is re-read from it on every sample and can move
@@ -366,8 +378,8 @@ pub struct BenchReport {
     /// (its bounds use the start) and in files from builds whose bounds always used the start.
     #[serde(default)]
     pub bounds_use_faster_read: bool,
-    /// The rooflines on working sets from [`SMALLEST_WORKING_SET`] doubling up to below the
-    /// streaming source, smallest first: a case whose bytes fit one is bounded at its rates
+    /// The rooflines on the working sets of [`working_set_sizes`] (from
+    /// [`SMALLEST_WORKING_SET`] up to below the streaming source), smallest first: a case whose bytes fit one is bounded at its rates
     /// (`Figure::bound_working_set`). Empty in files from builds whose bounds used the
     /// streaming rates for every case.
     #[serde(default)]
@@ -625,6 +637,26 @@ mod tests {
 
     fn full_report() -> BenchReport {
         sample_report()
+    }
+
+    #[test]
+    fn working_sets_step_by_powers_of_two_and_their_midpoints_below_the_streaming_source() {
+        const MIB: u64 = 1 << 20;
+        let mib = |sizes: Vec<u64>| {
+            sizes
+                .iter()
+                .map(|&b| b as f64 / MIB as f64)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            mib(working_set_sizes(128 * MIB)),
+            [
+                1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0
+            ]
+        );
+        // Strictly below the source: a 96 MiB source stops at 64.
+        assert_eq!(mib(working_set_sizes(96 * MIB)).last(), Some(&64.0));
+        assert!(working_set_sizes(MIB).is_empty());
     }
 
     #[test]

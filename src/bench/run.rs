@@ -6,7 +6,7 @@ use super::kernels::{self, AttentionCase, BenchSkip};
 use super::machine_check::CaseChecks;
 use super::plan::{PlannedCase, Work, plan};
 use super::rates::{Demand, Rates};
-use super::{BenchEvent, BenchOptions, BenchReport, Figure, SMALLEST_WORKING_SET};
+use super::{BenchEvent, BenchOptions, BenchReport, Figure, working_set_sizes};
 use super::{Section, Timing, Unit};
 use super::{Stopwatch, long_context, targets};
 use crate::cache::{CacheLayout, KvFormat, ModelGeometry};
@@ -141,11 +141,7 @@ pub fn run_bench(
     ));
     let writes = kernels::write_rooflines(ctx, &watch, repeats, 1 << 30)?;
     let (buffer_write, texture_write) = (writes.buffer.0, writes.texture.0);
-    // Every doubling from the smallest working set up to below the streaming source.
-    let streaming_bytes = reads.bytes.min(writes.bytes);
-    let rungs: Vec<u64> = std::iter::successors(Some(SMALLEST_WORKING_SET), |b| Some(b * 2))
-        .take_while(|&b| b < streaming_bytes)
-        .collect();
+    let rungs = working_set_sizes(reads.bytes.min(writes.bytes));
     if !rungs.is_empty() {
         observer(BenchEvent::Starting(
             "read and write rooflines on smaller working sets (a case whose bytes fit one is bounded at its rates)",
