@@ -6,7 +6,7 @@
 
 mod common;
 
-use pagekv::bench::kernels::{AttentionCase, BenchSkip, decode_interleaved};
+use pagekv::bench::kernels::{Alternation, AttentionCase, BenchSkip, decode_interleaved};
 use pagekv::bench::{BenchEvent, BenchOptions, LongContextOptions, Section, Stopwatch, run_bench};
 use pagekv::gpu::{read_buffer_f32, storage_buffer_init};
 use pagekv::kernels::AttentionAlgorithm;
@@ -269,7 +269,7 @@ fn interleaved_decode_times_each_case_and_skips_only_the_refused_one() {
     let cap = cases[2].kv_bytes();
     for ctx in common::contexts() {
         let watch = Stopwatch::new(&ctx, 0.0);
-        let results = decode_interleaved(&ctx, &watch, 2, &cases, cap);
+        let results = decode_interleaved(&ctx, &watch, 2, &cases, cap, Alternation::EverySample);
         assert_eq!(results.len(), 3);
         for i in [0, 2] {
             assert!(
@@ -332,9 +332,18 @@ fn long_context_quick_produces_a_curve_per_model() {
                 "{p:?}"
             );
         }
-        // Either it reached 16K and has a flatness, or it says why it stopped.
+        // Either it reached 16K and has a flatness, from its 4K and 16K points timed again
+        // in alternation, or it says why it stopped.
         match curve.points.len() {
-            5 => assert!(curve.flatness().is_some_and(|f| f > 0.0)),
+            5 => {
+                let pair = curve.flatness_pair.expect("a pair timed in alternation");
+                assert!(pair.seconds.iter().all(|&s| s > 0.0), "{pair:?}");
+                assert!(pair.spreads.iter().all(|&s| s >= 0.0), "{pair:?}");
+                assert!(pair.machine_speed.is_some_and(|s| s > 0.0 && s <= 1.0));
+                let want = (pair.seconds[1] / 16384.0) / (pair.seconds[0] / 4096.0);
+                let flatness = curve.flatness().unwrap();
+                assert!((flatness - want).abs() <= 1e-9 * want, "{curve:?}");
+            }
             _ => assert!(curve.stopped.is_some(), "{curve:?}"),
         }
     }

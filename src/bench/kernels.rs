@@ -463,15 +463,30 @@ fn attention(
     Ok(watch.time(ctx, repeats, |encoder, ts| prepared.record(encoder, ts))?)
 }
 
-/// Decode steps of `cases` timed in alternation (see [`Stopwatch::time_interleaved`]), for
-/// figures whose ratio to each other is the point: each step's timing, in order. A case that
-/// cannot be set up carries its reason; the others are still timed.
+/// How [`decode_interleaved`] takes turns between its cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alternation {
+    /// One sample of each in turn ([`Stopwatch::time_interleaved`]): for cases of the same
+    /// memory size, such as the ggml shape at GQA 1 and GQA 4.
+    EverySample,
+    /// Each case timed whole in turn, `rounds` times ([`Stopwatch::time_in_blocks`]): for
+    /// cases of different sizes, such as a long-context curve's 4K and longest points.
+    Blocks {
+        /// How many times each case is timed.
+        rounds: u32,
+    },
+}
+
+/// Decode steps of `cases` timed in alternation, for figures whose ratio to each other is
+/// the point: each step's timing, in order. A case that cannot be set up carries its
+/// reason; the others are still timed.
 pub fn decode_interleaved(
     ctx: &GpuContext,
     watch: &Stopwatch,
     repeats: u32,
     cases: &[AttentionCase],
     max_pool_bytes: u64,
+    alternation: Alternation,
 ) -> Vec<Result<Timing, BenchSkip>> {
     let prepared: Vec<Result<PreparedAttention, BenchSkip>> = cases
         .iter()
@@ -484,7 +499,10 @@ pub fn decode_interleaved(
             .map(|p| -> Box<Record<'_>> { Box::new(move |encoder, ts| p.record(encoder, ts)) })
             .collect();
         let mut refs: Vec<&mut Record<'_>> = records.iter_mut().map(|r| &mut **r).collect();
-        watch.time_interleaved(ctx, repeats, &mut refs)
+        match alternation {
+            Alternation::EverySample => watch.time_interleaved(ctx, repeats, &mut refs),
+            Alternation::Blocks { rounds } => watch.time_in_blocks(ctx, repeats, rounds, &mut refs),
+        }
     };
     match timed {
         Ok(timings) => {

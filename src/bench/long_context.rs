@@ -27,6 +27,10 @@ pub const FLATNESS_REFERENCE: u32 = 4096;
 /// The flatness target: ns per position at the longest context within this factor of 4K's.
 pub const FLATNESS_TARGET: f64 = 1.3;
 
+/// How many times a curve's 4K and longest points are timed again, each in turn, once the
+/// curve is done ([`FlatnessPair`]), budget allowing ([`flatness_rounds`]).
+pub const FLATNESS_ROUNDS: u32 = 3;
+
 /// What `--long-context` measures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LongContextOptions {
@@ -143,6 +147,27 @@ pub struct LongCurve {
     /// Where the curve stopped short of the last planned context, and why.
     #[serde(default)]
     pub stopped: Option<String>,
+    /// The two points the flatness divides, timed again in alternating rounds once the
+    /// curve is done; `None` in older files, for curves that do not reach past 4K, and where the two
+    /// could not be set up together.
+    #[serde(default)]
+    pub flatness_pair: Option<FlatnessPair>,
+}
+
+/// The reference (4K) and longest points of a curve timed again once the curve is done,
+/// each whole in turn, over [`FLATNESS_ROUNDS`] rounds ([`kernels::Alternation::Blocks`]):
+/// the sweep times its points minutes apart, so a slow spell during one of the two could
+/// pass for a cliff (or hide one); over alternating rounds a slow spell lands on a round of
+/// each, and each keeps the cache state its own back-to-back steps leave, as in the sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlatnessPair {
+    /// Seconds of one step at the reference context and at the longest: each the median
+    /// of its rounds' medians.
+    pub seconds: [f64; 2],
+    /// The interquartile range of all of each one's samples over its median.
+    pub spreads: [f64; 2],
+    /// The machine check's speed right after the pair, as for a point.
+    pub machine_speed: Option<f64>,
 }
 
 impl LongCurve {
@@ -162,8 +187,26 @@ impl LongCurve {
         (longest.context > reference.context).then_some([reference, longest])
     }
 
-    /// ns per position at the longest context over that at 4K ([`bound::flatness`]).
+    /// ns per position at the longest context over that at 4K ([`bound::flatness`]): from
+    /// the [`FlatnessPair`] where the run timed one, else from the sweep's points.
     pub fn flatness(&self) -> Option<f64> {
+        match (self.flatness_pair, self.flatness_points()) {
+            (Some(pair), Some([reference, longest])) => bound::flatness(
+                &[
+                    (
+                        reference.context,
+                        pair.seconds[0] / reference.context as f64,
+                    ),
+                    (longest.context, pair.seconds[1] / longest.context as f64),
+                ],
+                FLATNESS_REFERENCE,
+            ),
+            _ => self.sweep_flatness(),
+        }
+    }
+
+    /// The flatness from the sweep's own points, timed minutes apart.
+    pub fn sweep_flatness(&self) -> Option<f64> {
         let points: Vec<(u32, f64)> = self
             .points
             .iter()
@@ -208,6 +251,39 @@ pub fn estimate_point_seconds(step_s: f64, repeats: u32, min_total_s: f64) -> f6
     step_s * (samples + 1.0)
 }
 
+/// How many rounds a curve's [`FlatnessPair`] is timed in: [`FLATNESS_ROUNDS`], or as many
+/// as `budget_s` (the per-point budget) holds at `per_round_s` each, at least one.
+pub fn flatness_rounds(per_round_s: f64, budget_s: f64) -> u32 {
+    let fit = (budget_s / per_round_s.max(f64::MIN_POSITIVE)).floor();
+    fit.clamp(1.0, FLATNESS_ROUNDS as f64) as u32
+}
+
+/// A curve's reference and longest cases timed again in `rounds` alternating blocks
+/// ([`kernels::Alternation::Blocks`]); `None` where the two could not be set up together (both
+/// pools at once can pass a limit the longest alone did not), and the flatness then comes
+/// from the sweep's points.
+fn time_pair(
+    ctx: &GpuContext,
+    watch: &Stopwatch,
+    repeats: u32,
+    cases: &[AttentionCase; 2],
+    rounds: u32,
+    max_pool_bytes: u64,
+) -> Result<Option<FlatnessPair>, GpuError> {
+    let alternation = kernels::Alternation::Blocks { rounds };
+    let timed =
+        kernels::decode_interleaved(ctx, watch, repeats, cases, max_pool_bytes, alternation);
+    match <[_; 2]>::try_from(timed).expect("one result per case") {
+        [Ok(reference), Ok(longest)] => Ok(Some(FlatnessPair {
+            seconds: [reference.seconds, longest.seconds],
+            spreads: [reference.spread, longest.spread],
+            machine_speed: None,
+        })),
+        [Err(BenchSkip::Failed(e)), _] | [_, Err(BenchSkip::Failed(e))] => Err(e),
+        _ => Ok(None),
+    }
+}
+
 /// Runs every curve, storing each point in the report as it is measured, with the machine
 /// check on the run's yardstick shape after each point.
 pub(super) fn run(
@@ -227,6 +303,8 @@ pub(super) fn run(
     // Each point's curve label, context and machine check seconds, turned into speeds
     // against the run's fastest check once every point has run.
     let mut checked: Vec<(String, u32, f64)> = Vec::new();
+    // Each timed flatness pair's curve label and machine check seconds, likewise.
+    let mut paired: Vec<(String, f64)> = Vec::new();
     for geometry in geometries() {
         for &format in &options.formats {
             for &batch in &options.batches {
@@ -236,19 +314,21 @@ pub(super) fn run(
                     batch,
                     points: Vec::new(),
                     stopped: None,
+                    flatness_pair: None,
                 };
                 if !options.keeps(&curve.label()) {
                     continue;
                 }
+                let case_at = |context| AttentionCase {
+                    geometry: geometry.clone(),
+                    dtype: format,
+                    batch,
+                    context,
+                    kernels: bench.kernels,
+                };
                 let mut previous: Option<f64> = None;
                 for &context in &options.contexts {
-                    let case = AttentionCase {
-                        geometry: geometry.clone(),
-                        dtype: format,
-                        batch,
-                        context,
-                        kernels: bench.kernels,
-                    };
+                    let case = case_at(context);
                     if let Some(prev) = previous {
                         let estimate =
                             estimate_point_seconds(2.0 * prev, repeats, watch.min_total_seconds());
@@ -294,11 +374,42 @@ pub(super) fn run(
                     }
                     store(rec, &curve);
                 }
+                if let Some(points) = curve.flatness_points() {
+                    let per_round: f64 = points
+                        .iter()
+                        .map(|p| {
+                            estimate_point_seconds(p.seconds, repeats, watch.min_total_seconds())
+                        })
+                        .sum();
+                    let rounds = flatness_rounds(per_round, options.point_budget_s);
+                    let cases = points.map(|p| case_at(p.context));
+                    rec.starting(&format!(
+                        "long-context {}: ctx {} and ctx {} again, each in turn, {rounds} rounds (the flatness divides these)",
+                        curve.label(),
+                        cases[0].context,
+                        cases[1].context
+                    ));
+                    let pool = bench.max_pool_bytes;
+                    curve.flatness_pair = time_pair(ctx, watch, repeats, &cases, rounds, pool)?;
+                    if curve.flatness_pair.is_some() {
+                        paired.push((curve.label(), checks.after_case(ctx)?));
+                    }
+                }
                 store(rec, &curve);
             }
         }
     }
     let long = rec.report.long_context.as_mut().expect("set above");
+    for (label, seconds) in paired {
+        let curve = long
+            .curves
+            .iter_mut()
+            .find(|c| c.label() == label)
+            .expect("every paired curve was stored");
+        if let Some(pair) = curve.flatness_pair.as_mut() {
+            pair.machine_speed = Some(checks.speed(seconds));
+        }
+    }
     for (label, context, seconds) in checked {
         let point = long
             .curves
@@ -397,6 +508,7 @@ mod tests {
             batch: 1,
             points: vec![point(1024, 3.0), point(4096, 2.0), point(16384, 2.2)],
             stopped: None,
+            flatness_pair: None,
         };
         assert!((flat.flatness().unwrap() - 1.1).abs() < 1e-12);
         let steep = LongCurve {
@@ -417,6 +529,43 @@ mod tests {
         let (worst, curve) = all.worst_flatness().unwrap();
         assert!((worst - 1.5).abs() < 1e-12);
         assert_eq!(curve.label(), "m f16 batch 8");
+    }
+
+    #[test]
+    fn the_flatness_divides_the_pair_timed_again_where_there_is_one() {
+        let mut curve = LongCurve {
+            model: "m".into(),
+            format: KvFormat::F16,
+            batch: 8,
+            // The sweep's 16K point landed in a slow spell: 1.5x from the points.
+            points: vec![point(1024, 3.0), point(4096, 2.0), point(16384, 3.0)],
+            stopped: None,
+            flatness_pair: None,
+        };
+        assert!((curve.flatness().unwrap() - 1.5).abs() < 1e-12);
+        // Timed again, the 16K step took 4.4x the 4K step's time for 4x the positions.
+        curve.flatness_pair = Some(FlatnessPair {
+            seconds: [1e-3, 4.4e-3],
+            spreads: [0.01, 0.02],
+            machine_speed: Some(0.95),
+        });
+        assert!((curve.flatness().unwrap() - 1.1).abs() < 1e-12);
+        assert!((curve.sweep_flatness().unwrap() - 1.5).abs() < 1e-12);
+        // A file from a build without pairs reads as having none.
+        let mut json = serde_json::to_value(&curve).unwrap();
+        json.as_object_mut().unwrap().remove("flatness_pair");
+        let old: LongCurve = serde_json::from_value(json).unwrap();
+        assert_eq!(old.flatness_pair, None);
+        assert!((old.flatness().unwrap() - 1.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_pair_takes_as_many_rounds_as_the_point_budget_holds() {
+        assert_eq!(flatness_rounds(1.0, 60.0), FLATNESS_ROUNDS);
+        assert_eq!(flatness_rounds(0.0, 60.0), FLATNESS_ROUNDS);
+        assert_eq!(flatness_rounds(25.0, 60.0), 2);
+        // Past the budget it is still timed once, as its points were.
+        assert_eq!(flatness_rounds(100.0, 60.0), 1);
     }
 
     #[test]

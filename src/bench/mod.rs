@@ -41,7 +41,9 @@ use crate::gpu::{AdapterReport, KvBacking};
 use crate::kernels::{AttentionAlgorithm, AttentionOptions, HalfDecode, Reductions};
 use crate::tool_kernels::AccessOrder;
 pub use bound::Binding;
-pub use long_context::{LongContext, LongContextOptions, LongCurve, LongPoint};
+pub use long_context::{
+    FLATNESS_ROUNDS, FlatnessPair, LongContext, LongContextOptions, LongCurve, LongPoint,
+};
 pub use plan::{HostOp, PlannedCase, Work, plan};
 pub use run::run_bench;
 pub use stopwatch::{Clock, NOISY_SPREAD, Stopwatch, Timing};
@@ -624,6 +626,7 @@ pub(crate) fn sample_report() -> BenchReport {
                         machine_speed: Some(0.97),
                     }],
                     stopped: Some("stopped at ctx 4096: too big".into()),
+                    flatness_pair: None,
                 }],
             }),
             ..BenchReport::new(AdapterReport::default(), Clock::GpuTimestamps, true)

@@ -350,8 +350,14 @@ fn run_grid(
             Work::Decode(case) | Work::Format(case) if planned.group.is_some() => {
                 let group = planned.group.expect("matched");
                 if group_results.as_ref().is_none_or(|(g, _)| *g != group) {
-                    let results =
-                        kernels::decode_interleaved(ctx, watch, repeats, &group_cases, cap);
+                    let results = kernels::decode_interleaved(
+                        ctx,
+                        watch,
+                        repeats,
+                        &group_cases,
+                        cap,
+                        kernels::Alternation::EverySample,
+                    );
                     group_check = Some(checks.after_case(ctx)?);
                     group_f16 = group_cases
                         .iter()

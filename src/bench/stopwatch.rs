@@ -160,6 +160,51 @@ impl Stopwatch {
         repeats: u32,
         records: &mut [&mut Record<'_>],
     ) -> Result<Vec<Timing>, GpuError> {
+        let samples = self.samples_interleaved(ctx, repeats, records)?;
+        Ok(samples.into_iter().map(Timing::of).collect())
+    }
+
+    /// [`Stopwatch::time`] for kernels compared with each other whose memory differs in
+    /// size: each timed whole in turn (warm-up and samples), `rounds` times, each one's time
+    /// the median of its rounds' medians and its spread that of all its samples. A slow spell
+    /// lands on one round of each rather than on one kernel, while each keeps the cache state
+    /// its own back-to-back steps leave, as when timed alone (one sample of each in turn
+    /// would let the larger evict the smaller's data from cache between its samples).
+    pub fn time_in_blocks(
+        &self,
+        ctx: &GpuContext,
+        repeats: u32,
+        rounds: u32,
+        records: &mut [&mut Record<'_>],
+    ) -> Result<Vec<Timing>, GpuError> {
+        let mut medians: Vec<Vec<f64>> = vec![Vec::new(); records.len()];
+        let mut pooled: Vec<Vec<f64>> = vec![Vec::new(); records.len()];
+        for _ in 0..rounds.max(1) {
+            for ((record, median), all) in records.iter_mut().zip(&mut medians).zip(&mut pooled) {
+                let samples = self.samples_interleaved(ctx, repeats, &mut [&mut **record])?;
+                let samples = samples.into_iter().next().expect("one record, one list");
+                median.push(Timing::of(samples.clone()).seconds);
+                all.extend(samples);
+            }
+        }
+        Ok(medians
+            .into_iter()
+            .zip(pooled)
+            .map(|(median, all)| Timing {
+                seconds: Timing::of(median).seconds,
+                ..Timing::of(all)
+            })
+            .collect())
+    }
+
+    /// The kept samples of each of `records`, one run of each in turn per round after a
+    /// warm-up round (see [`Stopwatch::time_interleaved`]).
+    fn samples_interleaved(
+        &self,
+        ctx: &GpuContext,
+        repeats: u32,
+        records: &mut [&mut Record<'_>],
+    ) -> Result<Vec<Vec<f64>>, GpuError> {
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); records.len()];
         let wants_more =
             |s: &Vec<f64>| s.iter().sum::<f64>() < self.min_total_seconds && s.len() < MAX_SAMPLES;
@@ -174,7 +219,7 @@ impl Stopwatch {
             }
             round += 1;
         }
-        Ok(samples.into_iter().map(Timing::of).collect())
+        Ok(samples)
     }
 
     /// One submission of `record`'s pass: its seconds.

@@ -72,14 +72,24 @@ fn noise_note(figures: &[&Figure]) -> String {
     )
 }
 
-/// [`noisy_note`] for a long-context verdict: the two points `curve`'s flatness divides.
+/// [`noisy_note`] for a long-context verdict: the two timings `curve`'s flatness divides
+/// (its pair timed again in rounds where there is one, else the sweep's two points).
 fn long_noise_note(curve: &LongCurve) -> String {
+    let points = curve.flatness_points().into_iter().flatten();
+    let doubts: Vec<(String, Option<f64>, Option<f64>)> = match curve.flatness_pair {
+        Some(pair) => points
+            .zip(pair.spreads)
+            .map(|(p, spread)| {
+                let name = format!("ctx {} (timed again)", p.context);
+                (name, Some(spread), pair.machine_speed)
+            })
+            .collect(),
+        None => points
+            .map(|p| (format!("ctx {}", p.context), p.spread, p.machine_speed))
+            .collect(),
+    };
     noisy_note(
-        curve
-            .flatness_points()
-            .into_iter()
-            .flatten()
-            .map(|p| (format!("ctx {}", p.context), p.spread, p.machine_speed)),
+        doubts,
         "of that curve; rerun it with --long-context --case to tell noise from the kernel",
     )
 }
@@ -408,6 +418,7 @@ mod tests {
                 point(16384, 210.0, spread_at_16k),
             ],
             stopped: None,
+            flatness_pair: None,
         };
         let judged = |c: LongCurve| {
             let mut r = report(Vec::new(), 1e12);
@@ -434,6 +445,23 @@ mod tests {
             t.measured.contains(
                 "noisy: ctx 16384 measured while the machine check ran at 60% of its best speed"
             ),
+            "{}",
+            t.measured
+        );
+        // With the pair timed again in rounds, the verdict is the pair's and so are its doubts.
+        let mut paired = curve(0.45);
+        paired.flatness_pair = Some(crate::bench::FlatnessPair {
+            seconds: [1e-3, 4.4e-3],
+            spreads: [0.02, 0.3],
+            machine_speed: Some(0.9),
+        });
+        let t = judged(paired);
+        assert_eq!(t.met, Some(true), "{t:?}");
+        assert!(t.measured.starts_with("worst 1.10x"), "{}", t.measured);
+        assert!(
+            t.measured
+                .contains("noisy: ctx 16384 (timed again) spread 30%")
+                && !t.measured.contains("spread 45%"),
             "{}",
             t.measured
         );

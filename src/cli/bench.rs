@@ -9,8 +9,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
 use pagekv::bench::machine_check::{SLOW_MACHINE, doubt_legend, doubt_marks};
 use pagekv::bench::{
-    BenchEvent, BenchOptions, BenchReport, Clock, LongContext, LongContextOptions, Section, plan,
-    run_bench,
+    BenchEvent, BenchOptions, BenchReport, Clock, FLATNESS_ROUNDS, LongContext, LongContextOptions,
+    Section, plan, run_bench,
 };
 use pagekv::kernels::{AttentionOptions, HalfDecode};
 use pagekv::report::file::{check_destination, write_atomic};
@@ -547,8 +547,31 @@ pub fn render_long(long: &LongContext) -> String {
         "long context: decode kernel time per KV position per layer (step time / (batch x context)), one layer allocated; {}\n",
         doubt_legend()
     );
+    if long.curves.iter().any(|c| c.flatness_pair.is_some()) {
+        out += &format!(
+            "longest / 4K: the 4K and the longest point timed again once the curve was done, each in turn, up to {FLATNESS_ROUNDS} rounds, the median round of each (the sweep times them minutes apart, where one slow spell can land on one of them)\n"
+        );
+    }
     out += &table.to_string();
     out += "\n";
+    // Where the sweep's own points say otherwise, by more than a tenth.
+    let differ: Vec<String> = long
+        .curves
+        .iter()
+        .filter_map(|c| {
+            let (pair, sweep) = (c.flatness_pair.and(c.flatness())?, c.sweep_flatness()?);
+            ((sweep / pair - 1.0).abs() > 0.1).then(|| {
+                format!(
+                    "  {}: {pair:.2}x from the rounds, {sweep:.2}x from the sweep's points\n",
+                    c.label()
+                )
+            })
+        })
+        .collect();
+    if !differ.is_empty() {
+        out += "flatness from the rounds against the sweep's own points (timed minutes apart):\n";
+        out += &differ.concat();
+    }
     if !notes.is_empty() {
         out += "curves that stopped early:\n";
         out += &notes;
@@ -587,6 +610,7 @@ mod tests {
                     point(8192, 0.30, 0.60),
                 ],
                 stopped: None,
+                flatness_pair: None,
             }],
         };
         let out = render_long(&long);
@@ -598,6 +622,25 @@ mod tests {
             "{row}"
         );
         assert!(out.contains(&doubt_legend()));
+        assert_eq!(cells[cells.len() - 2], "1.00x", "{row}");
+        assert!(!out.contains("rounds"), "{out}");
+        // With the pair timed again in rounds, the flatness is the pair's, and the sweep's
+        // different reading is stated beside it.
+        let mut paired = long.clone();
+        paired.curves[0].flatness_pair = Some(pagekv::bench::FlatnessPair {
+            seconds: [1e-3, 3e-3],
+            spreads: [0.01, 0.01],
+            machine_speed: Some(1.0),
+        });
+        let out = render_long(&paired);
+        let row = out.lines().find(|l| l.contains("m f16 batch 1")).unwrap();
+        let cells: Vec<&str> = row.split(['│', '┆']).map(str::trim).collect();
+        assert_eq!(cells[cells.len() - 2], "1.50x", "{row}");
+        assert!(out.contains("longest / 4K: the 4K and the longest point timed again"));
+        assert!(
+            out.contains("  m f16 batch 1: 1.50x from the rounds, 1.00x from the sweep's points"),
+            "{out}"
+        );
     }
 
     /// A memory-bound case names the working set whose rates bound it, the working sets are

@@ -109,7 +109,7 @@ pub fn print_comparison(paths: &[PathBuf], force: bool, prefix: &str) -> Result<
         println!("{}", bench_compare_table(&benches));
         if let Some(table) = long_context_compare_table(&benches) {
             println!(
-                "long context: decode kernel time per KV position per layer at 4K and at each curve's longest context; B / A is A's time over B's (higher is faster in B)"
+                "long context: decode kernel time per KV position per layer at 4K and at each curve's longest context; longest / 4K from those two timed again in rounds, or from the sweep's points where a file has no such pair (sweep); B / A is A's time over B's (higher is faster in B)"
             );
             println!("{table}");
         }

@@ -239,9 +239,14 @@ pub fn long_context_compare_table(reports: &[&BenchReport]) -> Option<Table> {
             let longest_cell = longest.map_or("-".into(), |p| {
                 format!("{} @ {}K", ns_cell(Some(p)), p.context / 1024)
             });
+            // A file from an older build has no pair timed again: its flatness is the
+            // sweep's, and says so.
             let flatness = curve
-                .and_then(LongCurve::flatness)
-                .map_or("-".into(), |f| format!("{f:.2}x"));
+                .and_then(|c| Some((c.flatness()?, c.flatness_pair.is_none())))
+                .map_or("-".into(), |(f, sweep)| match sweep {
+                    true => format!("{f:.2}x (sweep)"),
+                    false => format!("{f:.2}x"),
+                });
             cells.extend([
                 Cell::new(ns_cell(at_ref)),
                 Cell::new(longest_cell),
@@ -454,6 +459,7 @@ mod tests {
             batch: 1,
             points,
             stopped: None,
+            flatness_pair: None,
         };
         let with_curves = |name: &str, curves: Vec<LongCurve>| BenchReport {
             long_context: Some(LongContext {
@@ -462,15 +468,19 @@ mod tests {
             }),
             ..report(name, Vec::new())
         };
+        // A timed its 4K and 64K points again (1.20x, as its sweep reads too).
+        let mut timed_again = curve(
+            KvFormat::F16,
+            vec![point(4096, 100.0), point(16384, 110.0), point(65536, 120.0)],
+        );
+        timed_again.flatness_pair = Some(crate::bench::FlatnessPair {
+            seconds: [1e-3, 19.2e-3],
+            spreads: [0.01, 0.01],
+            machine_speed: Some(1.0),
+        });
         let a = with_curves(
             "a",
-            vec![
-                curve(
-                    KvFormat::F16,
-                    vec![point(4096, 100.0), point(16384, 110.0), point(65536, 120.0)],
-                ),
-                curve(KvFormat::Int8, vec![point(4096, 80.0)]),
-            ],
+            vec![timed_again, curve(KvFormat::Int8, vec![point(4096, 80.0)])],
         );
         // B is twice as fast at 4K and stopped at 16K, where it is 1.1x as fast.
         let mut slowed = point(16384, 100.0);
@@ -496,7 +506,7 @@ mod tests {
                 "1.20x",
                 "50.0",
                 "100.0 * @ 16K",
-                "2.00x",
+                "2.00x (sweep)",
                 "x2.00",
                 "x1.10"
             ],
