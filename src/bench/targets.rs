@@ -77,12 +77,17 @@ fn noise_note(figures: &[&Figure]) -> String {
 fn long_noise_note(curve: &LongCurve) -> String {
     let points = curve.flatness_points().into_iter().flatten();
     let doubts: Vec<(String, Option<f64>, Option<f64>)> = match curve.flatness_pair {
+        // One machine check after the pair speaks for both.
         Some(pair) => points
             .zip(pair.spreads)
             .map(|(p, spread)| {
-                let name = format!("ctx {} (timed again)", p.context);
-                (name, Some(spread), pair.machine_speed)
+                (
+                    format!("ctx {} (timed again)", p.context),
+                    Some(spread),
+                    None,
+                )
             })
+            .chain([("the two timed again".into(), None, pair.machine_speed)])
             .collect(),
         None => points
             .map(|p| (format!("ctx {}", p.context), p.spread, p.machine_speed))
@@ -455,13 +460,29 @@ mod tests {
             spreads: [0.02, 0.3],
             machine_speed: Some(0.9),
         });
-        let t = judged(paired);
+        let t = judged(paired.clone());
         assert_eq!(t.met, Some(true), "{t:?}");
         assert!(t.measured.starts_with("worst 1.10x"), "{}", t.measured);
         assert!(
             t.measured
-                .contains("noisy: ctx 16384 (timed again) spread 30%")
+                .contains("noisy: ctx 16384 (timed again) spread 30% (of that curve")
                 && !t.measured.contains("spread 45%"),
+            "{}",
+            t.measured
+        );
+        // The machine check after the pair is named once, for both.
+        paired.flatness_pair.as_mut().unwrap().machine_speed = Some(0.6);
+        let t = judged(paired);
+        assert!(
+            t.measured.contains(
+                "spread 30%, the two timed again measured while the machine check ran at 60%"
+            ),
+            "{}",
+            t.measured
+        );
+        assert_eq!(
+            t.measured.matches("machine check").count(),
+            1,
             "{}",
             t.measured
         );
