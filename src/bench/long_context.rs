@@ -299,12 +299,18 @@ pub(super) fn run(
         contexts: options.contexts.clone(),
         curves: Vec::new(),
     });
-    let mut checks = CaseChecks::new(ctx, rates.yardstick)?;
-    // Each point's curve label, context and machine check seconds, turned into speeds
-    // against the run's fastest check once every point has run.
-    let mut checked: Vec<(String, u32, f64)> = Vec::new();
-    // Each timed flatness pair's curve label and machine check seconds, likewise.
-    let mut paired: Vec<(String, f64)> = Vec::new();
+    let sweep = Sweep {
+        ctx,
+        watch,
+        repeats,
+        options,
+        rates,
+        bench,
+    };
+    let mut checks = PendingChecks {
+        checks: CaseChecks::new(ctx, rates.yardstick)?,
+        seconds: Vec::new(),
+    };
     for geometry in geometries() {
         for &format in &options.formats {
             for &batch in &options.batches {
@@ -316,112 +322,175 @@ pub(super) fn run(
                     stopped: None,
                     flatness_pair: None,
                 };
-                if !options.keeps(&curve.label()) {
-                    continue;
-                }
-                let case_at = |context| AttentionCase {
-                    geometry: geometry.clone(),
-                    dtype: format,
-                    batch,
-                    context,
-                    kernels: bench.kernels,
-                };
-                let mut previous: Option<f64> = None;
-                for &context in &options.contexts {
-                    let case = case_at(context);
-                    if let Some(prev) = previous {
-                        let estimate =
-                            estimate_point_seconds(2.0 * prev, repeats, watch.min_total_seconds());
-                        if estimate > options.point_budget_s {
-                            curve.stopped = Some(format!(
-                                "stopped before ctx {context}: estimated {estimate:.0} s to time, over the {:.0} s budget per point",
-                                options.point_budget_s
-                            ));
-                            break;
-                        }
-                    }
-                    rec.starting(&format!("long-context {} ctx {context}", curve.label()));
-                    match kernels::decode(ctx, watch, repeats, &case, bench.max_pool_bytes) {
-                        Ok(timing) => {
-                            let seconds = timing.seconds;
-                            let demand = Demand::decode(ctx, &case);
-                            let bound = rates.bound(&demand);
-                            curve.points.push(LongPoint {
-                                context,
-                                seconds,
-                                spread: Some(timing.spread),
-                                ns_per_position: seconds * 1e9 / (batch as f64 * context as f64),
-                                of_bound: bound::of_bound(bound.seconds, seconds),
-                                binding: bound.binding,
-                                flops: demand.flops,
-                                machine_speed: None,
-                            });
-                            rec.demanded(
-                                Slot::Point {
-                                    curve: curve.label(),
-                                    context,
-                                },
-                                demand,
-                            );
-                            checked.push((curve.label(), context, checks.after_case(ctx)?));
-                            previous = Some(seconds);
-                        }
-                        Err(BenchSkip::Skipped(reason)) => {
-                            curve.stopped = Some(format!("stopped at ctx {context}: {reason}"));
-                            break;
-                        }
-                        Err(BenchSkip::Failed(e)) => return Err(e),
-                    }
+                if options.keeps(&curve.label()) {
+                    let case_at = |context| AttentionCase {
+                        geometry: geometry.clone(),
+                        dtype: format,
+                        batch,
+                        context,
+                        kernels: bench.kernels,
+                    };
+                    sweep.points(rec, &mut checks, &mut curve, &case_at)?;
+                    sweep.flatness_pair(rec, &mut checks, &mut curve, &case_at)?;
                     store(rec, &curve);
                 }
-                if let Some(points) = curve.flatness_points() {
-                    let per_round: f64 = points
-                        .iter()
-                        .map(|p| {
-                            estimate_point_seconds(p.seconds, repeats, watch.min_total_seconds())
-                        })
-                        .sum();
-                    let rounds = flatness_rounds(per_round, options.point_budget_s);
-                    let cases = points.map(|p| case_at(p.context));
-                    rec.starting(&format!(
-                        "long-context {}: ctx {} and ctx {} again, each in turn, {rounds} rounds (the flatness divides these)",
-                        curve.label(),
-                        cases[0].context,
-                        cases[1].context
-                    ));
-                    let pool = bench.max_pool_bytes;
-                    curve.flatness_pair = time_pair(ctx, watch, repeats, &cases, rounds, pool)?;
-                    if curve.flatness_pair.is_some() {
-                        paired.push((curve.label(), checks.after_case(ctx)?));
-                    }
-                }
-                store(rec, &curve);
             }
         }
     }
-    let long = rec.report.long_context.as_mut().expect("set above");
-    for (label, seconds) in paired {
-        let curve = long
-            .curves
-            .iter_mut()
-            .find(|c| c.label() == label)
-            .expect("every paired curve was stored");
-        if let Some(pair) = curve.flatness_pair.as_mut() {
-            pair.machine_speed = Some(checks.speed(seconds));
-        }
-    }
-    for (label, context, seconds) in checked {
-        let point = long
-            .curves
-            .iter_mut()
-            .filter(|c| c.label() == label)
-            .flat_map(|c| &mut c.points)
-            .find(|p| p.context == context)
-            .expect("every checked point was stored");
-        point.machine_speed = Some(checks.speed(seconds));
-    }
+    checks.settle(rec.report.long_context.as_mut().expect("set above"));
     rec.measured();
     Ok(())
+}
+
+/// What every curve of a run shares.
+struct Sweep<'a> {
+    ctx: &'a GpuContext,
+    watch: &'a Stopwatch,
+    repeats: u32,
+    options: &'a LongContextOptions,
+    rates: &'a Rates,
+    bench: &'a super::BenchOptions,
+}
+
+impl Sweep<'_> {
+    /// Times `curve`'s points in context order, storing each as it is measured, until the
+    /// last context, a refusal, or a point whose estimated time passes the budget.
+    fn points(
+        &self,
+        rec: &mut Recorder<'_>,
+        checks: &mut PendingChecks,
+        curve: &mut LongCurve,
+        case_at: &dyn Fn(u32) -> AttentionCase,
+    ) -> Result<(), GpuError> {
+        let (ctx, budget) = (self.ctx, self.options.point_budget_s);
+        for &context in &self.options.contexts {
+            if let Some(prev) = curve.points.last() {
+                let estimate = self.estimate(2.0 * prev.seconds);
+                if estimate > budget {
+                    curve.stopped = Some(format!(
+                        "stopped before ctx {context}: estimated {estimate:.0} s to time, over the {budget:.0} s budget per point"
+                    ));
+                    return Ok(());
+                }
+            }
+            rec.starting(&format!("long-context {} ctx {context}", curve.label()));
+            let case = case_at(context);
+            let timing = match kernels::decode(
+                ctx,
+                self.watch,
+                self.repeats,
+                &case,
+                self.bench.max_pool_bytes,
+            ) {
+                Ok(timing) => timing,
+                Err(BenchSkip::Skipped(reason)) => {
+                    curve.stopped = Some(format!("stopped at ctx {context}: {reason}"));
+                    return Ok(());
+                }
+                Err(BenchSkip::Failed(e)) => return Err(e),
+            };
+            let seconds = timing.seconds;
+            let demand = Demand::decode(ctx, &case);
+            let bound = self.rates.bound(&demand);
+            curve.points.push(LongPoint {
+                context,
+                seconds,
+                spread: Some(timing.spread),
+                ns_per_position: seconds * 1e9 / (curve.batch as f64 * context as f64),
+                of_bound: bound::of_bound(bound.seconds, seconds),
+                binding: bound.binding,
+                flops: demand.flops,
+                machine_speed: None,
+            });
+            let slot = Slot::Point {
+                curve: curve.label(),
+                context,
+            };
+            rec.demanded(slot, demand);
+            checks.after(ctx, curve.label(), Some(context))?;
+            store(rec, curve);
+        }
+        Ok(())
+    }
+
+    /// Times `curve`'s reference and longest points again in rounds ([`FlatnessPair`]),
+    /// where it reaches past the reference.
+    fn flatness_pair(
+        &self,
+        rec: &mut Recorder<'_>,
+        checks: &mut PendingChecks,
+        curve: &mut LongCurve,
+        case_at: &dyn Fn(u32) -> AttentionCase,
+    ) -> Result<(), GpuError> {
+        let Some(points) = curve.flatness_points() else {
+            return Ok(());
+        };
+        let per_round = points.iter().map(|p| self.estimate(p.seconds)).sum();
+        let rounds = flatness_rounds(per_round, self.options.point_budget_s);
+        let cases = points.map(|p| case_at(p.context));
+        rec.starting(&format!(
+            "long-context {}: ctx {} and ctx {} again, each in turn, {rounds} rounds (the flatness divides these)",
+            curve.label(),
+            cases[0].context,
+            cases[1].context
+        ));
+        let (ctx, pool) = (self.ctx, self.bench.max_pool_bytes);
+        curve.flatness_pair = time_pair(ctx, self.watch, self.repeats, &cases, rounds, pool)?;
+        if curve.flatness_pair.is_some() {
+            checks.after(ctx, curve.label(), None)?;
+        }
+        Ok(())
+    }
+
+    /// Seconds to time a point whose step takes about `step_s` ([`estimate_point_seconds`]).
+    fn estimate(&self, step_s: f64) -> f64 {
+        estimate_point_seconds(step_s, self.repeats, self.watch.min_total_seconds())
+    }
+}
+
+/// The machine check after each point and each flatness pair, its seconds kept until every
+/// point has run and the run's fastest check is known.
+struct PendingChecks {
+    checks: CaseChecks,
+    /// Curve label, the point's context (`None`: the curve's flatness pair), seconds.
+    seconds: Vec<(String, Option<u32>, f64)>,
+}
+
+impl PendingChecks {
+    /// Checks the machine after a point (`Some(context)`) or a pair (`None`) of `curve`.
+    fn after(
+        &mut self,
+        ctx: &GpuContext,
+        curve: String,
+        context: Option<u32>,
+    ) -> Result<(), GpuError> {
+        let seconds = self.checks.after_case(ctx)?;
+        self.seconds.push((curve, context, seconds));
+        Ok(())
+    }
+
+    /// Gives every checked point and pair of `long` its machine speed.
+    fn settle(self, long: &mut LongContext) {
+        for (label, context, seconds) in self.seconds {
+            let speed = Some(self.checks.speed(seconds));
+            let curve = long
+                .curves
+                .iter_mut()
+                .find(|c| c.label() == label)
+                .expect("every checked curve was stored");
+            match context {
+                Some(context) => {
+                    let point = curve.points.iter_mut().find(|p| p.context == context);
+                    point.expect("every checked point was stored").machine_speed = speed;
+                }
+                None => {
+                    let pair = curve.flatness_pair.as_mut();
+                    pair.expect("a pair is checked only once timed")
+                        .machine_speed = speed;
+                }
+            }
+        }
+    }
 }
 
 /// Puts `curve` in the report (replacing its earlier state) and tells the observer.
