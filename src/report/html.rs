@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use super::charts::{Chart, Line, Rule, bar_chart, line_chart, log_x_line_chart};
 use super::table::bytes_per_token_audit;
 use super::{ResultsFile, ScenarioResult};
+use crate::bench::long_context::FLATNESS_TARGET;
 use crate::bench::machine_check::{doubt_legend, is_doubted};
 use crate::bench::{BenchReport, Section, Unit};
 
@@ -415,7 +416,7 @@ fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bo
         return false;
     }
     body.push_str("<h2>Long context: decode time per KV position per layer</h2>");
-    let mut any_ringed = false;
+    let (mut any_ringed, mut any_flatness) = (false, false);
     for model in models {
         let mut lines = Vec::new();
         let mut ringed = Vec::new();
@@ -435,8 +436,11 @@ fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bo
                         .filter(|p| is_doubted(p.spread, p.machine_speed))
                         .map(|p| (p.context as f64, p.ns_per_position)),
                 );
+                // The flatness, where the curve reaches past 4K, ends the label.
+                let flatness = c.flatness().map_or(String::new(), |f| format!(", {f:.2}x"));
+                any_flatness |= !flatness.is_empty();
                 lines.push(Line {
-                    label: format!("{prefix}{} batch {}", c.format.name(), c.batch),
+                    label: format!("{prefix}{} batch {}{flatness}", c.format.name(), c.batch),
                     points: c
                         .points
                         .iter()
@@ -455,6 +459,11 @@ fn long_context_charts(runs: &[(String, &BenchReport)], body: &mut String) -> bo
         );
         figure(body, &chart);
         any_ringed |= !ringed.is_empty();
+    }
+    if any_flatness {
+        body.push_str(&format!(
+            "<p>A label ending in a ratio gives that curve's flatness: ns per position at the longest context over 4K, from those two points timed again in rounds where the run did so (target {FLATNESS_TARGET}x).</p>"
+        ));
     }
     if any_ringed {
         body.push_str(&format!(
@@ -486,6 +495,27 @@ mod tests {
         assert!(page.contains("Long context: decode time per KV position per layer"));
         assert!(page.contains("qwen2.5-7b: ns per position per layer"));
         assert!(page.contains("int4 batch 8"));
+        // The sample's curve stops at 1K: no flatness, and nothing says there is one.
+        assert!(!page.contains("label ending in a ratio"));
+        let mut longer = report.clone();
+        let curve = &mut longer.long_context.as_mut().unwrap().curves[0];
+        for context in [4096, 16384] {
+            curve.points.push(crate::bench::LongPoint {
+                context,
+                ..curve.points[0].clone()
+            });
+        }
+        curve.flatness_pair = Some(crate::bench::FlatnessPair {
+            seconds: [1e-3, 4.4e-3],
+            spreads: [0.01, 0.01],
+            machine_speed: Some(1.0),
+        });
+        let with_flatness = bench_html(&[("a".into(), &longer)]);
+        assert!(
+            with_flatness.contains("int4 batch 8, 1.10x"),
+            "{with_flatness}"
+        );
+        assert!(with_flatness.contains("label ending in a ratio"));
         let mut plain = report.clone();
         plain.long_context = None;
         assert!(!bench_html(&[("a".into(), &plain)]).contains("Long context"));
