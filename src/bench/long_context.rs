@@ -569,16 +569,24 @@ mod tests {
         assert!(none.curve_labels().is_empty());
     }
 
-    #[test]
-    fn a_curve_reports_its_flatness_and_the_worst_is_found() {
-        let flat = LongCurve {
+    /// An f16 curve of model `m` at `batch` through `points`, with no pair timed again.
+    fn curve(batch: u32, points: Vec<LongPoint>) -> LongCurve {
+        LongCurve {
             model: "m".into(),
             format: KvFormat::F16,
-            batch: 1,
-            points: vec![point(1024, 3.0), point(4096, 2.0), point(16384, 2.2)],
+            batch,
+            points,
             stopped: None,
             flatness_pair: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_curve_reports_its_flatness_and_the_worst_is_found() {
+        let flat = curve(
+            1,
+            vec![point(1024, 3.0), point(4096, 2.0), point(16384, 2.2)],
+        );
         assert!((flat.flatness().unwrap() - 1.1).abs() < 1e-12);
         let steep = LongCurve {
             batch: 8,
@@ -602,15 +610,11 @@ mod tests {
 
     #[test]
     fn the_flatness_divides_the_pair_timed_again_where_there_is_one() {
-        let mut curve = LongCurve {
-            model: "m".into(),
-            format: KvFormat::F16,
-            batch: 8,
-            // The sweep's 16K point landed in a slow spell: 1.5x from the points.
-            points: vec![point(1024, 3.0), point(4096, 2.0), point(16384, 3.0)],
-            stopped: None,
-            flatness_pair: None,
-        };
+        // The sweep's 16K point landed in a slow spell: 1.5x from the points.
+        let mut curve = curve(
+            8,
+            vec![point(1024, 3.0), point(4096, 2.0), point(16384, 3.0)],
+        );
         assert!((curve.flatness().unwrap() - 1.5).abs() < 1e-12);
         // Timed again, the 16K step took 4.4x the 4K step's time for 4x the positions.
         curve.flatness_pair = Some(FlatnessPair {
