@@ -219,8 +219,9 @@ pub struct Figure {
     #[serde(default)]
     pub of_bound: Option<f64>,
     /// The working set whose rates bound the case's bytes (a rung of
-    /// [`BenchReport::working_sets`], the smallest holding them); `None` where the streaming
-    /// rates did (bytes larger than every rung, or older files).
+    /// [`BenchReport::working_sets`], the smallest holding them, and for cases timed one
+    /// sample of each in turn the bytes of all of them); `None` where the streaming rates did
+    /// (bytes larger than every rung, or older files).
     #[serde(default)]
     pub bound_working_set: Option<u64>,
     /// The machine's speed while the case ran, as a share of its best in the run: the

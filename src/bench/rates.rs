@@ -39,13 +39,33 @@ pub(super) struct Demand {
     pub streams: [(f64, Path); 2],
     /// Flops counted ([`bound::decode_flops`], [`bound::prefill_flops`]; 0 for append).
     pub flops: f64,
+    /// Bytes the other cases timed in alternation with this one touch between two of its
+    /// samples ([`Demand::alternating_with`]; 0 for a case timed alone). They pass through
+    /// the same caches, so they count toward the working set, not toward the time.
+    pub alternated_bytes: f64,
 }
 
 impl Demand {
     /// The bytes one sample touches, all streams together: what must fit a cache for the
     /// case to be re-read from it.
     pub fn working_set(&self) -> f64 {
+        self.own_bytes() + self.alternated_bytes
+    }
+
+    /// The bytes the case's own streams move.
+    pub fn own_bytes(&self) -> f64 {
         self.streams.iter().map(|(bytes, _)| bytes).sum()
+    }
+
+    /// This demand timed one sample at a time in turn with cases that touch `others` bytes
+    /// between two of its samples: between its samples theirs pass through the caches, so a
+    /// cache that would hold this case's bytes alone need not hold them on its next sample.
+    /// Its working set, and so the rates its bytes are bounded at, counts theirs too.
+    pub fn alternating_with(self, others: f64) -> Self {
+        Self {
+            alternated_bytes: others,
+            ..self
+        }
     }
 
     /// Where the case's KV pool lives: textures on CPU adapters, buffers elsewhere (the same
@@ -78,6 +98,7 @@ impl Demand {
                 (case.io_bytes(queries) as f64, Path::BufferRead),
             ],
             flops,
+            alternated_bytes: 0.0,
         }
     }
 
@@ -92,8 +113,30 @@ impl Demand {
         Self {
             streams: [(read as f64, Path::BufferRead), (written as f64, pool)],
             flops: 0.0,
+            alternated_bytes: 0.0,
         }
     }
+}
+
+/// The demands of cases timed one sample of each in turn, in order: each alternating with the
+/// bytes of the others that were timed (a case that could not be set up touches none).
+pub(super) fn in_alternation(
+    demands: impl IntoIterator<Item = Demand>,
+    timed: impl IntoIterator<Item = bool>,
+) -> Vec<Demand> {
+    let cases: Vec<(Demand, bool)> = demands.into_iter().zip(timed).collect();
+    let touched: f64 = cases
+        .iter()
+        .filter(|(_, timed)| *timed)
+        .map(|(d, _)| d.own_bytes())
+        .sum();
+    cases
+        .into_iter()
+        .map(|(d, timed)| {
+            let others = touched - if timed { d.own_bytes() } else { 0.0 };
+            d.alternating_with(others)
+        })
+        .collect()
 }
 
 /// The rates one run measured, which every bound in it is computed from.
@@ -209,12 +252,14 @@ mod tests {
         let demand = Demand {
             streams: [(10e9, Path::TextureRead), (5e9, Path::BufferRead)],
             flops: 0.0,
+            alternated_bytes: 0.0,
         };
         // 1 s of texture reads plus 1 s of buffer reads.
         assert_eq!(rates().bound(&demand).seconds, 2.0);
         let writes = Demand {
             streams: [(4e9, Path::BufferWrite), (3e9, Path::TextureWrite)],
             flops: 0.0,
+            alternated_bytes: 0.0,
         };
         assert_eq!(rates().bound(&writes).seconds, 2.0);
     }
@@ -225,6 +270,7 @@ mod tests {
         let with_flops = |flops| Demand {
             streams: [(10e9, Path::TextureRead), (0.0, Path::BufferRead)],
             flops,
+            alternated_bytes: 0.0,
         };
         (with_flops(10e9), with_flops(120e9))
     }
@@ -280,6 +326,7 @@ mod tests {
         let reads = |bytes: f64| Demand {
             streams: [(bytes, Path::TextureRead), (0.0, Path::BufferRead)],
             flops: 0.0,
+            alternated_bytes: 0.0,
         };
         let mib = (1u64 << 20) as f64;
         // Smaller than every rung: the smallest one's rate.
@@ -309,9 +356,41 @@ mod tests {
                 (4.0 * mib, Path::TextureWrite),
             ],
             flops: 0.0,
+            alternated_bytes: 0.0,
         };
         assert_eq!(append.working_set(), 10.0 * mib);
         assert_eq!(ladder.bound(&append).seconds, 10.0 * mib / 20e9);
+    }
+
+    #[test]
+    fn cases_timed_in_alternation_share_one_working_set() {
+        let ladder = Rates {
+            working_sets: vec![rung(8 << 20, 40e9), rung(16 << 20, 20e9)],
+            ..rates()
+        };
+        let mib = (1u64 << 20) as f64;
+        let reads = |bytes: f64| Demand {
+            streams: [(bytes, Path::TextureRead), (0.0, Path::BufferRead)],
+            flops: 0.0,
+            alternated_bytes: 0.0,
+        };
+        // Two 6 MiB cases and one the pool cap refused (it touches nothing): alone each fits
+        // 8 MiB, but between two samples of one the other's 6 MiB pass through the caches.
+        let [a, b, _refused] = in_alternation([reads(6.0 * mib); 3], [true, true, false])[..]
+        else {
+            panic!("one demand per case");
+        };
+        assert_eq!(a.working_set(), 12.0 * mib);
+        assert_eq!(b.working_set(), 12.0 * mib);
+        assert_eq!(ladder.working_set_for(a.working_set()), Some(16 << 20));
+        // The time is still the case's own bytes, at the shared working set's rate.
+        assert_eq!(ladder.bound(&a).seconds, 6.0 * mib / 20e9);
+        assert_eq!(ladder.bound(&reads(6.0 * mib)).seconds, 6.0 * mib / 40e9);
+        // A case timed alone keeps its own working set.
+        assert_eq!(
+            in_alternation([reads(6.0 * mib)], [true])[0].working_set(),
+            6.0 * mib
+        );
     }
 
     #[test]
@@ -324,6 +403,7 @@ mod tests {
         let demand = Demand {
             streams: [(4e6, Path::TextureRead), (0.0, Path::BufferRead)],
             flops: 0.0,
+            alternated_bytes: 0.0,
         };
         assert_eq!(ladder.bound(&demand).seconds, 4e6 / 30e9);
         // And no rung is ever taken below the streaming rate.

@@ -5,7 +5,7 @@ use super::bound;
 use super::kernels::{self, AttentionCase, BenchSkip};
 use super::machine_check::CaseChecks;
 use super::plan::{PlannedCase, Work, plan};
-use super::rates::{Demand, Rates};
+use super::rates::{Demand, Rates, in_alternation};
 use super::{BenchEvent, BenchOptions, BenchReport, Figure, working_set_sizes};
 use super::{Section, Timing, Unit};
 use super::{Stopwatch, long_context, targets};
@@ -322,9 +322,11 @@ fn run_grid(
     // Each measured figure's index and its machine check's seconds, turned into speeds
     // against the run's fastest check once every case has run.
     let mut checked: Vec<(usize, f64)> = Vec::new();
-    // Results of a group's cases, timed together when its first case comes up, and the
-    // machine check's seconds around them.
-    let mut group_results: Option<(u32, std::vec::IntoIter<Result<Timing, BenchSkip>>)> = None;
+    // Results of a group's cases, timed together when its first case comes up, each with its
+    // demand (the others' bytes in its working set), and the machine check's seconds around
+    // them.
+    type Grouped = (Result<Timing, BenchSkip>, Demand);
+    let mut group_results: Option<(u32, std::vec::IntoIter<Grouped>)> = None;
     let mut group_check: Option<f64> = None;
     let mut group_f16: Option<f64> = None;
     for planned in &planned_cases {
@@ -364,15 +366,21 @@ fn run_grid(
                         .zip(&results)
                         .find(|(c, _)| c.dtype == KvFormat::F16)
                         .and_then(|(_, r)| r.as_ref().ok().map(|t| t.seconds));
-                    group_results = Some((group, results.into_iter()));
+                    let demands = in_alternation(
+                        group_cases.iter().map(|c| Demand::decode(ctx, c)),
+                        results.iter().map(Result::is_ok),
+                    );
+                    let grouped: Vec<Grouped> = results.into_iter().zip(demands).collect();
+                    group_results = Some((group, grouped.into_iter()));
                 }
                 let (_, results) = group_results.as_mut().expect("set above");
+                let (result, demand) = results.next().expect("one result per grouped case");
                 (
-                    results.next().expect("one result per grouped case"),
+                    result,
                     case.kv_bytes() as f64,
                     Unit::Gigabytes,
                     rates.copy,
-                    Demand::decode(ctx, case),
+                    demand,
                 )
             }
             Work::Decode(case) | Work::Format(case) => (
@@ -450,6 +458,7 @@ mod tests {
             Demand {
                 streams: [(80e6, Path::TextureRead), (0.0, Path::BufferRead)],
                 flops: 0.0,
+                alternated_bytes: 0.0,
             },
         );
         rec.demanded(
@@ -460,6 +469,7 @@ mod tests {
             Demand {
                 streams: [(1e6, Path::TextureRead), (0.0, Path::BufferRead)],
                 flops: 6e6,
+                alternated_bytes: 0.0,
             },
         );
         let rates = Rates {

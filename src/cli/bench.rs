@@ -338,7 +338,7 @@ pub fn render(report: &BenchReport) -> String {
     out += "bound: each case's bytes at the read rate of its KV path (texture or buffer; f32 Q and output at the buffer rate; append: f32 K/V at the buffer read rate plus the pool's bytes at its path's write rate) or its flops at the matmul rate, whichever is longer; \"of bound\" is bound time / measured time\n";
     if let Some(smallest) = report.working_sets.first() {
         out += &format!(
-            "working sets: a case's bytes move at the rates of the smallest working set timed that holds them all ({} and up; \"memory (N MiB)\"), where a cache can serve them on every sample; larger cases at the streaming rates\n",
+            "working sets: a case's bytes move at the rates of the smallest working set timed that holds them all ({} and up; \"memory (N MiB)\"), where a cache can serve them on every sample (cases timed in alternation count each other's bytes); larger cases at the streaming rates\n",
             pagekv::gpu::human_bytes(smallest.bytes)
         );
     }
