@@ -46,8 +46,9 @@ pub(super) struct Demand {
 }
 
 impl Demand {
-    /// The bytes one sample touches, all streams together: what must fit a cache for the
-    /// case to be re-read from it.
+    /// The bytes that pass through the caches from one of the case's samples to the next:
+    /// its own streams and, timed in alternation, the other cases' bytes. What must fit a
+    /// cache for the case to be re-read from it.
     pub fn working_set(&self) -> f64 {
         self.own_bytes() + self.alternated_bytes
     }
