@@ -304,6 +304,15 @@ mod tests {
         assert_eq!(start.clone().with_faster_matmul(1e9).matmul, 60e9);
     }
 
+    /// `bytes` read through a texture, nothing else.
+    fn reads(bytes: f64) -> Demand {
+        Demand {
+            streams: [(bytes, Path::TextureRead), (0.0, Path::BufferRead)],
+            flops: 0.0,
+            alternated_bytes: 0.0,
+        }
+    }
+
     fn rung(bytes: u64, rate: f64) -> WorkingSetRates {
         WorkingSetRates {
             bytes,
@@ -323,11 +332,6 @@ mod tests {
                 rung(32 << 20, 20e9),
             ],
             ..rates()
-        };
-        let reads = |bytes: f64| Demand {
-            streams: [(bytes, Path::TextureRead), (0.0, Path::BufferRead)],
-            flops: 0.0,
-            alternated_bytes: 0.0,
         };
         let mib = (1u64 << 20) as f64;
         // Smaller than every rung: the smallest one's rate.
@@ -370,11 +374,6 @@ mod tests {
             ..rates()
         };
         let mib = (1u64 << 20) as f64;
-        let reads = |bytes: f64| Demand {
-            streams: [(bytes, Path::TextureRead), (0.0, Path::BufferRead)],
-            flops: 0.0,
-            alternated_bytes: 0.0,
-        };
         // Two 6 MiB cases and one the pool cap refused (it touches nothing): alone each fits
         // 8 MiB, but between two samples of one the other's 6 MiB pass through the caches.
         let [a, b, _refused] = in_alternation([reads(6.0 * mib); 3], [true, true, false])[..]
@@ -401,11 +400,7 @@ mod tests {
             working_sets: vec![rung(8 << 20, 2e9), rung(16 << 20, 30e9)],
             ..rates()
         };
-        let demand = Demand {
-            streams: [(4e6, Path::TextureRead), (0.0, Path::BufferRead)],
-            flops: 0.0,
-            alternated_bytes: 0.0,
-        };
+        let demand = reads(4e6);
         assert_eq!(ladder.bound(&demand).seconds, 4e6 / 30e9);
         // And no rung is ever taken below the streaming rate.
         let slow = Rates {
