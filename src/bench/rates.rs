@@ -313,6 +313,14 @@ mod tests {
         }
     }
 
+    /// [`rates`] with an 8 MiB rung at 40 GB/s and a 16 MiB one at 20 GB/s.
+    fn two_rungs() -> Rates {
+        Rates {
+            working_sets: vec![rung(8 << 20, 40e9), rung(16 << 20, 20e9)],
+            ..rates()
+        }
+    }
+
     fn rung(bytes: u64, rate: f64) -> WorkingSetRates {
         WorkingSetRates {
             bytes,
@@ -349,10 +357,7 @@ mod tests {
 
     #[test]
     fn the_working_set_counts_every_stream_of_the_case() {
-        let ladder = Rates {
-            working_sets: vec![rung(8 << 20, 40e9), rung(16 << 20, 20e9)],
-            ..rates()
-        };
+        let ladder = two_rungs();
         let mib = (1u64 << 20) as f64;
         // 6 MiB of reads and 4 MiB of writes: 10 MiB touched, so the 16 MiB rung's rates.
         let append = Demand {
@@ -369,10 +374,7 @@ mod tests {
 
     #[test]
     fn cases_timed_in_alternation_share_one_working_set() {
-        let ladder = Rates {
-            working_sets: vec![rung(8 << 20, 40e9), rung(16 << 20, 20e9)],
-            ..rates()
-        };
+        let ladder = two_rungs();
         let mib = (1u64 << 20) as f64;
         // Two 6 MiB cases and one the pool cap refused (it touches nothing): alone each fits
         // 8 MiB, but between two samples of one the other's 6 MiB pass through the caches.
